@@ -1,0 +1,247 @@
+"""Sync: every audit event of an hour, exactly once, from the API into the ledger.
+
+Hour H is the API window ``oldest = H``, ``latest = H + 3599`` (both inclusive), and the
+ledger window ``[H, H + 3600)``. A sync of hours ``[start, end)`` also re-reads the
+``lookback`` hours before ``start`` that the ledger already holds, because Slack publishes
+no latency bound: events that showed up late for those hours are committed as ``late``
+batches. Hours before ``start`` that were never committed are gaps for the gap-filling
+sensor or a backfill to sync, not for the lookback.
+
+Exactly once: a window is read completely before anything of it is committed, and the
+ledger commit drops (under its lock) every id already committed for that window, so
+reruns, overlapping lookbacks, restarted windows and concurrent runs add nothing twice.
+An id that the ledger holds but the API no longer returns is reported, never deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.lake import WindowNormalizer, events_from_table, write_batch_file
+from audit_pipeline.ledger import EventRecord, Ledger
+from audit_pipeline.slack.client import AuditLogSource, FetchStats
+
+log = logging.getLogger(__name__)
+
+HOUR = 3600
+DEFAULT_LOOKBACK_HOURS = 6
+_HOUR_FORMATS = ("%Y-%m-%dT%H", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d-%H:%M")
+
+
+def parse_hour(text: str) -> int:
+    """parse_hour reads a UTC hour like ``2026-11-28T13`` and returns its Unix start."""
+    for fmt in _HOUR_FORMATS:
+        try:
+            moment = datetime.strptime(text.strip().removesuffix("Z"), fmt)
+        except ValueError:
+            continue
+        moment = moment.replace(tzinfo=UTC)
+        if moment.minute or moment.second:
+            break
+        return int(moment.timestamp())
+    raise ConfigurationError(
+        f"not a UTC hour: {text!r} (expected YYYY-MM-DDTHH, e.g. 2026-11-28T13)"
+    )
+
+
+def format_hour(start: int) -> str:
+    return datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H")
+
+
+def last_closed_hour(now: float) -> int:
+    """last_closed_hour returns the start of the newest hour that has fully ended."""
+    return int(now // HOUR) * HOUR - HOUR
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """What one window's sync did."""
+
+    window_start: int
+    lookback: bool
+    fetched: int
+    sequence: int | None
+    kind: str | None
+    events_committed: int
+    quarantined: int
+    duplicates_skipped: int
+    missing_from_source: tuple[str, ...]
+
+    @property
+    def hour(self) -> str:
+        return format_hour(self.window_start)
+
+
+@dataclass
+class SyncReport:
+    """The outcome of a sync, for the CLI summary and Dagster metadata."""
+
+    windows: list[WindowResult] = field(default_factory=list)
+    stats: FetchStats = field(default_factory=FetchStats)
+    actions: Counter[str] = field(default_factory=Counter)
+    checkpoint: bytes | None = None
+
+    @property
+    def events_committed(self) -> int:
+        return sum(w.events_committed for w in self.windows)
+
+    @property
+    def late_events(self) -> int:
+        return sum(w.events_committed for w in self.windows if w.kind == "late")
+
+    @property
+    def quarantined(self) -> int:
+        return sum(w.quarantined for w in self.windows)
+
+    @property
+    def batches(self) -> list[WindowResult]:
+        return [w for w in self.windows if w.sequence is not None]
+
+    @property
+    def missing_from_source(self) -> list[tuple[str, str]]:
+        return [(w.hour, i) for w in self.windows for i in w.missing_from_source]
+
+    def summary(self) -> str:
+        lines = [
+            f"windows read: {len(self.windows)}; batches committed: {len(self.batches)}; "
+            f"events committed: {self.events_committed} (late: {self.late_events}); "
+            f"quarantined: {self.quarantined}",
+            f"API: {self.stats.requests} requests, {self.stats.pages} pages, "
+            f"{self.stats.retries} retries ({self.stats.rate_limited} rate-limited), "
+            f"{self.stats.window_restarts} window restarts",
+        ]
+        for w in self.batches:
+            lines.append(
+                f"  {w.hour}  #{w.sequence} {w.kind}: {w.events_committed} events"
+                + (f", {w.quarantined} quarantined" if w.quarantined else "")
+            )
+        for hour, event_id in self.missing_from_source:
+            lines.append(f"  WARNING {hour}: committed id {event_id} no longer returned by the API")
+        return "\n".join(lines)
+
+
+class _BatchWriter:
+    """The ledger's ``write_data`` callback: writes the rows of the events it is given."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.written: pa.Table | None = None
+
+    def __call__(self, new_events: Sequence[EventRecord], path: Path) -> None:
+        rows = self.table
+        if len(new_events) != rows.num_rows:
+            wanted = pa.array([e.event_id for e in new_events], pa.string())
+            rows = rows.filter(pc.is_in(rows["event_id"], value_set=wanted))
+        write_batch_file(rows, path)
+        self.written = rows
+
+
+def sync_window(
+    window_start: int,
+    *,
+    source: AuditLogSource,
+    ledger: Ledger,
+    run_id: str,
+    lookback: bool = False,
+    actions: Counter[str] | None = None,
+) -> WindowResult:
+    """sync_window reads one hour completely, then commits what is new in it."""
+    window_end = window_start + HOUR
+    normalizer = WindowNormalizer(window_start, window_end)
+    pages_before, fetched = source.stats.pages, 0
+    for entries in source.iter_pages(window_start, window_end - 1):
+        fetched += len(entries)
+        normalizer.add(entries)
+    rows = normalizer.finish()
+    writer = _BatchWriter(rows.table)
+    result = ledger.commit_batch(
+        window_start=window_start,
+        window_end=window_end,
+        events=events_from_table(rows.table),
+        write_data=writer,
+        source={
+            "api_url": source.logs_url,
+            "oldest": window_start,
+            "latest": window_end - 1,
+            "pages": source.stats.pages - pages_before,
+            "entries_returned": fetched,
+        },
+        run_id=run_id,
+    )
+    quarantined = 0
+    if writer.written is not None:
+        reasons = writer.written.column("quarantine_reason")
+        quarantined = len(reasons) - reasons.null_count
+        if actions is not None:
+            actions.update(a for a in writer.written.column("action").to_pylist() if a)
+    for event_id in result.missing_from_source:
+        log.warning(
+            "%s: committed event %s is no longer returned by the API (kept, not deleted)",
+            format_hour(window_start),
+            event_id,
+        )
+    return WindowResult(
+        window_start=window_start,
+        lookback=lookback,
+        fetched=fetched,
+        sequence=result.sequence,
+        kind=result.kind,
+        events_committed=result.events_committed,
+        quarantined=quarantined,
+        duplicates_skipped=result.duplicates_skipped + rows.duplicates_skipped,
+        missing_from_source=tuple(result.missing_from_source),
+    )
+
+
+def sync_hours(
+    *,
+    start: int,
+    end: int,
+    source: AuditLogSource,
+    ledger: Ledger,
+    run_id: str,
+    lookback_hours: int = DEFAULT_LOOKBACK_HOURS,
+    progress: Callable[[str], None] | None = None,
+) -> SyncReport:
+    """sync_hours syncs hours ``[start, end)`` plus the lookback, oldest first."""
+    if start % HOUR or end % HOUR:
+        raise ConfigurationError("sync windows must start and end on a UTC hour")
+    if end <= start:
+        raise ConfigurationError(
+            f"empty range: end {format_hour(end)} is not after start {format_hour(start)}"
+        )
+    if lookback_hours < 0:
+        raise ConfigurationError(f"lookback must be >= 0 hours, got {lookback_hours}")
+    held = ledger.committed_windows()
+    lookback = [h for h in range(start - lookback_hours * HOUR, start, HOUR) if h in held]
+    report = SyncReport(stats=source.stats)
+    plan: list[tuple[int, bool]] = [(h, True) for h in lookback]
+    plan += [(h, False) for h in range(start, end, HOUR)]
+    for done, (hour, is_lookback) in enumerate(plan, 1):
+        result = sync_window(
+            hour,
+            source=source,
+            ledger=ledger,
+            run_id=run_id,
+            lookback=is_lookback,
+            actions=report.actions,
+        )
+        report.windows.append(result)
+        if progress:
+            progress(
+                f"[{done}/{len(plan)}] {result.hour}"
+                + (" (lookback)" if is_lookback else "")
+                + f": {result.fetched} read, {result.events_committed} new"
+                + (f" -> #{result.sequence} {result.kind}" if result.sequence is not None else "")
+            )
+    report.checkpoint = ledger.latest_checkpoint()
+    return report

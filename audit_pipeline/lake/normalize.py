@@ -1,0 +1,189 @@
+"""Normalize raw Audit Logs API entries of one window into rows of ``EVENT_SCHEMA``.
+
+The API's shapes drift (new actions, new entity types, ``details`` keys that change type),
+so nothing here rejects an entry for having unexpected fields: the normalized columns are
+best-effort, and the whole entry is kept as canonical JSON. Only an entry without a usable
+``id``, ``date_create`` or ``action``, or one outside the window it was asked for, is
+quarantined, as a row with a reason, never dropped.
+
+Within a window, the same ``id`` may come back more than once (a restarted window after
+``invalid_cursor``, overlapping retries): an identical repeat is counted and skipped; a
+repeat with different content is quarantined so that the conflict is visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from audit_pipeline.lake.schema import EVENT_SCHEMA
+from audit_pipeline.ledger.canonical import canonical_json
+from audit_pipeline.ledger.merkle import leaf_hash
+
+_ENTITY_NAME_KEYS = ("name", "title", "template_name")
+_EMPTY: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class NormalizedWindow:
+    """The rows of one window, sorted by (``date_create``, ``event_id``)."""
+
+    table: pa.Table
+    quarantined: int
+    duplicates_skipped: int
+
+    @property
+    def row_count(self) -> int:
+        return self.table.num_rows
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else _EMPTY
+
+
+def _text(value: Any) -> str | None:
+    """Render a scalar as text (ids arrive as str or int); containers as canonical JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return canonical_json(value).decode()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class WindowNormalizer:
+    """Accumulates the entries of one window, page by page, into column lists.
+
+    ``window_start`` and ``window_end`` are Unix seconds, end exclusive. Feed pages with
+    :meth:`add`, then call :meth:`finish` once.
+    """
+
+    def __init__(self, window_start: int, window_end: int) -> None:
+        self.window_start = window_start
+        self.window_end = window_end
+        self._columns: dict[str, list[Any]] = {f.name: [] for f in EVENT_SCHEMA}
+        self._seen: dict[str, bytes] = {}
+        self.quarantined = 0
+        self.duplicates_skipped = 0
+
+    def add(self, entries: Iterable[Any]) -> None:
+        for entry in entries:
+            self._add_one(entry)
+
+    def _add_one(self, entry: Any) -> None:
+        raw = canonical_json(entry)
+        leaf = leaf_hash(raw)
+        reason = self._quarantine_reason(entry)
+        if reason is None:
+            event_id = entry["id"]
+            previous = self._seen.get(event_id)
+            if previous == leaf:
+                self.duplicates_skipped += 1
+                return
+            if previous is not None:
+                reason = f"id {event_id!r} seen earlier in this window with different content"
+        if reason is not None:
+            self._add_quarantined(entry, raw, leaf, reason)
+            return
+        self._seen[event_id] = leaf
+        self._append_event(entry, raw, leaf)
+
+    def _quarantine_reason(self, entry: Any) -> str | None:
+        if not isinstance(entry, dict):
+            return f"entry is a JSON {type(entry).__name__}, not an object"
+        event_id = entry.get("id")
+        if not isinstance(event_id, str) or not event_id:
+            return "missing or non-string id"
+        date_create = entry.get("date_create")
+        if not _is_int(date_create):
+            return "missing or non-integer date_create"
+        if not self.window_start <= date_create < self.window_end:
+            return (
+                f"date_create {date_create} outside the requested window "
+                f"[{self.window_start}, {self.window_end})"
+            )
+        if not isinstance(entry.get("action"), str):
+            return "missing or non-string action"
+        return None
+
+    def _add_quarantined(self, entry: Any, raw: bytes, leaf: bytes, reason: str) -> None:
+        synthetic_id = "quarantine-" + hashlib.sha256(raw).hexdigest()[:32]
+        if synthetic_id in self._seen:
+            self.duplicates_skipped += 1
+            return
+        self._seen[synthetic_id] = leaf
+        self.quarantined += 1
+        date_create = _obj(entry).get("date_create")
+        if not (_is_int(date_create) and self.window_start <= date_create < self.window_end):
+            date_create = self.window_start
+        row = dict.fromkeys(self._columns)
+        row.update(
+            event_id=synthetic_id,
+            date_create=date_create,
+            raw_json=raw.decode(),
+            leaf_hash=leaf,
+            quarantine_reason=reason,
+        )
+        for name, value in row.items():
+            self._columns[name].append(value)
+
+    def _append_event(self, entry: dict[str, Any], raw: bytes, leaf: bytes) -> None:
+        c = self._columns
+        actor = _obj(entry.get("actor"))
+        user = _obj(actor.get("user"))
+        entity = _obj(entry.get("entity"))
+        entity_type = entity.get("type")
+        target = _obj(entity.get(entity_type)) if isinstance(entity_type, str) else _EMPTY
+        context = _obj(entry.get("context"))
+        location = _obj(context.get("location"))
+        details = entry.get("details")
+
+        c["event_id"].append(entry["id"])
+        c["date_create"].append(entry["date_create"])
+        c["action"].append(entry["action"])
+        c["actor_type"].append(_text(actor.get("type")))
+        c["actor_user_id"].append(_text(user.get("id")))
+        c["actor_user_name"].append(_text(user.get("name")))
+        c["actor_user_email"].append(_text(user.get("email")))
+        c["actor_user_team"].append(_text(user.get("team")))
+        c["entity_type"].append(_text(entity_type))
+        c["entity_id"].append(_text(target.get("id")))
+        c["entity_name"].append(
+            next((_text(target[k]) for k in _ENTITY_NAME_KEYS if target.get(k) is not None), None)
+        )
+        c["location_type"].append(_text(location.get("type")))
+        c["location_id"].append(_text(location.get("id")))
+        c["location_name"].append(_text(location.get("name")))
+        c["location_domain"].append(_text(location.get("domain")))
+        c["ip_address"].append(_text(context.get("ip_address")))
+        c["user_agent"].append(_text(context.get("ua")))
+        c["session_id"].append(_text(context.get("session_id")))
+        c["context_app_id"].append(_text(_obj(context.get("app")).get("id")))
+        c["details"].append(None if details is None else canonical_json(details).decode())
+        c["raw_json"].append(raw.decode())
+        c["leaf_hash"].append(leaf)
+        c["quarantine_reason"].append(None)
+
+    def finish(self) -> NormalizedWindow:
+        table = pa.Table.from_pydict(self._columns, schema=EVENT_SCHEMA)
+        table = table.sort_by([("date_create", "ascending"), ("event_id", "ascending")])
+        self._columns = {f.name: [] for f in EVENT_SCHEMA}
+        return NormalizedWindow(table, self.quarantined, self.duplicates_skipped)
+
+
+def normalize_entries(
+    entries: Iterable[Any], *, window_start: int, window_end: int
+) -> NormalizedWindow:
+    """normalize_entries returns the sorted rows of one window's entries (see module doc)."""
+    normalizer = WindowNormalizer(window_start, window_end)
+    normalizer.add(entries)
+    return normalizer.finish()

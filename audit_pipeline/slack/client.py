@@ -1,0 +1,394 @@
+"""Reading the Audit Logs API with the official ``slack_sdk.audit_logs.AuditLogsClient``.
+
+The traps this module exists to avoid (each one lost or duplicated events for some
+collector): every page resends ``oldest``, ``latest`` and the other filters with the cursor
+(the cursor carries a position, not the filters); end of data is an empty *or missing*
+``next_cursor``; non-2xx responses are returned by slack-sdk, not raised, so each one is
+checked here; 429 waits for ``Retry-After`` through slack-sdk's own
+``RateLimitErrorRetryHandler`` (which slack-sdk does not install by default); and
+``invalid_cursor`` restarts the window from its first page (the caller dedups on ``id``).
+Our own request rate is capped so that we stay inside the org-wide budget that every app
+of the organization shares.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
+from http.client import HTTPException
+from typing import Any, ClassVar
+from urllib.error import URLError
+from urllib.parse import urlsplit
+
+from slack_sdk.audit_logs import AuditLogsClient
+from slack_sdk.http_retry import RetryHandler
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+
+from audit_pipeline.errors import AuditPipelineError, ConfigurationError
+
+log = logging.getLogger(__name__)
+
+SLACK_BASE_URL = AuditLogsClient.BASE_URL
+MAX_PAGE_SIZE = 9_999
+MAX_WINDOW_RESTARTS = 3
+
+# Error codes that mean "this token can never work": fail fast, do not retry.
+AUTH_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "invalid_authentication",
+        "missing_authentication",
+        "not_authed",
+        "token_revoked",
+        "token_expired",
+        "missing_scope",
+        "not_allowed_token_type",
+        "user_not_authorized",
+        "team_not_authorized",
+        "feature_not_enabled",
+        "invalid_workspace",
+    }
+)
+TOKEN_HINT = (
+    "The Audit Logs API needs a user token (xoxp-…) of an Enterprise Grid org owner, "
+    "from an app installed on the organization, with the auditlogs:read scope; "
+    "check SLACK_AUDIT_TOKEN"
+)
+
+
+class SlackApiError(AuditPipelineError):
+    """The API answered with an error we could not retry past."""
+
+    def __init__(self, message: str, *, status: int | None = None, error: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.error = error
+
+
+class SlackAuthError(SlackApiError, ConfigurationError):
+    """The token was refused: a configuration problem, never worth retrying."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class AuditApiSettings:
+    """How to reach the Audit Logs API. The token is never shown in ``repr``."""
+
+    token: str = field(repr=False)
+    base_url: str = SLACK_BASE_URL
+    page_size: int = MAX_PAGE_SIZE
+    timeout: float = 30.0
+    max_retries: int = 8
+    max_calls_per_minute: float = 40.0  # leaves room for the other apps sharing the org's ~50/min
+
+    ENV: ClassVar[dict[str, str]] = {
+        "token": "SLACK_AUDIT_TOKEN",
+        "base_url": "SLACK_AUDIT_BASE_URL",
+        "page_size": "SLACK_AUDIT_PAGE_SIZE",
+        "timeout": "SLACK_AUDIT_TIMEOUT",
+        "max_retries": "SLACK_AUDIT_MAX_RETRIES",
+        "max_calls_per_minute": "SLACK_AUDIT_MAX_CALLS_PER_MINUTE",
+    }
+
+    def __post_init__(self) -> None:
+        if not self.token or not self.token.strip():
+            raise ConfigurationError(f"no Slack token: set {self.ENV['token']}. {TOKEN_HINT}")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base URL must be http(s)://…, got {self.base_url!r}")
+        if not self.base_url.endswith("/"):
+            object.__setattr__(self, "base_url", self.base_url + "/")
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise ConfigurationError(f"page size must be 1..{MAX_PAGE_SIZE}, got {self.page_size}")
+        if self.timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0 seconds, got {self.timeout}")
+        if self.max_retries < 0:
+            raise ConfigurationError(f"retry budget must be >= 0, got {self.max_retries}")
+        if self.max_calls_per_minute < 0:
+            raise ConfigurationError(
+                f"max calls per minute must be >= 0 (0 = no cap), got {self.max_calls_per_minute}"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> AuditApiSettings:
+        """from_env reads ``SLACK_AUDIT_*`` variables; explicit overrides win (None = unset)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for name, var in cls.ENV.items():
+            raw = overrides.get(name)
+            if raw is None:
+                raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            if types[name] in ("int", int):
+                values[name] = _number(int, raw, var)
+            elif types[name] in ("float", float):
+                values[name] = _number(float, raw, var)
+            else:
+                values[name] = raw
+        if "token" not in values:
+            raise ConfigurationError(f"no Slack token: set {cls.ENV['token']}. {TOKEN_HINT}")
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> AuditApiSettings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def is_loopback(self) -> bool:
+        host = urlsplit(self.base_url).hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+
+def _number(kind: type, raw: Any, var: str) -> Any:
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{var} must be a number, got {raw!r}") from None
+
+
+@dataclass
+class FetchStats:
+    """What reading cost: shown in sync summaries and Dagster metadata."""
+
+    requests: int = 0
+    pages: int = 0
+    entries: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    window_restarts: int = 0
+    paced_seconds: float = 0.0
+
+    def add(self, other: FetchStats) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+class RequestPacer:
+    """Spaces requests so that our own rate never exceeds ``calls_per_minute`` (0 = off).
+
+    Thread-safe; one pacer is shared by everything that calls the API from a process.
+    """
+
+    def __init__(
+        self,
+        calls_per_minute: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval = 60.0 / calls_per_minute if calls_per_minute else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> float:
+        """wait blocks until the next request may go out; returns the seconds waited."""
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        delay = slot - now
+        if delay > 0:
+            self._sleep(delay)
+        return max(delay, 0.0)
+
+
+class _CountingRateLimitHandler(RateLimitErrorRetryHandler):
+    def __init__(self, stats: FetchStats, max_retry_count: int) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.stats = stats
+
+    def prepare_for_next_attempt(self, **kwargs: Any) -> None:
+        self.stats.rate_limited += 1
+        self.stats.retries += 1
+        super().prepare_for_next_attempt(**kwargs)
+
+
+class _TransientErrorRetryHandler(ConnectionErrorRetryHandler):
+    """Connection resets, timeouts and bodies cut short: retried with backoff and jitter."""
+
+    def __init__(self, stats: FetchStats, max_retry_count: int) -> None:
+        super().__init__(
+            max_retry_count=max_retry_count,
+            interval_calculator=BackoffRetryIntervalCalculator(backoff_factor=0.25),
+            error_types=[
+                URLError,
+                ConnectionError,
+                TimeoutError,
+                HTTPException,  # RemoteDisconnected, IncompleteRead, BadStatusLine
+                json.JSONDecodeError,  # slack-sdk parses a truncated "{…" body and raises
+            ],
+        )
+        self.stats = stats
+
+    def prepare_for_next_attempt(self, **kwargs: Any) -> None:
+        self.stats.retries += 1
+        super().prepare_for_next_attempt(**kwargs)
+
+
+class _ServerErrorRetryHandler(RetryHandler):
+    """5xx responses, retried with backoff (slack-sdk's own handler covers only 500/503)."""
+
+    def __init__(self, stats: FetchStats, max_retry_count: int) -> None:
+        super().__init__(
+            max_retry_count=max_retry_count,
+            interval_calculator=BackoffRetryIntervalCalculator(backoff_factor=0.25),
+        )
+        self.stats = stats
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        return response is not None and 500 <= response.status_code < 600
+
+    def prepare_for_next_attempt(self, **kwargs: Any) -> None:
+        self.stats.retries += 1
+        super().prepare_for_next_attempt(**kwargs)
+
+
+def _bypass_proxy_for_loopback() -> None:
+    """Make urllib never send loopback requests through an environment proxy."""
+    loopback = ("127.0.0.1", "localhost", "::1")
+    for var in ("no_proxy", "NO_PROXY"):
+        present = [h.strip() for h in os.environ.get(var, "").split(",") if h.strip()]
+        missing = [h for h in loopback if h not in present]
+        if missing:
+            os.environ[var] = ",".join(present + missing)
+
+
+def build_client(settings: AuditApiSettings, stats: FetchStats) -> AuditLogsClient:
+    """build_client returns the official client with a real retry budget installed."""
+    budget = settings.max_retries
+    client = AuditLogsClient(
+        token=settings.token,
+        base_url=settings.base_url,
+        timeout=int(max(1, round(settings.timeout))),
+        logger=logging.getLogger("audit_pipeline.slack_sdk"),
+        retry_handlers=[
+            _TransientErrorRetryHandler(stats, budget),
+            _CountingRateLimitHandler(stats, budget),
+            _ServerErrorRetryHandler(stats, budget),
+        ],
+    )
+    if settings.is_loopback:
+        # slack-sdk honours HTTP(S)_PROXY but ignores NO_PROXY: a loopback emulator must
+        # never be reached through a proxy.
+        client.proxy = None
+        _bypass_proxy_for_loopback()
+    return client
+
+
+class _RestartWindow(Exception):
+    pass
+
+
+class AuditLogSource:
+    """Reads whole windows of the Audit Logs API, page by page."""
+
+    def __init__(
+        self,
+        settings: AuditApiSettings,
+        *,
+        pacer: RequestPacer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stats = FetchStats()
+        self.pacer = pacer or RequestPacer(settings.max_calls_per_minute)
+        self._client = build_client(settings, self.stats)
+
+    @property
+    def logs_url(self) -> str:
+        return self.settings.base_url + "logs"
+
+    def iter_pages(self, oldest: int, latest: int) -> Iterator[list[Any]]:
+        """iter_pages yields the raw entries of every page of ``[oldest, latest]`` (inclusive).
+
+        After an ``invalid_cursor`` the window starts again from its first page, so an
+        entry may be yielded twice: callers dedup on ``id``.
+        """
+        restarts = 0
+        while True:
+            try:
+                yield from self._pages_once(oldest, latest)
+                return
+            except _RestartWindow:
+                restarts += 1
+                self.stats.window_restarts += 1
+                if restarts > MAX_WINDOW_RESTARTS:
+                    raise SlackApiError(
+                        f"invalid_cursor {restarts} times reading [{oldest}, {latest}]; giving up",
+                        error="invalid_cursor",
+                    ) from None
+                log.warning("invalid_cursor reading [%s, %s]: restarting window", oldest, latest)
+
+    def _pages_once(self, oldest: int, latest: int) -> Iterator[list[Any]]:
+        cursor: str | None = None
+        while True:
+            body = self._request_page(oldest, latest, cursor)
+            entries = body.get("entries")
+            if entries is None:
+                entries = []
+            if not isinstance(entries, list):
+                raise SlackApiError(f"`entries` is a {type(entries).__name__}, not a list")
+            self.stats.pages += 1
+            self.stats.entries += len(entries)
+            yield entries
+            metadata = body.get("response_metadata")
+            cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
+            if not cursor:
+                return
+
+    def _request_page(self, oldest: int, latest: int, cursor: str | None) -> dict[str, Any]:
+        unusable = 0
+        while True:
+            self.stats.paced_seconds += self.pacer.wait()
+            self.stats.requests += 1
+            try:
+                response = self._client.logs(
+                    oldest=oldest, latest=latest, limit=self.settings.page_size, cursor=cursor
+                )
+            except (URLError, ConnectionError, TimeoutError, HTTPException, ValueError) as exc:
+                raise SlackApiError(
+                    f"could not reach {self.logs_url} after {self.settings.max_retries} "
+                    f"retries: {type(exc).__name__}: {exc}"
+                ) from None
+            body = response.body
+            if response.status_code == 200 and isinstance(body, dict) and "entries" in body:
+                return body
+            error = body.get("error") if isinstance(body, dict) else None
+            status = response.status_code
+            if status in (401, 403) or error in AUTH_ERRORS:
+                raise SlackAuthError(
+                    f"Slack refused the token (HTTP {status}"
+                    f"{', ' + error if error else ''}). {TOKEN_HINT}",
+                    status=status,
+                    error=error,
+                )
+            if error == "invalid_cursor":
+                raise _RestartWindow
+            if status == 200 and unusable < self.settings.max_retries:
+                # A 200 whose body is not an entries object: treat as a transient glitch.
+                unusable += 1
+                self.stats.retries += 1
+                continue
+            detail = f"HTTP {status}" + (f", error {error!r}" if error else "")
+            if status == 429 or status >= 500:
+                detail += f" after {self.settings.max_retries} retries"
+            raise SlackApiError(f"{self.logs_url} failed: {detail}", status=status, error=error)
