@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from audit_pipeline.lake.schema import EVENT_SCHEMA
+from audit_pipeline.lake.schema import DATE_TYPE, EVENT_SCHEMA
 from audit_pipeline.ledger.canonical import canonical_json
 from audit_pipeline.ledger.merkle import leaf_hash
 
@@ -174,7 +175,10 @@ class WindowNormalizer:
         c["quarantine_reason"].append(None)
 
     def finish(self) -> NormalizedWindow:
-        table = pa.Table.from_pydict(self._columns, schema=EVENT_SCHEMA)
+        columns = dict(self._columns)
+        seconds = pa.array(columns.pop("date_create"), pa.int64())
+        columns["date_create"] = pc.multiply(seconds, 1000).cast(DATE_TYPE)
+        table = pa.Table.from_pydict(columns, schema=EVENT_SCHEMA)
         table = table.sort_by([("date_create", "ascending"), ("event_id", "ascending")])
         self._columns = {f.name: [] for f in EVENT_SCHEMA}
         return NormalizedWindow(table, self.quarantined, self.duplicates_skipped)

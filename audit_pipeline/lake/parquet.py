@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from audit_pipeline.lake.schema import EVENT_SCHEMA
@@ -52,7 +53,7 @@ def read_batch_table(path: Path, columns: Sequence[str] | None = None) -> pa.Tab
 def events_from_table(table: pa.Table) -> list[EventRecord]:
     """events_from_table returns the ledger's view of each row, in row order."""
     ids = table.column("event_id").to_pylist()
-    times = table.column("date_create").cast(pa.int64()).to_pylist()
+    times = pc.divide(table.column("date_create").cast(pa.int64()), 1000).to_pylist()
     raws = table.column("raw_json").to_pylist()
     return [
         EventRecord(event_id, date_create, raw.encode())

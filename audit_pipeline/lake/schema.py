@@ -16,6 +16,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 SCHEMA_VERSION = "1"
+# Parquet has no second-precision timestamp: milliseconds, always whole seconds.
+DATE_TYPE = pa.timestamp("ms", tz="UTC")
 
 _COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
     (
@@ -24,7 +26,7 @@ _COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
         False,
         "The entry's `id` (`quarantine-…` for quarantine rows).",
     ),
-    ("date_create", pa.timestamp("s", tz="UTC"), False, "When Slack recorded the event (UTC)."),
+    ("date_create", DATE_TYPE, False, "When Slack recorded the event (UTC, whole seconds)."),
     ("action", pa.string(), True, "Action name, e.g. `user_login`, `pref.sso_setting_changed`."),
     ("actor_type", pa.string(), True, "`actor.type` (usually `user`)."),
     ("actor_user_id", pa.string(), True, "`actor.user.id` (may be USLACKSECURITY / USLACKUSER)."),

@@ -1,0 +1,187 @@
+"""Normalization pins the API's odd shapes: each one lands in the right column, losslessly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audit_pipeline.lake import EVENT_SCHEMA, normalize_entries
+from audit_pipeline.ledger.merkle import leaf_hash
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "odd_entries.jsonl"
+H = 1795860000  # 2026-11-28T10:00Z, the hour of the fixture
+
+
+def odd_entries() -> list[dict]:
+    return [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def rows() -> dict[str, dict]:
+    table = normalize_entries(odd_entries(), window_start=H, window_end=H + 3600).table
+    return {r["event_id"]: r for r in table.to_pylist()}
+
+
+@pytest.mark.parametrize(
+    ("event_id", "column", "expected"),
+    [
+        ("0b4c1a2e-0001-4f00-8a00-000000000001", "session_id", "1234567890123"),
+        ("0b4c1a2e-0001-4f00-8a00-000000000001", "details", None),
+        (
+            "0b4c1a2e-0001-4f00-8a00-000000000001",
+            "user_agent",
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36",
+        ),
+        ("0b4c1a2e-0002-4f00-8a00-000000000002", "session_id", "a1b2c3d4e5"),
+        ("0b4c1a2e-0002-4f00-8a00-000000000002", "ip_address", ""),
+        ("0b4c1a2e-0002-4f00-8a00-000000000002", "user_agent", ""),
+        ("0b4c1a2e-0002-4f00-8a00-000000000002", "details", None),
+        ("0b4c1a2e-0003-4f00-8a00-000000000003", "session_id", None),
+        (
+            "0b4c1a2e-0003-4f00-8a00-000000000003",
+            "details",
+            '{"new_value":true,"previous_value":false}',
+        ),
+        ("0b4c1a2e-0003-4f00-8a00-000000000003", "location_type", "enterprise"),
+        (
+            "0b4c1a2e-0004-4f00-8a00-000000000004",
+            "details",
+            '{"new_value":["acme.com","acme.org"],"previous_value":["acme.com"]}',
+        ),
+        ("0b4c1a2e-0005-4f00-8a00-000000000005", "entity_type", "enterprise"),
+        ("0b4c1a2e-0005-4f00-8a00-000000000005", "entity_id", "E0AB12CD3"),
+        (
+            "0b4c1a2e-0006-4f00-8a00-000000000006",
+            "details",
+            '{"failed_users":"[]","succeeded_users":"[\\"W0FFEE123\\",\\"W0FFEE124\\"]"}',
+        ),
+        ("0b4c1a2e-0006-4f00-8a00-000000000006", "entity_name", "Bob"),
+        ("0b4c1a2e-0008-4f00-8a00-000000000008", "action", "anomaly"),
+        ("0b4c1a2e-0008-4f00-8a00-000000000008", "ip_address", "198.51.100.66"),
+        ("0b4c1a2e-0009-4f00-8a00-000000000009", "entity_type", "account_type_role"),
+        ("0b4c1a2e-0009-4f00-8a00-000000000009", "entity_id", "7"),
+        ("0b4c1a2e-0009-4f00-8a00-000000000009", "entity_name", "Channel Manager"),
+        ("0b4c1a2e-0010-4f00-8a00-000000000010", "entity_type", "hologram"),
+        ("0b4c1a2e-0010-4f00-8a00-000000000010", "entity_id", "HLG0001"),
+        ("0b4c1a2e-0010-4f00-8a00-000000000010", "entity_name", None),
+        ("0b4c1a2e-0010-4f00-8a00-000000000010", "context_app_id", "A0APP0001"),
+        ("0b4c1a2e-0010-4f00-8a00-000000000010", "actor_user_id", "USLACKSECURITY"),
+        ("0b4c1a2e-0010-4f00-8a00-000000000010", "actor_user_email", ""),
+        ("0b4c1a2e-0010-4f00-8a00-000000000010", "details", "{}"),
+        ("0b4c1a2e-0011-4f00-8a00-000000000011", "entity_name", "Q4 plan"),
+        ("0b4c1a2e-0012-4f00-8a00-000000000012", "entity_name", "Onboarding"),
+        ("zz9-not-hex-ÿ-0013", "entity_name", "Résumé – final.pdf"),
+        ("zz9-not-hex-ÿ-0013", "actor_user_email", "botuser-T0123ABCD-A0APP0001@slack-bots.com"),
+        ("0b4c1a2e-0014-4f00-8a00-000000000014", "entity_type", "message"),
+        ("0b4c1a2e-0014-4f00-8a00-000000000014", "entity_id", None),
+        ("0b4c1a2e-0014-4f00-8a00-000000000014", "details", '{"score":0.25}'),
+    ],
+)
+def test_odd_shapes_land_in_their_columns(rows, event_id, column, expected):
+    assert rows[event_id][column] == expected
+
+
+def test_raw_json_is_lossless_for_every_shape(rows):
+    for entry in odd_entries():
+        raw = rows[entry["id"]]["raw_json"]
+        assert json.loads(raw) == entry
+        # types survive too (bool stays bool, int stays int)
+        assert json.dumps(json.loads(raw), sort_keys=True) == json.dumps(entry, sort_keys=True)
+        assert rows[entry["id"]]["leaf_hash"] == leaf_hash(raw.encode())
+        assert rows[entry["id"]]["quarantine_reason"] is None
+
+
+def test_rows_are_sorted_by_time_then_id_and_window_edges_kept():
+    table = normalize_entries(
+        list(reversed(odd_entries())), window_start=H, window_end=H + 3600
+    ).table
+    keys = list(zip(table["date_create"].to_pylist(), table["event_id"].to_pylist(), strict=True))
+    assert keys == sorted(keys)
+    seconds = [t.timestamp() for t, _ in keys]
+    assert seconds[0] == H and seconds[-1] == H + 3599
+    assert table.schema.equals(EVENT_SCHEMA)
+
+
+def test_identical_repeats_are_skipped_and_counted():
+    entries = odd_entries()
+    result = normalize_entries(entries + entries[:3], window_start=H, window_end=H + 3600)
+    assert result.row_count == len(entries)
+    assert result.duplicates_skipped == 3
+    assert result.quarantined == 0
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ("not an object", "JSON str"),
+        ([1, 2], "JSON list"),
+        ({"date_create": H, "action": "user_login"}, "id"),
+        ({"id": "", "date_create": H, "action": "user_login"}, "id"),
+        ({"id": "x1", "date_create": str(H), "action": "user_login"}, "date_create"),
+        ({"id": "x2", "date_create": True, "action": "user_login"}, "date_create"),
+        ({"id": "x3", "date_create": H + 3600, "action": "user_login"}, "outside"),
+        ({"id": "x4", "date_create": H - 1, "action": "user_login"}, "outside"),
+        ({"id": "x5", "date_create": H}, "action"),
+    ],
+)
+def test_unparseable_entries_are_quarantined_not_dropped(entry, reason):
+    result = normalize_entries([entry], window_start=H, window_end=H + 3600)
+    assert result.row_count == 1 and result.quarantined == 1
+    row = result.table.to_pylist()[0]
+    assert reason in row["quarantine_reason"]
+    assert row["event_id"].startswith("quarantine-")
+    assert json.loads(row["raw_json"]) == entry
+    assert H <= row["date_create"].timestamp() < H + 3600
+
+
+def test_conflicting_repeat_of_an_id_is_quarantined():
+    first = odd_entries()[0]
+    changed = {**first, "action": "user_logout"}
+    result = normalize_entries([first, changed], window_start=H, window_end=H + 3600)
+    assert result.row_count == 2 and result.quarantined == 1
+    reasons = [r for r in result.table["quarantine_reason"].to_pylist() if r]
+    assert "different content" in reasons[0]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    entry=st.fixed_dictionaries(
+        {"id": st.text(min_size=1, max_size=12), "action": st.text(max_size=12)},
+        optional={
+            "actor": json_values,
+            "entity": json_values,
+            "context": json_values,
+            "details": json_values,
+            "extra": json_values,
+        },
+    ),
+    offset=st.integers(0, 3599),
+)
+def test_any_entry_shape_is_kept_losslessly(entry, offset):
+    entry = {**entry, "date_create": H + offset}
+    result = normalize_entries([entry], window_start=H, window_end=H + 3600)
+    assert result.row_count == 1 and result.quarantined == 0
+    row = result.table.to_pylist()[0]
+    assert json.loads(row["raw_json"]) == entry
+    assert row["event_id"] == entry["id"]
+
+
+def test_schema_is_fixed():
+    names = [f.name for f in EVENT_SCHEMA]
+    assert names[:3] == ["event_id", "date_create", "action"]
+    assert EVENT_SCHEMA.field("leaf_hash").type == pa.binary(32)
+    assert all(f.metadata and f.metadata[b"description"] for f in EVENT_SCHEMA)
