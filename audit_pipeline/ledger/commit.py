@@ -1,0 +1,586 @@
+"""Committing batches: one linear, crash-safe, idempotent chain of signed manifests.
+
+One commit, under an exclusive ``flock`` on ``ledger/lock``:
+
+1. read the chain (manifests ``0..n-1``; a gap or broken link refuses the commit), clean
+   the leftovers of a crashed commit, write the checkpoint a crash may have skipped;
+2. drop events whose ids the window's earlier batches already hold (idempotence);
+3. if there are new events: the caller writes them to a staged file under
+   ``ledger/pending/``; it is fsynced, read back (the manifest describes the file as
+   written, in its row order), and a signed *intent* ``ledger/pending/<seq>.intent``
+   (sequence, path, size, SHA-256) is written before the file is hard-linked, mode 0444,
+   to ``lake/date=.../hour=../<seq>-<kind><suffix>`` (``link(2)`` never overwrites);
+4. the manifest is published at ``ledger/manifests/<seq>.json`` (staged, fsynced, linked:
+   exclusive and atomic), which is the commit point;
+5. a checkpoint for tree size ``seq + 1`` is signed and published; the intent is removed.
+
+A crash before step 4 leaves at most a staged file, an intent and an unreferenced data
+file that the intent names: the verifier reports them as an uncommitted leftover (a
+notice), and the next commit deletes them. A crash after step 4 leaves a committed batch
+whose checkpoint the next commit writes. Nothing is ever half committed.
+
+Intent envelope (canonical JSON, signed like a manifest with context
+``audit_pipeline.intent/v1\\x00``, so nobody without the key can disguise an injected file
+as a leftover)::
+
+    {"signatures":[{"key_id":..,"name":..,"sig":..}],
+     "signed":{"format":"audit_pipeline.intent/v1","origin":..,"path":"lake/...",
+               "sequence":7,"sha256":"<hex>","size":5123}}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.ledger import merkle
+from audit_pipeline.ledger.canonical import canonical_json, parse_canonical
+from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from audit_pipeline.ledger.errors import LedgerError, MalformedError
+from audit_pipeline.ledger.events import (
+    BatchFileFormat,
+    EventRecord,
+    events_root,
+    record_mismatch,
+    unique_events,
+)
+from audit_pipeline.ledger.keys import Keyring, KeyStatus, key_id, load_keyring
+from audit_pipeline.ledger.layout import (
+    CHECKPOINT_SUFFIX,
+    CHECKPOINTS,
+    HOUR,
+    INTENT_SUFFIX,
+    MANIFEST_SUFFIX,
+    MANIFESTS,
+    PENDING,
+    LocalStorage,
+    batch_data_path,
+    checkpoint_path,
+    format_hour,
+    intent_path,
+    manifest_path,
+    parse_numbered_name,
+)
+from audit_pipeline.ledger.manifest import (
+    GENESIS_PREV,
+    DataFile,
+    Manifest,
+    SignedManifest,
+    parse_manifest,
+    sign_manifest,
+)
+from audit_pipeline.ledger.note import Signer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ORIGIN = "audit-pipeline/ledger"
+INTENT_FORMAT = "audit_pipeline.intent/v1"
+_INTENT_CONTEXT = INTENT_FORMAT.encode() + b"\x00"
+_CHUNK = 1 << 20
+
+WriteData = Callable[[Sequence[EventRecord], Path], None]
+
+
+class CommitError(ConfigurationError):
+    """The caller asked for a commit the ledger must not make (bad window, bad events)."""
+
+
+class LedgerStateError(LedgerError):
+    """The ledger on disk is not a clean chain; it is not extended until it is verified."""
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """CommitResult says what one ``commit_batch`` call added (``sequence`` None: nothing)."""
+
+    sequence: int | None
+    kind: str | None
+    events_committed: int
+    duplicates_skipped: int
+    missing_from_source: tuple[str, ...]
+    data_path: str | None
+    checkpoint: bytes | None
+
+
+@dataclass(frozen=True)
+class Intent:
+    """Intent is a signed promise, written before a data file is linked into the lake."""
+
+    origin: str
+    sequence: int
+    path: str
+    size: int
+    sha256: str
+    key_name: str
+    key_id: str
+    sig: bytes
+
+    @staticmethod
+    def payload(origin: str, sequence: int, path: str, size: int, sha256: str) -> dict[str, Any]:
+        return {
+            "format": INTENT_FORMAT,
+            "origin": origin,
+            "path": path,
+            "sequence": sequence,
+            "sha256": sha256,
+            "size": size,
+        }
+
+    @property
+    def signed_bytes(self) -> bytes:
+        body = self.payload(self.origin, self.sequence, self.path, self.size, self.sha256)
+        return _INTENT_CONTEXT + canonical_json(body)
+
+    def signature_ok(self, keyring: Keyring) -> bool:
+        key = keyring.find(self.key_name, int(self.key_id, 16))
+        return key is not None and key.verifier.verify(self.signed_bytes, self.sig)
+
+
+def sign_intent(
+    signer: Signer, *, origin: str, sequence: int, path: str, size: int, sha256: str
+) -> bytes:
+    body = Intent.payload(origin, sequence, path, size, sha256)
+    sig = signer.sign(_INTENT_CONTEXT + canonical_json(body))
+    entry = {
+        "key_id": key_id(signer.key_hash),
+        "name": signer.name,
+        "sig": base64.b64encode(sig).decode(),
+    }
+    return canonical_json({"signatures": [entry], "signed": body})
+
+
+def parse_intent(raw: bytes) -> Intent:
+    """parse_intent reads an intent file strictly (MalformedError otherwise)."""
+    doc = parse_canonical(raw)
+    try:
+        (entry,) = doc["signatures"]
+        body = doc["signed"]
+        if set(doc) != {"signatures", "signed"} or body.get("format") != INTENT_FORMAT:
+            raise MalformedError("not an intent")
+        if set(body) != set(Intent.payload("", 0, "", 0, "")):
+            raise MalformedError("intent fields differ from audit_pipeline.intent/v1")
+        intent = Intent(
+            origin=str(body["origin"]),
+            sequence=int(body["sequence"]),
+            path=str(body["path"]),
+            size=int(body["size"]),
+            sha256=str(body["sha256"]),
+            key_name=str(entry["name"]),
+            key_id=str(entry["key_id"]),
+            sig=base64.b64decode(entry["sig"], validate=True),
+        )
+        int(intent.key_id, 16)
+    except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
+        raise MalformedError(f"malformed intent: {exc}") from None
+    return intent
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """file_digest returns (size, hex SHA-256) of a file, read in 1 MiB chunks."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            size += len(chunk)
+            digest.update(chunk)
+    return size, digest.hexdigest()
+
+
+def check_window(window_start: int, window_end: int) -> None:
+    if window_start % HOUR or window_end != window_start + HOUR:
+        raise CommitError(
+            f"a batch window is one UTC hour [H, H+3600); got [{window_start}, {window_end})"
+        )
+
+
+class Ledger:
+    """Ledger commits batches to, and reads batches from, one data directory.
+
+    ``signer`` is needed only to commit. ``origin`` names the log (default: the chain's own,
+    else ``audit-pipeline/ledger``). ``clock`` gives the signing time; a manifest's
+    ``created`` never goes backwards along the chain.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        file_format: BatchFileFormat,
+        signer: Signer | None = None,
+        origin: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.file_format = file_format
+        self.signer = signer
+        self.origin = origin
+        self.clock = clock
+        self.storage = LocalStorage(self.data_dir)
+        self._chain: list[SignedManifest] = []
+
+    def _step(self, name: str) -> None:
+        """_step marks a point of the commit protocol (tests override it to crash there)."""
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _load_chain(self) -> list[SignedManifest]:
+        """_load_chain returns manifests 0..n-1, reading only files not read before.
+
+        Manifest files are write-once, so the parsed prefix is cached. Anything but a clean
+        run of sequence numbers with intact links raises LedgerStateError.
+        """
+        seqs = []
+        for name in self.storage.list_dir(MANIFESTS):
+            seq = parse_numbered_name(name, MANIFEST_SUFFIX)
+            if seq is None:
+                if not name.startswith("."):
+                    raise LedgerStateError(f"unexpected file {MANIFESTS}/{name}")
+                continue
+            seqs.append(seq)
+        seqs.sort()
+        if seqs != list(range(len(seqs))):
+            missing = sorted(set(range(seqs[-1] + 1)) - set(seqs)) if seqs else []
+            raise LedgerStateError(
+                f"the ledger has gaps (missing manifests {_ranges(missing)}); "
+                "run 'audit-pipeline verify'"
+            )
+        if len(seqs) < len(self._chain):
+            raise LedgerStateError(
+                f"the ledger shrank from {len(self._chain)} to {len(seqs)} manifests"
+            )
+        for seq in range(len(self._chain), len(seqs)):
+            try:
+                signed = parse_manifest(self.storage.read(manifest_path(seq)))
+            except LedgerError as exc:
+                raise LedgerStateError(f"manifest {seq} is unreadable: {exc}") from exc
+            prev = self._chain[-1].sha256 if self._chain else GENESIS_PREV
+            if signed.sequence != seq or signed.manifest.prev_manifest_sha256 != prev:
+                raise LedgerStateError(f"manifest {seq} does not link to manifest {seq - 1}")
+            self._chain.append(signed)
+        return list(self._chain)
+
+    def manifests(self) -> list[SignedManifest]:
+        """manifests returns the chain in sequence order (LedgerStateError if broken)."""
+        return self._load_chain()
+
+    def tree_size(self) -> int:
+        return len(self._load_chain())
+
+    def committed_windows(self) -> set[int]:
+        """committed_windows returns the start of every window that has a manifest."""
+        return {m.manifest.window_start for m in self._load_chain()}
+
+    def committed_event_ids(self, window_start: int) -> set[str]:
+        """committed_event_ids returns every event id committed for the window so far."""
+        return self._window_ids(self._load_chain(), window_start)
+
+    def latest_checkpoint(self) -> bytes | None:
+        """latest_checkpoint returns the signed checkpoint of the largest tree size."""
+        latest = self._latest_checkpoint_size()
+        return None if latest is None else self.storage.read(checkpoint_path(latest))
+
+    def _latest_checkpoint_size(self) -> int | None:
+        sizes = [
+            s
+            for s in (
+                parse_numbered_name(n, CHECKPOINT_SUFFIX)
+                for n in self.storage.list_dir(CHECKPOINTS)
+            )
+            if s is not None
+        ]
+        return max(sizes, default=None)
+
+    def _window_ids(self, chain: Sequence[SignedManifest], window_start: int) -> set[str]:
+        ids: set[str] = set()
+        for signed in chain:
+            data = signed.manifest.data
+            if signed.manifest.window_start != window_start or data is None:
+                continue
+            try:
+                records = self.file_format.read_events(self.storage.path(data.path))
+            except FileNotFoundError:
+                raise LedgerStateError(
+                    f"data file of batch {signed.sequence} is missing: {data.path}"
+                ) from None
+            ids.update(r.event_id for r in records)
+        return ids
+
+    # -- committing ------------------------------------------------------------------------
+
+    def _require_signer(self) -> Signer:
+        if self.signer is None:
+            raise ConfigurationError("this ledger was opened without a signing key")
+        return self.signer
+
+    def commit_batch(
+        self,
+        *,
+        window_start: int,
+        window_end: int,
+        events: Sequence[EventRecord],
+        write_data: WriteData,
+        source: Mapping[str, Any],
+        run_id: str,
+    ) -> CommitResult:
+        """commit_batch commits the events of one hour that the ledger does not hold yet.
+
+        Kind ``hour`` for a window's first batch, ``empty`` if that batch has no events,
+        ``late`` for new events in a window that already has a batch; nothing at all if
+        every event is already committed. Ids committed earlier but not passed now are
+        reported in ``missing_from_source`` and kept.
+        """
+        self._require_signer()
+        check_window(window_start, window_end)
+        outside = [e for e in events if not window_start <= e.date_create < window_end]
+        if outside:
+            raise CommitError(
+                f"{len(outside)} events lie outside window {format_hour(window_start)} "
+                f"(first: {outside[0].event_id} at {outside[0].date_create})"
+            )
+        unique, repeated = unique_events(events)
+        with self.storage.lock():
+            self._step("locked")
+            chain = self._load_chain()
+            self._recover(chain)
+            batches = [m for m in chain if m.manifest.window_start == window_start]
+            held = self._window_ids(batches, window_start)
+            new = [e for e in unique if e.event_id not in held]
+            missing = tuple(sorted(held - {e.event_id for e in unique}))
+            skipped = repeated + len(unique) - len(new)
+            if batches and not new:
+                return CommitResult(None, None, 0, skipped, missing, None, None)
+            kind = "late" if batches else ("hour" if new else "empty")
+            result = self._append(
+                chain,
+                window_start=window_start,
+                kind=kind,
+                events=new,
+                write_data=write_data,
+                source=source,
+                run_id=run_id,
+            )
+        return replace(result, duplicates_skipped=skipped, missing_from_source=missing)
+
+    def _append(
+        self,
+        chain: list[SignedManifest],
+        *,
+        window_start: int,
+        kind: str,
+        events: Sequence[EventRecord],
+        write_data: WriteData,
+        source: Mapping[str, Any],
+        run_id: str,
+    ) -> CommitResult:
+        """_append writes one batch at the next sequence number (caller holds the lock)."""
+        signer = self._require_signer()
+        seq = len(chain)
+        origin = self._origin(chain)
+        created = max(int(self.clock()), chain[-1].manifest.created if chain else 0)
+        self._check_signing_key(signer, created)
+        data, records = None, []
+        if events:
+            data, records = self._publish_data(
+                signer, origin, seq, window_start, kind, events, write_data
+            )
+        times = [r.date_create for r in records]
+        manifest = Manifest(
+            origin=origin,
+            sequence=seq,
+            prev_manifest_sha256=chain[-1].sha256 if chain else GENESIS_PREV,
+            window_start=window_start,
+            window_end=window_start + HOUR,
+            kind=kind,
+            data=data,
+            event_count=len(records),
+            min_date_create=min(times, default=None),
+            max_date_create=max(times, default=None),
+            events_root=events_root(records).hex(),
+            source=dict(source),
+            run_id=run_id,
+            created=created,
+            key_name=signer.name,
+            key_id=key_id(signer.key_hash),
+        )
+        try:
+            signed = sign_manifest(manifest, signer)
+        except MalformedError as exc:
+            raise CommitError(f"cannot sign manifest {seq}: {exc}") from exc
+        self.storage.create_exclusive(manifest_path(seq), signed.raw, mode=0o444)
+        self._step("manifest_written")
+        self._chain.append(signed)
+        checkpoint = self._write_checkpoint(signer, [*chain, signed])
+        self._step("checkpoint_written")
+        if data is not None:
+            self.storage.remove(intent_path(seq))
+        self._step("intent_removed")
+        log.info(
+            "committed batch %d (%s, %s): %d events",
+            seq,
+            kind,
+            format_hour(window_start),
+            len(records),
+        )
+        return CommitResult(
+            sequence=seq,
+            kind=kind,
+            events_committed=len(records),
+            duplicates_skipped=0,
+            missing_from_source=(),
+            data_path=data.path if data else None,
+            checkpoint=checkpoint,
+        )
+
+    def _publish_data(
+        self,
+        signer: Signer,
+        origin: str,
+        seq: int,
+        window_start: int,
+        kind: str,
+        events: Sequence[EventRecord],
+        write_data: WriteData,
+    ) -> tuple[DataFile, list[EventRecord]]:
+        suffix = self.file_format.suffix
+        rel = batch_data_path(window_start, seq, kind, suffix)
+        staged = self.storage.stage_path(f"{seq:08d}-{kind}.staged{suffix}")
+        write_data(events, staged)
+        self._step("data_written")
+        if not staged.is_file():
+            raise CommitError(f"write_data did not create {staged}")
+        self.storage.fsync_file(staged)
+        self._step("data_synced")
+        size, sha256 = file_digest(staged)
+        try:
+            records = self.file_format.read_events(staged)
+        except LedgerError as exc:
+            raise CommitError(
+                f"the data file written for batch {seq} is unreadable: {exc}"
+            ) from exc
+        self._check_written(seq, window_start, events, records)
+        intent = sign_intent(
+            signer, origin=origin, sequence=seq, path=rel, size=size, sha256=sha256
+        )
+        self.storage.create_exclusive(intent_path(seq), intent)
+        self._step("intent_written")
+        self.storage.link_no_overwrite(staged, rel, mode=0o444)
+        self._step("data_linked")
+        return DataFile(path=rel, size=size, sha256=sha256, rows=len(records)), records
+
+    @staticmethod
+    def _check_written(
+        seq: int, window_start: int, wanted: Sequence[EventRecord], records: Sequence[EventRecord]
+    ) -> None:
+        """_check_written refuses a data file that is not exactly the events asked for."""
+        wanted_ids = sorted(e.event_id for e in wanted)
+        written_ids = sorted(r.event_id for r in records)
+        if wanted_ids != written_ids:
+            raise CommitError(
+                f"batch {seq}: write_data wrote {len(written_ids)} rows for "
+                f"{len(wanted_ids)} events, or different ids"
+            )
+        for record in records:
+            problem = record_mismatch(record)
+            if problem is None and not window_start <= record.date_create < window_start + HOUR:
+                problem = f"date_create {record.date_create} outside the window"
+            if problem:
+                raise CommitError(f"batch {seq}: row {record.event_id}: {problem}")
+
+    def _origin(self, chain: Sequence[SignedManifest]) -> str:
+        if not chain:
+            return self.origin or DEFAULT_ORIGIN
+        origin = chain[0].manifest.origin
+        if self.origin is not None and self.origin != origin:
+            raise ConfigurationError(f"this ledger's origin is {origin!r}, not {self.origin!r}")
+        return origin
+
+    def _keyring(self) -> Keyring:
+        return load_keyring(self.data_dir)
+
+    def _check_signing_key(self, signer: Signer, created: int) -> None:
+        """_check_signing_key refuses to sign what the verifier would reject."""
+        status = self._keyring().status(signer.name, signer.key_hash, created)
+        if status is not KeyStatus.VALID:
+            raise ConfigurationError(
+                f"signing key {signer.name}+{key_id(signer.key_hash)} is {status.value} in "
+                f"the data directory's keyring at {created}; see 'audit-pipeline keys list'"
+            )
+
+    def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest]) -> bytes:
+        """_write_checkpoint signs the checkpoint for ``len(chain)``, after checking that the
+        chain still extends the newest checkpoint already signed (C2SP: a log never signs
+        two inconsistent checkpoints)."""
+        size = len(chain)
+        leaves = [m.leaf_hash for m in chain]
+        latest = self._latest_checkpoint_size()
+        if latest is not None:
+            previous = self.storage.read(checkpoint_path(latest))
+            try:
+                cp, _ = open_checkpoint(previous, self._keyring().verifiers())
+            except LedgerError as exc:
+                raise LedgerStateError(f"checkpoint {latest} does not verify: {exc}") from exc
+            if cp.tree_size > size:
+                raise LedgerStateError(
+                    f"a checkpoint for {cp.tree_size} manifests exists but the log holds {size}: "
+                    "refusing to sign a shorter log"
+                )
+            if merkle.root_hash(leaves[: cp.tree_size]) != cp.root_hash:
+                raise LedgerStateError(
+                    f"the log no longer matches its checkpoint of size {cp.tree_size}"
+                )
+            if cp.tree_size == size:
+                return previous
+        checkpoint = Checkpoint(
+            origin=chain[0].manifest.origin, tree_size=size, root_hash=merkle.root_hash(leaves)
+        )
+        signed = sign_checkpoint(checkpoint, signer)
+        self.storage.create_exclusive(checkpoint_path(size), signed, mode=0o444)
+        return signed
+
+    def _recover(self, chain: list[SignedManifest]) -> None:
+        """_recover removes what a crashed commit left and signs a missing tip checkpoint."""
+        referenced = {m.manifest.data.path for m in chain if m.manifest.data}
+        for name in self.storage.list_dir(PENDING):
+            rel = f"{PENDING}/{name}"
+            if parse_numbered_name(name, INTENT_SUFFIX) is None:
+                self.storage.remove(rel)
+                log.info("removed staged file %s of an interrupted commit", rel)
+                continue
+            try:
+                intent = parse_intent(self.storage.read(rel))
+            except LedgerError:
+                log.warning("removing unreadable intent %s", rel)
+                self.storage.remove(rel)
+                continue
+            if intent.path not in referenced and self.storage.exists(intent.path):
+                if file_digest(self.storage.path(intent.path)) == (intent.size, intent.sha256):
+                    self.storage.remove(intent.path)
+                    log.info(
+                        "removed uncommitted leftover %s (batch %d)", intent.path, intent.sequence
+                    )
+                else:
+                    log.warning("%s differs from its intent; left for the verifier", intent.path)
+            self.storage.remove(rel)
+        if chain and (self._latest_checkpoint_size() or 0) < len(chain):
+            self._write_checkpoint(self._require_signer(), chain)
+
+
+def _ranges(numbers: Sequence[int]) -> str:
+    """_ranges spells [3, 4, 5, 9] as '3-5, 9'."""
+    parts: list[str] = []
+    start = prev = None
+    for n in [*numbers, None]:
+        if n is not None and prev is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = n
+    return ", ".join(parts)

@@ -1,0 +1,94 @@
+"""Events as the ledger sees them, and the seam through which it reads batch data files.
+
+The ledger never parses Parquet itself: a batch's data file is read through a
+:class:`BatchFileFormat` (the lake provides the Parquet one; tests use JSON lines). Each
+row becomes an :class:`EventRecord` whose ``leaf_data`` is the canonical JSON of the whole
+API entry; the batch's event tree is the RFC 6962 tree over ``leaf_hash(leaf_data)`` in
+row order, so an auditor can recompute any leaf from one row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from audit_pipeline.ledger import merkle
+from audit_pipeline.ledger.canonical import canonical_json
+from audit_pipeline.ledger.errors import MalformedError
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One audit event: its id, its ``date_create`` (Unix seconds) and its leaf bytes."""
+
+    event_id: str
+    date_create: int
+    leaf_data: bytes
+
+    @property
+    def leaf_hash(self) -> bytes:
+        return merkle.leaf_hash(self.leaf_data)
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> EventRecord:
+        """from_entry builds the record of one API entry (needs ``id`` and ``date_create``)."""
+        event_id, date_create = entry.get("id"), entry.get("date_create")
+        if not isinstance(event_id, str) or not event_id:
+            raise MalformedError(f"audit entry has no string id: {event_id!r}")
+        if not isinstance(date_create, int) or isinstance(date_create, bool):
+            raise MalformedError(f"audit entry {event_id}: date_create is not an integer")
+        return cls(event_id, date_create, canonical_json(entry))
+
+
+@runtime_checkable
+class BatchFileFormat(Protocol):
+    """How the ledger reads one batch data file (the lake implements it for Parquet)."""
+
+    suffix: str
+
+    def read_events(self, path: Path) -> list[EventRecord]:
+        """read_events returns the file's rows in row order; MalformedError if unreadable."""
+        ...
+
+    def read_leaf_hashes(self, path: Path) -> list[bytes]:
+        """read_leaf_hashes returns the stored leaf hashes in row order (a fast path; callers
+        compare the resulting root with the manifest before trusting it)."""
+        ...
+
+
+def events_root(events: Iterable[EventRecord]) -> bytes:
+    """events_root returns the RFC 6962 root over the events' leaves, in the given order."""
+    return merkle.root_hash([merkle.leaf_hash(e.leaf_data) for e in events])
+
+
+def record_mismatch(event: EventRecord) -> str | None:
+    """record_mismatch says how a row's id/time columns disagree with its leaf JSON, if they do.
+
+    Formats store ``event_id`` and ``date_create`` beside the leaf bytes for speed; only the
+    leaf is hashed, so the columns must be checked against it.
+    """
+    try:
+        entry = json.loads(event.leaf_data)
+    except (ValueError, UnicodeDecodeError):
+        return "leaf data is not JSON"
+    if not isinstance(entry, dict):
+        return "leaf data is not a JSON object"
+    if entry.get("id") != event.event_id:
+        return f"leaf id {entry.get('id')!r} != row event_id {event.event_id!r}"
+    if entry.get("date_create") != event.date_create:
+        return f"leaf date_create {entry.get('date_create')!r} != row {event.date_create!r}"
+    return None
+
+
+def unique_events(events: Sequence[EventRecord]) -> tuple[list[EventRecord], int]:
+    """unique_events keeps the first record of each id; returns them and the drop count."""
+    seen: set[str] = set()
+    kept: list[EventRecord] = []
+    for event in events:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            kept.append(event)
+    return kept, len(events) - len(kept)

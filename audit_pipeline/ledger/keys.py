@@ -1,0 +1,362 @@
+"""Signing keys and the keyring of trusted public keys, with validity windows.
+
+The private signing key is one file in Go's ``note`` skey format
+(``PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 || seed)>``), mode 0600, kept outside the
+data directory: ``$AUDIT_SIGNING_KEY`` or ``$XDG_CONFIG_HOME/audit-pipeline/signing-key``
+(``~/.config/...``). Its text never appears in logs or error messages.
+
+The keyring ``ledger/keys/keyring.json`` lists the public keys (``vkey`` in signed-note
+form) whose signatures the verifier accepts, each with a half-open validity window::
+
+    {
+      "keys": [
+        {"revoked_at": null, "valid_from": 1735689600, "valid_until": 1738368000,
+         "vkey": "audit-pipeline+1c2a3b4d+AXk..."},
+        {"revoked_at": null, "valid_from": 1738368000, "valid_until": null,
+         "vkey": "audit-pipeline+9f8e7d6c+AbQ..."}
+      ],
+      "schema": "audit_pipeline.keyring/v1"
+    }
+
+A signature made at time t (the manifest's signed ``created`` time) is accepted when
+``valid_from <= t < valid_until`` and not ``t >= revoked_at`` (null = unbounded). Rotation
+closes the old key's window at the instant the new key's opens. Anyone who can write the
+data directory can edit this file, so an auditor passes a keyring or vkeys held elsewhere
+(``verify --trusted-keys``) and the data directory's own keyring is only a convenience.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import os
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.ledger import note
+from audit_pipeline.ledger.canonical import parse_json_strict
+from audit_pipeline.ledger.errors import LedgerError
+from audit_pipeline.ledger.layout import KEYRING, LocalStorage
+
+SIGNING_KEY_ENV = "AUDIT_SIGNING_KEY"
+KEYRING_SCHEMA = "audit_pipeline.keyring/v1"
+DEFAULT_KEY_NAME = "audit-pipeline"
+
+
+class KeyStatus(enum.StrEnum):
+    """KeyStatus is what the keyring says about a signing key at a given time."""
+
+    VALID = "valid"
+    UNKNOWN = "unknown_key"
+    NOT_YET_VALID = "key_not_yet_valid"
+    EXPIRED = "key_expired"
+    REVOKED = "key_revoked"
+
+
+def key_id(key_hash: int) -> str:
+    return f"{key_hash:08x}"
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """TrustedKey is one keyring entry: a public key and the times it may sign."""
+
+    vkey: str
+    verifier: note.Verifier = field(compare=False, repr=False)
+    valid_from: int | None = None
+    valid_until: int | None = None
+    revoked_at: int | None = None
+
+    @classmethod
+    def from_vkey(cls, vkey: str, **window: int | None) -> TrustedKey:
+        return cls(vkey, note.Verifier.from_vkey(vkey), **window)
+
+    @property
+    def name(self) -> str:
+        return self.verifier.name
+
+    @property
+    def key_hash(self) -> int:
+        return self.verifier.key_hash
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.verifier.key_hash)
+
+    def status_at(self, when: int | float) -> KeyStatus:
+        if self.revoked_at is not None and when >= self.revoked_at:
+            return KeyStatus.REVOKED
+        if self.valid_from is not None and when < self.valid_from:
+            return KeyStatus.NOT_YET_VALID
+        if self.valid_until is not None and when >= self.valid_until:
+            return KeyStatus.EXPIRED
+        return KeyStatus.VALID
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "revoked_at": self.revoked_at,
+            "valid_from": self.valid_from,
+            "valid_until": self.valid_until,
+            "vkey": self.vkey,
+        }
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Keyring is the set of trusted public keys, looked up by (name, key hash)."""
+
+    keys: tuple[TrustedKey, ...] = ()
+    source: str = "keyring"
+
+    def __post_init__(self) -> None:
+        seen: set[tuple[str, int]] = set()
+        for key in self.keys:
+            ident = (key.name, key.key_hash)
+            if ident in seen:
+                raise MalformedKeyringError(
+                    f"{self.source}: two keys named {key.name} share key id {key.key_id}"
+                )
+            seen.add(ident)
+
+    @classmethod
+    def from_vkeys(cls, vkeys: Iterable[str], *, source: str = "vkeys") -> Keyring:
+        return cls(tuple(TrustedKey.from_vkey(v) for v in vkeys), source)
+
+    def find(self, name: str, key_hash: int) -> TrustedKey | None:
+        for key in self.keys:
+            if key.name == name and key.key_hash == key_hash:
+                return key
+        return None
+
+    def status(self, name: str, key_hash: int, when: int | float) -> KeyStatus:
+        key = self.find(name, key_hash)
+        return KeyStatus.UNKNOWN if key is None else key.status_at(when)
+
+    def verifiers(self) -> note.Verifiers:
+        return note.Verifiers(k.verifier for k in self.keys)
+
+    def select(self, ref: str) -> TrustedKey:
+        """select finds one key by hex key id, ``name+keyid`` or full vkey."""
+        ref = ref.strip()
+        matches = [k for k in self.keys if ref in (k.key_id, k.vkey, f"{k.name}+{k.key_id}")]
+        if not matches:
+            raise ConfigurationError(f"no key {ref!r} in {self.source}")
+        if len(matches) > 1:
+            raise ConfigurationError(f"key id {ref!r} is ambiguous in {self.source}; use name+id")
+        return matches[0]
+
+    def with_key(self, key: TrustedKey) -> Keyring:
+        return replace(self, keys=(*self.keys, key))
+
+    def with_replaced(self, old: TrustedKey, new: TrustedKey) -> Keyring:
+        return replace(self, keys=tuple(new if k is old else k for k in self.keys))
+
+    def to_bytes(self) -> bytes:
+        doc = {"keys": [k.to_dict() for k in self.keys], "schema": KEYRING_SCHEMA}
+        return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, source: str = "keyring") -> Keyring:
+        try:
+            doc = parse_json_strict(data)
+        except LedgerError as exc:
+            raise MalformedKeyringError(f"{source}: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("schema") != KEYRING_SCHEMA:
+            raise MalformedKeyringError(f"{source}: not a keyring (schema {KEYRING_SCHEMA})")
+        if set(doc) != {"schema", "keys"} or not isinstance(doc["keys"], list):
+            raise MalformedKeyringError(f"{source}: expected exactly 'schema' and a 'keys' list")
+        return cls(tuple(_key_from_dict(e, source, i) for i, e in enumerate(doc["keys"])), source)
+
+
+class MalformedKeyringError(ConfigurationError):
+    """The keyring or trusted-keys file cannot be used as written."""
+
+
+def _key_from_dict(entry: Any, source: str, index: int) -> TrustedKey:
+    where = f"{source}: keys[{index}]"
+    if not isinstance(entry, Mapping):
+        raise MalformedKeyringError(f"{where}: not an object")
+    unknown = set(entry) - {"vkey", "valid_from", "valid_until", "revoked_at"}
+    if unknown or "vkey" not in entry:
+        raise MalformedKeyringError(f"{where}: needs 'vkey'; unknown fields {sorted(unknown)}")
+    times: dict[str, int | None] = {}
+    for name in ("valid_from", "valid_until", "revoked_at"):
+        value = entry.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise MalformedKeyringError(f"{where}: {name} must be Unix seconds or null")
+        times[name] = value
+    if (
+        times["valid_from"] is not None
+        and times["valid_until"] is not None
+        and times["valid_until"] < times["valid_from"]
+    ):
+        raise MalformedKeyringError(f"{where}: valid_until is before valid_from")
+    try:
+        return TrustedKey.from_vkey(str(entry["vkey"]), **times)
+    except LedgerError as exc:
+        raise MalformedKeyringError(f"{where}: bad vkey: {exc}") from exc
+
+
+def parse_trusted_keys(data: bytes, *, source: str) -> Keyring:
+    """parse_trusted_keys reads a keyring JSON file, or vkeys one per line ('#' comments)."""
+    text = data.decode("utf-8", errors="replace")
+    if text.lstrip().startswith("{"):
+        return Keyring.from_bytes(data, source=source)
+    vkeys = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    if not vkeys:
+        raise MalformedKeyringError(f"{source}: no public keys in it")
+    try:
+        return Keyring.from_vkeys(vkeys, source=source)
+    except LedgerError as exc:
+        raise MalformedKeyringError(f"{source}: {exc}") from exc
+
+
+def load_trusted_keys(path: Path) -> Keyring:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read trusted keys {path}: {exc.strerror}") from exc
+    return parse_trusted_keys(data, source=str(path))
+
+
+def keyring_file(data_dir: Path) -> Path:
+    return Path(data_dir) / KEYRING
+
+
+def load_keyring(data_dir: Path) -> Keyring:
+    """load_keyring reads the data directory's own keyring (ConfigurationError if absent)."""
+    path = keyring_file(data_dir)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"no keyring at {path}: run 'audit-pipeline keys init' or pass --trusted-keys"
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read keyring {path}: {exc.strerror}") from exc
+    return Keyring.from_bytes(data, source=str(path))
+
+
+def save_keyring(data_dir: Path, keyring: Keyring) -> None:
+    LocalStorage(Path(data_dir)).replace(KEYRING, keyring.to_bytes())
+
+
+def default_signing_key_path(environ: Mapping[str, str] | None = None) -> Path:
+    """default_signing_key_path: ``$AUDIT_SIGNING_KEY``, else the XDG config location."""
+    env = os.environ if environ is None else environ
+    if env.get(SIGNING_KEY_ENV):
+        return Path(env[SIGNING_KEY_ENV]).expanduser()
+    config = env.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
+    return Path(config) / "audit-pipeline" / "signing-key"
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (text + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_signing_key(path: Path, name: str = DEFAULT_KEY_NAME) -> note.Signer:
+    """create_signing_key writes a new Ed25519 key to ``path`` (mode 0600, never overwrites)."""
+    try:
+        skey, _ = note.generate_key(name)
+    except LedgerError as exc:
+        raise ConfigurationError(f"bad key name {name!r}: {exc}") from exc
+    try:
+        _write_private(Path(path), skey)
+    except FileExistsError:
+        raise ConfigurationError(f"signing key {path} already exists; not overwritten") from None
+    return note.Signer.from_private_key(skey)
+
+
+def load_signing_key(path: Path) -> note.Signer:
+    """load_signing_key reads a private key file, refusing one others can read."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"no signing key at {path}: run 'audit-pipeline keys init' or set {SIGNING_KEY_ENV}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read signing key {path}: {exc}") from None
+    if stat.S_IMODE(mode) & 0o077:
+        raise ConfigurationError(
+            f"signing key {path} is accessible by group/others "
+            f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+        )
+    try:
+        return note.Signer.from_private_key(text.strip())
+    except (LedgerError, ValueError):
+        # The underlying message could quote the key text: never show it.
+        raise ConfigurationError(f"{path} does not hold a valid signing key") from None
+
+
+def init_key(
+    data_dir: Path, key_path: Path, *, name: str, now: int
+) -> tuple[note.Signer, bool, bool]:
+    """init_key makes sure a signing key exists and the keyring trusts it from ``now``.
+
+    Returns (signer, key file created, key added to the keyring). Safe to repeat.
+    """
+    storage = LocalStorage(Path(data_dir))
+    key_path = Path(key_path)
+    created = not key_path.exists()
+    signer = create_signing_key(key_path, name) if created else load_signing_key(key_path)
+    with storage.lock():
+        path = keyring_file(data_dir)
+        keyring = load_keyring(data_dir) if path.exists() else Keyring(source=str(path))
+        if keyring.find(signer.name, signer.key_hash) is not None:
+            return signer, created, False
+        save_keyring(data_dir, keyring.with_key(TrustedKey.from_vkey(signer.vkey, valid_from=now)))
+    return signer, created, True
+
+
+def rotate_key(
+    data_dir: Path, key_path: Path, *, now: int, name: str | None = None
+) -> tuple[note.Signer, note.Signer]:
+    """rotate_key replaces the signing key: the old key's window closes at ``now``, the new
+    one's opens at ``now``. Returns (old signer, new signer)."""
+    key_path = Path(key_path)
+    old = load_signing_key(key_path)
+    storage = LocalStorage(Path(data_dir))
+    staged = key_path.with_name(key_path.name + ".new")
+    with storage.lock():
+        keyring = load_keyring(data_dir)
+        old_entry = keyring.find(old.name, old.key_hash)
+        if old_entry is None:
+            raise ConfigurationError(
+                f"the current key {old.name}+{key_id(old.key_hash)} is not in the keyring"
+            )
+        with contextlib.suppress(FileNotFoundError):
+            staged.unlink()
+        new = create_signing_key(staged, name or old.name)
+        closed = replace(old_entry, valid_until=now)
+        keyring = keyring.with_replaced(old_entry, closed)
+        keyring = keyring.with_key(TrustedKey.from_vkey(new.vkey, valid_from=now))
+        save_keyring(data_dir, keyring)
+        os.replace(staged, key_path)
+    return old, new
+
+
+def revoke_key(data_dir: Path, ref: str, *, at: int) -> TrustedKey:
+    """revoke_key marks a keyring key revoked from ``at`` on; signatures made at or after
+    ``at`` fail with ``key_revoked``."""
+    storage = LocalStorage(Path(data_dir))
+    with storage.lock():
+        keyring = load_keyring(data_dir)
+        entry = keyring.select(ref)
+        revoked = replace(entry, revoked_at=at)
+        save_keyring(data_dir, keyring.with_replaced(entry, revoked))
+    return revoked

@@ -1,0 +1,367 @@
+"""Batch manifests: the signed, hash-linked record of what one commit added.
+
+A manifest file ``ledger/manifests/<seq>.json`` is canonical JSON (UTF-8, keys sorted by
+code point, no whitespace; see ``canonical.py``) of an envelope::
+
+    {"signatures":[{"key_id":"<hex8>","name":"<key name>","sig":"<base64, 64 bytes>"}],
+     "signed":{<payload>}}
+
+and the payload (``format`` audit_pipeline.manifest/v1) holds every field a verifier needs,
+all inside the signed bytes::
+
+    {"algorithms":{"canonicalization":"canonical-json/v1","file_hash":"sha256",
+                   "merkle":"rfc6962-sha256","signature":"ed25519"},
+     "created":1735693205,                       # Unix seconds, signing time
+     "data":{"path":"lake/date=2025-01-01/hour=00/00000000-hour.parquet",
+             "rows":2,"sha256":"<hex>","size":5123}   # null for kind "empty"
+     "events":{"count":2,"max_date_create":1735690000,"merkle_root":"<hex>",
+               "min_date_create":1735689700}        # min/max null when count is 0
+     "format":"audit_pipeline.manifest/v1",
+     "key":{"key_id":"<hex8>","name":"audit-pipeline"},
+     "kind":"hour",                              # "hour" | "late" | "empty"
+     "origin":"audit-pipeline/ledger",           # the log's name, as in its checkpoints
+     "prev_manifest_sha256":"<hex>",             # SHA-256 of manifest seq-1's file bytes
+     "run_id":"...", "sequence":0,
+     "source":{"api_url":"...","oldest":...,"latest":...,"pages":...},
+     "window":{"end":1735693200,"start":1735689600}}   # [start, end), one UTC hour
+
+The signature is Ed25519 over ``b"audit_pipeline.manifest/v1\\x00" || canonical payload``
+(the NUL context keeps it from ever being a valid signed-note signature). The genesis
+manifest (sequence 0) links to 32 zero bytes. The manifest's leaf in the log tree is
+``leaf_hash(exact file bytes)``; verifiers hash what is on disk, never a re-serialization.
+
+Compatibility: readers refuse envelopes that are not canonical, have duplicate keys, extra
+envelope fields (they would be unsigned), or algorithm names outside the allow-list.
+Unknown payload fields are kept and round-tripped (they are signed); a change old readers
+must not accept gets a new ``format``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from audit_pipeline.ledger import merkle
+from audit_pipeline.ledger.canonical import canonical_json, parse_canonical
+from audit_pipeline.ledger.errors import MalformedError
+from audit_pipeline.ledger.keys import Keyring, KeyStatus, key_id
+from audit_pipeline.ledger.note import Signer
+
+MANIFEST_FORMAT = "audit_pipeline.manifest/v1"
+SIGNING_CONTEXT = MANIFEST_FORMAT.encode() + b"\x00"
+ALGORITHMS: Mapping[str, str] = {
+    "canonicalization": "canonical-json/v1",
+    "file_hash": "sha256",
+    "merkle": "rfc6962-sha256",
+    "signature": "ed25519",
+}
+KINDS = ("hour", "late", "empty")
+GENESIS_PREV = "00" * 32
+BAD_SIGNATURE = "bad_signature"
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX8 = re.compile(r"^[0-9a-f]{8}$")
+_FIELDS = (
+    "algorithms",
+    "created",
+    "data",
+    "events",
+    "format",
+    "key",
+    "kind",
+    "origin",
+    "prev_manifest_sha256",
+    "run_id",
+    "sequence",
+    "source",
+    "window",
+)
+
+
+class UnsupportedAlgorithmError(MalformedError):
+    """A manifest names an algorithm outside the allow-list."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """DataFile pins one batch data file: where it is and exactly what it holds."""
+
+    path: str
+    size: int
+    sha256: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Manifest is the signed payload of one batch (see the module docstring)."""
+
+    origin: str
+    sequence: int
+    prev_manifest_sha256: str
+    window_start: int
+    window_end: int
+    kind: str
+    data: DataFile | None
+    event_count: int
+    min_date_create: int | None
+    max_date_create: int | None
+    events_root: str
+    source: Mapping[str, Any]
+    run_id: str
+    created: int
+    key_name: str
+    key_id: str
+    algorithms: Mapping[str, str] = field(default_factory=lambda: dict(ALGORITHMS))
+    unrecognized_fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = None
+        if self.data is not None:
+            data = {
+                "path": self.data.path,
+                "rows": self.data.rows,
+                "sha256": self.data.sha256,
+                "size": self.data.size,
+            }
+        return {
+            **self.unrecognized_fields,
+            "algorithms": dict(self.algorithms),
+            "created": self.created,
+            "data": data,
+            "events": {
+                "count": self.event_count,
+                "max_date_create": self.max_date_create,
+                "merkle_root": self.events_root,
+                "min_date_create": self.min_date_create,
+            },
+            "format": MANIFEST_FORMAT,
+            "key": {"key_id": self.key_id, "name": self.key_name},
+            "kind": self.kind,
+            "origin": self.origin,
+            "prev_manifest_sha256": self.prev_manifest_sha256,
+            "run_id": self.run_id,
+            "sequence": self.sequence,
+            "source": dict(self.source),
+            "window": {"end": self.window_end, "start": self.window_start},
+        }
+
+    @property
+    def signed_bytes(self) -> bytes:
+        """signed_bytes is the exact message the signature covers."""
+        return SIGNING_CONTEXT + canonical_json(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, payload: Any) -> Manifest:
+        """from_dict validates a payload; MalformedError names the first bad field."""
+        d = _obj(payload, "signed", set(), required=False)
+        missing = [f for f in _FIELDS if f not in d]
+        if missing:
+            raise MalformedError(f"manifest payload lacks {', '.join(missing)}")
+        if d["format"] != MANIFEST_FORMAT:
+            raise MalformedError(f"unsupported manifest format {d['format']!r}")
+        algorithms = _obj(d["algorithms"], "algorithms", set(ALGORITHMS))
+        for name, value in algorithms.items():
+            if value != ALGORITHMS[name]:
+                raise UnsupportedAlgorithmError(
+                    f"algorithms.{name} is {value!r}; only {ALGORITHMS[name]!r} is accepted"
+                )
+        window = _obj(d["window"], "window", {"start", "end"})
+        events = _obj(
+            d["events"], "events", {"count", "max_date_create", "merkle_root", "min_date_create"}
+        )
+        key = _obj(d["key"], "key", {"key_id", "name"})
+        data = None
+        if d["data"] is not None:
+            f = _obj(d["data"], "data", {"path", "rows", "sha256", "size"})
+            data = DataFile(
+                path=_str(f["path"], "data.path"),
+                size=_int(f["size"], "data.size"),
+                sha256=_hex64(f["sha256"], "data.sha256"),
+                rows=_int(f["rows"], "data.rows"),
+            )
+        if d["kind"] not in KINDS:
+            raise MalformedError(f"kind {d['kind']!r} is not one of {', '.join(KINDS)}")
+        source = d["source"]
+        if not isinstance(source, Mapping):
+            raise MalformedError("source is not an object")
+        _no_floats(source, "source")
+        return cls(
+            origin=_str(d["origin"], "origin"),
+            sequence=_int(d["sequence"], "sequence"),
+            prev_manifest_sha256=_hex64(d["prev_manifest_sha256"], "prev_manifest_sha256"),
+            window_start=_int(window["start"], "window.start"),
+            window_end=_int(window["end"], "window.end"),
+            kind=d["kind"],
+            data=data,
+            event_count=_int(events["count"], "events.count"),
+            min_date_create=_opt_int(events["min_date_create"], "events.min_date_create"),
+            max_date_create=_opt_int(events["max_date_create"], "events.max_date_create"),
+            events_root=_hex64(events["merkle_root"], "events.merkle_root"),
+            source=dict(source),
+            run_id=_str(d["run_id"], "run_id"),
+            created=_int(d["created"], "created"),
+            key_name=_str(key["name"], "key.name"),
+            key_id=_hex8(key["key_id"], "key.key_id"),
+            algorithms=dict(algorithms),
+            unrecognized_fields={k: v for k, v in d.items() if k not in _FIELDS},
+        )
+
+
+@dataclass(frozen=True)
+class ManifestSignature:
+    name: str
+    key_id: str
+    sig: bytes
+
+    @property
+    def key_hash(self) -> int:
+        return int(self.key_id, 16)
+
+
+@dataclass(frozen=True)
+class SignedManifest:
+    """SignedManifest is the envelope as stored: payload, signature and the exact bytes."""
+
+    manifest: Manifest
+    signature: ManifestSignature
+    raw: bytes = field(repr=False)
+
+    @property
+    def sequence(self) -> int:
+        return self.manifest.sequence
+
+    @property
+    def sha256(self) -> str:
+        """sha256 is the hex digest the next manifest's ``prev_manifest_sha256`` must carry."""
+        return hashlib.sha256(self.raw).hexdigest()
+
+    @property
+    def leaf_hash(self) -> bytes:
+        """leaf_hash is this manifest's RFC 6962 leaf in the log tree."""
+        return merkle.leaf_hash(self.raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return parse_canonical(self.raw)
+
+
+def sign_manifest(manifest: Manifest, signer: Signer) -> SignedManifest:
+    """sign_manifest signs the payload and returns the envelope with its canonical bytes."""
+    if (manifest.key_name, manifest.key_id) != (signer.name, key_id(signer.key_hash)):
+        raise ValueError("manifest key fields do not name the signer")
+    sig = signer.sign(manifest.signed_bytes)
+    envelope = {
+        "signatures": [
+            {
+                "key_id": manifest.key_id,
+                "name": manifest.key_name,
+                "sig": base64.b64encode(sig).decode(),
+            },
+        ],
+        "signed": manifest.to_dict(),
+    }
+    raw = canonical_json(envelope)
+    return SignedManifest(manifest, ManifestSignature(signer.name, manifest.key_id, sig), raw)
+
+
+def parse_manifest(raw: bytes) -> SignedManifest:
+    """parse_manifest reads exact manifest bytes; MalformedError if anything is off.
+
+    The bytes must be canonical (so there is one spelling of each manifest), the envelope
+    must hold exactly one signature by the key the payload names, and every algorithm must
+    be on the allow-list.
+    """
+    doc = parse_canonical(raw)
+    envelope = _obj(doc, "manifest", {"signatures", "signed"})
+    sigs = envelope["signatures"]
+    if not isinstance(sigs, list) or len(sigs) != 1:
+        raise MalformedError("manifest must carry exactly one signature")
+    entry = _obj(sigs[0], "signatures[0]", {"key_id", "name", "sig"})
+    sig_text = _str(entry["sig"], "signatures[0].sig")
+    try:
+        sig = base64.b64decode(sig_text, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedError("signatures[0].sig is not base64") from None
+    if len(sig) != 64 or base64.b64encode(sig).decode() != sig_text:
+        raise MalformedError("signatures[0].sig is not a canonical base64 Ed25519 signature")
+    signature = ManifestSignature(
+        _str(entry["name"], "signatures[0].name"),
+        _hex8(entry["key_id"], "signatures[0].key_id"),
+        sig,
+    )
+    manifest = Manifest.from_dict(envelope["signed"])
+    if (signature.name, signature.key_id) != (manifest.key_name, manifest.key_id):
+        raise MalformedError(
+            f"signature by {signature.name}+{signature.key_id} but the payload names "
+            f"{manifest.key_name}+{manifest.key_id}"
+        )
+    return SignedManifest(manifest, signature, bytes(raw))
+
+
+def signature_status(signed: SignedManifest, keyring: Keyring) -> str:
+    """signature_status checks the signature and the key's window at the ``created`` time.
+
+    Returns ``"valid"``, one of the :class:`KeyStatus` failure values, or ``bad_signature``.
+    A signature is checked before the window, so a forged signature under a revoked key id
+    still reads ``bad_signature``.
+    """
+    sig = signed.signature
+    key = keyring.find(sig.name, sig.key_hash)
+    if key is None:
+        return KeyStatus.UNKNOWN.value
+    if not key.verifier.verify(signed.manifest.signed_bytes, sig.sig):
+        return BAD_SIGNATURE
+    return key.status_at(signed.manifest.created).value
+
+
+def _obj(value: Any, where: str, fields: set[str], *, required: bool = True) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedError(f"{where} is not an object")
+    if required and set(value) != fields:
+        extra, missing = sorted(set(value) - fields), sorted(fields - set(value))
+        raise MalformedError(f"{where}: unexpected fields {extra}, missing {missing}")
+    return value
+
+
+def _int(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise MalformedError(f"{where} is not a non-negative integer: {value!r}")
+    return value
+
+
+def _opt_int(value: Any, where: str) -> int | None:
+    return None if value is None else _int(value, where)
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise MalformedError(f"{where} is not a non-empty string")
+    return value
+
+
+def _hex64(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise MalformedError(f"{where} is not 64 lowercase hex digits")
+    return value
+
+
+def _hex8(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _HEX8.match(value):
+        raise MalformedError(f"{where} is not 8 lowercase hex digits")
+    return value
+
+
+def _no_floats(value: Any, where: str) -> None:
+    if isinstance(value, float):
+        raise MalformedError(f"{where} holds a float; manifests use integers only")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _no_floats(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _no_floats(v, f"{where}[{i}]")

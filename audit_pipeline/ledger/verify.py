@@ -1,0 +1,1034 @@
+"""verify_ledger: check a whole data directory and report every finding, offline.
+
+What is checked (each failure is a :class:`Finding` with a :class:`FindingCode`):
+
+- every manifest parses strictly (canonical bytes, allow-listed algorithms), sits at the
+  file name its ``sequence`` says, links to the SHA-256 of its predecessor's bytes (the
+  genesis to 32 zero bytes, and no other manifest may), carries the log's origin, and is
+  signed by a keyring key valid at its ``created`` time;
+- sequence numbers run from 0 without a gap (every missing number is reported);
+- each batch is well formed (one UTC hour, kind consistent with its data, data at the one
+  path its window, sequence and kind allow), windows have one ``hour``/``empty`` batch
+  followed only by ``late`` ones, ``created`` never goes backwards nor into the future;
+- every data file: size, SHA-256, row count, the RFC 6962 root over its rows' leaves,
+  event count and time range, each row's id/time against its leaf JSON, each event inside
+  the window, no event id twice in a window;
+- no file under ``lake/`` that no manifest references (an uncommitted leftover of a
+  crashed commit, proven by a signed intent, is a notice, not a finding);
+- every hour from the first to the last committed one has a manifest;
+- every stored checkpoint: signature, key window, origin, and root equal to the log's
+  root at its size (a checkpoint larger than the log means the tail was cut);
+- with a trusted checkpoint held elsewhere: an RFC 6962 consistency proof that today's log
+  extends it (catches tail truncation, rollback and forks, even after a key leak).
+
+Incremental mode trusts everything a verified checkpoint covers and fully checks only the
+manifests and data files after it; the log root is still recomputed from all manifest
+bytes (kilobytes per batch), so the cost follows the new data.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audit_pipeline.errors import AuditPipelineError, ConfigurationError
+from audit_pipeline.ledger import merkle
+from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint
+from audit_pipeline.ledger.commit import file_digest, parse_intent
+from audit_pipeline.ledger.errors import (
+    InvalidProofError,
+    InvalidSignatureError,
+    LedgerError,
+    MalformedError,
+    UnknownKeyError,
+)
+from audit_pipeline.ledger.events import BatchFileFormat, events_root, record_mismatch
+from audit_pipeline.ledger.keys import Keyring, KeyStatus, key_id, load_keyring
+from audit_pipeline.ledger.layout import (
+    CHECKPOINT_SUFFIX,
+    CHECKPOINTS,
+    HOUR,
+    INTENT_SUFFIX,
+    LAKE,
+    LEDGER,
+    MANIFEST_SUFFIX,
+    MANIFESTS,
+    PENDING,
+    LocalStorage,
+    batch_data_path,
+    checkpoint_path,
+    format_hour,
+    manifest_path,
+    parse_numbered_name,
+)
+from audit_pipeline.ledger.manifest import (
+    GENESIS_PREV,
+    SignedManifest,
+    UnsupportedAlgorithmError,
+    parse_manifest,
+    signature_status,
+)
+
+REPORT_SCHEMA = "audit_pipeline.verify/v1"
+MAX_CLOCK_SKEW = 300
+_LIST_LIMIT = 20
+
+
+class FindingCode(enum.StrEnum):
+    """FindingCode names one kind of integrity failure (stable: scripts match on it)."""
+
+    MISSING_MANIFEST = "missing_manifest"
+    MALFORMED_MANIFEST = "malformed_manifest"
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
+    SEQUENCE_MISMATCH = "sequence_mismatch"
+    CHAIN_BREAK = "chain_break"
+    SECOND_GENESIS = "second_genesis"
+    ORIGIN_MISMATCH = "origin_mismatch"
+    UNKNOWN_KEY = "unknown_key"
+    KEY_NOT_YET_VALID = "key_not_yet_valid"
+    KEY_EXPIRED = "key_expired"
+    KEY_REVOKED = "key_revoked"
+    BAD_SIGNATURE = "bad_signature"
+    INVALID_WINDOW = "invalid_window"
+    KIND_MISMATCH = "kind_mismatch"
+    PATH_MISMATCH = "path_mismatch"
+    DUPLICATE_WINDOW = "duplicate_window"
+    FUTURE_DATED = "future_dated"
+    TIME_REGRESSION = "time_regression"
+    DATA_FILE_MISSING = "data_file_missing"
+    SIZE_MISMATCH = "size_mismatch"
+    FILE_HASH_MISMATCH = "file_hash_mismatch"
+    UNREADABLE_DATA_FILE = "unreadable_data_file"
+    ROW_COUNT_MISMATCH = "row_count_mismatch"
+    EVENTS_ROOT_MISMATCH = "events_root_mismatch"
+    EVENT_RANGE_MISMATCH = "event_range_mismatch"
+    EVENT_RECORD_MISMATCH = "event_record_mismatch"
+    EVENT_OUTSIDE_WINDOW = "event_outside_window"
+    DUPLICATE_EVENT_ID = "duplicate_event_id"
+    UNREFERENCED_FILE = "unreferenced_file"
+    UNEXPECTED_FILE = "unexpected_file"
+    HOUR_MISSING = "hour_missing"
+    MALFORMED_CHECKPOINT = "malformed_checkpoint"
+    CHECKPOINT_MISMATCH = "checkpoint_mismatch"
+    TAIL_TRUNCATED = "tail_truncated"
+    CONSISTENCY_FAILURE = "consistency_failure"
+    STALE_LOG = "stale_log"
+
+
+_KEY_CODES = {
+    KeyStatus.UNKNOWN.value: FindingCode.UNKNOWN_KEY,
+    KeyStatus.NOT_YET_VALID.value: FindingCode.KEY_NOT_YET_VALID,
+    KeyStatus.EXPIRED.value: FindingCode.KEY_EXPIRED,
+    KeyStatus.REVOKED.value: FindingCode.KEY_REVOKED,
+    "bad_signature": FindingCode.BAD_SIGNATURE,
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Finding is one integrity failure: what, where, and the values that disagree."""
+
+    code: FindingCode
+    location: str
+    expected: str | None
+    actual: str | None
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code.value,
+            "location": self.location,
+            "expected": self.expected,
+            "actual": self.actual,
+            "detail": self.detail,
+        }
+
+    def line(self) -> str:
+        values = ""
+        if self.expected is not None or self.actual is not None:
+            values = f" (expected {self.expected}, found {self.actual})"
+        return f"{self.code.value}: {self.location}: {self.detail}{values}"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Notice is something worth knowing that is not an integrity failure."""
+
+    code: str
+    location: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "location": self.location, "detail": self.detail}
+
+
+class VerificationIncompleteError(AuditPipelineError):
+    """The verifier could not read what it must check (exit code 3)."""
+
+
+class IntegrityError(LedgerError):
+    """Raised by :meth:`VerifyReport.raise_for_findings`; the message is the summary."""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """VerifyReport holds every finding and notice of one verification; true when intact."""
+
+    findings: tuple[Finding, ...]
+    notices: tuple[Notice, ...]
+    checked: Mapping[str, int]
+    tree_size: int
+    root_hash: bytes | None
+    checkpoint: bytes | None
+    origin: str | None
+    keyring_source: str
+    trusted_keys: bool
+    incremental_from: int | None = None
+    missing_sequences: tuple[int, ...] = field(default=())
+
+    def __bool__(self) -> bool:
+        return not self.findings
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def codes(self) -> Counter[str]:
+        return Counter(f.code.value for f in self.findings)
+
+    def raise_for_findings(self) -> None:
+        if self.findings:
+            raise IntegrityError(self.summary())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": REPORT_SCHEMA,
+            "ok": self.ok,
+            "origin": self.origin,
+            "tree_size": self.tree_size,
+            "root_hash": merkle_b64(self.root_hash),
+            "checkpoint": self.checkpoint.decode() if self.checkpoint else None,
+            "keyring": {"source": self.keyring_source, "trusted": self.trusted_keys},
+            "incremental_from": self.incremental_from,
+            "checked": dict(self.checked),
+            "finding_counts": dict(sorted(self.codes().items())),
+            "missing_sequences": list(self.missing_sequences),
+            "findings": [f.to_dict() for f in self.findings],
+            "notices": [n.to_dict() for n in self.notices],
+        }
+
+    def summary(self) -> str:
+        """summary is the human report: a verdict line, then every finding and notice."""
+        c = self.checked
+        scope = (
+            f"batches {self.incremental_from}..{self.tree_size - 1} after the trusted checkpoint"
+            if self.incremental_from is not None
+            else f"{self.tree_size} batches"
+        )
+        facts = (
+            f"{scope}; {c.get('signatures', 0)} signatures, {c.get('data_files', 0)} data "
+            f"files ({c.get('bytes_hashed', 0)} bytes), {c.get('events', 0)} events, "
+            f"{c.get('checkpoints', 0)} checkpoints, {c.get('hours', 0)} hours checked"
+        )
+        lines = []
+        if self.ok:
+            root = merkle_b64(self.root_hash) or "-"
+            lines.append(f"OK: ledger {self.origin or '(empty)'} intact: {facts}; root {root}")
+        else:
+            counts = ", ".join(f"{k} x{v}" for k, v in sorted(self.codes().items()))
+            lines.append(f"FAIL: {len(self.findings)} findings ({counts}); {facts}")
+            if self.missing_sequences:
+                lines.append(
+                    f"  missing manifests: {len(self.missing_sequences)} "
+                    f"({_ranges(self.missing_sequences)})"
+                )
+            lines.extend(f"  {f.line()}" for f in self.findings)
+        lines.extend(f"  notice: {n.code}: {n.location}: {n.detail}" for n in self.notices)
+        if not self.trusted_keys:
+            lines.append(
+                "  keys: used the data directory's own keyring, which anyone who can write "
+                "the directory can edit; pass --trusted-keys FILE to use keys held elsewhere"
+            )
+        return "\n".join(lines)
+
+
+def merkle_b64(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode()
+
+
+@dataclass
+class _Batch:
+    seq: int
+    raw: bytes
+    signed: SignedManifest | None
+
+
+@dataclass
+class _DataResult:
+    findings: list[Finding]
+    ids: list[str] | None
+    bytes_hashed: int
+    events: int
+
+
+def verify_ledger(
+    data_dir: Path,
+    *,
+    file_format: BatchFileFormat,
+    keyring: Keyring | None = None,
+    trusted_checkpoint: bytes | None = None,
+    incremental: bool = False,
+    jobs: int = 1,
+    now: float | None = None,
+    max_lag: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> VerifyReport:
+    """verify_ledger checks the data directory and returns every finding it has.
+
+    ``keyring`` defaults to the data directory's own (say so to the user: it is editable by
+    whoever can write the directory). ``trusted_checkpoint`` is a signed checkpoint held
+    elsewhere; with ``incremental`` only what came after it is fully checked. ``max_lag``
+    (seconds) makes a newest hour older than ``now - max_lag`` a finding (tail truncation
+    seen against the hourly cadence). Raises only for misuse (ConfigurationError) or when
+    files cannot be read (VerificationIncompleteError).
+    """
+    data_dir = Path(data_dir)
+    if not (data_dir / LEDGER).is_dir():
+        raise ConfigurationError(f"no ledger in {data_dir} (expected {data_dir / LEDGER}/)")
+    if incremental and trusted_checkpoint is None:
+        raise ConfigurationError("incremental verification needs a trusted checkpoint")
+    if jobs < 1:
+        raise ConfigurationError(f"jobs must be at least 1, got {jobs}")
+    trusted_keys = keyring is not None
+    if keyring is None:
+        keyring = load_keyring(data_dir)
+    run = _Run(
+        LocalStorage(data_dir),
+        file_format,
+        keyring,
+        now=time.time() if now is None else now,
+        jobs=jobs,
+        progress=progress or (lambda _msg: None),
+    )
+    try:
+        return run.verify(trusted_checkpoint, incremental, max_lag, trusted_keys)
+    except PermissionError as exc:
+        raise VerificationIncompleteError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise VerificationIncompleteError(f"{exc.filename} vanished while verifying") from exc
+        raise VerificationIncompleteError(f"I/O error: {exc}") from exc
+
+
+class _Run:
+    def __init__(
+        self,
+        storage: LocalStorage,
+        file_format: BatchFileFormat,
+        keyring: Keyring,
+        *,
+        now: float,
+        jobs: int,
+        progress: Callable[[str], None],
+    ) -> None:
+        self.storage = storage
+        self.file_format = file_format
+        self.keyring = keyring
+        self.now = now
+        self.jobs = jobs
+        self.progress = progress
+        self.findings: list[Finding] = []
+        self.notices: list[Notice] = []
+        self.checked: Counter[str] = Counter()
+
+    def add(
+        self,
+        code: FindingCode,
+        location: str,
+        detail: str,
+        expected: object = None,
+        actual: object = None,
+    ) -> None:
+        self.findings.append(
+            Finding(
+                code,
+                location,
+                None if expected is None else str(expected),
+                None if actual is None else str(actual),
+                detail,
+            )
+        )
+
+    def notice(self, code: str, location: str, detail: str) -> None:
+        self.notices.append(Notice(code, location, detail))
+
+    # -- the whole run ---------------------------------------------------------------------
+
+    def verify(
+        self,
+        trusted_raw: bytes | None,
+        incremental: bool,
+        max_lag: int | None,
+        trusted_keys: bool,
+    ) -> VerifyReport:
+        batches = self._read_manifests()
+        size = max(batches, default=-1) + 1
+        missing = [s for s in range(size) if s not in batches]
+        for seq in missing:
+            self.add(
+                FindingCode.MISSING_MANIFEST,
+                manifest_path(seq),
+                f"manifest {seq} is missing ({len(missing)} missing in all: {_ranges(missing)})",
+            )
+        parsed = {s: b.signed for s, b in batches.items() if b.signed is not None}
+        origin = self._origin(parsed)
+        # Roots of the log at every prefix size, up to the first gap.
+        contiguous = missing[0] if missing else size
+        leaves = [batches[s].raw for s in range(contiguous)]
+        leaf_hashes = [merkle.leaf_hash(raw) for raw in leaves]
+        roots = _PrefixRoots(leaf_hashes)
+
+        trusted = self._trusted(trusted_raw, origin, size, contiguous, roots, leaf_hashes)
+        start = trusted.tree_size if (incremental and trusted is not None) else 0
+        self.progress(f"read {len(batches)} manifests; checking from batch {start}")
+
+        self._check_manifests(batches, start, origin)
+        self._check_windows(parsed, start)
+        self._check_data(parsed, start)
+        self._check_unreferenced(parsed, size)
+        self._check_checkpoints(parsed, origin, size, contiguous, roots, start)
+        self._check_coverage(parsed, start, max_lag)
+
+        root = roots.root(size) if contiguous == size and size else None
+        current = None
+        if root is not None and not self.findings and self.storage.exists(checkpoint_path(size)):
+            current = self.storage.read(checkpoint_path(size))
+        return VerifyReport(
+            findings=tuple(self.findings),
+            notices=tuple(self.notices),
+            checked=dict(self.checked),
+            tree_size=size,
+            root_hash=root,
+            checkpoint=current,
+            origin=origin,
+            keyring_source=self.keyring.source,
+            trusted_keys=trusted_keys,
+            incremental_from=start if incremental else None,
+            missing_sequences=tuple(missing),
+        )
+
+    # -- manifests -------------------------------------------------------------------------
+
+    def _read_manifests(self) -> dict[int, _Batch]:
+        batches: dict[int, _Batch] = {}
+        for name in self.storage.list_dir(MANIFESTS):
+            rel = f"{MANIFESTS}/{name}"
+            seq = parse_numbered_name(name, MANIFEST_SUFFIX)
+            if seq is None:
+                self.add(FindingCode.UNEXPECTED_FILE, rel, "not a manifest file name")
+                continue
+            raw = self.storage.read(rel)
+            signed = None
+            try:
+                signed = parse_manifest(raw)
+            except UnsupportedAlgorithmError as exc:
+                self.add(FindingCode.UNSUPPORTED_ALGORITHM, rel, str(exc))
+            except LedgerError as exc:
+                self.add(FindingCode.MALFORMED_MANIFEST, rel, str(exc))
+            batches[seq] = _Batch(seq, raw, signed)
+        self.checked["manifests"] = len(batches)
+        return batches
+
+    def _origin(self, parsed: Mapping[int, SignedManifest]) -> str | None:
+        if 0 in parsed:
+            return parsed[0].manifest.origin
+        origins = Counter(m.manifest.origin for m in parsed.values())
+        return origins.most_common(1)[0][0] if origins else None
+
+    def _check_manifests(
+        self, batches: Mapping[int, _Batch], start: int, origin: str | None
+    ) -> None:
+        previous_created: int | None = None
+        for seq in sorted(batches):
+            signed = batches[seq].signed
+            if signed is None:
+                previous_created = None
+                continue
+            m, rel = signed.manifest, manifest_path(seq)
+            if seq < start:
+                previous_created = m.created
+                continue
+            if m.sequence != seq:
+                self.add(
+                    FindingCode.SEQUENCE_MISMATCH,
+                    rel,
+                    "the signed sequence number differs from the file name",
+                    seq,
+                    m.sequence,
+                )
+            if seq == 0:
+                if m.prev_manifest_sha256 != GENESIS_PREV:
+                    self.add(
+                        FindingCode.CHAIN_BREAK,
+                        rel,
+                        "the genesis manifest must link to 32 zero bytes",
+                        GENESIS_PREV,
+                        m.prev_manifest_sha256,
+                    )
+            elif m.prev_manifest_sha256 == GENESIS_PREV:
+                self.add(
+                    FindingCode.SECOND_GENESIS,
+                    rel,
+                    f"manifest {seq} claims to start a new chain (previous hash is zero)",
+                )
+            elif seq - 1 in batches:
+                want = _sha256(batches[seq - 1].raw)
+                if m.prev_manifest_sha256 != want:
+                    self.add(
+                        FindingCode.CHAIN_BREAK,
+                        rel,
+                        f"previous-manifest hash does not match manifest {seq - 1}'s bytes",
+                        want,
+                        m.prev_manifest_sha256,
+                    )
+            if origin is not None and m.origin != origin:
+                self.add(
+                    FindingCode.ORIGIN_MISMATCH, rel, "manifest of another log", origin, m.origin
+                )
+            self._check_signature(signed, rel)
+            self._check_shape(signed, rel)
+            if m.created > self.now + MAX_CLOCK_SKEW:
+                self.add(
+                    FindingCode.FUTURE_DATED,
+                    rel,
+                    "created after the verification time",
+                    f"<= {int(self.now) + MAX_CLOCK_SKEW}",
+                    m.created,
+                )
+            if previous_created is not None and m.created < previous_created:
+                self.add(
+                    FindingCode.TIME_REGRESSION,
+                    rel,
+                    f"created before manifest {seq - 1}",
+                    f">= {previous_created}",
+                    m.created,
+                )
+            previous_created = m.created
+
+    def _check_signature(self, signed: SignedManifest, rel: str) -> None:
+        self.checked["signatures"] += 1
+        status = signature_status(signed, self.keyring)
+        if status != KeyStatus.VALID.value:
+            sig = signed.signature
+            self.add(
+                _KEY_CODES[status],
+                rel,
+                f"signature by {sig.name}+{sig.key_id} at created={signed.manifest.created}: "
+                f"{status}",
+            )
+
+    def _check_shape(self, signed: SignedManifest, rel: str) -> None:
+        m = signed.manifest
+        if m.window_start % HOUR or m.window_end != m.window_start + HOUR:
+            self.add(
+                FindingCode.INVALID_WINDOW,
+                rel,
+                "the window is not one UTC hour",
+                "[H, H+3600)",
+                f"[{m.window_start}, {m.window_end})",
+            )
+        has_data = m.data is not None
+        if (m.kind == "empty") == has_data or (m.event_count == 0) == has_data:
+            self.add(
+                FindingCode.KIND_MISMATCH,
+                rel,
+                f"kind {m.kind} with {m.event_count} events and "
+                f"{'a' if has_data else 'no'} data file",
+            )
+        if m.data is not None:
+            want = batch_data_path(m.window_start, m.sequence, m.kind, self.file_format.suffix)
+            if m.data.path != want:
+                self.add(
+                    FindingCode.PATH_MISMATCH,
+                    rel,
+                    "data file path is not the batch's own",
+                    want,
+                    m.data.path,
+                )
+            if m.data.rows != m.event_count:
+                self.add(
+                    FindingCode.ROW_COUNT_MISMATCH,
+                    rel,
+                    "manifest rows != events.count",
+                    m.event_count,
+                    m.data.rows,
+                )
+
+    def _check_windows(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
+        by_window: dict[int, list[SignedManifest]] = defaultdict(list)
+        for seq in sorted(parsed):
+            by_window[parsed[seq].manifest.window_start].append(parsed[seq])
+        for window, batches in by_window.items():
+            first, *later = batches
+            if first.sequence >= start and first.manifest.kind == "late":
+                self.add(
+                    FindingCode.KIND_MISMATCH,
+                    manifest_path(first.sequence),
+                    f"first batch of {format_hour(window)} is 'late'",
+                )
+            for other in later:
+                if other.sequence >= start and other.manifest.kind != "late":
+                    self.add(
+                        FindingCode.DUPLICATE_WINDOW,
+                        manifest_path(other.sequence),
+                        f"second {other.manifest.kind!r} batch for {format_hour(window)} "
+                        f"(first: batch {first.sequence})",
+                    )
+
+    # -- data files ------------------------------------------------------------------------
+
+    def _check_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
+        windows = Counter(m.manifest.window_start for m in parsed.values() if m.manifest.data)
+        todo = [m for s, m in sorted(parsed.items()) if s >= start and m.manifest.data]
+        shared = {
+            m.sequence
+            for m in parsed.values()
+            if m.manifest.data and windows[m.manifest.window_start] > 1
+        }
+        need_ids = [
+            m
+            for s, m in sorted(parsed.items())
+            if s < start
+            and m.sequence in shared
+            and any(t.manifest.window_start == m.manifest.window_start for t in todo)
+        ]
+
+        def work(signed: SignedManifest) -> _DataResult:
+            return _check_data_file(
+                self.storage, self.file_format, signed, signed.sequence in shared
+            )
+
+        results: dict[int, _DataResult] = {}
+        if self.jobs > 1 and len(todo) > 1:
+            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+                for done, (signed, res) in enumerate(zip(todo, pool.map(work, todo), strict=True)):
+                    results[signed.sequence] = res
+                    self._tick(done + 1, len(todo))
+        else:
+            for done, signed in enumerate(todo):
+                results[signed.sequence] = work(signed)
+                self._tick(done + 1, len(todo))
+        for seq in sorted(results):
+            res = results[seq]
+            self.findings.extend(res.findings)
+            self.checked["data_files"] += 1
+            self.checked["bytes_hashed"] += res.bytes_hashed
+            self.checked["events"] += res.events
+        # Ids of earlier batches that share a window with a new one (incremental mode).
+        for signed in need_ids:
+            data = signed.manifest.data
+            assert data is not None
+            try:
+                ids = [
+                    r.event_id for r in self.file_format.read_events(self.storage.path(data.path))
+                ]
+            except (LedgerError, FileNotFoundError):
+                continue
+            results[signed.sequence] = _DataResult([], ids, 0, 0)
+        self._check_window_duplicates(parsed, results, start)
+
+    def _tick(self, done: int, total: int) -> None:
+        if done == total or done % 100 == 0:
+            self.progress(f"checked {done}/{total} data files")
+
+    def _check_window_duplicates(
+        self, parsed: Mapping[int, SignedManifest], results: Mapping[int, _DataResult], start: int
+    ) -> None:
+        seen: dict[int, dict[str, int]] = defaultdict(dict)
+        dups: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
+        for seq in sorted(results):
+            ids = results[seq].ids
+            if ids is None:
+                continue
+            window_ids = seen[parsed[seq].manifest.window_start]
+            for event_id in dict.fromkeys(ids):
+                first = window_ids.setdefault(event_id, seq)
+                if first != seq and seq >= start:
+                    dups[seq].append((event_id, first, seq))
+        for seq, items in sorted(dups.items()):
+            shown = ", ".join(f"{i} (batch {a} and {b})" for i, a, b in items[:_LIST_LIMIT])
+            more = f" and {len(items) - _LIST_LIMIT} more" if len(items) > _LIST_LIMIT else ""
+            self.add(
+                FindingCode.DUPLICATE_EVENT_ID,
+                manifest_path(seq),
+                f"{len(items)} event ids committed twice in "
+                f"{format_hour(parsed[seq].manifest.window_start)}: {shown}{more}",
+            )
+
+    # -- lake and pending ------------------------------------------------------------------
+
+    def _check_unreferenced(self, parsed: Mapping[int, SignedManifest], size: int) -> None:
+        referenced = {m.manifest.data.path for m in parsed.values() if m.manifest.data}
+        leftovers: dict[str, Any] = {}
+        for name in self.storage.list_dir(PENDING):
+            rel = f"{PENDING}/{name}"
+            if parse_numbered_name(name, INTENT_SUFFIX) is None:
+                self.notice("uncommitted_leftover", rel, "staged file of an interrupted commit")
+                continue
+            try:
+                intent = parse_intent(self.storage.read(rel))
+            except LedgerError as exc:
+                self.notice("uncommitted_leftover", rel, f"unreadable intent ({exc})")
+                continue
+            if intent.signature_ok(self.keyring) and intent.sequence >= size:
+                leftovers[intent.path] = intent
+            self.notice(
+                "uncommitted_leftover",
+                rel,
+                f"intent of an interrupted commit of batch {intent.sequence}",
+            )
+        for rel in self.storage.walk_files(LAKE):
+            if rel in referenced:
+                continue
+            intent = leftovers.get(rel)
+            if intent is not None and file_digest(self.storage.path(rel)) == (
+                intent.size,
+                intent.sha256,
+            ):
+                self.notice(
+                    "uncommitted_leftover",
+                    rel,
+                    f"data of batch {intent.sequence}, never committed (removed by the "
+                    "next commit; never part of the dataset)",
+                )
+                continue
+            self.add(
+                FindingCode.UNREFERENCED_FILE,
+                rel,
+                "no manifest references this file (it is not part of the ledger)",
+            )
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def _trusted(
+        self,
+        raw: bytes | None,
+        origin: str | None,
+        size: int,
+        contiguous: int,
+        roots: _PrefixRoots,
+        leaf_hashes: list[bytes],
+    ) -> Checkpoint | None:
+        if raw is None:
+            return None
+        try:
+            cp, _ = open_checkpoint(raw, self.keyring.verifiers())
+        except LedgerError as exc:
+            raise ConfigurationError(f"the trusted checkpoint does not verify: {exc}") from exc
+        where = "trusted checkpoint"
+        if origin is not None and cp.origin != origin:
+            self.add(
+                FindingCode.ORIGIN_MISMATCH, where, "checkpoint of another log", origin, cp.origin
+            )
+            return None
+        if cp.tree_size > size:
+            self.add(
+                FindingCode.TAIL_TRUNCATED,
+                where,
+                f"the log has {size} manifests but a checkpoint held elsewhere commits to "
+                f"{cp.tree_size}: {cp.tree_size - size} newest batches removed or the log "
+                "rolled back",
+                cp.tree_size,
+                size,
+            )
+            return None
+        if cp.tree_size > contiguous:
+            self.add(
+                FindingCode.CONSISTENCY_FAILURE,
+                where,
+                "manifests it covers are missing; consistency cannot be proven",
+            )
+            return None
+        self.checked["consistency_proofs"] += 1
+        if cp.tree_size == 0:
+            return cp
+        current = roots.root(contiguous)
+        try:
+            proof = merkle.prove_consistency(cp.tree_size, contiguous, leaf_hashes)
+            merkle.verify_consistency(cp.tree_size, contiguous, proof, cp.root_hash, current)
+        except InvalidProofError as exc:
+            self.add(
+                FindingCode.CONSISTENCY_FAILURE,
+                where,
+                f"today's log does not extend the trusted checkpoint of size {cp.tree_size} "
+                f"(history rewritten or forked): {exc}",
+                merkle_b64(cp.root_hash),
+                merkle_b64(roots.root(cp.tree_size)),
+            )
+            return None
+        return cp
+
+    def _check_checkpoints(
+        self,
+        parsed: Mapping[int, SignedManifest],
+        origin: str | None,
+        size: int,
+        contiguous: int,
+        roots: _PrefixRoots,
+        start: int,
+    ) -> None:
+        verifiers = self.keyring.verifiers()
+        sizes = []
+        for name in self.storage.list_dir(CHECKPOINTS):
+            rel = f"{CHECKPOINTS}/{name}"
+            named = parse_numbered_name(name, CHECKPOINT_SUFFIX)
+            if named is None:
+                self.add(FindingCode.UNEXPECTED_FILE, rel, "not a checkpoint file name")
+                continue
+            sizes.append(named)
+            if named <= start and named != size:
+                continue
+            self.checked["checkpoints"] += 1
+            try:
+                cp, opened = open_checkpoint(self.storage.read(rel), verifiers)
+            except UnknownKeyError as exc:
+                self.add(FindingCode.UNKNOWN_KEY, rel, str(exc))
+                continue
+            except InvalidSignatureError as exc:
+                self.add(FindingCode.BAD_SIGNATURE, rel, str(exc))
+                continue
+            except MalformedError as exc:
+                self.add(FindingCode.MALFORMED_CHECKPOINT, rel, str(exc))
+                continue
+            if cp.tree_size != named:
+                self.add(
+                    FindingCode.MALFORMED_CHECKPOINT,
+                    rel,
+                    "file name and tree size differ",
+                    named,
+                    cp.tree_size,
+                )
+            if origin is not None and cp.origin != origin:
+                self.add(
+                    FindingCode.ORIGIN_MISMATCH, rel, "checkpoint of another log", origin, cp.origin
+                )
+            if cp.tree_size > size:
+                self.add(
+                    FindingCode.TAIL_TRUNCATED,
+                    rel,
+                    f"checkpoint commits to {cp.tree_size} manifests but the log has {size}: "
+                    f"the newest {cp.tree_size - size} were removed",
+                    cp.tree_size,
+                    size,
+                )
+                continue
+            signed_at = parsed.get(cp.tree_size - 1)
+            if signed_at is not None:
+                for sig in opened.sigs:
+                    status = self.keyring.status(sig.name, sig.key_hash, signed_at.manifest.created)
+                    if status is not KeyStatus.VALID:
+                        self.add(
+                            _KEY_CODES[status.value],
+                            rel,
+                            f"checkpoint signed by {sig.name}+{key_id(sig.key_hash)}, "
+                            f"{status.value} when batch {cp.tree_size - 1} was created",
+                        )
+            if 0 < cp.tree_size <= contiguous and roots.root(cp.tree_size) != cp.root_hash:
+                self.add(
+                    FindingCode.CHECKPOINT_MISMATCH,
+                    rel,
+                    f"root of the log's first {cp.tree_size} manifests differs from the "
+                    "signed checkpoint (manifests changed, reordered or forked)",
+                    merkle_b64(cp.root_hash),
+                    merkle_b64(roots.root(cp.tree_size)),
+                )
+        latest = max(sizes, default=0)
+        if size and latest < size:
+            self.notice(
+                "checkpoint_behind",
+                CHECKPOINTS,
+                f"no checkpoint yet for the newest {size - latest} batches (a commit was "
+                "interrupted after its manifest; the next commit signs one)",
+            )
+
+    # -- hours -----------------------------------------------------------------------------
+
+    def _check_coverage(
+        self, parsed: Mapping[int, SignedManifest], start: int, max_lag: int | None
+    ) -> None:
+        hours = {
+            m.manifest.window_start for m in parsed.values() if m.manifest.window_start % HOUR == 0
+        }
+        if not hours:
+            return
+        first, last = min(hours), max(hours)
+        since = first
+        if start:
+            old = [m.manifest.window_start for s, m in parsed.items() if s < start]
+            since = max(old, default=first)
+        self.checked["hours"] = (last - first) // HOUR + 1
+        gaps = [h for h in range(since, last + HOUR, HOUR) if h not in hours]
+        for hour in gaps:
+            self.add(
+                FindingCode.HOUR_MISSING,
+                f"hour {format_hour(hour)}",
+                f"no manifest for this hour ({len(gaps)} hours missing between "
+                f"{format_hour(first)} and {format_hour(last)})",
+            )
+        if max_lag is not None and last + HOUR < self.now - max_lag:
+            self.add(
+                FindingCode.STALE_LOG,
+                f"hour {format_hour(last)}",
+                f"the newest batch is for an hour that ended more than {max_lag} s before "
+                "now: newest batches may have been removed, or syncing stopped",
+                f">= {format_hour(int(self.now - max_lag) // HOUR * HOUR - HOUR)}",
+                format_hour(last),
+            )
+
+
+def _check_data_file(
+    storage: LocalStorage, file_format: BatchFileFormat, signed: SignedManifest, want_ids: bool
+) -> _DataResult:
+    """_check_data_file checks one batch's data file against its manifest."""
+    m = signed.manifest
+    data = m.data
+    assert data is not None
+    findings: list[Finding] = []
+
+    def add(code: FindingCode, detail: str, expected: object = None, actual: object = None) -> None:
+        findings.append(
+            Finding(
+                code,
+                data.path,
+                None if expected is None else str(expected),
+                None if actual is None else str(actual),
+                f"batch {m.sequence}: {detail}",
+            )
+        )
+
+    path = storage.path(data.path)
+    try:
+        size, sha256 = file_digest(path)
+    except FileNotFoundError:
+        add(FindingCode.DATA_FILE_MISSING, "the data file is missing")
+        return _DataResult(findings, None, 0, 0)
+    if size != data.size:
+        add(FindingCode.SIZE_MISMATCH, "file size differs from the manifest", data.size, size)
+    if sha256 != data.sha256:
+        add(
+            FindingCode.FILE_HASH_MISMATCH, "SHA-256 differs from the manifest", data.sha256, sha256
+        )
+    try:
+        records = file_format.read_events(path)
+    except LedgerError as exc:
+        add(FindingCode.UNREADABLE_DATA_FILE, f"rows cannot be read: {exc}")
+        return _DataResult(findings, None, size, 0)
+    if len(records) != data.rows:
+        add(
+            FindingCode.ROW_COUNT_MISMATCH,
+            "row count differs from the manifest",
+            data.rows,
+            len(records),
+        )
+    root = events_root(records).hex()
+    if root != m.events_root:
+        add(
+            FindingCode.EVENTS_ROOT_MISMATCH,
+            "Merkle root recomputed from the rows differs from the manifest",
+            m.events_root,
+            root,
+        )
+    times = [r.date_create for r in records]
+    span = (min(times, default=None), max(times, default=None))
+    if span != (m.min_date_create, m.max_date_create):
+        add(
+            FindingCode.EVENT_RANGE_MISMATCH,
+            "event time range differs from the manifest",
+            (m.min_date_create, m.max_date_create),
+            span,
+        )
+    outside = [r.event_id for r in records if not m.window_start <= r.date_create < m.window_end]
+    if outside:
+        add(
+            FindingCode.EVENT_OUTSIDE_WINDOW,
+            f"{len(outside)} events outside {format_hour(m.window_start)}: {_first(outside)}",
+        )
+    mismatched = [f"{r.event_id} ({p})" for r in records if (p := record_mismatch(r))]
+    if mismatched:
+        add(
+            FindingCode.EVENT_RECORD_MISMATCH,
+            f"{len(mismatched)} rows whose columns disagree with their leaf: {_first(mismatched)}",
+        )
+    repeated = [i for i, n in Counter(r.event_id for r in records).items() if n > 1]
+    if repeated:
+        add(
+            FindingCode.DUPLICATE_EVENT_ID,
+            f"{len(repeated)} event ids appear twice in the file: {_first(repeated)}",
+        )
+    ids = [r.event_id for r in records] if want_ids else None
+    return _DataResult(findings, ids, size, len(records))
+
+
+class _PrefixRoots:
+    """_PrefixRoots gives the RFC 6962 root of every prefix of the log in O(n log n)."""
+
+    def __init__(self, leaf_hashes: list[bytes]) -> None:
+        self._roots: list[bytes] = [merkle.empty_root()]
+        stack: list[tuple[int, bytes]] = []
+        for leaf in leaf_hashes:
+            stack.append((1, leaf))
+            while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
+                (width, right), (_, left) = stack.pop(), stack.pop()
+                stack.append((width * 2, merkle.node_hash(left, right)))
+            root = stack[-1][1]
+            for _, left in reversed(stack[:-1]):
+                root = merkle.node_hash(left, root)
+            self._roots.append(root)
+
+    def root(self, size: int) -> bytes:
+        return self._roots[size]
+
+
+def _sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _first(items: Iterable[str]) -> str:
+    items = list(items)
+    shown = ", ".join(items[:_LIST_LIMIT])
+    return shown + (f" ... ({len(items)} in all)" if len(items) > _LIST_LIMIT else "")
+
+
+def _ranges(numbers: Iterable[int]) -> str:
+    parts: list[str] = []
+    run: list[int] = []
+    for n in sorted(numbers):
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+        run = [n]
+    if run:
+        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ", ".join(parts)
+
+
+__all__ = [
+    "REPORT_SCHEMA",
+    "Finding",
+    "FindingCode",
+    "IntegrityError",
+    "Notice",
+    "VerificationIncompleteError",
+    "VerifyReport",
+    "verify_ledger",
+]
