@@ -35,7 +35,8 @@ _ENCODER = json.JSONEncoder(
 def canonical_json(obj: Any) -> bytes:
     """canonical_json returns the canonical encoding of a JSON value (dict, list or tuple,
     str, int, float, bool, None); MalformedError names anything that has no encoding."""
-    _check_value(obj, "$")
+    if not _is_plain_json(obj):
+        _check_value(obj, "$")
     try:
         return _ENCODER.encode(obj).encode("utf-8")
     except UnicodeEncodeError as e:
@@ -93,6 +94,31 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise MalformedError(f"JSON number {name} is not allowed")
+
+
+_SCALAR_TYPES = frozenset({str, int, bool, type(None)})
+
+
+def _is_plain_json(value: Any) -> bool:
+    """_is_plain_json is the fast check (about half the cost of encoding): exact built-in
+    types, string keys, finite floats. Anything else goes to _check_value for a message."""
+    stack = [value]
+    pop, push, scalars = stack.pop, stack.extend, _SCALAR_TYPES
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind in scalars:
+            continue
+        if kind is dict:
+            for key in item:
+                if type(key) is not str:
+                    return False
+            push(item.values())
+        elif kind is list or kind is tuple:
+            push(item)
+        elif kind is not float or not math.isfinite(item):
+            return False
+    return True
 
 
 def _check_value(value: Any, where: str) -> None:
