@@ -1,0 +1,122 @@
+"""Tables of the dataset (DDL with ``COMMENT ON`` text); the views are in ``views.py``."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from audit_pipeline.lake import COLUMN_DOCS, EVENT_SCHEMA
+
+DATASET_SCHEMA_VERSION = "1"
+
+# Columns of EVENT_SCHEMA that become JSON in DuckDB, so ``->`` and ``->>`` work directly.
+_JSON_COLUMNS = frozenset({"details", "raw_json"})
+# Provenance added to every row: which signed batch holds it, and where in its event tree.
+PROVENANCE_DOCS = {
+    "batch_sequence": "Sequence number of the signed manifest (batch) that holds this row "
+    "(join batches.sequence).",
+    "row_index": "Position of the row in its batch file: its leaf index in the batch's "
+    "event Merkle tree, used by 'audit-pipeline prove'.",
+}
+EVENT_COLUMNS = tuple(f.name for f in EVENT_SCHEMA if f.name != "quarantine_reason")
+QUARANTINE_COLUMNS = ("event_id", "date_create", "quarantine_reason", "raw_json", "leaf_hash")
+
+
+def _duckdb_type(field: pa.Field) -> str:
+    if field.name in _JSON_COLUMNS:
+        return "JSON"
+    if pa.types.is_timestamp(field.type):
+        return "TIMESTAMPTZ"
+    if pa.types.is_binary(field.type) or pa.types.is_fixed_size_binary(field.type):
+        return "BLOB"
+    if pa.types.is_string(field.type):
+        return "VARCHAR"
+    if pa.types.is_integer(field.type):
+        return "BIGINT"
+    raise TypeError(f"no DuckDB type for lake column {field.name} ({field.type})")
+
+
+def _columns_ddl(names: tuple[str, ...]) -> str:
+    by_name = {f.name: f for f in EVENT_SCHEMA}
+    parts = []
+    for name in names:
+        field = by_name[name]
+        null = "" if field.nullable else " NOT NULL"
+        parts.append(f"{name} {_duckdb_type(field)}{null}")
+    parts += ["batch_sequence BIGINT NOT NULL", "row_index BIGINT NOT NULL"]
+    return ", ".join(parts)
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+TABLES: dict[str, tuple[str, str]] = {
+    "audit_events": (
+        f"CREATE TABLE audit_events ({_columns_ddl(EVENT_COLUMNS)})",
+        "One row per committed audit event, exactly the rows of the verified batch files "
+        "(quarantined entries are in quarantine). Rows are stored in time order.",
+    ),
+    "quarantine": (
+        f"CREATE TABLE quarantine ({_columns_ddl(QUARANTINE_COLUMNS)})",
+        "Entries the API returned that could not be normalized, with the reason; they are "
+        "committed and provable like any event.",
+    ),
+    "batches": (
+        """CREATE TABLE batches (
+            sequence BIGINT NOT NULL, kind VARCHAR NOT NULL,
+            window_start TIMESTAMPTZ NOT NULL, window_end TIMESTAMPTZ NOT NULL,
+            data_path VARCHAR, data_sha256 VARCHAR, data_size BIGINT, data_rows BIGINT,
+            event_count BIGINT NOT NULL, quarantined BIGINT NOT NULL,
+            min_date_create TIMESTAMPTZ, max_date_create TIMESTAMPTZ,
+            events_merkle_root VARCHAR NOT NULL,
+            manifest_path VARCHAR NOT NULL, manifest_sha256 VARCHAR NOT NULL,
+            prev_manifest_sha256 VARCHAR NOT NULL,
+            key_name VARCHAR NOT NULL, key_id VARCHAR NOT NULL,
+            created TIMESTAMPTZ NOT NULL, run_id VARCHAR NOT NULL, origin VARCHAR NOT NULL,
+            source JSON, manifest JSON NOT NULL)""",
+        "One row per signed manifest in the verified ledger: its hour window, kind "
+        "(hour, late, empty), data file and hashes, and the key that signed it. "
+        "event_count is the manifest's (it includes the batch's quarantined rows).",
+    ),
+    "checkpoints": (
+        """CREATE TABLE checkpoints (
+            tree_size BIGINT NOT NULL, origin VARCHAR NOT NULL, root_hash VARCHAR NOT NULL,
+            signed_by VARCHAR[] NOT NULL, matches_ledger BOOLEAN NOT NULL,
+            path VARCHAR NOT NULL, note VARCHAR NOT NULL)""",
+        "Signed checkpoints (C2SP tree heads) of the ledger; matches_ledger says the root "
+        "equals the Merkle root of the verified manifests at that size.",
+    ),
+    "keys": (
+        """CREATE TABLE keys (
+            name VARCHAR NOT NULL, key_id VARCHAR NOT NULL, vkey VARCHAR NOT NULL,
+            fingerprint VARCHAR NOT NULL, valid_from TIMESTAMPTZ, valid_until TIMESTAMPTZ,
+            revoked_at TIMESTAMPTZ)""",
+        "Public keys the data directory's keyring trusts, with validity windows; "
+        "fingerprint is the SHA-256 of the Ed25519 public key.",
+    ),
+    "verification_runs": (
+        """CREATE TABLE verification_runs (
+            run_id VARCHAR NOT NULL, verified_at TIMESTAMPTZ NOT NULL, trigger VARCHAR,
+            ok BOOLEAN NOT NULL, tree_size BIGINT, root_hash VARCHAR, finding_count BIGINT,
+            checkpoint VARCHAR, report JSON)""",
+        "Every verification of the ledger ever recorded (from verification/runs.jsonl), "
+        "with the verifier's full report: the history auditors ask for.",
+    ),
+    "dataset_info": (
+        "CREATE TABLE dataset_info (key VARCHAR NOT NULL, value VARCHAR)",
+        "How and from what this dataset file was built.",
+    ),
+}
+
+
+def create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """create_tables creates every table with its table and column comments."""
+    for name, (ddl, comment) in TABLES.items():
+        con.execute(ddl)
+        con.execute(f"COMMENT ON TABLE {name} IS {_q(comment)}")
+    for table, columns in (("audit_events", EVENT_COLUMNS), ("quarantine", QUARANTINE_COLUMNS)):
+        for column in columns:
+            con.execute(f"COMMENT ON COLUMN {table}.{column} IS {_q(COLUMN_DOCS[column])}")
+        for column, doc in PROVENANCE_DOCS.items():
+            con.execute(f"COMMENT ON COLUMN {table}.{column} IS {_q(doc)}")
