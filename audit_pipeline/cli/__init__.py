@@ -21,6 +21,7 @@ from audit_pipeline.errors import AuditPipelineError
 # Modules that contribute sub-commands, in --help order.
 COMMAND_MODULES = (
     "audit_pipeline.cli.emulator",
+    "audit_pipeline.cli.sync",
 )
 
 EPILOG = "exit codes: 0 ok, 1 integrity findings, 2 usage/configuration error, 3 could not complete"

@@ -1,0 +1,53 @@
+"""Fixtures shared across the test tree: a signing key, a ledger, and an emulator source."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from audit_pipeline.lake import PARQUET_FORMAT
+from audit_pipeline.ledger import Ledger
+from audit_pipeline.ledger.keys import init_key
+from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
+
+KEY_EPOCH = 1_700_000_000  # keys are valid from before any test data
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def signing_key(tmp_path: Path, data_dir: Path):
+    signer, _, _ = init_key(
+        data_dir, tmp_path / "keys" / "signing-key", name="test-log", now=KEY_EPOCH
+    )
+    return signer
+
+
+@pytest.fixture
+def ledger(data_dir: Path, signing_key) -> Ledger:
+    return Ledger(
+        data_dir, file_format=PARQUET_FORMAT, signer=signing_key, origin="test.example/audit"
+    )
+
+
+@pytest.fixture
+def source_for() -> Callable[..., AuditLogSource]:
+    """source_for(emulator, **settings) builds an unpaced source reading that emulator."""
+
+    def build(emulator, **overrides) -> AuditLogSource:
+        settings = AuditApiSettings(
+            token=emulator.token,
+            base_url=emulator.base_url,
+            max_calls_per_minute=overrides.pop("max_calls_per_minute", 0),
+            **overrides,
+        )
+        return AuditLogSource(settings)
+
+    return build

@@ -1,0 +1,251 @@
+"""Sync against the emulator: every event exactly once, whatever the API does."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.ingest import format_hour, last_closed_hour, parse_hour, sync_hours
+from audit_pipeline.lake import PARQUET_FORMAT, read_batch_table
+from audit_pipeline.ledger import verify_ledger
+from audit_pipeline.slack.emulator import running_emulator
+
+H = 1795860000  # 2026-11-28T10:00Z
+HOUR = 3600
+
+
+def committed(ledger) -> Counter:
+    """committed counts every event id in every batch file of the ledger."""
+    ids: Counter = Counter()
+    for signed in ledger.manifests():
+        data = signed.manifest.data
+        if data is not None:
+            ids.update(r.event_id for r in PARQUET_FORMAT.read_events(ledger.data_dir / data.path))
+    return ids
+
+
+def truth(emulator, start: int, end: int) -> Counter:
+    return Counter(e["id"] for e in emulator.entries() if start <= e["date_create"] < end)
+
+
+def assert_verifies(data_dir: Path) -> None:
+    report = verify_ledger(data_dir, file_format=PARQUET_FORMAT)
+    assert report, report.summary()
+
+
+def test_parse_and_format_hours():
+    assert parse_hour("2026-11-28T10") == H
+    assert parse_hour("2026-11-28T10:00") == H
+    assert parse_hour("2026-11-28-10:00") == H  # a Dagster partition key
+    assert format_hour(H) == "2026-11-28T10"
+    assert last_closed_hour(H + 125) == H - HOUR
+    for bad in ("2026-11-28T10:30", "yesterday", "2026-13-01T00", ""):
+        with pytest.raises(ConfigurationError, match="not a UTC hour"):
+            parse_hour(bad)
+
+
+def test_every_event_once_across_pages_bursts_and_edges(ledger, source_for):
+    with running_emulator(
+        start=H, end=H + 3 * HOUR, events_per_hour=500, seed=11, rate_limit_per_min=0
+    ) as emu:
+        burst = [
+            dict(e, id=f"burst-{i}", date_create=H + HOUR + 7)
+            for i, e in enumerate(emu.entries()[:150])
+        ]
+        edges = [
+            dict(emu.entries()[0], id=f"edge-{t}", date_create=t)
+            for t in (H, H + HOUR - 1, H + HOUR, H + 3 * HOUR - 1)
+        ]
+        emu.add_entries(burst + edges)
+        report = sync_hours(
+            start=H,
+            end=H + 3 * HOUR,
+            source=source_for(emu, page_size=64),
+            ledger=ledger,
+            run_id="t1",
+            lookback_hours=0,
+        )
+        expected = truth(emu, H, H + 3 * HOUR)
+    got = committed(ledger)
+    assert got == expected
+    assert max(got.values()) == 1
+    assert report.events_committed == sum(expected.values())
+    assert [w.kind for w in report.batches] == ["hour", "hour", "hour"]
+    assert report.stats.pages >= 9  # several pages per window: boundaries were crossed
+    assert_verifies(ledger.data_dir)
+
+
+def test_faults_do_not_lose_or_duplicate_events(ledger, source_for):
+    with running_emulator(
+        start=H, end=H + 2 * HOUR, events_per_hour=300, seed=12, rate_limit_per_min=0
+    ) as emu:
+        emu.script_faults(["500", "reset", "truncated", "ok", "invalid_cursor", "503", "429"])
+        report = sync_hours(
+            start=H,
+            end=H + 2 * HOUR,
+            source=source_for(emu, page_size=50),
+            ledger=ledger,
+            run_id="t2",
+            lookback_hours=0,
+        )
+        expected = truth(emu, H, H + 2 * HOUR)
+    assert committed(ledger) == expected
+    assert report.stats.retries >= 5 and report.stats.window_restarts == 1
+    assert report.stats.rate_limited == 1
+    assert_verifies(ledger.data_dir)
+
+
+def test_rerun_adds_nothing_and_late_events_arrive_as_late_batches(ledger, source_for):
+    with running_emulator(
+        start=H,
+        end=H + 3 * HOUR,
+        events_per_hour=200,
+        seed=13,
+        rate_limit_per_min=0,
+        late_delay=0.5,
+        late_fraction=0.05,
+    ) as emu:
+        first = sync_hours(
+            start=H,
+            end=H + 2 * HOUR,
+            source=source_for(emu),
+            ledger=ledger,
+            run_id="r1",
+            lookback_hours=6,
+        )
+        missed = sum(truth(emu, H, H + 2 * HOUR).values()) - first.events_committed
+        assert missed > 0, "the emulator should hold some events back"
+        time.sleep(0.7)
+        again = sync_hours(
+            start=H + 2 * HOUR,
+            end=H + 3 * HOUR,
+            source=source_for(emu),
+            ledger=ledger,
+            run_id="r2",
+            lookback_hours=6,
+        )
+        expected = truth(emu, H, H + 3 * HOUR)
+    assert [w.lookback for w in again.windows] == [True, True, False]
+    assert {w.kind for w in again.batches if w.lookback} == {"late"}
+    assert again.late_events == missed
+    in_first_two = Counter(
+        {i: n for i, n in committed(ledger).items() if i in truth(emu, H, H + 2 * HOUR)}
+    )
+    assert in_first_two == truth(emu, H, H + 2 * HOUR)
+    # hour H+2 was read once, just now: its own late events are still held back
+    held_back = sum(expected.values()) - sum(committed(ledger).values())
+    assert held_back > 0
+    # a rerun of the whole range (all events visible now) adds exactly those, as late
+    with running_emulator(
+        start=H, end=H + 3 * HOUR, events_per_hour=200, seed=13, rate_limit_per_min=0
+    ) as emu:
+        rerun = sync_hours(
+            start=H,
+            end=H + 3 * HOUR,
+            source=source_for(emu),
+            ledger=ledger,
+            run_id="r3",
+            lookback_hours=6,
+        )
+        assert truth(emu, H, H + 3 * HOUR) == expected
+        size = len(ledger.manifests())
+        again_rerun = sync_hours(
+            start=H,
+            end=H + 3 * HOUR,
+            source=source_for(emu),
+            ledger=ledger,
+            run_id="r4",
+            lookback_hours=6,
+        )
+    assert rerun.events_committed == held_back == rerun.late_events
+    assert committed(ledger) == expected
+    assert again_rerun.events_committed == 0 and not again_rerun.batches
+    assert len(ledger.manifests()) == size
+    assert_verifies(ledger.data_dir)
+
+
+def test_empty_hours_get_explicit_batches(ledger, source_for, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with running_emulator(events_file=empty, rate_limit_per_min=0) as emu:
+        report = sync_hours(
+            start=H,
+            end=H + 2 * HOUR,
+            source=source_for(emu),
+            ledger=ledger,
+            run_id="e",
+            lookback_hours=0,
+        )
+    assert [w.kind for w in report.batches] == ["empty", "empty"]
+    assert_verifies(ledger.data_dir)
+
+
+def test_events_the_api_no_longer_returns_are_reported_not_deleted(
+    ledger, source_for, tmp_path, caplog
+):
+    entries = [
+        json.loads(line)
+        for line in (Path(__file__).parent / "fixtures" / "odd_entries.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+    full, partial = tmp_path / "full.jsonl", tmp_path / "partial.jsonl"
+    full.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    partial.write_text("".join(json.dumps(e) + "\n" for e in entries[1:]))
+    with running_emulator(events_file=full, rate_limit_per_min=0) as emu:
+        sync_hours(
+            start=H,
+            end=H + HOUR,
+            source=source_for(emu),
+            ledger=ledger,
+            run_id="a",
+            lookback_hours=0,
+        )
+    with running_emulator(events_file=partial, rate_limit_per_min=0) as emu:
+        report = sync_hours(
+            start=H,
+            end=H + HOUR,
+            source=source_for(emu),
+            ledger=ledger,
+            run_id="b",
+            lookback_hours=0,
+        )
+    assert report.missing_from_source == [(format_hour(H), entries[0]["id"])]
+    assert entries[0]["id"] in committed(ledger)
+    assert "no longer returned" in caplog.text
+
+
+def test_odd_shapes_through_the_api_round_trip(ledger, source_for):
+    fixture = Path(__file__).parent / "fixtures" / "odd_entries.jsonl"
+    entries = [json.loads(line) for line in fixture.read_text().splitlines()]
+    with running_emulator(events_file=fixture, rate_limit_per_min=0) as emu:
+        sync_hours(
+            start=H,
+            end=H + HOUR,
+            source=source_for(emu),
+            ledger=ledger,
+            run_id="o",
+            lookback_hours=0,
+        )
+    (signed,) = ledger.manifests()
+    rows = read_batch_table(ledger.data_dir / signed.manifest.data.path).to_pylist()
+    by_id = {r["event_id"]: r for r in rows}
+    for entry in entries:
+        assert json.loads(by_id[entry["id"]]["raw_json"]) == entry
+    assert by_id["0b4c1a2e-0009-4f00-8a00-000000000009"]["entity_id"] == "7"
+    assert_verifies(ledger.data_dir)
+
+
+def test_bad_ranges_are_refused(ledger, source_for):
+    with running_emulator(events_per_hour=1, start=H, end=H + HOUR, rate_limit_per_min=0) as emu:
+        source = source_for(emu)
+        with pytest.raises(ConfigurationError, match="empty range"):
+            sync_hours(start=H, end=H, source=source, ledger=ledger, run_id="x")
+        with pytest.raises(ConfigurationError, match="hour"):
+            sync_hours(start=H + 1, end=H + HOUR, source=source, ledger=ledger, run_id="x")
+    assert ledger.manifests() == []
