@@ -91,7 +91,10 @@ def parse_checkpoint(text: str) -> Checkpoint:
             raise MalformedError(f"checkpoint is not valid UTF-8 at byte {e.start}") from None
     if not isinstance(text, str):
         raise MalformedError(f"checkpoint must be text, got {type(text).__name__}")
-    if len(text) > MAX_CHECKPOINT_BYTES:
+    if (
+        len(text) > MAX_CHECKPOINT_BYTES
+        or len(text.encode("utf-8", "replace")) > MAX_CHECKPOINT_BYTES
+    ):
         raise MalformedError(f"checkpoint is longer than {MAX_CHECKPOINT_BYTES} bytes")
     if not text.endswith("\n"):
         raise MalformedError("checkpoint must end with a newline")
