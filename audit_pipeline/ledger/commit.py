@@ -513,35 +513,42 @@ class Ledger:
                 f"the data directory's keyring at {created}; see 'audit-pipeline keys list'"
             )
 
-    def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest]) -> bytes:
-        """_write_checkpoint signs the checkpoint for ``len(chain)``, after checking that the
-        chain still extends the newest checkpoint already signed (C2SP: a log never signs
-        two inconsistent checkpoints)."""
-        size = len(chain)
-        leaves = [m.leaf_hash for m in chain]
+    def _checked_tip(self, chain: Sequence[SignedManifest]) -> tuple[int, bytes] | None:
+        """_checked_tip returns the newest signed checkpoint (size, bytes) after checking that
+        ``chain`` still extends it: a log never signs two inconsistent checkpoints (C2SP), so
+        a truncated or rewritten chain is refused before anything is appended to it."""
         latest = self._latest_checkpoint_size()
-        if latest is not None:
-            previous = self.storage.read(checkpoint_path(latest))
-            try:
-                cp, _ = open_checkpoint(previous, self._keyring().verifiers())
-            except LedgerError as exc:
-                raise LedgerStateError(f"checkpoint {latest} does not verify: {exc}") from exc
-            if cp.tree_size > size:
-                raise LedgerStateError(
-                    f"a checkpoint for {cp.tree_size} manifests exists but the log holds {size}: "
-                    "refusing to sign a shorter log"
-                )
-            if merkle.root_hash(leaves[: cp.tree_size]) != cp.root_hash:
-                raise LedgerStateError(
-                    f"the log no longer matches its checkpoint of size {cp.tree_size}"
-                )
-            if cp.tree_size == size:
-                return previous
+        if latest is None:
+            return None
+        previous = self.storage.read(checkpoint_path(latest))
+        try:
+            cp, _ = open_checkpoint(previous, self._keyring().verifiers())
+        except LedgerError as exc:
+            raise LedgerStateError(f"checkpoint {latest} does not verify: {exc}") from exc
+        if cp.tree_size > len(chain):
+            raise LedgerStateError(
+                f"a checkpoint for {cp.tree_size} manifests exists but the log holds "
+                f"{len(chain)}: refusing to extend a truncated log (run 'audit-pipeline verify')"
+            )
+        if merkle.root_hash([m.leaf_hash for m in chain[: cp.tree_size]]) != cp.root_hash:
+            raise LedgerStateError(
+                f"the log no longer matches its checkpoint of size {cp.tree_size}: "
+                "refusing to extend it (run 'audit-pipeline verify')"
+            )
+        return cp.tree_size, previous
+
+    def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest]) -> bytes:
+        """_write_checkpoint signs and publishes the checkpoint for ``len(chain)``."""
+        tip = self._checked_tip(chain)
+        if tip is not None and tip[0] == len(chain):
+            return tip[1]
         checkpoint = Checkpoint(
-            origin=chain[0].manifest.origin, tree_size=size, root_hash=merkle.root_hash(leaves)
+            origin=chain[0].manifest.origin,
+            tree_size=len(chain),
+            root_hash=merkle.root_hash([m.leaf_hash for m in chain]),
         )
         signed = sign_checkpoint(checkpoint, signer)
-        self.storage.create_exclusive(checkpoint_path(size), signed, mode=0o444)
+        self.storage.create_exclusive(checkpoint_path(len(chain)), signed, mode=0o444)
         return signed
 
     def _recover(self, chain: list[SignedManifest]) -> None:
@@ -568,7 +575,8 @@ class Ledger:
                 else:
                     log.warning("%s differs from its intent; left for the verifier", intent.path)
             self.storage.remove(rel)
-        if chain and (self._latest_checkpoint_size() or 0) < len(chain):
+        tip = self._checked_tip(chain)
+        if chain and (tip is None or tip[0] < len(chain)):
             self._write_checkpoint(self._require_signer(), chain)
 
 

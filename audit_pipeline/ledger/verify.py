@@ -573,58 +573,50 @@ class _Run:
                 )
 
     def _check_windows(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
-        by_window: dict[int, list[SignedManifest]] = defaultdict(list)
-        for seq in sorted(parsed):
-            by_window[parsed[seq].manifest.window_start].append(parsed[seq])
+        by_window: dict[int, list[tuple[int, SignedManifest]]] = defaultdict(list)
+        for seq, signed in sorted(parsed.items()):
+            by_window[signed.manifest.window_start].append((seq, signed))
         for window, batches in by_window.items():
-            first, *later = batches
-            if first.sequence >= start and first.manifest.kind == "late":
+            (first_seq, first), *later = batches
+            if first_seq >= start and first.manifest.kind == "late":
                 self.add(
                     FindingCode.KIND_MISMATCH,
-                    manifest_path(first.sequence),
+                    manifest_path(first_seq),
                     f"first batch of {format_hour(window)} is 'late'",
                 )
-            for other in later:
-                if other.sequence >= start and other.manifest.kind != "late":
+            for seq, other in later:
+                if seq >= start and other.manifest.kind != "late":
                     self.add(
                         FindingCode.DUPLICATE_WINDOW,
-                        manifest_path(other.sequence),
+                        manifest_path(seq),
                         f"second {other.manifest.kind!r} batch for {format_hour(window)} "
-                        f"(first: batch {first.sequence})",
+                        f"(first: batch {first_seq})",
                     )
 
     # -- data files ------------------------------------------------------------------------
 
     def _check_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
-        windows = Counter(m.manifest.window_start for m in parsed.values() if m.manifest.data)
-        todo = [m for s, m in sorted(parsed.items()) if s >= start and m.manifest.data]
-        shared = {
-            m.sequence
-            for m in parsed.values()
-            if m.manifest.data and windows[m.manifest.window_start] > 1
-        }
+        with_data = {s: m for s, m in sorted(parsed.items()) if m.manifest.data}
+        windows = Counter(m.manifest.window_start for m in with_data.values())
+        shared = {s for s, m in with_data.items() if windows[m.manifest.window_start] > 1}
+        todo = [s for s in with_data if s >= start]
+        todo_windows = {with_data[s].manifest.window_start for s in todo}
         need_ids = [
-            m
-            for s, m in sorted(parsed.items())
-            if s < start
-            and m.sequence in shared
-            and any(t.manifest.window_start == m.manifest.window_start for t in todo)
+            s for s in shared if s < start and with_data[s].manifest.window_start in todo_windows
         ]
 
-        def work(signed: SignedManifest) -> _DataResult:
-            return _check_data_file(
-                self.storage, self.file_format, signed, signed.sequence in shared
-            )
+        def work(seq: int) -> _DataResult:
+            return _check_data_file(self.storage, self.file_format, with_data[seq], seq in shared)
 
         results: dict[int, _DataResult] = {}
         if self.jobs > 1 and len(todo) > 1:
             with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-                for done, (signed, res) in enumerate(zip(todo, pool.map(work, todo), strict=True)):
-                    results[signed.sequence] = res
+                for done, (seq, res) in enumerate(zip(todo, pool.map(work, todo), strict=True)):
+                    results[seq] = res
                     self._tick(done + 1, len(todo))
         else:
-            for done, signed in enumerate(todo):
-                results[signed.sequence] = work(signed)
+            for done, seq in enumerate(todo):
+                results[seq] = work(seq)
                 self._tick(done + 1, len(todo))
         for seq in sorted(results):
             res = results[seq]
@@ -633,16 +625,14 @@ class _Run:
             self.checked["bytes_hashed"] += res.bytes_hashed
             self.checked["events"] += res.events
         # Ids of earlier batches that share a window with a new one (incremental mode).
-        for signed in need_ids:
-            data = signed.manifest.data
+        for seq in sorted(need_ids):
+            data = with_data[seq].manifest.data
             assert data is not None
             try:
-                ids = [
-                    r.event_id for r in self.file_format.read_events(self.storage.path(data.path))
-                ]
+                records = self.file_format.read_events(self.storage.path(data.path))
             except (LedgerError, FileNotFoundError):
                 continue
-            results[signed.sequence] = _DataResult([], ids, 0, 0)
+            results[seq] = _DataResult([], [r.event_id for r in records], 0, 0)
         self._check_window_duplicates(parsed, results, start)
 
     def _tick(self, done: int, total: int) -> None:

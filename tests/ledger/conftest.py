@@ -13,6 +13,7 @@ import shutil
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.commit import Ledger
 from audit_pipeline.ledger.errors import MalformedError
 from audit_pipeline.ledger.events import EventRecord
-from audit_pipeline.ledger.keys import init_key, load_keyring
+from audit_pipeline.ledger.keys import init_key
 from audit_pipeline.ledger.layout import HOUR, manifest_path
 from audit_pipeline.ledger.manifest import Manifest, parse_manifest, sign_manifest
 from audit_pipeline.ledger.note import Signer, generate_key
@@ -168,10 +169,24 @@ def key_path(tmp_path: Path) -> Path:
     return tmp_path / "config" / "signing-key"
 
 
+def write_key(path: Path, skey: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(skey + "\n")
+
+
+@pytest.fixture(scope="session")
+def test_skey() -> str:
+    """test_skey: one private key for the session, so prebuilt ledgers can be copied."""
+    return generate_key("test-log")[0]
+
+
 @pytest.fixture
-def signing_key(data_dir: Path, key_path: Path) -> Signer:
+def signing_key(data_dir: Path, key_path: Path, test_skey: str) -> Signer:
+    write_key(key_path, test_skey)
     signer, created, added = init_key(data_dir, key_path, name="test-log", now=KEY_EPOCH)
-    assert created and added
+    assert added and not created
     return signer
 
 
@@ -191,13 +206,53 @@ def ledger(data_dir: Path, signing_key: Signer, clock: Clock) -> Ledger:
     return Ledger(data_dir, file_format=JSONL, signer=signing_key, origin=ORIGIN, clock=clock)
 
 
-@pytest.fixture
-def six_hours(ledger: Ledger) -> Ledger:
-    """A clean ledger: hours 0-5, hour 2 empty, a late batch for hour 1 (7 batches)."""
+def build_six_hours(ledger: Ledger) -> None:
     for h in range(6):
         commit(ledger, h, [] if h == 2 else None)
     commit(ledger, 1, make_events(1, 2, prefix="late"))
+
+
+@pytest.fixture(scope="session")
+def six_hours_template(tmp_path_factory: pytest.TempPathFactory, test_skey: str) -> Path:
+    root = tmp_path_factory.mktemp("six_hours")
+    data = root / "data"
+    data.mkdir()
+    write_key(root / "key", test_skey)
+    signer, _, _ = init_key(data, root / "key", name="test-log", now=KEY_EPOCH)
+    build_six_hours(Ledger(data, file_format=JSONL, signer=signer, origin=ORIGIN, clock=Clock()))
+    return data
+
+
+@pytest.fixture
+def six_hours(ledger: Ledger, six_hours_template: Path) -> Ledger:
+    """A clean ledger: hours 0-5, hour 2 empty, a late batch for hour 1 (7 batches),
+    copied from a session-wide template."""
+    shutil.copytree(six_hours_template, ledger.data_dir, dirs_exist_ok=True)
+    ledger.clock.now = CLOCK_START + 1000
     return ledger
 
 
-__all__ = ["load_keyring"]
+HELPERS = SimpleNamespace(
+    T0=T0,
+    KEY_EPOCH=KEY_EPOCH,
+    CLOCK_START=CLOCK_START,
+    ORIGIN=ORIGIN,
+    JSONL=JSONL,
+    Clock=Clock,
+    codes=codes,
+    commit=commit,
+    copy_data_dir=copy_data_dir,
+    entry=entry,
+    hour=hour,
+    make_events=make_events,
+    make_writable=make_writable,
+    resign=resign,
+    verify=verify,
+    write_jsonl=write_jsonl,
+)
+
+
+@pytest.fixture
+def lh() -> SimpleNamespace:
+    """lh: the ledger test helpers (test modules cannot import conftest in importlib mode)."""
+    return HELPERS
