@@ -218,8 +218,8 @@ def _publish(tmp: Path, target: Path) -> None:
         os.close(dir_fd)
 
 
-def _verified_chain(data_dir: Path, report: VerifyReport) -> list[SignedManifest]:
-    """_verified_chain returns the manifests the report verified, proven by their root."""
+def verified_chain(data_dir: Path, report: VerifyReport) -> list[SignedManifest]:
+    """verified_chain returns the manifests the report verified, proven by their root."""
     size = report.tree_size
     if size == 0:
         return []
@@ -305,7 +305,7 @@ def _write_database(
     run: history.VerificationRun,
     say: Callable[[str], None],
 ) -> dict[str, int]:
-    chain = _verified_chain(data_dir, report)
+    chain = verified_chain(data_dir, report)
     con = duckdb.connect(str(tmp))
     try:
         con.execute("SET TimeZone = 'UTC'")

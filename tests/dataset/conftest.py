@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -205,3 +206,19 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
+
+
+@pytest.fixture
+def scenario() -> SimpleNamespace:
+    """scenario gives tests the scenario's constants and helpers (conftest is not importable
+    under --import-mode=importlib)."""
+    return SimpleNamespace(
+        T0=T0,
+        HOUR=HOUR,
+        EXPECTED=EXPECTED,
+        hours=scenario_hours,
+        commit=commit_entries,
+        entry=entry,
+        user_entity=user_entity,
+        ALICE=ALICE,
+    )

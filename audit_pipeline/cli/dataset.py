@@ -1,0 +1,214 @@
+"""The auditor's commands: ``dataset build|path``, ``query``, ``export-evidence``, ``report``.
+
+``dataset build`` verifies the ledger and publishes the DuckDB dataset atomically;
+``query`` runs read-only SQL against it; ``export-evidence`` writes a bundle a third party
+verifies offline with ``audit-pipeline verify``; ``report`` writes one self-contained HTML
+page. The data directory is ``--data-dir``, else ``$AUDIT_DATA_DIR``, else ``./data``;
+the dataset is ``--database``, else ``$AUDIT_DATASET``, else ``<data dir>/audit.duckdb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from audit_pipeline.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from audit_pipeline.ledger import Keyring
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _location_options(parser: argparse.ArgumentParser, *, database: bool = True) -> None:
+    parser.add_argument("--data-dir", help="data directory (AUDIT_DATA_DIR, default ./data)")
+    if database:
+        parser.add_argument(
+            "--database", help="dataset file (AUDIT_DATASET, default <data dir>/audit.duckdb)"
+        )
+
+
+def _trust_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trusted-keys",
+        metavar="FILE",
+        help="public keys held outside the data directory (keyring JSON or one vkey a line)",
+    )
+    parser.add_argument(
+        "--trusted-checkpoint",
+        metavar="FILE",
+        help="a signed checkpoint held elsewhere that the ledger must extend",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    dataset = subparsers.add_parser(
+        "dataset",
+        help="build the auditors' DuckDB dataset, or print where it is",
+        description="The DuckDB dataset over exactly the verified ledger.",
+    )
+    actions = dataset.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
+    build = actions.add_parser(
+        "build",
+        help="verify the ledger, then rebuild the dataset atomically",
+        description=(
+            "Verify the ledger; if it is intact, load exactly the data files its signed "
+            "manifests list into a new DuckDB file and rename it over the old one. Readers "
+            "holding the old file are never blocked. Every verification is appended to "
+            "<data dir>/verification/runs.jsonl."
+        ),
+    )
+    _location_options(build)
+    _trust_options(build)
+    build.add_argument("--json", action="store_true", help="print the result as JSON")
+    build.set_defaults(func=run_build)
+    path = actions.add_parser("path", help="print the dataset's path")
+    _location_options(path)
+    path.set_defaults(func=run_path)
+
+    query = subparsers.add_parser(
+        "query",
+        help="run read-only SQL against the dataset",
+        description=(
+            "Run SQL against the dataset, read-only, with file access switched off. Tables: "
+            "audit_events, quarantine, batches, checkpoints, keys, verification_runs, "
+            "dataset_info; views: login_events, logins_by_source, logins_by_user, "
+            "admin_changes, app_changes, file_events, file_activity_by_user, anomalies, "
+            "anomaly_reasons, workflow_changes, events_per_hour, top_actions, coverage, gaps, "
+            "verification_findings. Use '-' to read the SQL from standard input."
+        ),
+    )
+    query.add_argument("sql", help="the SQL statement, or - for standard input")
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    query.add_argument(
+        "--full", action="store_true", help="table format: do not shorten long values"
+    )
+    _location_options(query)
+    query.set_defaults(func=run_query_command)
+
+    export = subparsers.add_parser(
+        "export-evidence",
+        help="write an evidence bundle for a time range (directory or .zip)",
+        description=(
+            "Copy the data files, manifests, checkpoints and public keys covering the UTC "
+            "hours [START, END) into a bundle that 'audit-pipeline verify --data-dir BUNDLE' "
+            "checks offline, with a README for whoever receives it."
+        ),
+    )
+    export.add_argument("--start", required=True, help="first hour, UTC, e.g. 2026-11-28T00")
+    export.add_argument("--end", required=True, help="end hour (exclusive), UTC")
+    export.add_argument("--out", required=True, help="bundle directory, or a path ending .zip")
+    _location_options(export, database=False)
+    _trust_options(export)
+    export.set_defaults(func=run_export)
+
+    report = subparsers.add_parser(
+        "report",
+        help="write a self-contained HTML report",
+        description=(
+            "One HTML file with no external assets: verification summary and findings, a "
+            "calendar of covered hours (gaps in red), events per hour, top actions, the "
+            "current checkpoint and key fingerprints."
+        ),
+    )
+    report.add_argument("--out", required=True, help="the HTML file to write")
+    _location_options(report)
+    report.set_defaults(func=run_report)
+
+
+def _read_file(path: str | None, what: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def _keyring(path: str | None) -> Keyring | None:
+    if not path:
+        return None
+    from audit_pipeline.ledger import load_trusted_keys
+
+    return load_trusted_keys(Path(path))
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from audit_pipeline.dataset.build import build_dataset
+
+    result = build_dataset(
+        args.data_dir,
+        database=args.database,
+        keyring=_keyring(args.trusted_keys),
+        trusted_checkpoint=_read_file(args.trusted_checkpoint, "trusted checkpoint"),
+        progress=_progress,
+    )
+    if args.json:
+        doc = {
+            "path": str(result.path),
+            "tree_size": result.tree_size,
+            "root_hash": result.root_hash,
+            "batches": result.batches,
+            "data_files": result.data_files,
+            "events": result.events,
+            "quarantined": result.quarantined,
+            "verification_run_id": result.verification_run_id,
+            "seconds": round(result.seconds, 3),
+        }
+        print(json.dumps(doc, indent=1))
+    else:
+        print(result.summary())
+    return 0
+
+
+def run_path(args: argparse.Namespace) -> int:
+    from audit_pipeline.dataset.build import dataset_path
+
+    print(dataset_path(args.data_dir, args.database))
+    return 0
+
+
+def run_query_command(args: argparse.Namespace) -> int:
+    from audit_pipeline.dataset.build import dataset_path
+    from audit_pipeline.dataset.query import format_result, open_dataset, run_query
+
+    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    if not sql.strip():
+        raise ConfigurationError("no SQL given")
+    con = open_dataset(dataset_path(args.data_dir, args.database), lock_down=True)
+    try:
+        result = run_query(con, sql)
+    finally:
+        con.close()
+    sys.stdout.write(format_result(result, args.format, max_cell=None if args.full else 60))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from audit_pipeline.dataset.evidence import export_evidence
+    from audit_pipeline.ingest import parse_hour
+
+    start, end = parse_hour(args.start), parse_hour(args.end)
+    result = export_evidence(
+        args.data_dir,
+        start=start,
+        end=end,
+        out=Path(args.out),
+        keyring=_keyring(args.trusted_keys),
+        trusted_checkpoint=_read_file(args.trusted_checkpoint, "trusted checkpoint"),
+    )
+    print(result.summary())
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from audit_pipeline.dataset.report import write_report
+
+    out = write_report(Path(args.out), data_dir=args.data_dir, database=args.database)
+    print(f"report written to {out}")
+    return 0

@@ -1,0 +1,351 @@
+"""Evidence bundles: the part of the ledger a third party needs to check a time range offline.
+
+A bundle is a data directory in the ledger's own layout (so the ledger's verifier needs no
+special case to read it), plus two files for people::
+
+    README.md                       how to verify, in plain words
+    EVIDENCE.json                   what was exported: range, checkpoint, files and hashes
+    ledger/manifests/*.json         EVERY manifest from genesis to the exported checkpoint
+    ledger/checkpoints/*.checkpoint every signed checkpoint up to that size
+    ledger/keys/keyring.json        the public keys (never a private key)
+    lake/...                        the data files of the batches whose hour is in range
+
+Why every manifest: the chain and the checkpoint's Merkle root cover the whole log, so a
+verifier can only prove "these batches are the log's, and nothing between them is
+missing" with all manifests (about 1 KB each; a year is under 10 MB). Data files are
+copied only for the range, so a bundle for one day of a year-long ledger stays small.
+
+Verifying a partial range: the ledger verifier reports every manifest whose data file is
+absent (``data_file_missing``). :func:`verify_bundle` runs the verifier and turns exactly
+those findings into notices when the batch's hour lies *outside* the bundle's range;
+everything else (a missing or changed file inside the range, any manifest, checkpoint or
+key change, any injected file) still fails. A bundle of the whole ledger is a plain copy
+and verifies with ``audit-pipeline verify --data-dir BUNDLE`` as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audit_pipeline import __version__
+from audit_pipeline.dataset import history
+from audit_pipeline.dataset.build import DatasetIntegrityError, verified_chain
+from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.lake import PARQUET_FORMAT
+from audit_pipeline.ledger import (
+    Keyring,
+    LedgerError,
+    VerifyReport,
+    parse_manifest,
+    resolve_data_dir,
+    verify_ledger,
+)
+from audit_pipeline.ledger.layout import (
+    CHECKPOINT_SUFFIX,
+    CHECKPOINTS,
+    HOUR,
+    KEYRING,
+    MANIFESTS,
+    format_hour,
+    manifest_path,
+    parse_numbered_name,
+)
+from audit_pipeline.ledger.verify import FindingCode, Notice
+
+EVIDENCE_FILE = "EVIDENCE.json"
+README_FILE = "README.md"
+EVIDENCE_SCHEMA = "audit_pipeline.evidence/v1"
+
+
+class EvidenceError(ConfigurationError):
+    """The export was asked for something it cannot produce (bad range, output exists)."""
+
+
+@dataclass(frozen=True)
+class EvidenceResult:
+    out: Path
+    start: int
+    end: int
+    batches_in_range: int
+    data_files: int
+    events: int
+    bytes_copied: int
+    tree_size: int
+    root_hash: str
+
+    def summary(self) -> str:
+        return (
+            f"evidence for {format_hour(self.start)}..{format_hour(self.end)} written to "
+            f"{self.out}: {self.batches_in_range} batches in range ({self.data_files} data "
+            f"files, {self.events} events, {self.bytes_copied} bytes) and all "
+            f"{self.tree_size} manifests up to the checkpoint with root {self.root_hash}"
+        )
+
+
+def export_evidence(
+    data_dir: str | Path | None,
+    *,
+    start: int,
+    end: int,
+    out: Path,
+    keyring: Keyring | None = None,
+    trusted_checkpoint: bytes | None = None,
+) -> EvidenceResult:
+    """export_evidence verifies the ledger, then writes the bundle for hours [start, end)."""
+    if start % HOUR or end % HOUR or end <= start:
+        raise EvidenceError("the range must be whole UTC hours with END after START")
+    data_dir = resolve_data_dir(data_dir)
+    out = Path(out)
+    zipped = out.suffix.lower() == ".zip"
+    if out.exists() and (zipped or any(out.iterdir())):
+        raise EvidenceError(f"{out} already exists; choose a new path for the bundle")
+    report = verify_ledger(
+        data_dir, file_format=PARQUET_FORMAT, keyring=keyring, trusted_checkpoint=trusted_checkpoint
+    )
+    history.append_run(
+        data_dir,
+        history.new_run(
+            report,
+            trigger="export-evidence",
+            tree_size=report.tree_size,
+            root_hash=report.root_hash.hex() if report.root_hash else None,
+            checkpoint=report.checkpoint.decode() if report.checkpoint else None,
+        ),
+    )
+    if not report:
+        raise DatasetIntegrityError(
+            f"the ledger in {data_dir} did not verify ({len(report.findings)} findings); "
+            "no evidence exported. Run 'audit-pipeline verify' for the full report."
+        )
+    if report.checkpoint is None:
+        raise EvidenceError(f"the ledger in {data_dir} has no checkpoint to export yet")
+    chain = verified_chain(data_dir, report)
+    in_range = [m for m in chain if start <= m.manifest.window_start < end]
+    if not in_range:
+        raise EvidenceError(
+            f"no committed batch has an hour in {format_hour(start)}..{format_hour(end)}"
+        )
+    staging = Path(tempfile.mkdtemp(prefix=".evidence-", dir=out.parent if zipped else None))
+    try:
+        files: list[dict[str, Any]] = []
+        for signed in chain:
+            _copy(data_dir, staging, manifest_path(signed.sequence))
+        for name in sorted(os.listdir(data_dir / CHECKPOINTS)):
+            size = parse_numbered_name(name, CHECKPOINT_SUFFIX)
+            if size is not None and size <= report.tree_size:
+                _copy(data_dir, staging, f"{CHECKPOINTS}/{name}")
+        keys_target = staging / KEYRING
+        keys_target.parent.mkdir(parents=True, exist_ok=True)
+        if keyring is not None:
+            keys_target.write_bytes(keyring.to_bytes())
+        else:
+            _copy(data_dir, staging, KEYRING)
+        copied = events = 0
+        for signed in in_range:
+            data = signed.manifest.data
+            if data is None:
+                continue
+            _copy(data_dir, staging, data.path)
+            if _sha256(staging / data.path) != data.sha256:
+                raise DatasetIntegrityError(f"{data.path} changed while it was being exported")
+            copied += data.size
+            events += data.rows
+            files.append({"path": data.path, "sha256": data.sha256, "size": data.size,
+                          "sequence": signed.sequence})  # fmt: skip
+        doc = {
+            "schema": EVIDENCE_SCHEMA,
+            "exported_at": int(time.time()),
+            "exported_by": f"audit-pipeline {__version__}",
+            "origin": report.origin,
+            "range": {
+                "start": start,
+                "end": end,
+                "start_utc": format_hour(start),
+                "end_utc": format_hour(end),
+            },
+            "tree_size": report.tree_size,
+            "root_hash": report.to_json()["root_hash"],
+            "checkpoint": report.checkpoint.decode(),
+            "batches_in_range": [m.sequence for m in in_range],
+            "data_files": files,
+            "events_in_range": events,
+        }
+        (staging / EVIDENCE_FILE).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        (staging / README_FILE).write_text(_readme(doc, len(chain)))
+        if zipped:
+            _zip(staging, out)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            for item in sorted(staging.iterdir()):
+                shutil.move(str(item), out / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return EvidenceResult(
+        out=out,
+        start=start,
+        end=end,
+        batches_in_range=len(in_range),
+        data_files=len(files),
+        events=events,
+        bytes_copied=copied,
+        tree_size=report.tree_size,
+        root_hash=str(doc["root_hash"]),
+    )
+
+
+def _copy(src_root: Path, dst_root: Path, rel: str) -> None:
+    target = dst_root / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src_root / rel, target)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _zip(staging: Path, out: Path) -> None:
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+                archive.write(path, path.relative_to(staging).as_posix())
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _readme(doc: Mapping[str, Any], manifests: int) -> str:
+    rng = doc["range"]
+    return f"""# Audit log evidence: {rng["start_utc"]} to {rng["end_utc"]} (UTC, end excluded)
+
+This folder is a piece of a tamper-evident audit log of Slack Enterprise Grid events.
+It holds:
+
+- `lake/`: the event data (Parquet files) of every batch whose hour is in the range
+  ({len(doc["data_files"])} files, {doc["events_in_range"]} events);
+- `ledger/manifests/`: all {manifests} signed batch manifests from the start of the log.
+  Each one names a data file with its size and SHA-256 and links to the previous manifest;
+- `ledger/checkpoints/`: signed checkpoints (Merkle tree heads over the manifests);
+- `ledger/keys/keyring.json`: the public keys that signed them;
+- `EVIDENCE.json`: what was exported, with the hash of every data file.
+
+Log: `{doc["origin"]}`, size {doc["tree_size"]}, root hash `{doc["root_hash"]}`.
+
+## How to check it (offline)
+
+1. Install the tool: `pip install audit-pipeline` (Python 3.11+), or use a copy of its
+   source. Nothing here needs a network connection.
+2. Get the log's public key from its owner through a channel other than this folder (an
+   email, a ticket, a published page), save it as `trusted-keys.txt`, and run:
+
+       audit-pipeline verify --data-dir . --trusted-keys trusted-keys.txt
+
+   Without `--trusted-keys` the keys inside this folder are used, which proves only that
+   the folder is consistent with itself.
+3. Compare the root hash printed by the verifier with one the owner published or sent
+   you separately (a checkpoint held outside this folder). With such a checkpoint file,
+   add `--trusted-checkpoint FILE` and the verifier proves this log extends it.
+
+The check passes only if every signature, every hash link between manifests, every data
+file's hash and the Merkle root of its events, and every checkpoint agree. Changing,
+removing or adding any byte of the log data or the signed files makes it fail and says
+where. The data files of batches outside the range are deliberately absent: their
+manifests are checked, their events are not part of this evidence.
+
+To read the events: `duckdb -c "SELECT * FROM read_parquet('lake/**/*.parquet')"`, or
+open the files with any Parquet reader. Column `raw_json` is each event exactly as Slack's
+Audit Logs API returned it; `audit-pipeline prove` on the original system produces a
+per-event proof that checks against the same checkpoint.
+"""
+
+
+def load_evidence(bundle: Path) -> dict[str, Any]:
+    """load_evidence reads ``EVIDENCE.json`` (EvidenceError if absent or not a bundle)."""
+    path = Path(bundle) / EVIDENCE_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvidenceError(f"{bundle} is not an evidence bundle (no {EVIDENCE_FILE})") from None
+    except (OSError, ValueError) as exc:
+        raise EvidenceError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("schema") != EVIDENCE_SCHEMA:
+        raise EvidenceError(f"{path} is not an {EVIDENCE_SCHEMA} document")
+    return doc
+
+
+def verify_bundle(
+    bundle: Path,
+    *,
+    keyring: Keyring | None = None,
+    trusted_checkpoint: bytes | None = None,
+) -> VerifyReport:
+    """verify_bundle verifies an evidence bundle for its range (see the module docstring).
+
+    The range is read from ``EVIDENCE.json``: callers should show it, since the bundle's
+    claim about its own range is what makes absent data files acceptable.
+    """
+    doc = load_evidence(bundle)
+    try:
+        start, end = int(doc["range"]["start"]), int(doc["range"]["end"])
+        listed = {f["path"]: f for f in doc["data_files"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EvidenceError(f"{bundle / EVIDENCE_FILE} is malformed: {exc}") from exc
+    report = verify_ledger(
+        Path(bundle),
+        file_format=PARQUET_FORMAT,
+        keyring=keyring,
+        trusted_checkpoint=trusted_checkpoint,
+    )
+    windows = _manifest_windows(Path(bundle))
+    findings, notices = [], list(report.notices)
+    for finding in report.findings:
+        window = windows.get(finding.location)
+        excluded = (
+            finding.code is FindingCode.DATA_FILE_MISSING
+            and window is not None
+            and not start <= window < end
+            and finding.location not in listed
+        )
+        if excluded:
+            notices.append(
+                Notice(
+                    "outside_bundle_range",
+                    finding.location,
+                    f"data of {format_hour(window)} is outside the bundle's range "
+                    f"{format_hour(start)}..{format_hour(end)}; only its manifest is checked",
+                )
+            )
+        else:
+            findings.append(finding)
+    return dataclasses.replace(report, findings=tuple(findings), notices=tuple(notices))
+
+
+def _manifest_windows(bundle: Path) -> dict[str, int]:
+    """_manifest_windows maps each data path named by a parseable manifest to its hour."""
+    windows: dict[str, int] = {}
+    directory = bundle / MANIFESTS
+    for name in sorted(os.listdir(directory)) if directory.is_dir() else []:
+        try:
+            signed = parse_manifest((directory / name).read_bytes())
+        except (LedgerError, OSError):
+            continue  # the verifier reports unreadable manifests
+        if signed.manifest.data is not None:
+            windows[signed.manifest.data.path] = signed.manifest.window_start
+    return windows
