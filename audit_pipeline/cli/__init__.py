@@ -22,6 +22,7 @@ from audit_pipeline.errors import AuditPipelineError
 COMMAND_MODULES = (
     "audit_pipeline.cli.emulator",
     "audit_pipeline.cli.sync",
+    "audit_pipeline.cli.dataset",
 )
 
 EPILOG = "exit codes: 0 ok, 1 integrity findings, 2 usage/configuration error, 3 could not complete"
