@@ -158,9 +158,9 @@ def sync_window(
     window_end = window_start + HOUR
     normalizer = WindowNormalizer(window_start, window_end)
     pages_before, fetched = source.stats.pages, 0
-    for entries in source.iter_pages(window_start, window_end - 1):
-        fetched += len(entries)
-        normalizer.add(entries)
+    for page in source.iter_pages(window_start, window_end - 1):
+        fetched += len(page)
+        normalizer.add(page.entries, plain_json=page.plain_json)
     rows = normalizer.finish()
     writer = _BatchWriter(rows.table)
     result = ledger.commit_batch(

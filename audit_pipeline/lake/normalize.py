@@ -14,7 +14,8 @@ repeat with different content is quarantined so that the conflict is visible.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit_pipeline.lake.schema import DATE_TYPE, EVENT_SCHEMA
-from audit_pipeline.ledger.canonical import canonical_json
+from audit_pipeline.ledger.canonical import canonical_json, canonical_json_parsed
+from audit_pipeline.ledger.errors import MalformedError
 from audit_pipeline.ledger.merkle import leaf_hash
 
 _ENTITY_NAME_KEYS = ("name", "title", "template_name")
@@ -76,12 +78,21 @@ class WindowNormalizer:
         self.quarantined = 0
         self.duplicates_skipped = 0
 
-    def add(self, entries: Iterable[Any]) -> None:
+    def add(self, entries: Iterable[Any], *, plain_json: bool = False) -> None:
+        """add takes one page. ``plain_json``: the values came from a JSON parser over text
+        without ``NaN``/``Infinity`` tokens, so the encoder may skip its value walk."""
+        encode = canonical_json_parsed if plain_json else canonical_json
         for entry in entries:
-            self._add_one(entry)
+            self._add_one(entry, encode)
 
-    def _add_one(self, entry: Any) -> None:
-        raw = canonical_json(entry)
+    def _add_one(self, entry: Any, encode: Callable[[Any], bytes]) -> None:
+        try:
+            raw = encode(entry)
+        except MalformedError as exc:
+            # No canonical form (NaN, lone surrogate...): keep a faithful rendering.
+            raw = json.dumps(entry, sort_keys=True, default=repr).encode("utf-8", "replace")
+            self._add_quarantined(entry, raw, leaf_hash(raw), f"no canonical JSON: {exc}")
+            return
         leaf = leaf_hash(raw)
         reason = self._quarantine_reason(entry)
         if reason is None:
@@ -96,7 +107,7 @@ class WindowNormalizer:
             self._add_quarantined(entry, raw, leaf, reason)
             return
         self._seen[event_id] = leaf
-        self._append_event(entry, raw, leaf)
+        self._append_event(entry, raw, leaf, encode)
 
     def _quarantine_reason(self, entry: Any) -> str | None:
         if not isinstance(entry, dict):
@@ -137,7 +148,9 @@ class WindowNormalizer:
         for name, value in row.items():
             self._columns[name].append(value)
 
-    def _append_event(self, entry: dict[str, Any], raw: bytes, leaf: bytes) -> None:
+    def _append_event(
+        self, entry: dict[str, Any], raw: bytes, leaf: bytes, encode: Callable[[Any], bytes]
+    ) -> None:
         c = self._columns
         actor = _obj(entry.get("actor"))
         user = _obj(actor.get("user"))
@@ -169,7 +182,7 @@ class WindowNormalizer:
         c["user_agent"].append(_text(context.get("ua")))
         c["session_id"].append(_text(context.get("session_id")))
         c["context_app_id"].append(_text(_obj(context.get("app")).get("id")))
-        c["details"].append(None if details is None else canonical_json(details).decode())
+        c["details"].append(None if details is None else encode(details).decode())
         c["raw_json"].append(raw.decode())
         c["leaf_hash"].append(leaf)
         c["quarantine_reason"].append(None)

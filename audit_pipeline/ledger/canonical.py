@@ -8,8 +8,10 @@ A value has exactly one canonical encoding:
   control characters below U+0020 (``\\b \\f \\n \\r \\t`` in short form, the others as
   ``\\u00xx`` in lower-case hex); no ``\\/``, no other ``\\u`` escapes;
 - integers in plain decimal; ``true``, ``false``, ``null``;
-- floats as Python's shortest round-trip ``repr`` (``1.5``, ``1e-07``); NaN and Infinity
-  do not exist. Manifests never contain floats; Slack entries might.
+- floats in the shortest form that round-trips, as orjson (ryu) writes them: ``1.5``,
+  ``-0.0``, ``1e-7``, ``0.000025``, ``1e+16``; NaN and Infinity do not exist. Manifests
+  never contain floats; Slack entries might. Leaves are hashed over the stored bytes, so
+  an auditor never needs to re-create a float's spelling to check a proof.
 
 Example: ``{"b": [1, true, null], "a": "é\\n"}`` is the 30 bytes
 ``{"a":"é\\n","b":[1,true,null]}`` (``é`` is two bytes, ``\\n`` two characters).
@@ -25,11 +27,11 @@ import json
 import math
 from typing import Any
 
+import orjson
+
 from audit_pipeline.ledger.errors import MalformedError
 
-_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
-)
+_SORTED = orjson.OPT_SORT_KEYS
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -37,10 +39,37 @@ def canonical_json(obj: Any) -> bytes:
     str, int, float, bool, None); MalformedError names anything that has no encoding."""
     if not _is_plain_json(obj):
         _check_value(obj, "$")
+    return _encode(obj)
+
+
+def canonical_json_parsed(obj: Any) -> bytes:
+    """canonical_json_parsed is canonical_json without the walk over the value, for values a
+    JSON parser just produced from text that held no ``NaN``/``Infinity`` token: such
+    values are plain JSON by construction, and the walk would cost more than encoding.
+    """
+    return _encode(obj)
+
+
+def _encode(obj: Any) -> bytes:
     try:
-        return _ENCODER.encode(obj).encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise MalformedError(f"string is not valid Unicode (lone surrogate): {e.reason}") from None
+        return orjson.dumps(obj, option=_SORTED)
+    except TypeError as e:
+        if "64-bit" in str(e):
+            return orjson.dumps(_big_ints_as_fragments(obj), option=_SORTED)
+        if "surrogates" in str(e):
+            raise MalformedError("string is not valid Unicode (lone surrogate)") from None
+        raise MalformedError(f"value has no JSON encoding: {e}") from None
+
+
+def _big_ints_as_fragments(value: Any) -> Any:
+    """Integers beyond 64 bits, which orjson refuses, as pre-encoded decimal fragments."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return orjson.Fragment(str(value).encode()) if abs(value) >= 2**63 else value
+    if isinstance(value, dict):
+        return {k: _big_ints_as_fragments(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_big_ints_as_fragments(v) for v in value]
+    return value
 
 
 def parse_canonical(data: bytes) -> Any:

@@ -299,6 +299,21 @@ class _RestartWindow(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of entries. ``plain_json`` says the response text held no ``NaN`` or
+    ``Infinity`` token, so every value in it is plain JSON (no non-finite floats)."""
+
+    entries: list[Any]
+    plain_json: bool
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
 class AuditLogSource:
     """Reads whole windows of the Audit Logs API, page by page."""
 
@@ -317,7 +332,7 @@ class AuditLogSource:
     def logs_url(self) -> str:
         return self.settings.base_url + "logs"
 
-    def iter_pages(self, oldest: int, latest: int) -> Iterator[list[Any]]:
+    def iter_pages(self, oldest: int, latest: int) -> Iterator[Page]:
         """iter_pages yields the raw entries of every page of ``[oldest, latest]`` (inclusive).
 
         After an ``invalid_cursor`` the window starts again from its first page, so an
@@ -338,10 +353,10 @@ class AuditLogSource:
                     ) from None
                 log.warning("invalid_cursor reading [%s, %s]: restarting window", oldest, latest)
 
-    def _pages_once(self, oldest: int, latest: int) -> Iterator[list[Any]]:
+    def _pages_once(self, oldest: int, latest: int) -> Iterator[Page]:
         cursor: str | None = None
         while True:
-            body = self._request_page(oldest, latest, cursor)
+            body, raw = self._request_page(oldest, latest, cursor)
             entries = body.get("entries")
             if entries is None:
                 entries = []
@@ -349,13 +364,15 @@ class AuditLogSource:
                 raise SlackApiError(f"`entries` is a {type(entries).__name__}, not a list")
             self.stats.pages += 1
             self.stats.entries += len(entries)
-            yield entries
+            yield Page(entries, plain_json="NaN" not in raw and "Infinity" not in raw)
             metadata = body.get("response_metadata")
             cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
             if not cursor:
                 return
 
-    def _request_page(self, oldest: int, latest: int, cursor: str | None) -> dict[str, Any]:
+    def _request_page(
+        self, oldest: int, latest: int, cursor: str | None
+    ) -> tuple[dict[str, Any], str]:
         unusable = 0
         while True:
             self.stats.paced_seconds += self.pacer.wait()
@@ -371,7 +388,7 @@ class AuditLogSource:
                 ) from None
             body = response.body
             if response.status_code == 200 and isinstance(body, dict) and "entries" in body:
-                return body
+                return body, response.raw_body or ""
             error = body.get("error") if isinstance(body, dict) else None
             status = response.status_code
             if status in (401, 403) or error in AUTH_ERRORS:

@@ -185,3 +185,28 @@ def test_schema_is_fixed():
     assert names[:3] == ["event_id", "date_create", "action"]
     assert EVENT_SCHEMA.field("leaf_hash").type == pa.binary(32)
     assert all(f.metadata and f.metadata[b"description"] for f in EVENT_SCHEMA)
+
+
+def test_entries_without_a_canonical_form_are_quarantined_faithfully():
+    entry = {
+        "id": "nan-1",
+        "date_create": H + 5,
+        "action": "user_login",
+        "details": {"x": float("nan")},
+    }
+    result = normalize_entries([entry], window_start=H, window_end=H + 3600)
+    row = result.table.to_pylist()[0]
+    assert result.quarantined == 1 and "no canonical JSON" in row["quarantine_reason"]
+    assert "NaN" in row["raw_json"] and '"nan-1"' in row["raw_json"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(entry=json_values)
+def test_fast_path_for_parsed_json_gives_the_same_bytes(entry):
+    from audit_pipeline.lake import WindowNormalizer
+
+    entries = [{"id": "e1", "date_create": H, "action": "a", "details": entry}]
+    slow, fast = WindowNormalizer(H, H + 3600), WindowNormalizer(H, H + 3600)
+    slow.add(entries)
+    fast.add(json.loads(json.dumps(entries)), plain_json=True)
+    assert slow.finish().table.equals(fast.finish().table)
