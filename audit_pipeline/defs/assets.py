@@ -11,8 +11,10 @@ their own partition start and clock; the code location uses the module-level ins
 # parameter's annotation without resolving strings, so it must be the class itself.
 
 import time
+import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -58,6 +60,21 @@ FRESHNESS_HOURS = env_int("AUDIT_FRESHNESS_HOURS", 2, minimum=1)
 FULL_VERIFY_EVERY_HOURS = env_int("AUDIT_FULL_VERIFY_HOURS", 24, minimum=1)
 MAX_TABLE_ROWS = 30
 
+EVENTS_DESCRIPTION = (
+    "Every Slack Enterprise Grid audit event of one UTC hour, read from the Audit Logs API "
+    "and committed exactly once as a write-once Parquet batch in the signed ledger. Each run "
+    "also re-reads the preceding hours the ledger holds (the lookback, 6 by default) because "
+    "Slack can publish events late; those land as 'late' batches. Reruns are idempotent: "
+    "event ids already committed are never written again."
+)
+LEDGER_DESCRIPTION = (
+    "The signed, hash-linked ledger of every batch, verified. Each materialization verifies "
+    "incrementally from the signed checkpoint recorded by the previous one (fully every "
+    "{full_every_hours} hours or on request) and records the new checkpoint: Dagster's event "
+    "log is a witness the ledger on disk cannot rewrite. When a Slack channel is configured, "
+    "each new checkpoint is posted there too."
+)
+
 EVENTS_TABLE_SCHEMA = dg.TableSchema(
     columns=[
         dg.TableColumn(
@@ -69,6 +86,16 @@ EVENTS_TABLE_SCHEMA = dg.TableSchema(
         for f in EVENT_SCHEMA
     ]
 )
+
+
+@contextmanager
+def _beta_apis() -> Iterator[None]:
+    """backfill_policy, freshness policies and code references are beta in Dagster 1.13;
+    they are used on purpose, so their warnings are not repeated on every load."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        yield
 
 
 class SyncConfig(dg.Config):
@@ -151,53 +178,51 @@ def build_slack_audit_events(
 ) -> dg.AssetsDefinition:
     """build_slack_audit_events makes the hourly events asset."""
 
-    @dg.asset(
-        name="slack_audit_events",
-        partitions_def=partitions_def,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_hours_per_run),
-        pool=SYNC_POOL,
-        kinds={"slack", "parquet"},
-        owners=OWNERS,
-        group_name=GROUP,
-        tags={"layer": "raw", "source": "slack_audit_logs_api"},
-        metadata={"dagster/column_schema": EVENTS_TABLE_SCHEMA},
-        freshness_policy=dg.FreshnessPolicy.time_window(
-            fail_window=timedelta(hours=freshness_hours)
-        ),
-        description=(
-            "Every Slack Enterprise Grid audit event of one UTC hour, read from the Audit Logs "
-            "API and committed exactly once as a write-once Parquet batch in the signed ledger. "
-            "Each run also re-reads the preceding hours the ledger holds (the lookback, 6 by "
-            "default) because Slack can publish events late; those land as 'late' batches. "
-            "Reruns are idempotent: event ids already committed are never written again."
-        ),
-    )
-    def slack_audit_events(
-        context: dg.AssetExecutionContext,
-        config: SyncConfig,
-        slack_audit: SlackAuditResource,
-        ledger: LedgerResource,
-    ) -> dg.MaterializeResult:
-        start, end = hours_of_window(context.partition_time_window)
-        writer = ledger.writer()
-        report = sync_hours(
-            start=start,
-            end=end,
-            source=slack_audit.source(),
-            ledger=writer,
-            run_id=context.run_id,
-            lookback_hours=config.lookback_hours,
-            progress=context.log.info,
+    with _beta_apis():
+
+        @dg.asset(
+            name="slack_audit_events",
+            partitions_def=partitions_def,
+            backfill_policy=dg.BackfillPolicy.multi_run(
+                max_partitions_per_run=backfill_hours_per_run
+            ),
+            pool=SYNC_POOL,
+            kinds={"slack", "parquet"},
+            owners=OWNERS,
+            group_name=GROUP,
+            tags={"layer": "raw", "source": "slack_audit_logs_api"},
+            metadata={"dagster/column_schema": EVENTS_TABLE_SCHEMA},
+            freshness_policy=dg.FreshnessPolicy.time_window(
+                fail_window=timedelta(hours=freshness_hours)
+            ),
+            description=EVENTS_DESCRIPTION,
         )
-        context.log.info(report.summary())
-        rows_held = sum(
-            m.manifest.event_count
-            for m in writer.manifests()
-            if start <= m.manifest.window_start < end
-        )
-        return dg.MaterializeResult(
-            metadata=sync_metadata(report, start=start, end=end, rows_held=rows_held)
-        )
+        def slack_audit_events(
+            context: dg.AssetExecutionContext,
+            config: SyncConfig,
+            slack_audit: SlackAuditResource,
+            ledger: LedgerResource,
+        ) -> dg.MaterializeResult:
+            start, end = hours_of_window(context.partition_time_window)
+            writer = ledger.writer()
+            report = sync_hours(
+                start=start,
+                end=end,
+                source=slack_audit.source(),
+                ledger=writer,
+                run_id=context.run.run_id,
+                lookback_hours=config.lookback_hours,
+                progress=context.log.info,
+            )
+            context.log.info(report.summary())
+            rows_held = sum(
+                m.manifest.event_count
+                for m in writer.manifests()
+                if start <= m.manifest.window_start < end
+            )
+            return dg.MaterializeResult(
+                metadata=sync_metadata(report, start=start, end=end, rows_held=rows_held)
+            )
 
     return slack_audit_events
 
@@ -315,92 +340,96 @@ def build_audit_ledger(
 ) -> dg.AssetsDefinition:
     """build_audit_ledger makes the ledger asset and its checks."""
 
-    @dg.asset(
-        name="audit_ledger",
-        deps=["slack_audit_events"],
-        check_specs=LEDGER_CHECK_SPECS,
-        kinds={"python"},
-        owners=OWNERS,
-        group_name=GROUP,
-        tags={"layer": "ledger"},
-        description=(
-            "The signed, hash-linked ledger of every batch, verified. Each materialization "
-            "verifies incrementally from the signed checkpoint recorded by the previous one "
-            f"(fully every {full_every_hours} hours or on request) and records the new "
-            "checkpoint: Dagster's event log is a witness the ledger on disk cannot rewrite. "
-            "When a Slack channel is configured, each new checkpoint is posted there too."
-        ),
-    )
-    def audit_ledger(
-        context: dg.AssetExecutionContext,
-        config: VerifyConfig,
-        ledger: LedgerResource,
-        slack_notifier: SlackNotifier,
-    ) -> dg.MaterializeResult:
-        now = clock()
-        recorded = recorded_verification(context.instance)
-        unusable = _recorded_checkpoint_finding(recorded, ledger)
-        trusted = None if unusable else recorded.checkpoint
-        full = (
-            config.full
-            or trusted is None
-            or recorded.last_full_verification is None
-            or now - recorded.last_full_verification >= full_every_hours * HOUR
-        )
-        context.log.info(
-            "verifying %s from %s",
-            "fully" if full else "incrementally",
-            "scratch" if trusted is None else f"recorded checkpoint of size {recorded.tree_size}",
-        )
-        report = ledger.verify(trusted_checkpoint=trusted, incremental=not full)
-        if unusable is not None:
-            report = _with_finding(report, unusable)
-        context.log.info(report.summary())
+    with _beta_apis():
 
-        through = last_settled_hour(now, settle_minutes)
-        coverage = Coverage.of(
-            committed_hours(ledger.resolved_data_dir()),
-            start=coverage_start,
-            through=through if through >= coverage_start else None,
+        @dg.asset(
+            name="audit_ledger",
+            deps=["slack_audit_events"],
+            check_specs=LEDGER_CHECK_SPECS,
+            kinds={"python"},
+            owners=OWNERS,
+            group_name=GROUP,
+            tags={"layer": "ledger"},
+            description=LEDGER_DESCRIPTION.format(full_every_hours=full_every_hours),
         )
-        checks = ledger_check_results(
-            report,
-            coverage=coverage,
-            freshness_limit_hours=freshness_hours,
-            now=now,
-            recorded_checkpoint_size=recorded.tree_size,
-        )
-        new_checkpoint = verified_checkpoint(report, ledger)
-        witnessed = new_checkpoint or recorded.checkpoint
-        metadata: dict[str, Any] = {
-            "verified": new_checkpoint is not None,
-            "verification": "full" if full else f"incremental from batch {report.incremental_from}",
-            "tree_size": report.tree_size,
-            "findings": len(report.findings),
-            "integrity_findings": len(integrity_findings(report)),
-            "events_checked": report.checked.get("events", 0),
-            "data_files_checked": report.checked.get("data_files", 0),
-            "bytes_hashed": report.checked.get("bytes_hashed", 0),
-            "verified_at": dg.MetadataValue.timestamp(now),
-            "report": dg.MetadataValue.json(_trimmed_report(report)),
-        }
-        last_full = now if full and new_checkpoint is not None else recorded.last_full_verification
-        if last_full is not None:
-            metadata["last_full_verification"] = dg.MetadataValue.timestamp(last_full)
-        if witnessed is not None:
-            # The checkpoint the next verification trusts: the new one when this run
-            # verified, else the last one that did (a failed run must not reset the witness).
-            metadata["checkpoint"] = dg.MetadataValue.text(witnessed.decode())
-            metadata["checkpoint_tree_size"] = checkpoint_tree_size(witnessed) or 0
-        if report.root_hash is not None:
-            metadata["root_hash"] = report.root_hash.hex()
-        if (
-            new_checkpoint is not None
-            and new_checkpoint != recorded.checkpoint
-            and slack_notifier.checkpoints_enabled
-        ):
-            metadata["slack_witness"] = _post_checkpoint(context, slack_notifier, new_checkpoint)
-        return dg.MaterializeResult(metadata=metadata, check_results=checks)
+        def audit_ledger(
+            context: dg.AssetExecutionContext,
+            config: VerifyConfig,
+            ledger: LedgerResource,
+            slack_notifier: SlackNotifier,
+        ) -> dg.MaterializeResult:
+            now = clock()
+            recorded = recorded_verification(context.instance)
+            unusable = _recorded_checkpoint_finding(recorded, ledger)
+            trusted = None if unusable else recorded.checkpoint
+            full = (
+                config.full
+                or trusted is None
+                or recorded.last_full_verification is None
+                or now - recorded.last_full_verification >= full_every_hours * HOUR
+            )
+            context.log.info(
+                "verifying %s from %s",
+                "fully" if full else "incrementally",
+                "scratch"
+                if trusted is None
+                else f"recorded checkpoint of size {recorded.tree_size}",
+            )
+            report = ledger.verify(trusted_checkpoint=trusted, incremental=not full)
+            if unusable is not None:
+                report = _with_finding(report, unusable)
+            context.log.info(report.summary())
+
+            through = last_settled_hour(now, settle_minutes)
+            coverage = Coverage.of(
+                committed_hours(ledger.resolved_data_dir()),
+                start=coverage_start,
+                through=through if through >= coverage_start else None,
+            )
+            checks = ledger_check_results(
+                report,
+                coverage=coverage,
+                freshness_limit_hours=freshness_hours,
+                now=now,
+                recorded_checkpoint_size=recorded.tree_size,
+            )
+            new_checkpoint = verified_checkpoint(report, ledger)
+            witnessed = new_checkpoint or recorded.checkpoint
+            metadata: dict[str, Any] = {
+                "verified": new_checkpoint is not None,
+                "verification": "full"
+                if full
+                else f"incremental from batch {report.incremental_from}",
+                "tree_size": report.tree_size,
+                "findings": len(report.findings),
+                "integrity_findings": len(integrity_findings(report)),
+                "events_checked": report.checked.get("events", 0),
+                "data_files_checked": report.checked.get("data_files", 0),
+                "bytes_hashed": report.checked.get("bytes_hashed", 0),
+                "verified_at": dg.MetadataValue.timestamp(float(now)),
+                "report": dg.MetadataValue.json(_trimmed_report(report)),
+            }
+            last_full = (
+                now if full and new_checkpoint is not None else recorded.last_full_verification
+            )
+            if last_full is not None:
+                metadata["last_full_verification"] = dg.MetadataValue.timestamp(float(last_full))
+            if witnessed is not None:
+                # The checkpoint the next verification trusts: the new one when this run
+                # verified, else the last one that did (a failed run must not reset the witness).
+                metadata["checkpoint"] = dg.MetadataValue.text(witnessed.decode())
+                metadata["checkpoint_tree_size"] = checkpoint_tree_size(witnessed) or 0
+            if report.root_hash is not None:
+                metadata["root_hash"] = report.root_hash.hex()
+            if (
+                new_checkpoint is not None
+                and new_checkpoint != recorded.checkpoint
+                and slack_notifier.checkpoints_enabled
+            ):
+                metadata["slack_witness"] = _post_checkpoint(
+                    context, slack_notifier, new_checkpoint
+                )
+            return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return audit_ledger
 
@@ -431,6 +460,7 @@ def _post_checkpoint(
     return f"posted to {notifier.checkpoint_channel} (ts {ts})"
 
 
-slack_audit_events, audit_ledger = dg.with_source_code_references(
-    [build_slack_audit_events(), build_audit_ledger()]
-)
+with _beta_apis():
+    slack_audit_events, audit_ledger = dg.with_source_code_references(
+        [build_slack_audit_events(), build_audit_ledger()]
+    )

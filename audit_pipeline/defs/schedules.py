@@ -1,7 +1,8 @@
 """hourly_sync_schedule: a few minutes past every hour, sync the hour that just closed.
 
 The job is the events asset and everything downstream of it (the ledger verification,
-its checks, the auditor dataset), so each hourly run ends with a verified ledger.
+its checks, the auditor dataset), so each hourly run ends with a verified ledger; its
+partitions are the events asset's ``hourly_partition``.
 
 Dagster does not catch up ticks missed while the daemon was down (dagster-io/dagster
 issue 10335: a schedule built from a partitioned job has no partition set, so only the
@@ -13,7 +14,6 @@ from __future__ import annotations
 import dagster as dg
 
 from audit_pipeline.defs import env_flag, env_int
-from audit_pipeline.defs.partitions import hourly_partition
 
 SYNC_MINUTE = env_int("AUDIT_SYNC_MINUTE", 5, minimum=0, maximum=59)
 AUTOMATION_ON = env_flag("AUDIT_AUTOMATION", True)
@@ -26,7 +26,6 @@ SYNC_SELECTION = dg.AssetSelection.assets("slack_audit_events").downstream()
 hourly_sync_job = dg.define_asset_job(
     "hourly_sync",
     selection=SYNC_SELECTION,
-    partitions_def=hourly_partition,
     description="Sync one hour of Slack audit events, then verify the ledger and publish.",
     tags={"audit_pipeline/job": "hourly_sync"},
 )

@@ -1,0 +1,243 @@
+"""slack_audit_events and audit_ledger materialized against the emulator and a real ledger."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import dagster as dg
+import pytest
+
+from audit_pipeline.defs.assets import checkpoint_tree_size
+from audit_pipeline.lake import EVENT_SCHEMA, PARQUET_FORMAT
+from audit_pipeline.ledger import Ledger
+
+LEDGER_CHECKS = {
+    "ledger_chain_intact",
+    "ledger_files_match_manifests",
+    "ledger_has_no_unreferenced_files",
+    "ledger_event_ids_unique",
+    "ledger_consistent_with_recorded_checkpoint",
+    "ledger_covers_every_hour",
+    "ledger_fresh",
+}
+
+
+def entries_in_hour(emulator, start: int) -> list[dict]:
+    return [e for e in emulator.entries() if start <= e["date_create"] < start + 3600]
+
+
+def test_one_hour_is_synced_with_its_metadata(pipeline, emulator):
+    outcome = pipeline.sync(0)
+    assert outcome.success
+    md = outcome.metadata("slack_audit_events")
+    truth = entries_in_hour(emulator, pipeline.h0)
+    assert truth, "the emulator must serve events in hour 0"
+    assert md["dagster/row_count"] == len({e["id"] for e in truth})
+    assert md["events_committed"] == md["dagster/row_count"]
+    assert [c.name for c in md["dagster/column_schema"].columns] == EVENT_SCHEMA.names
+    assert md["batch_sequences"] == [0]
+    assert md["first_hour"] == md["last_hour"] == "2026-11-20T00"
+    assert md["api_pages"] >= 1 and md["api_requests"] >= md["api_pages"]
+    assert md["api_retries"] == 0 and md["late_events"] == 0
+    top_action, top_count = Counter(e["action"] for e in truth).most_common(1)[0]
+    assert f"| {top_action} | {top_count} |" in md["actions"]
+    ledger = Ledger(pipeline.data_dir, file_format=PARQUET_FORMAT)
+    assert md["checkpoint"].encode() == ledger.latest_checkpoint()
+    assert [(m.manifest.kind, m.manifest.event_count) for m in ledger.manifests()] == [
+        ("hour", md["dagster/row_count"])
+    ]
+
+
+def test_rerunning_an_hour_commits_nothing_twice(pipeline):
+    first = pipeline.sync(1).metadata("slack_audit_events")
+    again = pipeline.sync(1)
+    assert again.success
+    md = again.metadata("slack_audit_events")
+    assert md["events_committed"] == 0 and md["batches_committed"] == 0
+    assert md["dagster/row_count"] == first["dagster/row_count"] > 0
+    assert Ledger(pipeline.data_dir, file_format=PARQUET_FORMAT).tree_size() == 1
+
+
+def test_a_backfill_run_syncs_a_range_of_hours_in_one_run(pipeline, emulator):
+    pipeline.now = pipeline.h0 + 3 * 3600 + 20 * 60  # hour 2 is the newest settled one
+    outcome = pipeline.sync(0, 1, 2)
+    assert outcome.success
+    partitions = [m.partition for m in outcome.materialized("slack_audit_events")]
+    assert partitions == [pipeline.key(0), pipeline.key(1), pipeline.key(2)]
+    md = outcome.metadata("slack_audit_events")
+    assert md["hours"] == 3 and md["batch_sequences"] == [0, 1, 2]
+    held = sum(len(entries_in_hour(emulator, pipeline.h0 + i * 3600)) for i in range(3))
+    assert md["dagster/row_count"] == held
+    assert set(pipeline.instance.get_materialized_partitions(dg.AssetKey("slack_audit_events")))
+    assert outcome.failed_checks == set()
+
+
+def test_clean_ledger_passes_every_check_and_dagster_records_the_checkpoint(pipeline):
+    first = pipeline.sync(0, 1, 2, 3)
+    assert first.success
+    assert set(first.checks) == LEDGER_CHECKS
+    assert first.failed_checks == set()
+    md = first.metadata("audit_ledger")
+    assert md["verified"] is True and md["verification"] == "full"
+    ledger = Ledger(pipeline.data_dir, file_format=PARQUET_FORMAT)
+    assert md["checkpoint"].encode() == ledger.latest_checkpoint()
+    assert md["checkpoint_tree_size"] == 4 == md["tree_size"]
+    assert pipeline.downstream_runs == [first.run_id]
+
+    # The next verification starts from the checkpoint the event log holds.
+    second = pipeline.verify()
+    assert second.success and second.failed_checks == set()
+    again = second.metadata("audit_ledger")
+    assert again["verification"] == "incremental from batch 4"
+    assert again["data_files_checked"] == 0
+    consistency = second.check_metadata("ledger_consistent_with_recorded_checkpoint")
+    assert consistency["recorded_checkpoint_size"] == 4
+    assert consistency["consistency_proofs"] == 1
+
+
+def test_blocking_checks_are_the_integrity_ones(pipeline):
+    specs = {spec.key.name: spec for spec in pipeline.ledger.check_specs}
+    assert set(specs) == LEDGER_CHECKS
+    non_blocking = {name for name, spec in specs.items() if not spec.blocking}
+    assert non_blocking == {"ledger_covers_every_hour", "ledger_fresh"}
+
+
+# -- tampering: each attack fails the right check, names what failed, blocks downstream -----
+
+
+def _data_files(pipeline) -> list:
+    return sorted((pipeline.data_dir / "lake").rglob("*.parquet"))
+
+
+def _synced(pipeline, hours: int = 4):
+    outcome = pipeline.sync(*range(hours))
+    assert outcome.success and outcome.failed_checks == set()
+    return outcome
+
+
+def _assert_blocked(pipeline, outcome, failing: str, *also: str) -> None:
+    """The attack fails ``failing`` (plus the checks its side effects rightly fail), the
+    run fails, and nothing downstream of the ledger runs."""
+    assert not outcome.success
+    assert outcome.failed_checks == {failing, *also}
+    assert outcome.checks[failing].severity == dg.AssetCheckSeverity.ERROR
+    assert outcome.run_id not in pipeline.downstream_runs
+
+
+def test_a_flipped_byte_fails_files_match_manifests(pipeline):
+    _synced(pipeline)
+    victim = _data_files(pipeline)[1]
+    victim.chmod(0o644)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+
+    outcome = pipeline.verify(full=True)
+    _assert_blocked(pipeline, outcome, "ledger_files_match_manifests")
+    md = outcome.check_metadata("ledger_files_match_manifests")
+    rel = victim.relative_to(pipeline.data_dir).as_posix()
+    assert md["failed_locations"] == [rel]
+    assert "file_hash_mismatch" in md["finding_codes"]
+    assert rel in md["first_failure"]
+    # A failed verification keeps trusting the last good checkpoint.
+    assert outcome.metadata("audit_ledger")["checkpoint_tree_size"] == 4
+    assert outcome.metadata("audit_ledger")["verified"] is False
+
+
+def test_a_deleted_middle_manifest_fails_chain_intact(pipeline):
+    _synced(pipeline)
+    (pipeline.data_dir / "ledger" / "manifests" / "00000001.json").unlink()
+
+    outcome = pipeline.verify()
+    # Batch 1's data file is now outside the ledger, the recorded checkpoint covers a
+    # missing manifest, and hour 1 has no batch: each of those checks says so too.
+    _assert_blocked(
+        pipeline,
+        outcome,
+        "ledger_chain_intact",
+        "ledger_has_no_unreferenced_files",
+        "ledger_consistent_with_recorded_checkpoint",
+        "ledger_covers_every_hour",
+    )
+    md = outcome.check_metadata("ledger_chain_intact")
+    assert md["missing_sequences"] == [1]
+    assert md["finding_codes"] == {"missing_manifest": 1}
+    assert md["failed_locations"] == ["ledger/manifests/00000001.json"]
+    orphan = outcome.check_metadata("ledger_has_no_unreferenced_files")["failed_locations"]
+    assert orphan == ["lake/date=2026-11-20/hour=01/00000001-hour.parquet"]
+    consistency = outcome.check_metadata("ledger_consistent_with_recorded_checkpoint")
+    assert consistency["finding_codes"] == {"consistency_failure": 1}
+    assert outcome.check_metadata("ledger_covers_every_hour")["missing_hour_list"] == [
+        "2026-11-20T01"
+    ]
+
+
+def test_deleted_newest_batches_fail_against_the_checkpoint_dagster_recorded(pipeline):
+    _synced(pipeline)
+    # Remove every trace of batches 2 and 3: manifests, data files and checkpoints, so the
+    # ledger on disk is a consistent, smaller log. Only Dagster's record shows the cut.
+    ledger_dir = pipeline.data_dir / "ledger"
+    for seq in (2, 3):
+        (ledger_dir / "manifests" / f"{seq:08d}.json").unlink()
+    for size in (3, 4):
+        (ledger_dir / "checkpoints" / f"{size:08d}.checkpoint").unlink()
+    for path in _data_files(pipeline):
+        if path.name.startswith(("00000002", "00000003")):
+            path.unlink()
+
+    outcome = pipeline.verify(full=True)
+    # The cut also shows as missing hours and a stale newest hour (not blocking).
+    _assert_blocked(
+        pipeline,
+        outcome,
+        "ledger_consistent_with_recorded_checkpoint",
+        "ledger_covers_every_hour",
+        "ledger_fresh",
+    )
+    md = outcome.check_metadata("ledger_consistent_with_recorded_checkpoint")
+    assert md["finding_codes"] == {"tail_truncated": 1}
+    assert md["recorded_checkpoint_size"] == 4 and md["tree_size"] == 2
+    assert md["failed_locations"] == ["trusted checkpoint"]
+    # The witness is not rewritten by the failed run: the next run still sees the cut.
+    assert checkpoint_tree_size(outcome.metadata("audit_ledger")["checkpoint"].encode()) == 4
+    assert "ledger_consistent_with_recorded_checkpoint" in pipeline.verify().failed_checks
+
+
+def test_an_injected_file_fails_no_unreferenced_files(pipeline):
+    _synced(pipeline)
+    hour_dir = _data_files(pipeline)[0].parent
+    injected = hour_dir / "00000009-hour.parquet"
+    injected.write_bytes(_data_files(pipeline)[0].read_bytes())
+
+    outcome = pipeline.verify()
+    _assert_blocked(pipeline, outcome, "ledger_has_no_unreferenced_files")
+    md = outcome.check_metadata("ledger_has_no_unreferenced_files")
+    assert md["failed_locations"] == [injected.relative_to(pipeline.data_dir).as_posix()]
+    assert md["finding_codes"] == {"unreferenced_file": 1}
+
+
+# -- coverage and freshness: reported, not blocking --------------------------------------------
+
+
+def test_a_missing_hour_fails_coverage_without_blocking(pipeline):
+    pipeline.sync(0)
+    outcome = pipeline.sync(2)
+    assert outcome.success, "coverage is not blocking: the gap is the sensor's work"
+    assert outcome.failed_checks == {"ledger_covers_every_hour"}
+    md = outcome.check_metadata("ledger_covers_every_hour")
+    assert md["missing_hour_list"] == ["2026-11-20T01", "2026-11-20T03"]
+    assert md["missing_hours"] == 2 and md["expected_through"] == "2026-11-20T03"
+    assert outcome.run_id in pipeline.downstream_runs
+
+
+@pytest.mark.parametrize(("hours_late", "fresh"), [(1.9, True), (2.5, False)])
+def test_freshness_fails_when_the_newest_hour_is_over_two_hours_old(pipeline, hours_late, fresh):
+    _synced(pipeline)
+    pipeline.now = pipeline.h0 + 4 * 3600 + hours_late * 3600
+    outcome = pipeline.verify()
+    assert outcome.success
+    assert outcome.checks["ledger_fresh"].passed is fresh
+    assert outcome.checks["ledger_fresh"].severity == dg.AssetCheckSeverity.WARN
+    md = outcome.check_metadata("ledger_fresh")
+    assert md["newest_hour"] == "2026-11-20T03"
+    assert md["hours_since_newest_hour_closed"] == pytest.approx(hours_late, abs=0.01)
