@@ -176,13 +176,39 @@ def background_entries(hour: int, events_per_hour: int = 300) -> list[dict[str, 
     return list(generate_hour(SEED, hour, events_per_hour))
 
 
-@pytest.fixture
-def scenario_ledger(ledger: Ledger) -> Ledger:
+def fill_scenario(ledger: Ledger) -> Ledger:
     for hour, batches in scenario_hours().items():
         for batch in batches:
             commit_entries(ledger, hour, batch)
     commit_entries(ledger, T0 + 4 * HOUR, background_entries(T0 + 4 * HOUR))
     return ledger
+
+
+@pytest.fixture
+def scenario_ledger(ledger: Ledger) -> Ledger:
+    return fill_scenario(ledger)
+
+
+@pytest.fixture(scope="module")
+def scenario_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scenario_dataset is a data dir with the scenario ledger and a built dataset, shared
+    by a module's read-only tests (they must not change it)."""
+    from audit_pipeline.dataset.build import build_dataset
+    from audit_pipeline.lake import PARQUET_FORMAT
+    from audit_pipeline.ledger.keys import init_key
+
+    base = tmp_path_factory.mktemp("scenario")
+    data_dir = base / "data"
+    data_dir.mkdir()
+    signer, _, _ = init_key(
+        data_dir, base / "keys" / "signing-key", name="test-log", now=T0 - 86_400
+    )
+    ledger = Ledger(
+        data_dir, file_format=PARQUET_FORMAT, signer=signer, origin="test.example/audit"
+    )
+    fill_scenario(ledger)
+    build_dataset(data_dir)
+    return data_dir
 
 
 @pytest.fixture
