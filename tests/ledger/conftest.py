@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from audit_pipeline.ledger import merkle
-from audit_pipeline.ledger.commit import Ledger
+from audit_pipeline.ledger.commit import CommitResult, Ledger
 from audit_pipeline.ledger.errors import MalformedError
 from audit_pipeline.ledger.events import EventRecord
 from audit_pipeline.ledger.keys import init_key
@@ -102,8 +102,12 @@ class Clock:
 
 
 def commit(
-    ledger: Ledger, hour_index: int, events: Sequence[EventRecord] | None = None, n: int = 3
-):
+    ledger: Ledger,
+    hour_index: int,
+    events: Sequence[EventRecord] | None = None,
+    n: int = 3,
+    write_data: Callable[[Sequence[EventRecord], Path], None] = write_jsonl,
+) -> CommitResult:
     """commit commits ``events`` (default: ``n`` fresh ones) for hour ``hour_index``."""
     if events is None:
         events = make_events(hour_index, n)
@@ -111,7 +115,7 @@ def commit(
         window_start=hour(hour_index),
         window_end=hour(hour_index) + HOUR,
         events=events,
-        write_data=write_jsonl,
+        write_data=write_data,
         source={
             "api_url": "https://api.slack.test/audit/v1/logs",
             "oldest": hour(hour_index),
