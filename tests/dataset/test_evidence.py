@@ -1,0 +1,153 @@
+"""Evidence bundles verify offline from the bundle alone, and any tampering fails them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from audit_pipeline.dataset.evidence import (
+    EVIDENCE_FILE,
+    EvidenceError,
+    export_evidence,
+    verify_bundle,
+)
+from audit_pipeline.lake import PARQUET_FORMAT
+from audit_pipeline.ledger import verify_ledger
+
+
+@pytest.fixture(scope="module")
+def bundle(scenario_dataset, tmp_path_factory) -> Path:
+    """A bundle for hours 1..2 of the scenario (hours 0, 3, 4 are outside)."""
+    t0 = 1_764_374_400
+    out = tmp_path_factory.mktemp("evidence") / "bundle"
+    result = export_evidence(scenario_dataset, start=t0 + 3600, end=t0 + 3 * 3600, out=out)
+    assert (result.batches_in_range, result.data_files) == (2, 2)
+    return out
+
+
+@pytest.fixture
+def copy(bundle, tmp_path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(bundle, target)
+    for path in target.rglob("*"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    return target
+
+
+def test_partial_bundle_verifies_offline_with_only_its_files(copy):
+    report = verify_bundle(copy)
+    assert report, report.summary()
+    excluded = [n for n in report.notices if n.code == "outside_bundle_range"]
+    assert len(excluded) == 3  # hour 0 (hour + late batch) and hour 4
+    parquet = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*.parquet"))
+    assert parquet == [
+        "lake/date=2025-11-29/hour=01/00000002-hour.parquet",
+        "lake/date=2025-11-29/hour=02/00000003-hour.parquet",
+    ]
+    assert not list(copy.rglob("*signing-key*"))
+    assert "PRIVATE" not in (copy / "ledger/keys/keyring.json").read_text()
+    readme = (copy / "README.md").read_text()
+    assert "audit-pipeline verify --data-dir ." in readme
+    doc = json.loads((copy / EVIDENCE_FILE).read_text())
+    assert doc["range"]["start_utc"] == "2025-11-29T01:00Z"
+    assert doc["events_in_range"] == 11
+
+
+def _flip_byte(rel: str) -> Callable[[Path], None]:
+    def tamper(root: Path) -> None:
+        path = root / rel
+        data = bytearray(path.read_bytes())
+        data[len(data) // 3] ^= 0x20
+        path.write_bytes(bytes(data))
+
+    return tamper
+
+
+def _delete(rel: str) -> Callable[[Path], None]:
+    return lambda root: (root / rel).unlink()
+
+
+def _inject(root: Path) -> None:
+    src = root / "lake/date=2025-11-29/hour=01/00000002-hour.parquet"
+    shutil.copyfile(src, src.with_name("00000099-hour.parquet"))
+
+
+def _swap_keys(root: Path) -> None:
+    from audit_pipeline.ledger.keys import Keyring, TrustedKey
+    from audit_pipeline.ledger.note import generate_key
+
+    _, vkey = generate_key("test-log")
+    ring = Keyring((TrustedKey.from_vkey(vkey, valid_from=0),))
+    (root / "ledger/keys/keyring.json").write_bytes(ring.to_bytes())
+
+
+def _edit_manifest(root: Path) -> None:
+    path = root / "ledger/manifests/00000002.json"
+    path.write_bytes(path.read_bytes().replace(b'"rows":7', b'"rows":6'))
+
+
+def _shrink_claimed_range(root: Path) -> None:
+    """Delete an in-range file and pretend the range never covered it."""
+    (root / "lake/date=2025-11-29/hour=02/00000003-hour.parquet").unlink()
+    doc = json.loads((root / EVIDENCE_FILE).read_text())
+    doc["range"]["end"] -= 3600
+    (root / EVIDENCE_FILE).write_text(json.dumps(doc))
+
+
+TAMPERING = {
+    "flipped byte in data": _flip_byte("lake/date=2025-11-29/hour=01/00000002-hour.parquet"),
+    "in-range data file deleted": _delete("lake/date=2025-11-29/hour=02/00000003-hour.parquet"),
+    "file injected": _inject,
+    "manifest edited": _edit_manifest,
+    "manifest deleted": _delete("ledger/manifests/00000001.json"),
+    "newest manifest deleted": _delete("ledger/manifests/00000005.json"),
+    "checkpoint edited": _flip_byte("ledger/checkpoints/00000006.checkpoint"),
+    "keys replaced": _swap_keys,
+    "range shrunk to hide a deletion": _shrink_claimed_range,
+}
+
+
+@pytest.mark.parametrize("how", list(TAMPERING))
+def test_any_tampering_fails_verification(copy, how):
+    assert verify_bundle(copy)
+    TAMPERING[how](copy)
+    report = verify_bundle(copy)
+    assert not report, f"{how}: tampered bundle still verifies"
+
+
+def test_whole_ledger_bundle_is_a_plain_ledger_copy(scenario_dataset, tmp_path):
+    t0 = 1_764_374_400
+    out = tmp_path / "all"
+    export_evidence(scenario_dataset, start=t0, end=t0 + 5 * 3600, out=out)
+    report = verify_ledger(out, file_format=PARQUET_FORMAT)
+    assert report, report.summary()
+    assert report.notices == ()
+
+
+def test_zip_bundle_unpacks_and_verifies(scenario_dataset, tmp_path):
+    t0 = 1_764_374_400
+    out = tmp_path / "evidence.zip"
+    export_evidence(scenario_dataset, start=t0, end=t0 + 3600, out=out)
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+        archive.extractall(tmp_path / "unpacked")
+    assert "README.md" in names and EVIDENCE_FILE in names
+    assert verify_bundle(tmp_path / "unpacked")
+
+
+def test_bad_requests_are_refused_clearly(scenario_dataset, bundle, tmp_path):
+    t0 = 1_764_374_400
+    with pytest.raises(EvidenceError, match="already exists"):
+        export_evidence(scenario_dataset, start=t0, end=t0 + 3600, out=bundle)
+    with pytest.raises(EvidenceError, match="no committed batch"):
+        export_evidence(scenario_dataset, start=t0 - 7200, end=t0, out=tmp_path / "x")
+    with pytest.raises(EvidenceError, match="whole UTC hours"):
+        export_evidence(scenario_dataset, start=t0 + 1, end=t0 + 3600, out=tmp_path / "y")
+    with pytest.raises(EvidenceError, match="not an evidence bundle"):
+        verify_bundle(tmp_path)
