@@ -27,8 +27,18 @@ from audit_pipeline.ledger.canonical import canonical_json, canonical_json_parse
 from audit_pipeline.ledger.errors import MalformedError
 from audit_pipeline.ledger.merkle import leaf_hash
 
-_ENTITY_NAME_KEYS = ("name", "title", "template_name")
 _EMPTY: dict[str, Any] = {}
+_NAMES = tuple(f.name for f in EVENT_SCHEMA)
+_EVENT_ID, _DATE_CREATE, _RAW_JSON, _LEAF_HASH, _QUARANTINE = (
+    _NAMES.index(n)
+    for n in ("event_id", "date_create", "raw_json", "leaf_hash", "quarantine_reason")
+)
+_TEXT = object()
+# Columns whose API values may arrive as non-text (ids as ints, bools...): rendered as text.
+_COLUMN_KINDS = tuple(
+    (f.name, _TEXT if pa.types.is_string(f.type) and f.name not in ("raw_json",) else None)
+    for f in EVENT_SCHEMA
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,7 @@ class WindowNormalizer:
     def __init__(self, window_start: int, window_end: int) -> None:
         self.window_start = window_start
         self.window_end = window_end
-        self._columns: dict[str, list[Any]] = {f.name: [] for f in EVENT_SCHEMA}
+        self._rows: list[tuple[Any, ...]] = []
         self._seen: dict[str, bytes] = {}
         self.quarantined = 0
         self.duplicates_skipped = 0
@@ -137,63 +147,70 @@ class WindowNormalizer:
         date_create = _obj(entry).get("date_create")
         if not (_is_int(date_create) and self.window_start <= date_create < self.window_end):
             date_create = self.window_start
-        row = dict.fromkeys(self._columns)
-        row.update(
-            event_id=synthetic_id,
-            date_create=date_create,
-            raw_json=raw.decode(),
-            leaf_hash=leaf,
-            quarantine_reason=reason,
-        )
-        for name, value in row.items():
-            self._columns[name].append(value)
+        row: list[Any] = [None] * len(_NAMES)
+        row[_EVENT_ID], row[_DATE_CREATE] = synthetic_id, date_create
+        row[_RAW_JSON], row[_LEAF_HASH], row[_QUARANTINE] = raw.decode(), leaf, reason
+        self._rows.append(tuple(row))
 
     def _append_event(
         self, entry: dict[str, Any], raw: bytes, leaf: bytes, encode: Callable[[Any], bytes]
     ) -> None:
-        c = self._columns
+        # The hot path of ingest: one tuple per event, in EVENT_SCHEMA order; values that
+        # are not text yet (ints, bools, objects) are rendered in finish().
         actor = _obj(entry.get("actor"))
         user = _obj(actor.get("user"))
         entity = _obj(entry.get("entity"))
         entity_type = entity.get("type")
-        target = _obj(entity.get(entity_type)) if isinstance(entity_type, str) else _EMPTY
+        target = _obj(entity.get(entity_type)) if entity_type.__class__ is str else _EMPTY
         context = _obj(entry.get("context"))
         location = _obj(context.get("location"))
         details = entry.get("details")
-
-        c["event_id"].append(entry["id"])
-        c["date_create"].append(entry["date_create"])
-        c["action"].append(entry["action"])
-        c["actor_type"].append(_text(actor.get("type")))
-        c["actor_user_id"].append(_text(user.get("id")))
-        c["actor_user_name"].append(_text(user.get("name")))
-        c["actor_user_email"].append(_text(user.get("email")))
-        c["actor_user_team"].append(_text(user.get("team")))
-        c["entity_type"].append(_text(entity_type))
-        c["entity_id"].append(_text(target.get("id")))
-        c["entity_name"].append(
-            next((_text(target[k]) for k in _ENTITY_NAME_KEYS if target.get(k) is not None), None)
+        name = target.get("name")
+        if name is None:
+            name = target.get("title")
+            if name is None:
+                name = target.get("template_name")
+        self._rows.append(
+            (
+                entry["id"],
+                entry["date_create"],
+                entry["action"],
+                actor.get("type"),
+                user.get("id"),
+                user.get("name"),
+                user.get("email"),
+                user.get("team"),
+                entity_type,
+                target.get("id"),
+                name,
+                location.get("type"),
+                location.get("id"),
+                location.get("name"),
+                location.get("domain"),
+                context.get("ip_address"),
+                context.get("ua"),
+                context.get("session_id"),
+                _obj(context.get("app")).get("id"),
+                None if details is None else encode(details).decode(),
+                raw.decode(),
+                leaf,
+                None,
+            )
         )
-        c["location_type"].append(_text(location.get("type")))
-        c["location_id"].append(_text(location.get("id")))
-        c["location_name"].append(_text(location.get("name")))
-        c["location_domain"].append(_text(location.get("domain")))
-        c["ip_address"].append(_text(context.get("ip_address")))
-        c["user_agent"].append(_text(context.get("ua")))
-        c["session_id"].append(_text(context.get("session_id")))
-        c["context_app_id"].append(_text(_obj(context.get("app")).get("id")))
-        c["details"].append(None if details is None else encode(details).decode())
-        c["raw_json"].append(raw.decode())
-        c["leaf_hash"].append(leaf)
-        c["quarantine_reason"].append(None)
 
     def finish(self) -> NormalizedWindow:
-        columns = dict(self._columns)
-        seconds = pa.array(columns.pop("date_create"), pa.int64())
-        columns["date_create"] = pc.multiply(seconds, 1000).cast(DATE_TYPE)
-        table = pa.Table.from_pydict(columns, schema=EVENT_SCHEMA)
+        columns = list(zip(*self._rows, strict=True)) or [() for _ in _NAMES]
+        self._rows = []
+        arrays: dict[str, Any] = {}
+        for i, (name, kind) in enumerate(_COLUMN_KINDS):
+            values = columns[i]
+            if kind is _TEXT:
+                values = [v if v is None or v.__class__ is str else _text(v) for v in values]
+            arrays[name] = values
+        seconds = pa.array(arrays["date_create"], pa.int64())
+        arrays["date_create"] = pc.multiply(seconds, 1000).cast(DATE_TYPE)
+        table = pa.Table.from_pydict(arrays, schema=EVENT_SCHEMA)
         table = table.sort_by([("date_create", "ascending"), ("event_id", "ascending")])
-        self._columns = {f.name: [] for f in EVENT_SCHEMA}
         return NormalizedWindow(table, self.quarantined, self.duplicates_skipped)
 
 
