@@ -1,0 +1,94 @@
+"""``audit_dataset``: the auditors' DuckDB file, rebuilt after every verified ledger update.
+
+It runs after ``audit_ledger`` and verifies again itself, incrementally from the checkpoint
+``audit_ledger`` last recorded as verified (cheap: only batches after it are re-checked),
+so the dataset is built from a verification of the ledger *as it is now*, not as it was
+when the upstream step ran. The build reads only files the verified manifests list,
+hash-checks their bytes, and swaps the new file in by rename, so notebooks holding the
+old file open are never blocked. A ledger with findings fails this asset and leaves the
+last good dataset in place; every verification lands in the history the dataset carries.
+"""
+
+# No ``from __future__ import annotations``: Dagster reads the config parameter's
+# annotation without resolving strings, so it must be the class itself.
+import dagster as dg
+from pydantic import Field
+
+from audit_pipeline.dataset.build import dataset_path
+from audit_pipeline.dataset.schema import EVENT_COLUMNS, PROVENANCE_DOCS
+from audit_pipeline.defs.assets import GROUP, OWNERS, recorded_verification
+from audit_pipeline.defs.resources import LedgerResource
+from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.lake import COLUMN_DOCS
+
+
+class DatasetConfig(dg.Config):
+    """Run configuration of ``audit_dataset``."""
+
+    full_verification: bool = Field(
+        default=False,
+        description="Verify the whole ledger instead of from the last recorded checkpoint.",
+    )
+
+
+_COLUMNS = dg.TableSchema(
+    columns=[dg.TableColumn(name, description=COLUMN_DOCS[name]) for name in EVENT_COLUMNS]
+    + [dg.TableColumn(name, description=doc) for name, doc in PROVENANCE_DOCS.items()]
+)
+
+
+@dg.asset(
+    name="audit_dataset",
+    deps=["audit_ledger"],
+    kinds={"duckdb"},
+    group_name=GROUP,
+    owners=OWNERS,
+    tags={"layer": "dataset"},
+    description=(
+        "DuckDB dataset for auditors (audit_events, batches, checkpoints, "
+        "verification_runs, quarantine and audit views), built only from the verified "
+        "ledger and replaced atomically. Query it with 'audit-pipeline query'."
+    ),
+)
+def audit_dataset(
+    context: dg.AssetExecutionContext, config: DatasetConfig, ledger: LedgerResource
+) -> dg.MaterializeResult:
+    from audit_pipeline.dataset.build import build_dataset
+
+    trusted = (
+        None if config.full_verification else recorded_verification(context.instance).checkpoint
+    )
+    try:
+        report = ledger.verify(trusted_checkpoint=trusted, incremental=trusted is not None)
+    except ConfigurationError as exc:
+        if trusted is None:
+            raise
+        context.log.warning(f"recorded checkpoint unusable ({exc}); verifying fully")
+        trusted = None
+        report = ledger.verify(trusted_checkpoint=None, incremental=False)
+    data_dir = ledger.resolved_data_dir()
+    result = build_dataset(
+        data_dir,
+        database=dataset_path(data_dir),
+        report=report,
+        trigger=f"dagster run {context.run_id}",
+        progress=context.log.info,
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(result.path)),
+            "dagster/row_count": result.events,
+            "dagster/column_schema": _COLUMNS,
+            "events": result.events,
+            "quarantined": result.quarantined,
+            "batches": result.batches,
+            "data_files": result.data_files,
+            "tree_size": result.tree_size,
+            "root_hash": result.root_hash or "",
+            "verification": "full"
+            if trusted is None
+            else f"incremental from {report.incremental_from}",
+            "verification_run_id": result.verification_run_id,
+            "build_seconds": round(result.seconds, 3),
+        }
+    )
