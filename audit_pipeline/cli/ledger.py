@@ -1,0 +1,427 @@
+"""Ledger commands: ``keys``, ``verify``, ``checkpoint``, ``prove`` and ``verify-proof``.
+
+Results go to stdout (a vkey, a checkpoint, a proof, one JSON report); verdicts, progress
+and notes go to stderr, so ``--json`` output can be piped. Exit codes: 0 intact, 1
+integrity findings (gaps and truncation included) or a proof that fails, 2 usage or
+configuration error, 3 could not complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from audit_pipeline.errors import AuditPipelineError, ConfigurationError
+from audit_pipeline.ledger.canonical import parse_json_strict
+from audit_pipeline.ledger.checkpoint import open_checkpoint
+from audit_pipeline.ledger.commit import Ledger
+from audit_pipeline.ledger.keys import (
+    DEFAULT_KEY_NAME,
+    SIGNING_KEY_ENV,
+    Keyring,
+    default_signing_key_path,
+    init_key,
+    keyring_file,
+    load_keyring,
+    load_signing_key,
+    load_trusted_keys,
+    parse_trusted_keys,
+    revoke_key,
+    rotate_key,
+)
+from audit_pipeline.ledger.layout import DATA_DIR_ENV, LEDGER, resolve_data_dir
+from audit_pipeline.ledger.proofs import load_proof, proof_bytes, prove_event, verify_event_proof
+from audit_pipeline.ledger.verify import verify_ledger
+
+EXIT_CODES = (
+    "exit codes: 0 ok/intact, 1 integrity findings or invalid proof, "
+    "2 usage/configuration error, 3 could not complete"
+)
+
+
+class NothingToShowError(AuditPipelineError):
+    """The ledger has nothing of the kind asked for yet (exit code 3)."""
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _parser(subparsers: argparse._SubParsersAction, name: str, **kwargs: Any):
+    return subparsers.add_parser(
+        name, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES, **kwargs
+    )
+
+
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", metavar="DIR", help=f"data directory (default: ${DATA_DIR_ENV}, else ./data)"
+    )
+
+
+def _key_file_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help=f"private signing key (default: ${SIGNING_KEY_ENV}, else "
+        "$XDG_CONFIG_HOME/audit-pipeline/signing-key)",
+    )
+
+
+def _key_path(args: argparse.Namespace) -> Path:
+    return Path(args.key_file).expanduser() if args.key_file else default_signing_key_path()
+
+
+def _ledger_dir(args: argparse.Namespace) -> Path:
+    data_dir = resolve_data_dir(args.data_dir)
+    if not (data_dir / LEDGER).is_dir():
+        raise ConfigurationError(f"no ledger in {data_dir} (pass --data-dir or set {DATA_DIR_ENV})")
+    return data_dir
+
+
+def parse_time(text: str) -> int:
+    """parse_time reads Unix seconds or an ISO 8601 time (UTC unless it says otherwise)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"not a time: {text!r} (use Unix seconds or ISO 8601, e.g. 2026-11-28T13:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def _iso(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+# -- keys --------------------------------------------------------------------------------
+
+
+def _keys_init(args: argparse.Namespace) -> int:
+    data_dir = resolve_data_dir(args.data_dir)
+    key_path = _key_path(args)
+    signer, created, added = init_key(data_dir, key_path, name=args.name, now=int(time.time()))
+    _err(
+        f"{'created' if created else 'using existing'} signing key {key_path} (mode 0600; "
+        "keep it out of the data directory and out of version control)"
+    )
+    where = keyring_file(data_dir)
+    _err(f"{'added to' if added else 'already in'} the keyring {where}")
+    print(signer.vkey)
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    data_dir = _ledger_dir(args)
+    now = int(time.time())
+    old, new = rotate_key(data_dir, _key_path(args), now=now, name=args.name)
+    _err(
+        f"rotated: {old.name}+{old.key_hash:08x} signs until {_iso(now)}; "
+        f"{new.name}+{new.key_hash:08x} signs from then on (key file {_key_path(args)})"
+    )
+    print(new.vkey)
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    data_dir = _ledger_dir(args)
+    at = parse_time(args.at) if args.at else int(time.time())
+    key = revoke_key(data_dir, args.key, at=at)
+    _err(
+        f"revoked {key.name}+{key.key_id} from {_iso(at)}: its signatures made from then on "
+        "fail verification with key_revoked"
+    )
+    return 0
+
+
+def _keys_public(args: argparse.Namespace) -> int:
+    print(load_signing_key(_key_path(args)).vkey)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    keyring = load_keyring(_ledger_dir(args))
+    now = int(time.time())
+    if args.json:
+        rows = [
+            {**k.to_dict(), "name": k.name, "key_id": k.key_id, "status_now": k.status_at(now)}
+            for k in keyring.keys
+        ]
+        print(json.dumps({"keyring": keyring.source, "keys": rows}, indent=2))
+        return 0
+    print(f"{'KEY':<40} {'VALID FROM':<21} {'VALID UNTIL':<21} {'REVOKED AT':<21} NOW")
+    for k in keyring.keys:
+        print(
+            f"{k.name + '+' + k.key_id:<40} {_iso(k.valid_from):<21} {_iso(k.valid_until):<21} "
+            f"{_iso(k.revoked_at):<21} {k.status_at(now)}"
+        )
+    return 0
+
+
+# -- verify, checkpoint ------------------------------------------------------------------
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from audit_pipeline.lake import PARQUET_FORMAT
+
+    data_dir = _ledger_dir(args)
+    keyring = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys else None
+    trusted = None
+    if args.trusted_checkpoint:
+        trusted = _read_file(args.trusted_checkpoint, "trusted checkpoint")
+    if args.incremental and trusted is None:
+        raise ConfigurationError("--incremental needs --trusted-checkpoint FILE")
+    if args.jobs < 1:
+        raise ConfigurationError(f"--jobs must be at least 1, got {args.jobs}")
+    report = verify_ledger(
+        data_dir,
+        file_format=PARQUET_FORMAT,
+        keyring=keyring,
+        trusted_checkpoint=trusted,
+        incremental=args.incremental,
+        jobs=args.jobs,
+        max_lag=int(args.max_lag * 3600) if args.max_lag is not None else None,
+        progress=_err if args.verbose else None,
+    )
+    _err(report.summary())
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    return 0 if report.ok else 1
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    from audit_pipeline.lake import PARQUET_FORMAT
+
+    data_dir = _ledger_dir(args)
+    latest = Ledger(data_dir, file_format=PARQUET_FORMAT).latest_checkpoint()
+    if latest is None:
+        raise NothingToShowError(f"no checkpoint in {data_dir} yet: nothing has been committed")
+    checkpoint, _ = open_checkpoint(latest, load_keyring(data_dir).verifiers())
+    sys.stdout.write(latest.decode("utf-8"))
+    _err(f"checkpoint of {checkpoint.origin}: {checkpoint.tree_size} batches")
+    return 0
+
+
+# -- prove, verify-proof -----------------------------------------------------------------
+
+
+def _prove(args: argparse.Namespace) -> int:
+    from audit_pipeline.lake import PARQUET_FORMAT
+
+    data_dir = _ledger_dir(args)
+    window = None
+    if args.hour:
+        moment = parse_time(args.hour)
+        window = moment - moment % 3600
+    proof = prove_event(
+        data_dir,
+        args.event_id,
+        file_format=PARQUET_FORMAT,
+        batch_hint=args.batch,
+        window_start=window,
+    )
+    data = proof_bytes(proof)
+    if args.out and args.out != "-":
+        Path(args.out).write_bytes(data)
+        where = args.out
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        where = "stdout"
+    _err(
+        f"proof of event {args.event_id}: batch {proof['log_index']}, event "
+        f"{proof['event_index']}; {len(data)} bytes written to {where}"
+    )
+    return 0
+
+
+def _public_keys(value: str) -> Keyring:
+    path = Path(value).expanduser()
+    if path.is_file():
+        return load_trusted_keys(path)
+    return parse_trusted_keys(value.encode(), source="--public-key")
+
+
+def _verify_proof(args: argparse.Namespace) -> int:
+    keys = _public_keys(args.public_key)
+    if args.file == "-":
+        proof = parse_json_strict(sys.stdin.buffer.read())
+    else:
+        proof = load_proof(Path(args.file))
+    verified = verify_event_proof(proof, keys)
+    _err(verified.summary())
+    print(json.dumps(dict(verified.event), indent=2, ensure_ascii=False, sort_keys=True))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    keys = _parser(
+        subparsers,
+        "keys",
+        help="create, rotate, revoke and show the ledger's signing keys",
+        description=(
+            "The signing key is an Ed25519 key in Go's note format, mode 0600, outside the\n"
+            "data directory. Its public key (vkey) goes into the data directory's keyring,\n"
+            "ledger/keys/keyring.json, with a validity window. Give auditors the vkey through\n"
+            "another channel: they verify with --trusted-keys / --public-key."
+        ),
+    )
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
+
+    init = _parser(
+        keys_sub,
+        "init",
+        help="create the signing key and trust it in the keyring",
+        description="Create the signing key (if absent) and add its public key to\n"
+        "the keyring, valid from now. Prints the public key (vkey). Safe to repeat.",
+    )
+    init.add_argument("--name", default=DEFAULT_KEY_NAME, help="key name (default %(default)s)")
+    _key_file_option(init)
+    _data_dir_option(init)
+    init.set_defaults(func=_keys_init)
+
+    rotate = _parser(
+        keys_sub,
+        "rotate",
+        help="replace the signing key",
+        description="Create a new signing key in place of the current one. The old\n"
+        "key's validity window closes now and the new key's opens: manifests signed\n"
+        "by the old key keep verifying. Prints the new public key.",
+    )
+    rotate.add_argument("--name", help="name of the new key (default: the old key's)")
+    _key_file_option(rotate)
+    _data_dir_option(rotate)
+    rotate.set_defaults(func=_keys_rotate)
+
+    revoke = _parser(
+        keys_sub,
+        "revoke",
+        help="revoke a key from a given time on",
+        description="Mark a keyring key revoked: signatures it made at or after\n"
+        "--at fail verification with key_revoked.",
+    )
+    revoke.add_argument("key", metavar="KEYID", help="hex key id, name+keyid, or the vkey")
+    revoke.add_argument("--at", metavar="TIME", help="Unix seconds or ISO 8601 (default: now)")
+    _data_dir_option(revoke)
+    revoke.set_defaults(func=_keys_revoke)
+
+    public = _parser(keys_sub, "public", help="print the current public key (vkey)")
+    _key_file_option(public)
+    public.set_defaults(func=_keys_public)
+
+    listing = _parser(keys_sub, "list", help="list the keyring with validity windows")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    _data_dir_option(listing)
+    listing.set_defaults(func=_keys_list)
+
+    verify = _parser(
+        subparsers,
+        "verify",
+        help="verify the whole ledger and data lake offline",
+        description=(
+            "Check every manifest (link and signature), sequence continuity, every data file\n"
+            "(size, SHA-256, rows, Merkle root), checkpoints, key validity, unreferenced files,\n"
+            "duplicate ids, event times and hourly coverage. Every finding is reported.\n"
+            "With --trusted-checkpoint FILE (a checkpoint kept elsewhere), an RFC 6962\n"
+            "consistency proof shows today's log extends it: catches truncation, rollback and\n"
+            "forks. Without --trusted-keys the data directory's own keyring is used, which\n"
+            "anyone able to write the directory could edit."
+        ),
+    )
+    _data_dir_option(verify)
+    verify.add_argument(
+        "--trusted-checkpoint",
+        metavar="FILE",
+        help="signed checkpoint held elsewhere ('-' = stdin)",
+    )
+    verify.add_argument(
+        "--trusted-keys", metavar="FILE", help="keyring JSON or vkeys (one a line) held elsewhere"
+    )
+    verify.add_argument(
+        "--incremental",
+        action="store_true",
+        help="fully check only batches after --trusted-checkpoint",
+    )
+    verify.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON report (audit_pipeline.verify/v1) on stdout",
+    )
+    verify.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="hash data files with N threads (default 1)",
+    )
+    verify.add_argument(
+        "--max-lag",
+        type=float,
+        metavar="HOURS",
+        help="fail if the newest batch's hour ended more than HOURS ago",
+    )
+    verify.set_defaults(func=_verify)
+
+    checkpoint = _parser(
+        subparsers,
+        "checkpoint",
+        help="print the latest signed checkpoint",
+        description=(
+            "Print the latest signed checkpoint (C2SP tlog-checkpoint). Copy it somewhere\n"
+            "the ledger's operators cannot change; later, verify --trusted-checkpoint proves\n"
+            "the log still extends it."
+        ),
+    )
+    _data_dir_option(checkpoint)
+    checkpoint.set_defaults(func=_checkpoint)
+
+    prove = _parser(
+        subparsers,
+        "prove",
+        help="write a self-contained inclusion proof of one event",
+        description=(
+            "Write a proof that EVENT_ID was recorded: the event, its inclusion proof in its\n"
+            "batch, the signed batch manifest, the manifest's inclusion proof in the log and\n"
+            "the signed checkpoint. verify-proof checks it offline with only the public key."
+        ),
+    )
+    prove.add_argument("event_id", metavar="EVENT_ID")
+    prove.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    prove.add_argument("--batch", type=int, metavar="SEQ", help="the batch holding the event")
+    prove.add_argument("--hour", metavar="TIME", help="the event's hour (narrows the search)")
+    _data_dir_option(prove)
+    prove.set_defaults(func=_prove)
+
+    verify_proof = _parser(
+        subparsers,
+        "verify-proof",
+        help="check an event proof offline",
+        description=(
+            "Check a proof written by 'prove' with nothing but the log's public key(s): no\n"
+            "data directory, no network. Prints the proven event on stdout."
+        ),
+    )
+    verify_proof.add_argument("file", metavar="FILE", help="the proof ('-' = stdin)")
+    verify_proof.add_argument(
+        "--public-key", required=True, metavar="KEY", help="a vkey, or a file of vkeys or a keyring"
+    )
+    verify_proof.set_defaults(func=_verify_proof)
