@@ -103,7 +103,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """cell_text renders one value as text (JSON for lists and maps, ISO 8601 for times)."""
     value = _plain(value)
     if value is None:
         return ""
@@ -125,11 +126,11 @@ def format_result(result: QueryResult, fmt: str, *, max_cell: int | None = _MAX_
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(result.columns)
-        writer.writerows([_cell(v) for v in row] for row in result.rows)
+        writer.writerows([cell_text(v) for v in row] for row in result.rows)
         return buf.getvalue()
     if fmt != "table":
         raise ConfigurationError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return _table(result.columns, [[_cell(v) for v in row] for row in result.rows], max_cell)
+    return _table(result.columns, [[cell_text(v) for v in row] for row in result.rows], max_cell)
 
 
 def _table(columns: Sequence[str], rows: list[list[str]], max_cell: int | None) -> str:
