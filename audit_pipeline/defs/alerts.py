@@ -91,7 +91,7 @@ def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[FailedCheck
 
 
 def step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """step_errors returns the first line of each failed step's error."""
+    """step_errors returns the first line of each failed step's root error."""
     connection = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     errors = []
     for record in connection.records:
@@ -99,7 +99,10 @@ def step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
         data = event.step_failure_data if event else None
         if data is None or data.error is None:
             continue
-        message = data.error.message.strip().splitlines()[0] if data.error.message else ""
+        error = data.error
+        while error.cause is not None:  # Dagster wraps the user's exception
+            error = error.cause
+        message = error.message.strip().splitlines()[0] if error.message else error.cls_name
         errors.append(f"{event.step_key}: {message}"[:MAX_ERROR_CHARS])
     return errors
 
@@ -169,13 +172,16 @@ def slack_run_failure_alert(
 
 
 def _previously_failed(instance: dg.DagsterInstance, check: FailedCheck, run_id: str) -> bool:
-    """_previously_failed: the evaluation before this run's one failed too."""
-    history = instance.event_log_storage.get_asset_check_execution_history(check.key, limit=10)
-    older = False
-    for record in history:
-        if older:
+    """_previously_failed: the last evaluation of the check before this run failed too."""
+    history = instance.event_log_storage.get_asset_check_execution_history(check.key, limit=20)
+    for record in history:  # newest first
+        if record.run_id == run_id:
+            continue
+        if record.status in (
+            AssetCheckExecutionRecordStatus.SUCCEEDED,
+            AssetCheckExecutionRecordStatus.FAILED,
+        ):
             return record.status == AssetCheckExecutionRecordStatus.FAILED
-        older = record.run_id == run_id
     return False
 
 
