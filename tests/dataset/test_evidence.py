@@ -151,3 +151,18 @@ def test_bad_requests_are_refused_clearly(scenario_dataset, bundle, tmp_path):
         export_evidence(scenario_dataset, start=t0 + 1, end=t0 + 3600, out=tmp_path / "y")
     with pytest.raises(EvidenceError, match="not an evidence bundle"):
         verify_bundle(tmp_path)
+
+
+def test_verify_command_passes_on_a_whole_ledger_bundle_and_fails_after_tampering(
+    scenario_dataset, tmp_path, cli
+):
+    t0 = 1_764_374_400
+    out = tmp_path / "all"
+    export_evidence(scenario_dataset, start=t0, end=t0 + 5 * 3600, out=out)
+    code, stdout, stderr = cli("verify", "--data-dir", str(out))
+    assert code == 0, stdout + stderr
+    victim = out / "lake/date=2025-11-29/hour=01/00000002-hour.parquet"
+    victim.chmod(0o644)
+    _flip_byte("lake/date=2025-11-29/hour=01/00000002-hour.parquet")(out)
+    code, stdout, stderr = cli("verify", "--data-dir", str(out))
+    assert code == 1 and "file_hash_mismatch" in stdout + stderr
