@@ -362,6 +362,9 @@ class _Store:
         self.cache_bound = config.cache_entries
         self.added: dict[int, list[_Row]] = {}
         self.added_count = 0
+        self.added_version = 0
+        self.building: set[int] = set()
+        self.built = threading.Condition(self.lock)
         self.extra_actions: set[str] = set()
         self.reveal: dict[str, float] = {}
 
@@ -393,7 +396,9 @@ class _Store:
                 yield hour
             hour -= HOUR
 
-    def build(self, hour: int) -> _Bucket:
+    def build(self, hour: int, added: Iterable[_Row] | None = None) -> _Bucket:
+        """Generates and renders one hour; pure apart from reading ``added`` (pass a copy
+        to build without the lock)."""
         rows: list[_Row] = []
         if self.generates and self.gen_start <= hour < self.gen_end:
             generated = generate_hour(
@@ -404,21 +409,55 @@ class _Store:
             )
             late_ids = generated.late_ids
             rows = [_row(e, _render_trusted(e), e["id"] in late_ids) for e in generated]
-        rows.extend(self.added.get(hour, ()))
+        rows.extend(self.added.get(hour, ()) if added is None else added)
         return _Bucket(rows)
 
     def bucket(self, hour: int) -> _Bucket:
+        while hour in self.building:
+            self.built.wait()  # the prefetcher is on it; waiting releases the lock
         bucket = self.cache.get(hour)
         if bucket is not None:
             self.cache.move_to_end(hour)
             return bucket
         bucket = self.build(hour)
+        self.insert(hour, bucket)
+        return bucket
+
+    def insert(self, hour: int, bucket: _Bucket) -> None:
         self.cache[hour] = bucket
         self.cached_entries += len(bucket)
         while self.cached_entries > self.cache_bound and len(self.cache) > 1:
             _, old = self.cache.popitem(last=False)
             self.cached_entries -= len(old)
-        return bucket
+
+    def uncached_below(self, hour: int, floor: int, count: int) -> list[int]:
+        """The next ``count`` hours with content below ``hour`` (not below ``floor``)."""
+        found = []
+        for candidate in self.hours_desc(floor, hour - 1):
+            if candidate not in self.cache:
+                found.append(candidate)
+            if len(found) == count or hour - candidate > 48 * HOUR:
+                break
+        return found
+
+    def prefetch(self, hour: int) -> None:
+        """Builds ``hour`` outside the lock, so serving and generating overlap."""
+        with self.lock:
+            if hour in self.cache or hour in self.building or not self.has_content(hour):
+                return
+            added = list(self.added.get(hour, ()))
+            version = self.added_version
+            self.building.add(hour)
+        bucket = None
+        try:
+            bucket = self.build(hour, added)
+        finally:
+            with self.lock:
+                self.building.discard(hour)
+                fresh = hour not in self.cache and version == self.added_version
+                if bucket is not None and fresh:
+                    self.insert(hour, bucket)
+                self.built.notify_all()
 
     def add(self, rows: list[_Row]) -> None:
         for row in rows:
@@ -429,6 +468,7 @@ class _Store:
             if old is not None:
                 self.cached_entries -= len(old)
         self.added_count += len(rows)
+        self.added_version += 1
 
     # paging
 
@@ -440,8 +480,9 @@ class _Store:
         filters: _Filters | None,
         now: float,
         commit: bool,
-    ) -> tuple[list[bytes], int | None]:
-        """Returns the page's entry bytes and the next position (None: no more data).
+    ) -> tuple[list[bytes], int | None, int | None]:
+        """Returns the page's entry bytes, the next position (None: no more data) and the
+        last hour it looked at.
 
         A position is the newest second the next page may serve. Whole seconds are served,
         so a position never falls inside a same-second group. With ``commit``, late entries
@@ -450,9 +491,11 @@ class _Store:
         out: list[bytes] = []
         count = 0
         last_sec = hi
+        last_hour = None
         for hour in self.hours_desc(lo, hi):
             if count >= limit:
-                return out, last_sec - 1
+                return out, last_sec - 1, last_hour
+            last_hour = hour
             bucket = self.bucket(hour)
             secs = bucket.secs
             i = bisect_left(secs, -hi, key=operator.neg)
@@ -490,8 +533,8 @@ class _Store:
             if commit and self.late_enabled:
                 self._start_countdown(bucket, i, stop, now)
             if stop < j:
-                return out, last_sec - 1
-        return out, None
+                return out, last_sec - 1, last_hour
+        return out, None, last_hour
 
     def _hidden(self, bucket: _Bucket, i: int, j: int, now: float) -> set[int]:
         late = bucket.late_pos
@@ -605,6 +648,60 @@ class _BadRequest(Exception):
         self.reply = reply
 
 
+class _Prefetcher:
+    """Builds the hours a pager will ask for next while it is busy with the current page.
+
+    Matters most when the emulator runs in its own process: generation then overlaps the
+    client's work instead of adding to it. Requests beyond a few pending hours are dropped.
+    """
+
+    def __init__(self, store: _Store):
+        self._store = store
+        self._queue: deque[int] = deque()
+        self._pending: set[int] = set()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def want(self, hours: list[int]) -> None:
+        with self._wake:
+            for hour in hours:
+                if hour not in self._pending and len(self._pending) < 4:
+                    self._pending.add(hour)
+                    self._queue.append(hour)
+            if self._queue:
+                if self._thread is None and not self._stopped:
+                    self._thread = threading.Thread(
+                        target=self._run, name="slack-audit-emulator-prefetch", daemon=True
+                    )
+                    self._thread.start()
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._stopped:
+                    self._wake.wait()
+                if self._stopped:
+                    return
+                hour = self._queue.popleft()
+            try:
+                self._store.prefetch(hour)
+            except Exception:
+                logger.exception("prefetching hour %d failed", hour)
+            finally:
+                with self._wake:
+                    self._pending.discard(hour)
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._queue.clear()
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
 # --- the emulator -------------------------------------------------------------------------
 
 
@@ -626,6 +723,7 @@ class Emulator:
         self.start_time = start
         self.end_time = end
         self._store = _Store(config, start, end)
+        self._prefetcher = _Prefetcher(self._store)
         self._cursors = _Cursors()
         self._limiter = (
             _TokenBucket(config.rate_limit_per_min, config.burst, config.clock)
@@ -685,6 +783,7 @@ class Emulator:
         server.shutdown()
         server.close_connections()
         server.server_close()
+        self._prefetcher.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -931,7 +1030,9 @@ class Emulator:
         filters = None
         if any(params.get(k) is not None for k in ("action", "actor", "entity")):
             filters = _Filters(params.get("action"), params.get("actor"), params.get("entity"))
-        blobs, position = self._store.page(lo, hi, limit, filters, now, commit)
+        blobs, position, last_hour = self._store.page(lo, hi, limit, filters, now, commit)
+        if position is not None and last_hour is not None and commit:
+            self._prefetcher.want(self._store.uncached_below(last_hour, lo, 2))
         body = [b'{"entries":[', b",".join(blobs), b"]"]
         if position is not None:
             next_cursor = self._cursors.encode(position, page + 1)

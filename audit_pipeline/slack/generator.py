@@ -419,6 +419,22 @@ class _Org:
             ],
         }
 
+        self.pools: dict[str, list[dict]] = {
+            "file": self.files,
+            "workspace": self.workspaces,
+            "canvas": self.canvases,
+            "list": self.lists,
+            "usergroup": self.usergroups,
+            "workflow": self.workflows,
+            "role": self.roles,
+            "account_type_role": self.account_type_roles,
+            "barrier": self.barriers,
+            "template": self.templates,
+            "legal_hold_policy": self.legal_holds,
+            "function": self.functions,
+            **self.generic,
+        }
+
     def _sid(self, prefix: str) -> str:
         rng = self.rng
         return "".join([prefix, "0", *(_ID_ALPHABET[int(rng.random() * 34)] for _ in range(8))])
@@ -463,7 +479,7 @@ def _details_kind(action: str, category: str | None) -> str:
     if action == "anomaly":
         return "anomaly"
     if action.startswith("pref."):
-        return "pref:" + _pref_value_kind(action)
+        return "pref"
     if action in ("app_installed", "app_approved", "org_app_installed", "app_resources_granted"):
         return "app_install"
     if action in ("app_scopes_expanded", "bot_token_upgraded", "bot_token_downgraded"):
@@ -522,12 +538,13 @@ def _actor_kind(action: str) -> str:
 
 
 class _Spec:
-    __slots__ = ("action", "actor", "agent", "details", "entity_types")
+    __slots__ = ("action", "actor", "agent", "details", "entity_types", "pref_kind")
 
     def __init__(self, action: str):
         self.action = action
         self.entity_types = catalogue.entity_types_for(action)
         self.details = _details_kind(action, catalogue.category_of(action))
+        self.pref_kind = _pref_value_kind(action) if action.startswith("pref.") else ""
         self.actor = _actor_kind(action)
         self.agent = action.startswith(_AGENT_PREFIXES)
 
@@ -545,6 +562,34 @@ def _action_table() -> tuple[list[_Spec], list[float], dict[str, _Spec]]:
         else:
             weights.append(_TAIL_WEIGHT)
     return specs, list(accumulate(weights)), {s.action: s for s in specs}
+
+
+@lru_cache(maxsize=1)
+def _entity_types() -> frozenset[str]:
+    names = catalogue.action_names()
+    return frozenset(t for name in names for t in catalogue.entity_types_for(name))
+
+
+_DETAIL_KINDS = (
+    "none",
+    "generic",
+    "pref",
+    "anomaly",
+    "bulk_users",
+    "app_install",
+    "app_scopes",
+    "rename",
+    "export",
+    "inviter",
+    "kicker",
+    "session_reset",
+    "expires_on",
+    "login_failed",
+    "shared_invite",
+    "huddle",
+    "message",
+    "canvas",
+)
 
 
 # --- volume over time -----------------------------------------------------------------
@@ -576,6 +621,11 @@ class _Hour:
         self.org = _org(seed)
         self.rng = random.Random(f"audit-pipeline/hour/{seed}/{hour_start}")
         self.rand = self.rng.random
+        self.entity_builders = {
+            etype: getattr(self, f"_entity_{etype}", self._entity_pooled)
+            for etype in _entity_types()
+        }
+        self.detail_builders = {kind: getattr(self, f"_details_{kind}") for kind in _DETAIL_KINDS}
 
     def pick(self, seq: list | tuple):
         return seq[int(self.rand() * len(seq))]
@@ -589,52 +639,57 @@ class _Hour:
         return f"{s[:8]}-{s[8:12]}-{s[12:16]}-{s[16:20]}-{s[20:]}"
 
     def user_obj(self, u: tuple) -> dict:
-        obj = {"id": u[0], "name": u[1], "email": u[2], "team": u[3]}
         if self.rand() < 0.3:
-            obj["account_type"] = u[4]
-        return obj
+            return {"id": u[0], "name": u[1], "email": u[2], "team": u[3], "account_type": u[4]}
+        return {"id": u[0], "name": u[1], "email": u[2], "team": u[3]}
 
     def actor(self, kind: str) -> tuple[dict, tuple | None]:
         """Returns the actor object and the user tuple driving context (None for Slack)."""
         r = self.rand()
-        if kind == "security" or (kind == "system" and r < 0.5):
-            team = self.org.enterprise["id"]
+        org = self.org
+        if kind == "user":
+            pool = org.bots if r < 0.03 else org.users
+        elif kind == "admin":
+            pool = org.admins if r < 0.9 else org.bots if r < 0.93 else org.users
+        elif kind == "security" or r < 0.5:
+            team = org.enterprise["id"]
             if kind == "security":
                 user = {"id": "USLACKSECURITY", "name": "Slack Security", "email": "", "team": team}
             else:
                 user = {"id": "USLACKUSER", "name": "Slack", "email": "", "team": team}
             return {"type": "user", "user": user}, None
-        if kind == "admin" and r < 0.9:
-            u = self.pick(self.org.admins)
-        elif r < 0.03:
-            u = self.pick(self.org.bots)
         else:
-            u = self.pick(self.org.users)
+            pool = org.users
+        u = pool[int(self.rand() * len(pool))]
         return {"type": "user", "user": self.user_obj(u)}, u
 
     def context(self, u: tuple | None, spec: _Spec) -> dict:
         rand = self.rand
         org = self.org
         if u is None:
-            location = org.enterprise_location
-            ua, ip, session = "", "", None
+            ctx = {
+                "location": org.enterprise_location.copy(),
+                "ua": "",
+                "ip_address": "",
+                "session_id": None,
+            }
         else:
-            r = rand()
-            if r < 0.75:
-                location = org.workspace_locations[int(rand() * len(org.workspace_locations))]
+            if rand() < 0.75:
+                locations = org.workspace_locations
+                location = locations[int(rand() * len(locations))].copy()
             else:
-                location = org.enterprise_location
+                location = org.enterprise_location.copy()
             r = rand()
             ua = u[6] if r < 0.9 else "" if r < 0.93 else self.pick(_USER_AGENTS)
             r = rand()
             ip = u[5] if r < 0.9 else "" if r < 0.93 else _random_ip(self.rng)
             r = rand()
             session = u[7] if r < 0.75 else str(u[7]) if r < 0.87 else None
-        ctx = {"location": dict(location), "ua": ua, "ip_address": ip, "session_id": session}
-        if u is not None and len(u) > 8:
-            ctx["app"] = dict(u[8])
-        elif spec.entity_types[0] == "app" and rand() < 0.3:
-            ctx["app"] = dict(self.pick(org.apps))
+            ctx = {"location": location, "ua": ua, "ip_address": ip, "session_id": session}
+            if len(u) > 8:
+                ctx["app"] = u[8].copy()
+        if "app" not in ctx and spec.entity_types[0] == "app" and rand() < 0.3:
+            ctx["app"] = self.pick(org.apps).copy()
         if spec.agent and rand() < 0.4:
             bot = self.pick(org.bots)
             ctx["acting_agent"] = {"id": bot[8]["id"], "name": bot[8]["name"], "type": "bot"}
@@ -645,90 +700,82 @@ class _Hour:
                 }
         return ctx
 
-    # entities
+    # entities: one builder per type; types without one copy an object from the org's pool
 
     def entity(self, spec: _Spec, t: int) -> dict:
         types = spec.entity_types
         etype = types[0] if len(types) == 1 or self.rand() < 0.6 else types[1]
+        return {"type": etype, etype: self.entity_builders[etype](spec, t, etype)}
+
+    def _entity_pooled(self, spec: _Spec, t: int, etype: str) -> dict:
+        pool = self.org.pools[etype]
+        return pool[int(self.rand() * len(pool))].copy()
+
+    def _entity_user(self, spec: _Spec, t: int, etype: str) -> dict:
+        users = self.org.users
+        return self.user_obj(users[int(self.rand() * len(users))])
+
+    def _entity_enterprise(self, spec: _Spec, t: int, etype: str) -> dict:
+        return self.org.enterprise.copy()
+
+    def _entity_app(self, spec: _Spec, t: int, etype: str) -> dict:
         org = self.org
-        pick = self.pick
-        if etype == "user":
-            obj = self.user_obj(pick(org.users))
-        elif etype == "file":
-            obj = dict(pick(org.files))
-        elif etype == "channel":
-            obj = dict(pick(org.channels))
-        elif etype == "workspace":
-            obj = dict(pick(org.workspaces))
-        elif etype == "enterprise":
-            obj = dict(org.enterprise)
-        elif etype == "app":
-            app = pick(org.apps)
-            r = self.rand()
-            if r < 0.06:
-                obj = {
-                    "id": app["id"],
-                    "app_id": app["id"],
-                    "distribution_type": "internal",
-                    "user_ids": [pick(org.users)[0] for _ in range(3)],
-                }
-            else:
-                obj = dict(app)
-                if r > 0.85:
-                    obj["bot_scopes"] = ["chat:write", "commands"]
-        elif etype == "canvas":
-            obj = dict(pick(org.canvases))
-        elif etype == "list":
-            obj = dict(pick(org.lists))
-        elif etype == "huddle":
-            start = t - int(self.rand() * 3000)
-            obj = {
-                "id": "R0" + self.org_sid_suffix(),
-                "date_start": start,
-                "date_end": t if spec.action == "huddle_ended" else 0,
-                "participants": [pick(org.users)[0] for _ in range(1 + int(self.rand() * 4))],
+        app = self.pick(org.apps)
+        r = self.rand()
+        if r < 0.06:
+            return {
+                "id": app["id"],
+                "app_id": app["id"],
+                "distribution_type": "internal",
+                "user_ids": [self.pick(org.users)[0] for _ in range(3)],
             }
-        elif etype == "message":
-            obj = {
-                "team": pick(org.team_ids),
-                "channel": pick(org.channels)["id"],
-                "timestamp": f"{t - int(self.rand() * 86400)}.{int(self.rand() * 1e6):06d}",
-            }
-        elif etype == "usergroup":
-            obj = dict(pick(org.usergroups))
-        elif etype == "workflow":
-            obj = dict(pick(org.workflows))
-        elif etype == "workflow_v2":
-            obj = dict(pick(org.workflows_v2))
-            obj["step_configuration"] = [dict(s) for s in obj["step_configuration"]]
-            if self.rand() < 0.3:
-                obj["template_id"] = pick(org.templates)["id"]
-            if spec.action == "workflow_trigger_suspicious_keyword":
-                obj["suspicious_keywords"] = ["password", "wire transfer"]
-                obj["trigger_name"] = "On new message"
-                obj["trigger_channels"] = [pick(org.channels)["id"]]
-                obj["trigger_configuration"] = {"type": "event", "event_type": "message_posted"}
-        elif etype == "role":
-            obj = dict(pick(org.roles))
-        elif etype == "account_type_role":
-            obj = dict(pick(org.account_type_roles))
-        elif etype == "barrier":
-            obj = dict(pick(org.barriers))
-        elif etype == "template":
-            obj = dict(pick(org.templates))
-        elif etype == "legal_hold_policy":
-            obj = dict(pick(org.legal_holds))
-        elif etype == "function":
-            obj = dict(pick(org.functions))
-        else:
-            obj = dict(pick(org.generic[etype]))
-        return {"type": etype, etype: obj}
+        obj = app.copy()
+        obj["scopes"] = list(app["scopes"])
+        if r > 0.85:
+            obj["bot_scopes"] = ["chat:write", "commands"]
+        return obj
+
+    def _entity_channel(self, spec: _Spec, t: int, etype: str) -> dict:
+        obj = self.pick(self.org.channels).copy()
+        if "teams_shared_with" in obj:
+            obj["teams_shared_with"] = list(obj["teams_shared_with"])
+        return obj
+
+    def _entity_huddle(self, spec: _Spec, t: int, etype: str) -> dict:
+        users = self.org.users
+        return {
+            "id": "R0" + self.org_sid_suffix(),
+            "date_start": t - int(self.rand() * 3000),
+            "date_end": t if spec.action == "huddle_ended" else 0,
+            "participants": [self.pick(users)[0] for _ in range(1 + int(self.rand() * 4))],
+        }
+
+    def _entity_message(self, spec: _Spec, t: int, etype: str) -> dict:
+        org = self.org
+        return {
+            "team": self.pick(org.team_ids),
+            "channel": self.pick(org.channels)["id"],
+            "timestamp": f"{t - int(self.rand() * 86400)}.{int(self.rand() * 1e6):06d}",
+        }
+
+    def _entity_workflow_v2(self, spec: _Spec, t: int, etype: str) -> dict:
+        org = self.org
+        obj = self.pick(org.workflows_v2).copy()
+        obj["step_configuration"] = copy.deepcopy(obj["step_configuration"])
+        if self.rand() < 0.3:
+            obj["template_id"] = self.pick(org.templates)["id"]
+        if spec.action == "workflow_trigger_suspicious_keyword":
+            obj["suspicious_keywords"] = ["password", "wire transfer"]
+            obj["trigger_name"] = "On new message"
+            obj["trigger_channels"] = [self.pick(org.channels)["id"]]
+            obj["trigger_configuration"] = {"type": "event", "event_type": "message_posted"}
+        return obj
 
     def org_sid_suffix(self) -> str:
         rand = self.rand
         return "".join([_ID_ALPHABET[int(rand() * 34)] for _ in range(8)])
 
-    # details
+    # details: one builder per kind (see _details_kind); _ABSENT leaves the key out
 
     def user_ids(self, lo: int, hi: int) -> list[str]:
         users = self.org.users
@@ -750,96 +797,116 @@ class _Hour:
             return str(self.pick((1, 7, 30, 90, 365, 0)))
         return self.pick(("enabled", "disabled", "everyone", "admins_only", "owners_only", ""))
 
-    def details(self, spec: _Spec, t: int):
-        kind = spec.details
-        rand = self.rand
-        org = self.org
-        if kind == "none":
-            return _ABSENT if rand() < 0.9 else None
-        if kind.startswith("pref:"):
-            vkind = kind[5:]
-            new = self.pref_value(vkind)
-            if vkind == "bool":
-                return {"new_value": new, "previous_value": not new}
-            return {"new_value": new, "previous_value": self.pref_value(vkind)}
-        if kind == "anomaly":
-            detected_after = 1 + int(rand() * 1800)
-            reasons = sorted({self.pick(_ANOMALY_REASONS) for _ in range(1 + int(rand() * 3))})
-            return {
-                "action_timestamp": (t - detected_after) * 1_000_000 + int(rand() * 1_000_000),
-                "location": self.pick(_CITIES),
-                "ip_address": _random_ip(self.rng),
-                "previous_ip_address": "" if rand() < 0.3 else _random_ip(self.rng),
-                "ua": self.pick(_USER_AGENTS),
-                "previous_ua": "" if rand() < 0.3 else self.pick(_USER_AGENTS),
-                "reason": reasons,
-                "asn": 1000 + int(rand() * 60000),
-            }
-        if kind == "bulk_users":
-            ok = self.user_ids(1, 6)
-            failed = self.user_ids(0, 2) if rand() < 0.2 else []
-            if rand() < 0.5:
-                return {"succeeded_users": json.dumps(ok), "failed_users": json.dumps(failed)}
-            return {"succeeded_users": ok, "failed_users": failed}
-        if kind == "app_install":
-            app = self.pick(org.apps)
-            return {
-                "is_internal_integration": rand() < 0.2,
-                "app_owner_id": self.pick(org.users)[0],
-                "scopes": list(app["scopes"]),
-                "bot_scopes": ["chat:write", "commands"],
-                "granular_bot_token": rand() < 0.8,
-                "is_token_rotation_enabled_app": rand() < 0.1,
-            }
-        if kind == "app_scopes":
-            app = self.pick(org.apps)
-            return {
-                "new_scopes": [*app["scopes"], "files:read"],
-                "previous_scopes": list(app["scopes"]),
-                "granular_bot_token": True,
-            }
-        if kind == "rename":
-            return {"new_value": f"renamed-{int(rand() * 999)}", "previous_value": "old-name"}
-        if kind == "export":
-            start = t - 86400 * (1 + int(rand() * 30))
-            return {
-                "export_type": self.pick(("standard", "full", "channels", "users")),
-                "export_start_ts": str(start),
-                "export_end_ts": str(t - 60),
-            }
-        if kind in ("inviter", "kicker"):
-            if rand() < 0.6:
-                return _ABSENT
-            return {kind: self.user_obj(self.pick(org.users))}
-        if kind == "session_reset":
-            return {"mobile_only": rand() < 0.2, "web_only": rand() < 0.2, "non_sso_only": False}
-        if kind == "expires_on":
-            return {"expires_on": t + 86400 * (7 + int(rand() * 90))}
-        if kind == "login_failed":
-            return {"reason": self.pick(("invalid_password", "sso_error", "two_factor_failed"))}
-        if kind == "shared_invite":
-            return {
-                "invite_id": "I0" + self.org_sid_suffix(),
-                "external_organization_id": "E0" + self.org_sid_suffix(),
-                "external_organization_name": "Partner Co",
-                "channel_id": self.pick(org.channels)["id"],
-            }
-        if kind == "huddle":
-            return {"channel_id": self.pick(org.channels)["id"]}
-        if kind == "message":
-            return {"channel": self.pick(org.channels)["id"]}
-        if kind == "canvas":
-            r = rand()
-            if r < 0.5:
-                return _ABSENT
-            channel = self.pick(org.channels)["id"]
-            return {"is_channel_canvas": r < 0.7, "linked_channel_id": channel}
-        r = rand()
+    def _details_none(self, spec: _Spec, t: int):
+        return _ABSENT if self.rand() < 0.9 else None
+
+    def _details_generic(self, spec: _Spec, t: int):
+        r = self.rand()
         if r < 0.55:
             return _ABSENT
         if r < 0.7:
             return None
         return {"type": spec.action.rsplit("_", 1)[-1]}
+
+    def _details_pref(self, spec: _Spec, t: int):
+        new = self.pref_value(spec.pref_kind)
+        if spec.pref_kind == "bool":
+            return {"new_value": new, "previous_value": not new}
+        return {"new_value": new, "previous_value": self.pref_value(spec.pref_kind)}
+
+    def _details_anomaly(self, spec: _Spec, t: int):
+        rand = self.rand
+        detected_after = 1 + int(rand() * 1800)
+        reasons = sorted({self.pick(_ANOMALY_REASONS) for _ in range(1 + int(rand() * 3))})
+        return {
+            "action_timestamp": (t - detected_after) * 1_000_000 + int(rand() * 1_000_000),
+            "location": self.pick(_CITIES),
+            "ip_address": _random_ip(self.rng),
+            "previous_ip_address": "" if rand() < 0.3 else _random_ip(self.rng),
+            "ua": self.pick(_USER_AGENTS),
+            "previous_ua": "" if rand() < 0.3 else self.pick(_USER_AGENTS),
+            "reason": reasons,
+            "asn": 1000 + int(rand() * 60000),
+        }
+
+    def _details_bulk_users(self, spec: _Spec, t: int):
+        ok = self.user_ids(1, 6)
+        failed = self.user_ids(0, 2) if self.rand() < 0.2 else []
+        if self.rand() < 0.5:
+            return {"succeeded_users": json.dumps(ok), "failed_users": json.dumps(failed)}
+        return {"succeeded_users": ok, "failed_users": failed}
+
+    def _details_app_install(self, spec: _Spec, t: int):
+        org = self.org
+        rand = self.rand
+        return {
+            "is_internal_integration": rand() < 0.2,
+            "app_owner_id": self.pick(org.users)[0],
+            "scopes": list(self.pick(org.apps)["scopes"]),
+            "bot_scopes": ["chat:write", "commands"],
+            "granular_bot_token": rand() < 0.8,
+            "is_token_rotation_enabled_app": rand() < 0.1,
+        }
+
+    def _details_app_scopes(self, spec: _Spec, t: int):
+        scopes = self.pick(self.org.apps)["scopes"]
+        return {
+            "new_scopes": [*scopes, "files:read"],
+            "previous_scopes": list(scopes),
+            "granular_bot_token": True,
+        }
+
+    def _details_rename(self, spec: _Spec, t: int):
+        return {"new_value": f"renamed-{int(self.rand() * 999)}", "previous_value": "old-name"}
+
+    def _details_export(self, spec: _Spec, t: int):
+        start = t - 86400 * (1 + int(self.rand() * 30))
+        return {
+            "export_type": self.pick(("standard", "full", "channels", "users")),
+            "export_start_ts": str(start),
+            "export_end_ts": str(t - 60),
+        }
+
+    def _details_inviter(self, spec: _Spec, t: int):
+        if self.rand() < 0.6:
+            return _ABSENT
+        return {"inviter": self.user_obj(self.pick(self.org.users))}
+
+    def _details_kicker(self, spec: _Spec, t: int):
+        if self.rand() < 0.6:
+            return _ABSENT
+        return {"kicker": self.user_obj(self.pick(self.org.users))}
+
+    def _details_session_reset(self, spec: _Spec, t: int):
+        rand = self.rand
+        return {"mobile_only": rand() < 0.2, "web_only": rand() < 0.2, "non_sso_only": False}
+
+    def _details_expires_on(self, spec: _Spec, t: int):
+        return {"expires_on": t + 86400 * (7 + int(self.rand() * 90))}
+
+    def _details_login_failed(self, spec: _Spec, t: int):
+        return {"reason": self.pick(("invalid_password", "sso_error", "two_factor_failed"))}
+
+    def _details_shared_invite(self, spec: _Spec, t: int):
+        return {
+            "invite_id": "I0" + self.org_sid_suffix(),
+            "external_organization_id": "E0" + self.org_sid_suffix(),
+            "external_organization_name": "Partner Co",
+            "channel_id": self.pick(self.org.channels)["id"],
+        }
+
+    def _details_huddle(self, spec: _Spec, t: int):
+        return {"channel_id": self.pick(self.org.channels)["id"]}
+
+    def _details_message(self, spec: _Spec, t: int):
+        return {"channel": self.pick(self.org.channels)["id"]}
+
+    def _details_canvas(self, spec: _Spec, t: int):
+        r = self.rand()
+        if r < 0.5:
+            return _ABSENT
+        channel = self.pick(self.org.channels)["id"]
+        return {"is_channel_canvas": r < 0.7, "linked_channel_id": channel}
 
     def entry(self, t: int, spec: _Spec, actor: dict | None, u: tuple | None) -> dict:
         if actor is None:
@@ -852,7 +919,7 @@ class _Hour:
             "entity": self.entity(spec, t),
             "context": self.context(u, spec),
         }
-        details = self.details(spec, t)
+        details = self.detail_builders[spec.details](spec, t)
         if details is not _ABSENT:
             if details is not None and self.rand() < 0.02:
                 key, value = self.pick(_UNKNOWN_DETAIL_KEYS)
