@@ -364,6 +364,7 @@ class _Store:
         self.added_count = 0
         self.added_version = 0
         self.building: set[int] = set()
+        self.prefetched = 0
         self.built = threading.Condition(self.lock)
         self.extra_actions: set[str] = set()
         self.reveal: dict[str, float] = {}
@@ -457,6 +458,7 @@ class _Store:
                 fresh = hour not in self.cache and version == self.added_version
                 if bucket is not None and fresh:
                     self.insert(hour, bucket)
+                    self.prefetched += 1
                 self.built.notify_all()
 
     def add(self, rows: list[_Row]) -> None:
@@ -880,6 +882,7 @@ class Emulator:
                 "late_revealed": sum(1 for at in reveal.values() if at <= now),
                 "cached_hours": len(self._store.cache),
                 "cached_entries": self._store.cached_entries,
+                "prefetched_hours": self._store.prefetched,
             }
 
     def entries(self) -> list[dict]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import time
 from collections import Counter
 from importlib import resources
 
@@ -290,6 +291,24 @@ def test_entries_dated_after_now_are_not_served_until_the_clock_gets_there(
     clock.advance(1800)
     served = [e for p in pages_of(client, oldest=H, latest=H + HOUR, limit=1000) for e in p]
     assert served == emulator.entries()
+
+
+def test_hours_ahead_are_prefetched_and_added_entries_still_win(
+    start_emulator, client_for, pages_of, fake_clock
+):
+    emulator = start_emulator(seed=6, start=H - 5 * HOUR, end=H + HOUR, clock=fake_clock(H + HOUR))
+    client = client_for(emulator)
+    first = client.logs(oldest=H - 5 * HOUR, limit=50).body
+    deadline = time.monotonic() + 10
+    while emulator.stats()["prefetched_hours"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert emulator.stats()["prefetched_hours"] >= 2
+    added = {"id": "added-late", "date_create": H - 2 * HOUR + 7, "action": "user_login"}
+    emulator.add_entries([added])
+    cursor = first["response_metadata"]["next_cursor"]
+    rest = [e for p in pages_of(client, oldest=H - 5 * HOUR, limit=50, cursor=cursor) for e in p]
+    assert first["entries"] + rest == emulator.entries()
+    assert added in rest
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(emu):
