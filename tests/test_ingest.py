@@ -13,6 +13,7 @@ from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ingest import format_hour, last_closed_hour, parse_hour, sync_hours
 from audit_pipeline.lake import PARQUET_FORMAT, read_batch_table
 from audit_pipeline.ledger import verify_ledger
+from audit_pipeline.slack.client import FetchStats, Page
 from audit_pipeline.slack.emulator import running_emulator
 
 H = 1795860000  # 2026-11-28T10:00Z
@@ -249,3 +250,54 @@ def test_bad_ranges_are_refused(ledger, source_for):
         with pytest.raises(ConfigurationError, match="hour"):
             sync_hours(start=H + 1, end=H + HOUR, source=source, ledger=ledger, run_id="x")
     assert ledger.manifests() == []
+
+
+class ReplaySource:
+    """Serves fixed pages: the emulator refuses to serve entries without an id, a time and
+    an action, so entries that broken only this way are fed in below the HTTP layer."""
+
+    logs_url = "replay://logs"
+
+    def __init__(self, entries: list) -> None:
+        self.entries = entries
+        self.stats = FetchStats()
+
+    def iter_pages(self, oldest: int, latest: int):
+        self.stats.pages += 1
+        yield Page(self.entries, plain_json=False)
+
+
+def test_unparseable_entries_are_committed_to_quarantine_and_verify(ledger):
+    odd = [
+        {"date_create": H + 5, "action": "user_login"},  # no id
+        {"id": 12345, "date_create": H + 6, "action": "user_login"},  # id not a string
+        {"id": "no-action", "date_create": H + 7},
+        {"id": "late-stamp", "date_create": H + HOUR, "action": "user_login"},  # wrong hour
+        ["not", "an", "object"],
+        {"id": "nan", "date_create": H + 9, "action": "a", "details": {"x": float("nan")}},
+    ]
+    report = sync_hours(
+        start=H, end=H + HOUR, source=ReplaySource(odd), ledger=ledger, run_id="q", lookback_hours=0
+    )
+    again = sync_hours(
+        start=H,
+        end=H + HOUR,
+        source=ReplaySource(odd),
+        ledger=ledger,
+        run_id="q2",
+        lookback_hours=0,
+    )
+    assert report.quarantined == len(odd) and report.events_committed == len(odd)
+    assert again.events_committed == 0  # quarantine rows are idempotent too
+    (signed,) = ledger.manifests()
+    rows = read_batch_table(ledger.data_dir / signed.manifest.data.path).to_pylist()
+    wrapped = [json.loads(r["raw_json"])["quarantine"] for r in rows]
+    kept = [w["entry"] for w in wrapped if "entry" in w]
+
+    def key(value) -> str:
+        return json.dumps(value, sort_keys=True)
+
+    assert sorted(kept, key=key) == sorted(odd[:-1], key=key)
+    assert ["NaN" in w["entry_text"] for w in wrapped if "entry_text" in w] == [True]
+    assert all(r["quarantine_reason"] for r in rows)
+    assert_verifies(ledger.data_dir)

@@ -99,9 +99,7 @@ class WindowNormalizer:
         try:
             raw = encode(entry)
         except MalformedError as exc:
-            # No canonical form (NaN, lone surrogate...): keep a faithful rendering.
-            raw = json.dumps(entry, sort_keys=True, default=repr).encode("utf-8", "replace")
-            self._add_quarantined(entry, raw, leaf_hash(raw), f"no canonical JSON: {exc}")
+            self._add_quarantined(entry, None, f"no canonical JSON: {exc}")
             return
         leaf = leaf_hash(raw)
         reason = self._quarantine_reason(entry)
@@ -114,7 +112,7 @@ class WindowNormalizer:
             if previous is not None:
                 reason = f"id {event_id!r} seen earlier in this window with different content"
         if reason is not None:
-            self._add_quarantined(entry, raw, leaf, reason)
+            self._add_quarantined(entry, raw, reason)
             return
         self._seen[event_id] = leaf
         self._append_event(entry, raw, leaf, encode)
@@ -137,16 +135,31 @@ class WindowNormalizer:
             return "missing or non-string action"
         return None
 
-    def _add_quarantined(self, entry: Any, raw: bytes, leaf: bytes, reason: str) -> None:
-        synthetic_id = "quarantine-" + hashlib.sha256(raw).hexdigest()[:32]
+    def _add_quarantined(self, entry: Any, canonical: bytes | None, reason: str) -> None:
+        """Keep an unusable entry as a row whose leaf wraps it with the reason.
+
+        The wrapper carries its own ``id`` and ``date_create`` (so the ledger's row/leaf
+        consistency holds) and the entry itself, or, when it has no canonical JSON (NaN, a
+        lone surrogate), a faithful text rendering of it.
+        """
+        if canonical is None:
+            text = json.dumps(entry, sort_keys=True, default=repr)
+            body: dict[str, Any] = {"reason": reason, "entry_text": text}
+            digest = hashlib.sha256(text.encode()).hexdigest()
+        else:
+            body = {"reason": reason, "entry": entry}
+            digest = hashlib.sha256(canonical).hexdigest()
+        synthetic_id = "quarantine-" + digest[:32]
         if synthetic_id in self._seen:
             self.duplicates_skipped += 1
             return
-        self._seen[synthetic_id] = leaf
-        self.quarantined += 1
         date_create = _obj(entry).get("date_create")
         if not (_is_int(date_create) and self.window_start <= date_create < self.window_end):
             date_create = self.window_start
+        raw = canonical_json({"id": synthetic_id, "date_create": date_create, "quarantine": body})
+        leaf = leaf_hash(raw)
+        self._seen[synthetic_id] = leaf
+        self.quarantined += 1
         row: list[Any] = [None] * len(_NAMES)
         row[_EVENT_ID], row[_DATE_CREATE] = synthetic_id, date_create
         row[_RAW_JSON], row[_LEAF_HASH], row[_QUARANTINE] = raw.decode(), leaf, reason

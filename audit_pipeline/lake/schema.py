@@ -5,8 +5,11 @@ normalized columns are conveniences for queries; ``raw_json`` is the whole API e
 canonical JSON (lossless: ``json.loads(raw_json)`` equals the entry Slack sent, types
 included) and ``leaf_hash`` is ``SHA-256(0x00 || raw_json)``, the event's RFC 6962 leaf in
 its batch's Merkle tree. Entries that cannot be parsed at all are kept as rows too, with a
-``quarantine_reason`` and a synthetic ``event_id`` (``quarantine-<sha256 prefix>``), so
-nothing the API returned is ever dropped and quarantine rows are covered by the ledger.
+``quarantine_reason`` and a synthetic ``event_id`` (``quarantine-<sha256 prefix>``); their
+``raw_json`` is ``{"id": <synthetic id>, "date_create": …, "quarantine": {"reason": …,
+"entry": <the entry as sent>}}`` (``entry_text`` instead of ``entry`` when the entry has no
+canonical JSON, e.g. a NaN), so nothing the API returned is ever dropped and quarantine
+rows are covered by the ledger like any event.
 
 Compatibility: columns are only ever added at the end, with a new ``SCHEMA_VERSION``.
 """

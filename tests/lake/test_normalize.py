@@ -135,7 +135,10 @@ def test_unparseable_entries_are_quarantined_not_dropped(entry, reason):
     row = result.table.to_pylist()[0]
     assert reason in row["quarantine_reason"]
     assert row["event_id"].startswith("quarantine-")
-    assert json.loads(row["raw_json"]) == entry
+    wrapper = json.loads(row["raw_json"])
+    assert wrapper["quarantine"] == {"reason": row["quarantine_reason"], "entry": entry}
+    assert wrapper["id"] == row["event_id"]
+    assert wrapper["date_create"] == row["date_create"].timestamp()
     assert H <= row["date_create"].timestamp() < H + 3600
 
 
@@ -197,7 +200,8 @@ def test_entries_without_a_canonical_form_are_quarantined_faithfully():
     result = normalize_entries([entry], window_start=H, window_end=H + 3600)
     row = result.table.to_pylist()[0]
     assert result.quarantined == 1 and "no canonical JSON" in row["quarantine_reason"]
-    assert "NaN" in row["raw_json"] and '"nan-1"' in row["raw_json"]
+    text = json.loads(row["raw_json"])["quarantine"]["entry_text"]
+    assert "NaN" in text and '"nan-1"' in text
 
 
 @settings(max_examples=100, deadline=None)
