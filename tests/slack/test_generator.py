@@ -45,6 +45,7 @@ def test_same_arguments_give_the_same_bytes():
     assert first.late_ids == second.late_ids
 
 
+@pytest.mark.e2e
 def test_bytes_do_not_depend_on_the_process_hash_seed():
     code = (
         "import hashlib, sys\n"
