@@ -15,6 +15,8 @@ from collections import Counter
 from importlib import resources
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from slack_sdk.audit_logs.v1.logs import Entry
 
 from audit_pipeline.slack import catalogue
@@ -356,3 +358,52 @@ def test_stats_count_requests_pages_and_entries(start_emulator, raw, fake_clock)
     assert stats["pages"] == 1 and stats["bad_requests"] == 1
     assert stats["entries_served"] >= 10 and stats["schemas_requests"] == 1
     assert stats["statuses"] == {"200": 2, "400": 1, "401": 1}
+
+
+@pytest.fixture(scope="module")
+def empty_emu(fake_clock):
+    emulator = Emulator(
+        EmulatorConfig(events_per_hour=0, rate_limit_per_min=0, clock=fake_clock(H + 400 * HOUR))
+    )
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+_regions = itertools.count()
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    offsets=st.lists(st.integers(0, 2 * HOUR - 1), max_size=60),
+    limit=st.integers(1, 12),
+    action=st.sampled_from([None, "user_login", "user_logout"]),
+)
+def test_paging_returns_each_matching_entry_once_in_order(
+    empty_emu, client_for, pages_of, offsets, limit, action
+):
+    base = H + 3 * HOUR * next(_regions)  # each example gets its own stretch of time
+    entries = [
+        {
+            "id": f"{base}-{i}",
+            "date_create": base + offset,
+            "action": "user_login" if i % 3 else "user_logout",
+        }
+        for i, offset in enumerate(offsets)
+    ]
+    empty_emu.add_entries(entries)
+    params = {"oldest": base, "latest": base + 2 * HOUR - 1, "limit": limit}
+    if action:
+        params["action"] = action
+    pages = pages_of(client_for(empty_emu), **params)
+    expected = sorted(
+        (e for e in reversed(entries) if action in (None, e["action"])),
+        key=lambda e: -e["date_create"],
+    )
+    assert [e for page in pages for e in page] == expected
+    seconds = [{e["date_create"] for e in page} for page in pages]
+    for earlier, later in itertools.pairwise(seconds):
+        assert not earlier & later
+    assert all(len(page) >= limit for page in pages[:-1])
