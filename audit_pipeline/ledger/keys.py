@@ -27,7 +27,6 @@ data directory can edit this file, so an auditor passes a keyring or vkeys held 
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
 import os
@@ -106,6 +105,10 @@ class TrustedKey:
         }
 
 
+class MalformedKeyringError(ConfigurationError):
+    """The keyring or trusted-keys file cannot be used as written."""
+
+
 @dataclass(frozen=True)
 class Keyring:
     """Keyring is the set of trusted public keys, looked up by (name, key hash)."""
@@ -171,10 +174,6 @@ class Keyring:
         if set(doc) != {"schema", "keys"} or not isinstance(doc["keys"], list):
             raise MalformedKeyringError(f"{source}: expected exactly 'schema' and a 'keys' list")
         return cls(tuple(_key_from_dict(e, source, i) for i, e in enumerate(doc["keys"])), source)
-
-
-class MalformedKeyringError(ConfigurationError):
-    """The keyring or trusted-keys file cannot be used as written."""
 
 
 def _key_from_dict(entry: Any, source: str, index: int) -> TrustedKey:
@@ -334,13 +333,18 @@ def rotate_key(
     staged = key_path.with_name(key_path.name + ".new")
     with storage.lock():
         keyring = load_keyring(data_dir)
+        if staged.exists():
+            # A rotation crashed after trusting its new key: finish it instead of starting over.
+            pending = load_signing_key(staged)
+            if keyring.find(pending.name, pending.key_hash) is not None:
+                os.replace(staged, key_path)
+                return old, pending
+            staged.unlink()
         old_entry = keyring.find(old.name, old.key_hash)
         if old_entry is None:
             raise ConfigurationError(
                 f"the current key {old.name}+{key_id(old.key_hash)} is not in the keyring"
             )
-        with contextlib.suppress(FileNotFoundError):
-            staged.unlink()
         new = create_signing_key(staged, name or old.name)
         closed = replace(old_entry, valid_until=now)
         keyring = keyring.with_replaced(old_entry, closed)

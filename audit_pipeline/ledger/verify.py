@@ -76,6 +76,7 @@ from audit_pipeline.ledger.manifest import (
     parse_manifest,
     signature_status,
 )
+from audit_pipeline.ledger.note import Verifiers
 
 REPORT_SCHEMA = "audit_pipeline.verify/v1"
 MAX_CLOCK_SKEW = 300
@@ -283,7 +284,7 @@ def verify_ledger(
     data_dir: Path,
     *,
     file_format: BatchFileFormat,
-    keyring: Keyring | None = None,
+    keyring: Keyring | Verifiers | None = None,
     trusted_checkpoint: bytes | None = None,
     incremental: bool = False,
     jobs: int = 1,
@@ -293,9 +294,11 @@ def verify_ledger(
 ) -> VerifyReport:
     """verify_ledger checks the data directory and returns every finding it has.
 
-    ``keyring`` defaults to the data directory's own (say so to the user: it is editable by
-    whoever can write the directory). ``trusted_checkpoint`` is a signed checkpoint held
-    elsewhere; with ``incremental`` only what came after it is fully checked. ``max_lag``
+    ``keyring`` (or plain ``Verifiers``: keys without validity windows) defaults to the data
+    directory's own (say so to the user: it is editable by whoever can write the directory).
+    ``trusted_checkpoint`` is a signed checkpoint held elsewhere (one that no trusted key
+    signed is a finding); with ``incremental`` only what came after it is fully checked.
+    ``max_lag``
     (seconds) makes a newest hour older than ``now - max_lag`` a finding (tail truncation
     seen against the hourly cadence). Raises only for misuse (ConfigurationError) or when
     files cannot be read (VerificationIncompleteError).
@@ -310,6 +313,8 @@ def verify_ledger(
     trusted_keys = keyring is not None
     if keyring is None:
         keyring = load_keyring(data_dir)
+    elif isinstance(keyring, Verifiers):
+        keyring = Keyring.from_vkeys((v.vkey for v in keyring), source="trusted verifiers")
     run = _Run(
         LocalStorage(data_dir),
         file_format,
@@ -719,11 +724,24 @@ class _Run:
     ) -> Checkpoint | None:
         if raw is None:
             return None
+        where = "trusted checkpoint"
         try:
             cp, _ = open_checkpoint(raw, self.keyring.verifiers())
+        except (UnknownKeyError, InvalidSignatureError) as exc:
+            # Fail closed: the keyring may have been swapped for one that signs a new history.
+            code = (
+                FindingCode.UNKNOWN_KEY
+                if isinstance(exc, UnknownKeyError)
+                else FindingCode.BAD_SIGNATURE
+            )
+            self.add(
+                code,
+                where,
+                f"the checkpoint held elsewhere does not verify with {self.keyring.source}: {exc}",
+            )
+            return None
         except LedgerError as exc:
-            raise ConfigurationError(f"the trusted checkpoint does not verify: {exc}") from exc
-        where = "trusted checkpoint"
+            raise ConfigurationError(f"the trusted checkpoint is not a checkpoint: {exc}") from exc
         if origin is not None and cp.origin != origin:
             self.add(
                 FindingCode.ORIGIN_MISMATCH, where, "checkpoint of another log", origin, cp.origin

@@ -151,6 +151,22 @@ def test_rotation_closes_the_old_window_and_replaces_the_key_file(
     assert ring.status("log", new.key_hash, 50) is KeyStatus.VALID
 
 
+def test_rotation_interrupted_after_the_keyring_is_completed(
+    data_dir: Path, key_path: Path
+) -> None:
+    """A crash between trusting the new key and replacing the key file: a rerun finishes."""
+    init_key(data_dir, key_path, name="log", now=10)
+    first_text = key_path.read_text()
+    _, new = rotate_key(data_dir, key_path, now=50)
+    staged = key_path.with_name(key_path.name + ".new")
+    key_path.rename(staged)  # the state just before os.replace
+    key_path.write_text(first_text)
+    key_path.chmod(0o600)
+    _, finished = rotate_key(data_dir, key_path, now=60)
+    assert finished.vkey == new.vkey and load_signing_key(key_path).vkey == new.vkey
+    assert not staged.exists() and len(load_keyring(data_dir).keys) == 2
+
+
 def test_revoke_by_key_id(data_dir: Path, key_path: Path) -> None:
     signer, _, _ = init_key(data_dir, key_path, name="log", now=10)
     revoked = revoke_key(data_dir, f"{signer.key_hash:08x}", at=30)

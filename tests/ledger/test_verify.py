@@ -14,6 +14,7 @@ from audit_pipeline.ledger.commit import Ledger
 from audit_pipeline.ledger.events import EventRecord
 from audit_pipeline.ledger.keys import load_signing_key, rotate_key
 from audit_pipeline.ledger.layout import checkpoint_path
+from audit_pipeline.ledger.note import Verifiers
 from audit_pipeline.ledger.verify import REPORT_SCHEMA, FindingCode
 
 
@@ -79,12 +80,23 @@ def test_misuse_is_a_configuration_error(six_hours: Ledger, lh, tmp_path: Path) 
         lh.verify(six_hours.data_dir, jobs=0)
 
 
-def test_a_trusted_checkpoint_that_does_not_verify_is_a_configuration_error(
+def test_a_trusted_checkpoint_no_trusted_key_signed_is_a_finding(
     six_hours: Ledger, lh, other_key
 ) -> None:
+    """Fail closed: the data directory's keyring may have been swapped."""
     forged = sign_checkpoint(Checkpoint(lh.ORIGIN, 3, b"\x01" * 32), other_key)
-    with pytest.raises(ConfigurationError, match="trusted checkpoint does not verify"):
-        lh.verify(six_hours.data_dir, trusted_checkpoint=forged)
+    report = lh.verify(six_hours.data_dir, trusted_checkpoint=forged)
+    assert [(f.code, f.location) for f in report.findings] == [
+        (FindingCode.UNKNOWN_KEY, "trusted checkpoint")
+    ]
+    with pytest.raises(ConfigurationError, match="not a checkpoint"):
+        lh.verify(six_hours.data_dir, trusted_checkpoint=b"hello\n")
+
+
+def test_plain_verifiers_as_trusted_keys(six_hours: Ledger, lh, signing_key, other_key) -> None:
+    assert lh.verify(six_hours.data_dir, keyring=Verifiers([signing_key.verifier])).ok
+    report = lh.verify(six_hours.data_dir, keyring=Verifiers([other_key.verifier]))
+    assert lh.codes(report) == {"unknown_key"} and report.trusted_keys
 
 
 def test_trusted_checkpoint_at_every_size_is_consistent(six_hours: Ledger, lh) -> None:
