@@ -31,6 +31,7 @@ from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
 log = logging.getLogger(__name__)
 
 SLACK_WEB_API_URL = "https://slack.com/api/"
+ORIGIN_ENV = "AUDIT_LOG_ORIGIN"  # the same variable as ``audit-pipeline sync``
 DEFAULT_WEBSERVER_URL = "http://127.0.0.1:3000"
 
 # Environment variables of the alerting channel (read when the code location loads).
@@ -77,7 +78,8 @@ class LedgerResource(dg.ConfigurableResource):
     """LedgerResource is the data directory: its lake, its ledger and the signing key.
 
     ``data_dir`` None means ``$AUDIT_DATA_DIR``, else ``./data``; ``signing_key`` None
-    means ``$AUDIT_SIGNING_KEY``, else ``$XDG_CONFIG_HOME/audit-pipeline/signing-key``.
+    means ``$AUDIT_SIGNING_KEY``, else ``$XDG_CONFIG_HOME/audit-pipeline/signing-key``;
+    ``origin`` None means ``$AUDIT_LOG_ORIGIN``, else the ledger's own or its default.
     """
 
     data_dir: str | None = Field(default=None, description="Data directory (lake + ledger).")
@@ -95,9 +97,14 @@ class LedgerResource(dg.ConfigurableResource):
             return Path(self.signing_key).expanduser()
         return default_signing_key_path()
 
+    def resolved_origin(self) -> str | None:
+        return self.origin or os.environ.get(ORIGIN_ENV) or None
+
     def reader(self) -> Ledger:
         """reader opens the ledger for reading only (no key needed)."""
-        return Ledger(self.resolved_data_dir(), file_format=PARQUET_FORMAT, origin=self.origin)
+        return Ledger(
+            self.resolved_data_dir(), file_format=PARQUET_FORMAT, origin=self.resolved_origin()
+        )
 
     def writer(self) -> Ledger:
         """writer opens the ledger for commits, with the signing key loaded."""
@@ -106,7 +113,7 @@ class LedgerResource(dg.ConfigurableResource):
             self.resolved_data_dir(),
             file_format=PARQUET_FORMAT,
             signer=signer,
-            origin=self.origin,
+            origin=self.resolved_origin(),
         )
 
     def verify(self, *, trusted_checkpoint: bytes | None, incremental: bool) -> Any:
