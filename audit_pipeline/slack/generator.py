@@ -381,7 +381,7 @@ class _Org:
                 "id": self._sid("Wf"),
                 "app_id": self.apps[int(rng.random() * len(self.apps))]["id"],
                 "date_updated": 1_700_000_000 + int(rng.random() * 50_000_000),
-                "callback_id": f"{_ascii_slug(w).replace('.', '_')}_flow",
+                "callback_id": f"{_ascii_slug(w).replace(' ', '_')}_flow",
                 "name": f"{w.title()} flow",
                 "updated_by": self.users[int(rng.random() * len(self.users))][0],
                 "step_configuration": [
@@ -812,7 +812,12 @@ class _Hour:
         new = self.pref_value(spec.pref_kind)
         if spec.pref_kind == "bool":
             return {"new_value": new, "previous_value": not new}
-        return {"new_value": new, "previous_value": self.pref_value(spec.pref_kind)}
+        previous = self.pref_value(spec.pref_kind)
+        for _ in range(3):
+            if previous != new:
+                break
+            previous = self.pref_value(spec.pref_kind)
+        return {"new_value": new, "previous_value": previous}
 
     def _details_anomaly(self, spec: _Spec, t: int):
         rand = self.rand
@@ -833,7 +838,10 @@ class _Hour:
         ok = self.user_ids(1, 6)
         failed = self.user_ids(0, 2) if self.rand() < 0.2 else []
         if self.rand() < 0.5:
-            return {"succeeded_users": json.dumps(ok), "failed_users": json.dumps(failed)}
+            return {
+                "succeeded_users": json.dumps(ok, separators=(",", ":")),
+                "failed_users": json.dumps(failed, separators=(",", ":")),
+            }
         return {"succeeded_users": ok, "failed_users": failed}
 
     def _details_app_install(self, spec: _Spec, t: int):
