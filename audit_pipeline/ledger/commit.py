@@ -74,6 +74,7 @@ from audit_pipeline.ledger.manifest import (
     DataFile,
     Manifest,
     SignedManifest,
+    check_no_floats,
     parse_manifest,
     sign_manifest,
 )
@@ -198,6 +199,19 @@ def check_window(window_start: int, window_end: int) -> None:
         raise CommitError(
             f"a batch window is one UTC hour [H, H+3600); got [{window_start}, {window_end})"
         )
+
+
+def check_provenance(source: Mapping[str, Any], run_id: str) -> None:
+    """check_provenance refuses a source or run id that a manifest could not carry."""
+    if not isinstance(run_id, str) or not run_id:
+        raise CommitError("run_id must be a non-empty string")
+    if not isinstance(source, Mapping):
+        raise CommitError("source must be a mapping (the API query that produced the batch)")
+    try:
+        check_no_floats(source, "source")
+        canonical_json(dict(source))
+    except MalformedError as exc:
+        raise CommitError(f"source cannot be recorded in a manifest: {exc}") from exc
 
 
 class Ledger:
@@ -338,6 +352,7 @@ class Ledger:
         """
         self._require_signer()
         check_window(window_start, window_end)
+        check_provenance(source, run_id)
         outside = [e for e in events if not window_start <= e.date_create < window_end]
         if outside:
             raise CommitError(

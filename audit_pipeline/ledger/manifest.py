@@ -190,7 +190,7 @@ class Manifest:
         source = d["source"]
         if not isinstance(source, Mapping):
             raise MalformedError("source is not an object")
-        _no_floats(source, "source")
+        check_no_floats(source, "source")
         return cls(
             origin=_str(d["origin"], "origin"),
             sequence=_int(d["sequence"], "sequence"),
@@ -356,12 +356,13 @@ def _hex8(value: Any, where: str) -> str:
     return value
 
 
-def _no_floats(value: Any, where: str) -> None:
+def check_no_floats(value: Any, where: str) -> None:
+    """check_no_floats refuses floats anywhere in a value: manifests hold integers only."""
     if isinstance(value, float):
         raise MalformedError(f"{where} holds a float; manifests use integers only")
     if isinstance(value, Mapping):
         for k, v in value.items():
-            _no_floats(v, f"{where}.{k}")
+            check_no_floats(v, f"{where}.{k}")
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _no_floats(v, f"{where}[{i}]")
+            check_no_floats(v, f"{where}[{i}]")

@@ -111,6 +111,24 @@ def test_window_must_be_one_utc_hour(ledger: Ledger, lh) -> None:
             )
 
 
+def test_provenance_a_manifest_cannot_carry_is_refused_before_writing(ledger: Ledger, lh) -> None:
+    for source, run_id, match in [
+        ({"pages": 1.5}, "r", "float"),
+        ({"at": object()}, "r", "source"),
+        ({}, "", "run_id"),
+    ]:
+        with pytest.raises(CommitError, match=match):
+            ledger.commit_batch(
+                window_start=lh.hour(0),
+                window_end=lh.hour(1),
+                events=lh.make_events(0, 1),
+                write_data=lh.write_jsonl,
+                source=source,
+                run_id=run_id,
+            )
+    assert ledger.tree_size() == 0 and not list(ledger.data_dir.glob("lake/**/*.jsonl"))
+
+
 def test_a_writer_that_writes_other_rows_is_refused_and_cleaned(ledger: Ledger, lh) -> None:
     def lossy(events, path: Path) -> None:
         lh.write_jsonl(list(events)[:-1], path)
