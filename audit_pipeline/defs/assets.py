@@ -15,7 +15,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -41,12 +41,8 @@ from audit_pipeline.defs.schedules import SYNC_MINUTE
 from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, HOUR, SyncReport, format_hour, sync_hours
 from audit_pipeline.lake import COLUMN_DOCS, EVENT_SCHEMA
 from audit_pipeline.ledger import (
-    Finding,
-    FindingCode,
     LedgerError,
     VerifyReport,
-    load_keyring,
-    open_checkpoint,
     parse_checkpoint,
 )
 from audit_pipeline.ledger.layout import MANIFESTS, LocalStorage
@@ -309,27 +305,6 @@ def verified_checkpoint(report: VerifyReport, ledger: LedgerResource) -> bytes |
     return latest if ok else None
 
 
-def _recorded_checkpoint_finding(
-    recorded: RecordedVerification, ledger: LedgerResource
-) -> Finding | None:
-    """A recorded checkpoint the keyring cannot verify is a consistency failure."""
-    if recorded.checkpoint is None:
-        return None
-    try:
-        open_checkpoint(recorded.checkpoint, load_keyring(ledger.resolved_data_dir()).verifiers())
-    except LedgerError as exc:
-        return Finding(
-            FindingCode.CONSISTENCY_FAILURE,
-            "checkpoint recorded by Dagster",
-            f"the checkpoint of size {recorded.tree_size} recorded at the last verification "
-            f"does not verify against the data directory's keyring ({exc}): keys replaced or "
-            "ledger swapped",
-            None,
-            None,
-        )
-    return None
-
-
 def build_audit_ledger(
     *,
     coverage_start: int = START_HOUR,
@@ -360,8 +335,7 @@ def build_audit_ledger(
         ) -> dg.MaterializeResult:
             now = clock()
             recorded = recorded_verification(context.instance)
-            unusable = _recorded_checkpoint_finding(recorded, ledger)
-            trusted = None if unusable else recorded.checkpoint
+            trusted = recorded.checkpoint
             full = (
                 config.full
                 or trusted is None
@@ -376,8 +350,6 @@ def build_audit_ledger(
                 else f"recorded checkpoint of size {recorded.tree_size}",
             )
             report = ledger.verify(trusted_checkpoint=trusted, incremental=not full)
-            if unusable is not None:
-                report = _with_finding(report, unusable)
             context.log.info(report.summary())
 
             through = last_settled_hour(now, settle_minutes)
@@ -432,10 +404,6 @@ def build_audit_ledger(
             return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return audit_ledger
-
-
-def _with_finding(report: VerifyReport, finding: Finding) -> VerifyReport:
-    return replace(report, findings=(*report.findings, finding), checkpoint=None)
 
 
 def _trimmed_report(report: VerifyReport) -> dict[str, Any]:

@@ -14,7 +14,7 @@ a verified one.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,9 @@ from audit_pipeline.ledger import Finding, FindingCode, VerifyReport
 
 LEDGER_ASSET = dg.AssetKey("audit_ledger")
 MAX_LISTED = 20
+# Where the verifier reports findings about the checkpoint held outside the ledger (the one
+# Dagster recorded): whatever their code, they are this check's business.
+TRUSTED_CHECKPOINT_LOCATION = "trusted checkpoint"
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,8 @@ LEDGER_EVENT_IDS_UNIQUE = LedgerCheck(
 LEDGER_CONSISTENT_WITH_RECORDED_CHECKPOINT = LedgerCheck(
     "ledger_consistent_with_recorded_checkpoint",
     "Today's log extends the signed checkpoint Dagster recorded at the last verification "
-    "(an RFC 6962 consistency proof): catches removed newest batches, rollback and forks.",
+    "(an RFC 6962 consistency proof), and that checkpoint still verifies with the keyring: "
+    "catches removed newest batches, rollback, forks and swapped keys.",
     frozenset({C.TAIL_TRUNCATED, C.CONSISTENCY_FAILURE}),
 )
 LEDGER_COVERS_EVERY_HOUR = LedgerCheck(
@@ -148,10 +152,16 @@ def check_for_code(code: FindingCode) -> LedgerCheck:
     return LEDGER_CHAIN_INTACT
 
 
+def check_for_finding(finding: Finding) -> LedgerCheck:
+    if finding.location == TRUSTED_CHECKPOINT_LOCATION:
+        return LEDGER_CONSISTENT_WITH_RECORDED_CHECKPOINT
+    return check_for_code(finding.code)
+
+
 def findings_by_check(findings: Iterable[Finding]) -> dict[str, list[Finding]]:
     grouped: dict[str, list[Finding]] = {check.name: [] for check in LEDGER_CHECKS}
     for finding in findings:
-        grouped[check_for_code(finding.code).name].append(finding)
+        grouped[check_for_finding(finding).name].append(finding)
     return grouped
 
 
@@ -289,11 +299,3 @@ def _failure_description(
             return "no hour has been committed yet"
         return f"the newest committed hour is {format_hour(coverage.newest)}"
     return "failed"
-
-
-def check_names() -> list[str]:
-    return [check.name for check in LEDGER_CHECKS]
-
-
-def check_codes() -> Mapping[str, frozenset[FindingCode]]:
-    return {check.name: check.codes for check in LEDGER_CHECKS}

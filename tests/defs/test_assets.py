@@ -10,6 +10,7 @@ import pytest
 from audit_pipeline.defs.assets import checkpoint_tree_size
 from audit_pipeline.lake import EVENT_SCHEMA, PARQUET_FORMAT
 from audit_pipeline.ledger import Ledger
+from audit_pipeline.ledger.keys import init_key
 
 LEDGER_CHECKS = {
     "ledger_chain_intact",
@@ -241,3 +242,20 @@ def test_freshness_fails_when_the_newest_hour_is_over_two_hours_old(pipeline, ho
     md = outcome.check_metadata("ledger_fresh")
     assert md["newest_hour"] == "2026-11-20T03"
     assert md["hours_since_newest_hour_closed"] == pytest.approx(hours_late, abs=0.01)
+
+
+def test_swapped_keys_fail_against_the_checkpoint_dagster_recorded(pipeline, tmp_path):
+    _synced(pipeline)
+    # An attacker re-keys the data directory so a rewritten history would verify with it.
+    keyring = pipeline.data_dir / "ledger" / "keys" / "keyring.json"
+    keyring.unlink()
+    init_key(pipeline.data_dir, tmp_path / "attacker-key", name="attacker", now=pipeline.h0)
+
+    outcome = pipeline.verify()
+    assert not outcome.success
+    assert "ledger_consistent_with_recorded_checkpoint" in outcome.failed_checks
+    md = outcome.check_metadata("ledger_consistent_with_recorded_checkpoint")
+    assert md["failed_locations"] == ["trusted checkpoint"]
+    assert md["finding_codes"] == {"unknown_key": 1}
+    chain = outcome.check_metadata("ledger_chain_intact")
+    assert chain["finding_codes"] == {"unknown_key": 8}, "4 manifests and 4 checkpoints"

@@ -121,6 +121,7 @@ def test_settings_errors_name_the_variable():
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_dg_check_defs_passes():
     """``dg check defs`` is what ``make test`` relies on to catch a code location that
     would not load in the UI."""
