@@ -202,6 +202,18 @@ def sync_window(
     )
 
 
+def check_range(start: int, end: int, lookback_hours: int) -> None:
+    """check_range refuses a sync range that is empty, unaligned, or has a negative lookback."""
+    if start % HOUR or end % HOUR:
+        raise ConfigurationError("sync windows must start and end on a UTC hour")
+    if end <= start:
+        raise ConfigurationError(
+            f"empty range: end {format_hour(end)} is not after start {format_hour(start)}"
+        )
+    if lookback_hours < 0:
+        raise ConfigurationError(f"lookback must be >= 0 hours, got {lookback_hours}")
+
+
 def sync_hours(
     *,
     start: int,
@@ -213,14 +225,7 @@ def sync_hours(
     progress: Callable[[str], None] | None = None,
 ) -> SyncReport:
     """sync_hours syncs hours ``[start, end)`` plus the lookback, oldest first."""
-    if start % HOUR or end % HOUR:
-        raise ConfigurationError("sync windows must start and end on a UTC hour")
-    if end <= start:
-        raise ConfigurationError(
-            f"empty range: end {format_hour(end)} is not after start {format_hour(start)}"
-        )
-    if lookback_hours < 0:
-        raise ConfigurationError(f"lookback must be >= 0 hours, got {lookback_hours}")
+    check_range(start, end, lookback_hours)
     held = ledger.committed_windows()
     lookback = [h for h in range(start - lookback_hours * HOUR, start, HOUR) if h in held]
     report = SyncReport(stats=source.stats)

@@ -17,11 +17,13 @@ import time
 import uuid
 from pathlib import Path
 
+from audit_pipeline.dataset.build import build_dataset
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ingest import (
     DEFAULT_LOOKBACK_HOURS,
     HOUR,
     SyncReport,
+    check_range,
     format_hour,
     last_closed_hour,
     parse_hour,
@@ -129,6 +131,7 @@ def _report_json(report: SyncReport) -> dict:
 
 def run_sync(args: argparse.Namespace) -> int:
     start, end = parse_hour(args.start), parse_hour(args.end)
+    check_range(start, end, args.lookback)
     closed = last_closed_hour(time.time())
     if end > closed + HOUR:
         raise ConfigurationError(
@@ -206,8 +209,16 @@ def run_demo(args: argparse.Namespace) -> int:
     print(report.summary())
     print()
     print(verification.summary())
+    if not verification:
+        return 1
+    dataset = build_dataset(data_dir, report=verification, trigger="audit-pipeline demo")
+    print(dataset.summary())
     checkpoint = ledger.latest_checkpoint()
     if checkpoint:
         print("\nlatest signed checkpoint:\n" + checkpoint.decode())
     print(f"data directory: {data_dir.resolve()}")
-    return 0 if verification else 1
+    print(
+        f"next: audit-pipeline query --data-dir {data_dir} "
+        '"select action, count(*) n from audit_events group by 1 order by 2 desc limit 5"'
+    )
+    return 0
