@@ -764,6 +764,7 @@ class Emulator:
             where = f"{self.config.host}:{self.config.port}"
             raise ConfigurationError(f"emulator cannot listen on {where}: {exc.strerror}") from exc
         self._server = server
+        self._stopping.clear()
         host, port = server.server_address[:2]
         shown = f"[{host}]" if ":" in str(host) else host
         self.base_url = f"http://{shown}:{port}{API_PREFIX}"
