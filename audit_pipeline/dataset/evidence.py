@@ -15,12 +15,17 @@ verifier can only prove "these batches are the log's, and nothing between them i
 missing" with all manifests (about 1 KB each; a year is under 10 MB). Data files are
 copied only for the range, so a bundle for one day of a year-long ledger stays small.
 
-Verifying a partial range: the ledger verifier reports every manifest whose data file is
-absent (``data_file_missing``). :func:`verify_bundle` runs the verifier and turns exactly
-those findings into notices when the batch's hour lies *outside* the bundle's range;
-everything else (a missing or changed file inside the range, any manifest, checkpoint or
-key change, any injected file) still fails. A bundle of the whole ledger is a plain copy
-and verifies with ``audit-pipeline verify --data-dir BUNDLE`` as it is.
+Verifying a partial range is the ledger verifier's own job (``verify_ledger(...,
+data_range=(start, end))``): a data file of a batch whose hour lies outside the range may
+be absent (notice ``data_outside_range``), every hour of the range must have a manifest
+(``range_not_covered``), and everything else (a missing or changed file inside the range,
+any manifest, checkpoint or key change, any injected file) still fails.
+:func:`verify_bundle`, which ``audit-pipeline verify`` uses when it finds ``EVIDENCE.json``,
+takes the range from there (or from the caller) and adds one check of the bundle's own
+claims: a data file ``EVIDENCE.json`` lists as exported must be present. The range in
+``EVIDENCE.json`` is not signed: an auditor who wants the hours they asked for passes
+them (``verify --range START END``), which no edit inside the bundle can narrow. The export
+records the range clamped to the hours the log has, so its own bundle never claims more.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,9 +51,7 @@ from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import (
     Keyring,
-    LedgerError,
     VerifyReport,
-    parse_manifest,
     resolve_data_dir,
     verify_ledger,
 )
@@ -57,12 +60,11 @@ from audit_pipeline.ledger.layout import (
     CHECKPOINTS,
     HOUR,
     KEYRING,
-    MANIFESTS,
     format_hour,
     manifest_path,
     parse_numbered_name,
 )
-from audit_pipeline.ledger.verify import FindingCode, Notice
+from audit_pipeline.ledger.verify import Finding, FindingCode, check_data_range
 
 EVIDENCE_FILE = "EVIDENCE.json"
 README_FILE = "README.md"
@@ -75,6 +77,9 @@ class EvidenceError(ConfigurationError):
 
 @dataclass(frozen=True)
 class EvidenceResult:
+    """What an export wrote; ``start``/``end`` is the range recorded in the bundle (the one
+    asked for, clamped to the hours the log has)."""
+
     out: Path
     start: int
     end: int
@@ -84,11 +89,16 @@ class EvidenceResult:
     bytes_copied: int
     tree_size: int
     root_hash: str
+    requested: tuple[int, int] | None = None
 
     def summary(self) -> str:
+        clamped = ""
+        if self.requested is not None and self.requested != (self.start, self.end):
+            lo, hi = self.requested
+            clamped = f" (asked for {format_hour(lo)}..{format_hour(hi)}; the log has no more)"
         return (
-            f"evidence for {format_hour(self.start)}..{format_hour(self.end)} written to "
-            f"{self.out}: {self.batches_in_range} batches in range ({self.data_files} data "
+            f"evidence for {format_hour(self.start)}..{format_hour(self.end)}{clamped} written "
+            f"to {self.out}: {self.batches_in_range} batches in range ({self.data_files} data "
             f"files, {self.events} events, {self.bytes_copied} bytes) and all "
             f"{self.tree_size} manifests up to the checkpoint with root {self.root_hash}"
         )
@@ -114,16 +124,7 @@ def export_evidence(
     report = verify_ledger(
         data_dir, file_format=PARQUET_FORMAT, keyring=keyring, trusted_checkpoint=trusted_checkpoint
     )
-    history.append_run(
-        data_dir,
-        history.new_run(
-            report,
-            trigger="export-evidence",
-            tree_size=report.tree_size,
-            root_hash=report.root_hash.hex() if report.root_hash else None,
-            checkpoint=report.checkpoint.decode() if report.checkpoint else None,
-        ),
-    )
+    history.record(data_dir, report, trigger="export-evidence")
     if not report:
         raise DatasetIntegrityError(
             f"the ledger in {data_dir} did not verify ({len(report.findings)} findings); "
@@ -137,6 +138,10 @@ def export_evidence(
         raise EvidenceError(
             f"no committed batch has an hour in {format_hour(start)}..{format_hour(end)}"
         )
+    requested = (start, end)
+    # The bundle claims only hours the log has: a verifier fails a range with uncovered hours.
+    hours = [m.manifest.window_start for m in chain]
+    start, end = max(start, min(hours)), min(end, max(hours) + HOUR)
     staging = Path(tempfile.mkdtemp(prefix=".evidence-", dir=out.parent if zipped else None))
     try:
         files: list[dict[str, Any]] = []
@@ -202,6 +207,7 @@ def export_evidence(
         bytes_copied=copied,
         tree_size=report.tree_size,
         root_hash=str(doc["root_hash"]),
+        requested=requested,
     )
 
 
@@ -258,7 +264,9 @@ Log: `{doc["origin"]}`, size {doc["tree_size"]}, root hash `{doc["root_hash"]}`.
        audit-pipeline verify --data-dir . --trusted-keys trusted-keys.txt
 
    Without `--trusted-keys` the keys inside this folder are used, which proves only that
-   the folder is consistent with itself.
+   the folder is consistent with itself. The verifier takes the range from
+   `EVIDENCE.json` and says so; to check the hours you asked for rather than the ones
+   this folder claims, add `--range {rng["start_utc"]} {rng["end_utc"]}` (or your own).
 3. Compare the root hash printed by the verifier with one the owner published or sent
    you separately (a checkpoint held outside this folder). With such a checkpoint file,
    add `--trusted-checkpoint FILE` and the verifier proves this log extends it.
@@ -290,62 +298,73 @@ def load_evidence(bundle: Path) -> dict[str, Any]:
     return doc
 
 
+def is_bundle(path: Path) -> bool:
+    """is_bundle: does ``path`` hold an evidence bundle (an ``EVIDENCE.json``)?"""
+    return (Path(path) / EVIDENCE_FILE).is_file()
+
+
+def bundle_range(doc: Mapping[str, Any], where: Path) -> tuple[int, int]:
+    """bundle_range is the ``[start, end)`` an ``EVIDENCE.json`` claims (not signed)."""
+    try:
+        return check_data_range((doc["range"]["start"], doc["range"]["end"]))
+    except (KeyError, TypeError, ConfigurationError) as exc:
+        raise EvidenceError(f"{where / EVIDENCE_FILE} has no valid range: {exc}") from None
+
+
 def verify_bundle(
     bundle: Path,
     *,
     keyring: Keyring | None = None,
     trusted_checkpoint: bytes | None = None,
+    data_range: tuple[int, int] | None = None,
+    incremental: bool = False,
+    jobs: int = 1,
+    max_lag: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> VerifyReport:
-    """verify_bundle verifies an evidence bundle for its range (see the module docstring).
+    """verify_bundle verifies an evidence bundle for a range (see the module docstring).
 
-    The range is read from ``EVIDENCE.json``: callers should show it, since the bundle's
-    claim about its own range is what makes absent data files acceptable.
+    The range is ``data_range`` when given (the hours the auditor asked for), else the one
+    ``EVIDENCE.json`` claims; callers should say which (``report.data_range`` is the one
+    used). Other arguments are :func:`verify_ledger`'s.
     """
+    bundle = Path(bundle)
     doc = load_evidence(bundle)
+    claimed = bundle_range(doc, bundle)
     try:
-        start, end = int(doc["range"]["start"]), int(doc["range"]["end"])
-        listed = {f["path"]: f for f in doc["data_files"]}
+        listed = {str(f["path"]): int(f["sequence"]) for f in doc["data_files"]}
     except (KeyError, TypeError, ValueError) as exc:
-        raise EvidenceError(f"{bundle / EVIDENCE_FILE} is malformed: {exc}") from exc
+        raise EvidenceError(f"{bundle / EVIDENCE_FILE} has no valid data_files: {exc}") from None
     report = verify_ledger(
-        Path(bundle),
+        bundle,
         file_format=PARQUET_FORMAT,
         keyring=keyring,
         trusted_checkpoint=trusted_checkpoint,
+        incremental=incremental,
+        jobs=jobs,
+        max_lag=max_lag,
+        data_range=claimed if data_range is None else data_range,
+        progress=progress,
     )
-    windows = _manifest_windows(Path(bundle))
-    findings, notices = [], list(report.notices)
-    for finding in report.findings:
-        window = windows.get(finding.location)
-        excluded = (
-            finding.code is FindingCode.DATA_FILE_MISSING
-            and window is not None
-            and not start <= window < end
-            and finding.location not in listed
-        )
-        if excluded:
-            notices.append(
-                Notice(
-                    "outside_bundle_range",
-                    finding.location,
-                    f"data of {format_hour(window)} is outside the bundle's range "
-                    f"{format_hour(start)}..{format_hour(end)}; only its manifest is checked",
+    findings, notices = list(report.findings), []
+    for notice in report.notices:
+        if notice.code == "data_outside_range" and notice.location in listed:
+            findings.append(
+                Finding(
+                    FindingCode.DATA_FILE_MISSING,
+                    notice.location,
+                    None,
+                    None,
+                    f"batch {listed[notice.location]}: {EVIDENCE_FILE} lists this file as "
+                    "exported, but it is absent (deleted, or the bundle's range was narrowed)",
                 )
             )
         else:
-            findings.append(finding)
-    return dataclasses.replace(report, findings=tuple(findings), notices=tuple(notices))
-
-
-def _manifest_windows(bundle: Path) -> dict[str, int]:
-    """_manifest_windows maps each data path named by a parseable manifest to its hour."""
-    windows: dict[str, int] = {}
-    directory = bundle / MANIFESTS
-    for name in sorted(os.listdir(directory)) if directory.is_dir() else []:
-        try:
-            signed = parse_manifest((directory / name).read_bytes())
-        except (LedgerError, OSError):
-            continue  # the verifier reports unreadable manifests
-        if signed.manifest.data is not None:
-            windows[signed.manifest.data.path] = signed.manifest.window_start
-    return windows
+            notices.append(notice)
+    if len(findings) == len(report.findings):
+        return report
+    checked = dict(report.checked)
+    checked["data_outside_range"] = sum(n.code == "data_outside_range" for n in notices)
+    return dataclasses.replace(
+        report, findings=tuple(findings), notices=tuple(notices), checked=checked
+    )

@@ -5,7 +5,9 @@ when, and what did each check find?". The dataset is rebuilt from scratch every 
 that history cannot live only inside it: each run is appended as one line to
 ``<data dir>/verification/runs.jsonl`` (outside ``lake/`` and ``ledger/``, which the
 verifier owns), and every build loads the whole file into ``verification_runs``. Deleting
-or rebuilding ``audit.duckdb`` therefore never loses a run.
+or rebuilding ``audit.duckdb`` therefore never loses a run. Dataset builds, evidence
+exports, ``audit-pipeline verify`` and the ``audit_ledger`` Dagster asset all append
+(:func:`record`); ``trigger`` says which.
 
 One line per run (canonical JSON)::
 
@@ -108,6 +110,20 @@ def new_run(
         checkpoint=checkpoint,
         report=report_to_dict(report),
     )
+
+
+def record(data_dir: Path, report: Any, *, trigger: str) -> VerificationRun:
+    """record appends a verifier report to the history under ``trigger`` (who verified:
+    ``audit-pipeline verify``, a Dagster run, ...); HistoryError if it cannot be written."""
+    run = new_run(
+        report,
+        trigger=trigger,
+        tree_size=report.tree_size,
+        root_hash=report.root_hash.hex() if report.root_hash else None,
+        checkpoint=report.checkpoint.decode() if report.checkpoint else None,
+    )
+    append_run(data_dir, run)
+    return run
 
 
 @contextlib.contextmanager

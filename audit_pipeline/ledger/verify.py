@@ -19,7 +19,10 @@ What is checked (each failure is a :class:`Finding` with a :class:`FindingCode`)
 - every stored checkpoint: signature, key window, origin, and root equal to the log's
   root at its size (a checkpoint larger than the log means the tail was cut);
 - with a trusted checkpoint held elsewhere: an RFC 6962 consistency proof that today's log
-  extends it (catches tail truncation, rollback and forks, even after a key leak).
+  extends it (catches tail truncation, rollback and forks, even after a key leak);
+- with a data range (a copy holding the data of some hours only, such as an evidence
+  bundle): every hour of the range has a manifest, and only a data file of a batch whose
+  hour lies outside the range may be absent (a notice); everything else is checked as usual.
 
 Incremental mode trusts everything a verified checkpoint covers and fully checks only the
 manifests and data files after it; the log root is still recomputed from all manifest
@@ -122,6 +125,7 @@ class FindingCode(enum.StrEnum):
     TAIL_TRUNCATED = "tail_truncated"
     CONSISTENCY_FAILURE = "consistency_failure"
     STALE_LOG = "stale_log"
+    RANGE_NOT_COVERED = "range_not_covered"
 
 
 _KEY_CODES = {
@@ -194,6 +198,7 @@ class VerifyReport:
     trusted_keys: bool
     incremental_from: int | None = None
     missing_sequences: tuple[int, ...] = field(default=())
+    data_range: tuple[int, int] | None = None
 
     def __bool__(self) -> bool:
         return not self.findings
@@ -219,6 +224,11 @@ class VerifyReport:
             "checkpoint": self.checkpoint.decode() if self.checkpoint else None,
             "keyring": {"source": self.keyring_source, "trusted": self.trusted_keys},
             "incremental_from": self.incremental_from,
+            "data_range": (
+                None
+                if self.data_range is None
+                else {"start": self.data_range[0], "end": self.data_range[1]}
+            ),
             "checked": dict(self.checked),
             "finding_counts": dict(sorted(self.codes().items())),
             "missing_sequences": list(self.missing_sequences),
@@ -239,6 +249,12 @@ class VerifyReport:
             f"files ({c.get('bytes_hashed', 0)} bytes), {c.get('events', 0)} events, "
             f"{c.get('checkpoints', 0)} checkpoints, {c.get('hours', 0)} hours checked"
         )
+        if self.data_range is not None:
+            start, end = self.data_range
+            facts += (
+                f"; data of hours {format_hour(start)}..{format_hour(end)} only "
+                f"({c.get('data_outside_range', 0)} absent data files outside it)"
+            )
         lines = []
         if self.ok:
             root = merkle_b64(self.root_hash) or "-"
@@ -252,7 +268,7 @@ class VerifyReport:
                     f"({_ranges(self.missing_sequences)})"
                 )
             lines.extend(f"  {f.line()}" for f in self.findings)
-        lines.extend(f"  notice: {n.code}: {n.location}: {n.detail}" for n in self.notices)
+        lines.extend(_notice_lines(self.notices))
         if not self.trusted_keys:
             lines.append(
                 "  keys: used the data directory's own keyring, which anyone who can write "
@@ -263,6 +279,20 @@ class VerifyReport:
 
 def merkle_b64(value: bytes | None) -> str | None:
     return None if value is None else base64.b64encode(value).decode()
+
+
+def _notice_lines(notices: Iterable[Notice], per_code: int = 5) -> list[str]:
+    """_notice_lines shows a few notices of each code (a year-long bundle of one day has
+    thousands of ``data_outside_range``); the JSON report keeps them all."""
+    by_code: dict[str, list[Notice]] = defaultdict(list)
+    for n in notices:
+        by_code[n.code].append(n)
+    lines = []
+    for code, group in by_code.items():
+        lines.extend(f"  notice: {code}: {n.location}: {n.detail}" for n in group[:per_code])
+        if len(group) > per_code:
+            lines.append(f"  notice: {code}: ... and {len(group) - per_code} more (see --json)")
+    return lines
 
 
 @dataclass
@@ -278,6 +308,7 @@ class _DataResult:
     ids: list[str] | None
     bytes_hashed: int
     events: int
+    absent_outside_range: bool = False
 
 
 def verify_ledger(
@@ -290,6 +321,7 @@ def verify_ledger(
     jobs: int = 1,
     now: float | None = None,
     max_lag: int | None = None,
+    data_range: tuple[int, int] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> VerifyReport:
     """verify_ledger checks the data directory and returns every finding it has.
@@ -300,7 +332,11 @@ def verify_ledger(
     signed is a finding); with ``incremental`` only what came after it is fully checked.
     ``max_lag``
     (seconds) makes a newest hour older than ``now - max_lag`` a finding (tail truncation
-    seen against the hourly cadence). Raises only for misuse (ConfigurationError) or when
+    seen against the hourly cadence). ``data_range`` ``(start, end)`` (whole UTC hours) is
+    for a copy holding the data of those hours only: each of its hours must have a
+    manifest, and a data file of a batch outside it may be absent (notice
+    ``data_outside_range``); whoever chose the range decides what was checked, so callers
+    should say where it came from. Raises only for misuse (ConfigurationError) or when
     files cannot be read (VerificationIncompleteError).
     """
     data_dir = Path(data_dir)
@@ -310,6 +346,8 @@ def verify_ledger(
         raise ConfigurationError("incremental verification needs a trusted checkpoint")
     if jobs < 1:
         raise ConfigurationError(f"jobs must be at least 1, got {jobs}")
+    if data_range is not None:
+        data_range = check_data_range(data_range)
     trusted_keys = keyring is not None
     if keyring is None:
         keyring = load_keyring(data_dir)
@@ -322,6 +360,7 @@ def verify_ledger(
         now=time.time() if now is None else now,
         jobs=jobs,
         progress=progress or (lambda _msg: None),
+        data_range=data_range,
     )
     try:
         return run.verify(trusted_checkpoint, incremental, max_lag, trusted_keys)
@@ -331,6 +370,23 @@ def verify_ledger(
         if isinstance(exc, FileNotFoundError):
             raise VerificationIncompleteError(f"{exc.filename} vanished while verifying") from exc
         raise VerificationIncompleteError(f"I/O error: {exc}") from exc
+
+
+def check_data_range(data_range: tuple[int, int]) -> tuple[int, int]:
+    """check_data_range returns ``(start, end)`` as ints, or ConfigurationError naming why not."""
+    try:
+        start, end = data_range
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"a data range is (start, end), not {data_range!r}") from None
+    if not all(isinstance(t, int) and not isinstance(t, bool) for t in (start, end)):
+        raise ConfigurationError(f"a data range is two Unix times, not {data_range!r}")
+    if start % HOUR or end % HOUR or end <= start:
+        raise ConfigurationError(
+            f"a data range is whole UTC hours with its end after its start, not "
+            f"{format_hour(start) if start % HOUR == 0 else start}.."
+            f"{format_hour(end) if end % HOUR == 0 else end}"
+        )
+    return start, end
 
 
 class _Run:
@@ -343,6 +399,7 @@ class _Run:
         now: float,
         jobs: int,
         progress: Callable[[str], None],
+        data_range: tuple[int, int] | None = None,
     ) -> None:
         self.storage = storage
         self.file_format = file_format
@@ -350,6 +407,7 @@ class _Run:
         self.now = now
         self.jobs = jobs
         self.progress = progress
+        self.data_range = data_range
         self.findings: list[Finding] = []
         self.notices: list[Notice] = []
         self.checked: Counter[str] = Counter()
@@ -411,6 +469,7 @@ class _Run:
         self._check_unreferenced(parsed, size)
         self._check_checkpoints(parsed, origin, size, contiguous, roots, start)
         self._check_coverage(parsed, start, max_lag)
+        self._check_range_coverage(parsed)
 
         root = roots.root(size) if contiguous == size and size else None
         current = None
@@ -428,6 +487,7 @@ class _Run:
             trusted_keys=trusted_keys,
             incremental_from=start if incremental else None,
             missing_sequences=tuple(missing),
+            data_range=self.data_range,
         )
 
     # -- manifests -------------------------------------------------------------------------
@@ -611,7 +671,14 @@ class _Run:
         ]
 
         def work(seq: int) -> _DataResult:
-            return _check_data_file(self.storage, self.file_format, with_data[seq], seq in shared)
+            signed = with_data[seq]
+            return _check_data_file(
+                self.storage,
+                self.file_format,
+                signed,
+                seq in shared,
+                may_be_absent=not self._in_range(signed.manifest.window_start),
+            )
 
         results: dict[int, _DataResult] = {}
         if self.jobs > 1 and len(todo) > 1:
@@ -625,6 +692,9 @@ class _Run:
                 self._tick(done + 1, len(todo))
         for seq in sorted(results):
             res = results[seq]
+            if res.absent_outside_range:
+                self._outside_range(with_data[seq])
+                continue
             self.findings.extend(res.findings)
             self.checked["data_files"] += 1
             self.checked["bytes_hashed"] += res.bytes_hashed
@@ -639,6 +709,21 @@ class _Run:
                 continue
             results[seq] = _DataResult([], [r.event_id for r in records], 0, 0)
         self._check_window_duplicates(parsed, results, start)
+
+    def _in_range(self, window_start: int) -> bool:
+        return self.data_range is None or (self.data_range[0] <= window_start < self.data_range[1])
+
+    def _outside_range(self, signed: SignedManifest) -> None:
+        m = signed.manifest
+        assert m.data is not None and self.data_range is not None
+        self.checked["data_outside_range"] += 1
+        self.notice(
+            "data_outside_range",
+            m.data.path,
+            f"batch {m.sequence} of {format_hour(m.window_start)} is outside the data range "
+            f"{format_hour(self.data_range[0])}..{format_hour(self.data_range[1])}: its data "
+            "file is absent; its manifest is checked, its events are not",
+        )
 
     def _tick(self, done: int, total: int) -> None:
         if done == total or done % 100 == 0:
@@ -869,6 +954,28 @@ class _Run:
 
     # -- hours -----------------------------------------------------------------------------
 
+    def _check_range_coverage(self, parsed: Mapping[int, SignedManifest]) -> None:
+        """Every hour of the data range needs a manifest, or a copy could claim a range
+        whose data it never had (hours between committed ones are ``hour_missing``)."""
+        if self.data_range is None:
+            return
+        start, end = self.data_range
+        hours = {m.manifest.window_start for m in parsed.values()}
+        first, last = (min(hours), max(hours) + HOUR) if hours else (end, end)
+        log = f"{format_hour(first)}..{format_hour(last)}" if hours else "no hours"
+        for lo, hi in ((start, min(end, first)), (max(start, last), end)):
+            if lo >= hi:
+                continue
+            self.add(
+                FindingCode.RANGE_NOT_COVERED,
+                f"hours {format_hour(lo)}..{format_hour(hi)}",
+                f"{(hi - lo) // HOUR} hours of the data range {format_hour(start)}.."
+                f"{format_hour(end)} have no manifest: the log holds no batch for them, so "
+                "no data of theirs can be checked",
+                f"{format_hour(start)}..{format_hour(end)}",
+                log,
+            )
+
     def _check_coverage(
         self, parsed: Mapping[int, SignedManifest], start: int, max_lag: int | None
     ) -> None:
@@ -903,9 +1010,15 @@ class _Run:
 
 
 def _check_data_file(
-    storage: LocalStorage, file_format: BatchFileFormat, signed: SignedManifest, want_ids: bool
+    storage: LocalStorage,
+    file_format: BatchFileFormat,
+    signed: SignedManifest,
+    want_ids: bool,
+    *,
+    may_be_absent: bool = False,
 ) -> _DataResult:
-    """_check_data_file checks one batch's data file against its manifest."""
+    """_check_data_file checks one batch's data file against its manifest (one outside the
+    data range may be absent; if present it is checked like any other)."""
     m = signed.manifest
     data = m.data
     assert data is not None
@@ -926,6 +1039,8 @@ def _check_data_file(
     try:
         size, sha256 = file_digest(path)
     except FileNotFoundError:
+        if may_be_absent:
+            return _DataResult(findings, None, 0, 0, absent_outside_range=True)
         add(FindingCode.DATA_FILE_MISSING, "the data file is missing")
         return _DataResult(findings, None, 0, 0)
     if size != data.size:
@@ -1038,5 +1153,6 @@ __all__ = [
     "Notice",
     "VerificationIncompleteError",
     "VerifyReport",
+    "check_data_range",
     "verify_ledger",
 ]

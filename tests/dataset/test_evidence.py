@@ -43,7 +43,7 @@ def copy(bundle, tmp_path) -> Path:
 def test_partial_bundle_verifies_offline_with_only_its_files(copy):
     report = verify_bundle(copy)
     assert report, report.summary()
-    excluded = [n for n in report.notices if n.code == "outside_bundle_range"]
+    excluded = [n for n in report.notices if n.code == "data_outside_range"]
     assert len(excluded) == 3  # hour 0 (hour + late batch) and hour 4
     parquet = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*.parquet"))
     assert parquet == [
