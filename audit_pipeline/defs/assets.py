@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -40,11 +41,7 @@ from audit_pipeline.defs.resources import (
 from audit_pipeline.defs.schedules import SYNC_MINUTE
 from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, HOUR, SyncReport, format_hour, sync_hours
 from audit_pipeline.lake import COLUMN_DOCS, EVENT_SCHEMA
-from audit_pipeline.ledger import (
-    LedgerError,
-    VerifyReport,
-    parse_checkpoint,
-)
+from audit_pipeline.ledger import Checkpoint, LedgerError, VerifyReport, parse_checkpoint
 from audit_pipeline.ledger.layout import MANIFESTS, LocalStorage
 from audit_pipeline.ledger.manifest import parse_manifest
 
@@ -238,13 +235,18 @@ class RecordedVerification:
         return None if self.checkpoint is None else checkpoint_tree_size(self.checkpoint)
 
 
-def checkpoint_tree_size(signed: bytes) -> int | None:
-    """checkpoint_tree_size reads the size line of a signed checkpoint (signature unchecked)."""
+def checkpoint_body(signed: bytes) -> Checkpoint | None:
+    """checkpoint_body parses the text of a signed checkpoint (its signature unchecked)."""
     text, sep, _ = signed.decode("utf-8", "replace").partition("\n\n")
     try:
-        return parse_checkpoint(text + "\n").tree_size if sep else None
+        return parse_checkpoint(text + "\n") if sep else None
     except LedgerError:
         return None
+
+
+def checkpoint_tree_size(signed: bytes) -> int | None:
+    body = checkpoint_body(signed)
+    return None if body is None else body.tree_size
 
 
 def recorded_verification(instance: dg.DagsterInstance) -> RecordedVerification:
@@ -266,7 +268,7 @@ def recorded_verification(instance: dg.DagsterInstance) -> RecordedVerification:
     )
 
 
-def committed_hours(data_dir: Any) -> set[int]:
+def committed_hours(data_dir: Path) -> set[int]:
     """committed_hours lists the windows of every readable manifest, gaps or not."""
     storage = LocalStorage(data_dir)
     hours = set()
@@ -294,15 +296,10 @@ def verified_checkpoint(report: VerifyReport, ledger: LedgerResource) -> bytes |
     if report.checkpoint is not None:
         return report.checkpoint
     latest = ledger.reader().latest_checkpoint()
-    if latest is None or report.root_hash is None:
+    body = None if latest is None else checkpoint_body(latest)
+    if body is None or (body.tree_size, body.root_hash) != (report.tree_size, report.root_hash):
         return None
-    text, _, _ = latest.decode("utf-8", "replace").partition("\n\n")
-    try:
-        cp = parse_checkpoint(text + "\n")
-    except LedgerError:
-        return None
-    ok = cp.tree_size == report.tree_size and cp.root_hash == report.root_hash
-    return latest if ok else None
+    return latest
 
 
 def build_audit_ledger(

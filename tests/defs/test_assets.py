@@ -229,6 +229,10 @@ def test_a_missing_hour_fails_coverage_without_blocking(pipeline):
     assert md["missing_hour_list"] == ["2026-11-20T01", "2026-11-20T03"]
     assert md["missing_hours"] == 2 and md["expected_through"] == "2026-11-20T03"
     assert outcome.run_id in pipeline.downstream_runs
+    # A gap is not an integrity failure: the committed batches verified, so the new
+    # checkpoint is recorded as the witness.
+    ledger_md = outcome.metadata("audit_ledger")
+    assert ledger_md["verified"] is True and ledger_md["checkpoint_tree_size"] == 2
 
 
 @pytest.mark.parametrize(("hours_late", "fresh"), [(1.9, True), (2.5, False)])

@@ -33,6 +33,12 @@ def code_location() -> dg.Definitions:
     return load_defs()
 
 
+@pytest.fixture(scope="module")
+def schedule_instance():
+    with dg.instance_for_test() as instance:  # schedule contexts need a persistent instance
+        yield instance
+
+
 @pytest.mark.parametrize(
     ("tick", "hour"),
     [
@@ -40,18 +46,17 @@ def code_location() -> dg.Definitions:
         (datetime(2026, 11, 28, 0, SYNC_MINUTE, tzinfo=UTC), "2026-11-27-23:00"),
     ],
 )
-def test_the_schedule_syncs_the_hour_that_just_closed(code_location, tick, hour):
+def test_the_schedule_syncs_the_hour_that_just_closed(code_location, schedule_instance, tick, hour):
     schedule = code_location.resolve_schedule_def(hourly_sync_schedule.name)
     assert schedule.cron_schedule == f"{SYNC_MINUTE} * * * *"
     assert schedule.execution_timezone == "UTC"
     assert schedule.job_name == "hourly_sync"
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=tick,
-            repository_def=code_location.get_repository_def(),
-        )
-        data = schedule.evaluate_tick(context)
+    context = dg.build_schedule_context(
+        instance=schedule_instance,
+        scheduled_execution_time=tick,
+        repository_def=code_location.get_repository_def(),
+    )
+    data = schedule.evaluate_tick(context)
     assert [(r.partition_key, r.run_key) for r in data.run_requests or []] == [(hour, hour)]
 
 
@@ -123,8 +128,7 @@ class SensorHarness:
 
 @pytest.fixture
 def harness():
-    with dg.instance_for_test() as instance:
-        yield SensorHarness(instance)
+    return SensorHarness(dg.DagsterInstance.ephemeral())
 
 
 def test_the_sensor_requests_exactly_the_missing_hours(harness):
