@@ -97,6 +97,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         rate_limit_per_min=args.rate_limit,
         late_delay=args.late_delay,
         fault_rate=args.fault_rate,
+        warm=True,  # its own process: rendering ahead uses a core the client does not
     )
 
 

@@ -314,6 +314,18 @@ def test_hours_ahead_are_prefetched_and_added_entries_still_win(
     assert added in rest
 
 
+def test_warm_renders_the_range_in_the_background(start_emulator, client_for, pages_of, fake_clock):
+    emulator = start_emulator(
+        seed=6, start=H - 5 * HOUR, end=H + HOUR, warm=True, clock=fake_clock(H + HOUR)
+    )
+    deadline = time.monotonic() + 20
+    while emulator.stats()["cached_hours"] < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert emulator.stats()["cached_hours"] == 6
+    got = [e for p in pages_of(client_for(emulator), oldest=H - 5 * HOUR, limit=999) for e in p]
+    assert got == emulator.entries()
+
+
 def test_keep_alive_serves_many_requests_on_one_connection(emu):
     import http.client
     from urllib.parse import urlsplit
