@@ -118,7 +118,7 @@ LEDGER_CONSISTENT_WITH_RECORDED_CHECKPOINT = LedgerCheck(
 LEDGER_COVERS_EVERY_HOUR = LedgerCheck(
     "ledger_covers_every_hour",
     "Every closed hour from the first partition to the last settled hour has a batch.",
-    frozenset({C.HOUR_MISSING}),
+    frozenset({C.HOUR_MISSING, C.RANGE_NOT_COVERED}),
     blocking=False,
 )
 LEDGER_FRESH = LedgerCheck(
