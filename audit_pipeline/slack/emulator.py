@@ -1061,6 +1061,8 @@ class Emulator:
         if any(params.get(k) is not None for k in ("action", "actor", "entity")):
             filters = _Filters(params.get("action"), params.get("actor"), params.get("entity"))
         blobs, position, last_hour = self._store.page(lo, hi, limit, filters, now, commit)
+        if position is not None and position < 0:
+            position = None  # the page ended at second 0: nothing older can exist
         if position is not None and last_hour is not None and commit:
             self._prefetcher.want(self._store.uncached_below(last_hour, lo, 2))
         body = [b'{"entries":[', b",".join(blobs), b"]"]

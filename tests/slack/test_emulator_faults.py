@@ -288,6 +288,13 @@ def test_added_entries_are_visible_at_once_and_in_order(start_emulator, client_f
     assert [e["id"] for e in body["entries"]] == ["new"]
 
 
+def test_paging_down_to_second_zero_ends_cleanly(start_emulator, client_for, pages_of, fake_clock):
+    emulator = start_emulator(events_per_hour=0, clock=fake_clock(H))
+    emulator.add_entries([entry("epoch", 0), entry("one", 1), entry("two", 1)])
+    pages = pages_of(client_for(emulator), oldest=0, limit=1)
+    assert [[e["id"] for e in page] for page in pages] == [["two", "one"], ["epoch"]]
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
