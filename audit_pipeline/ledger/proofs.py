@@ -106,7 +106,9 @@ def prove_event(
     """prove_event builds the proof of ``event_id`` against the latest checkpoint.
 
     ``batch_hint`` (a sequence number) or ``window_start`` (the event's hour) narrow the
-    search; without them every batch is read, newest first.
+    search; without them every batch is read, newest first (callers with an index, such
+    as the CLI with the auditors' dataset, pass the hint). A search skips batches whose
+    data file is absent (a partial copy); a hinted batch without its file is an error.
     """
     ledger = Ledger(Path(data_dir), file_format=file_format)
     chain = ledger.manifests()
@@ -148,11 +150,20 @@ def _find_event(
         candidates = [chain[batch_hint]]
     else:
         candidates = [m for m in reversed(chain) if window_start in (None, m.manifest.window_start)]
+    absent: list[int] = []
     for signed in candidates:
         data = signed.manifest.data
         if data is None:
             continue
-        records = ledger.file_format.read_events(ledger.storage.path(data.path))
+        try:
+            records = ledger.file_format.read_events(ledger.storage.path(data.path))
+        except FileNotFoundError:
+            if batch_hint is not None:
+                raise LedgerStateError(
+                    f"batch {signed.sequence}'s data file {data.path} is absent: run verify"
+                ) from None
+            absent.append(signed.sequence)
+            continue
         for index, record in enumerate(records):
             if record.event_id == event_id:
                 leaves = [(merkle.leaf_hash(r.leaf_data), r.leaf_data) for r in records]
@@ -164,6 +175,8 @@ def _find_event(
                     )
                 return signed, index, leaves
     where = "" if batch_hint is None and window_start is None else " in the batches searched"
+    if absent:
+        where += f" ({len(absent)} searched batches have no data file here, e.g. {absent[0]})"
     raise EventNotFoundError(f"event {event_id} is not in any committed batch{where}")
 
 
