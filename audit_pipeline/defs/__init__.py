@@ -3,22 +3,34 @@
 Deployment settings are environment variables read once when the code location loads
 (never at run time, never over the network), so the UI shows exactly what a run will use:
 
-==================================  ==========================================  =========
+==================================  ==========================================  ==============
 variable                            meaning                                     default
-==================================  ==========================================  =========
+==================================  ==========================================  ==============
 ``AUDIT_START_HOUR``                first hourly partition (UTC)                2026-01-01T00
 ``AUDIT_SYNC_MINUTE``               minute past the hour the schedule syncs     5
                                     the hour just closed (the settle delay)
 ``AUDIT_BACKFILL_HOURS_PER_RUN``    hours one backfill run syncs                24
 ``AUDIT_GAP_FILL_MAX_RUNS``         runs the gap-filling sensor asks per tick   24
-``AUDIT_AUTOMATION``                ``on``: schedule and sensors start running; on
-                                    ``off``: they start stopped
+``AUDIT_AUTOMATION``                ``on``: schedule and gap-filling sensor     on
+                                    start running; ``off``: they start stopped
 ``AUDIT_FRESHNESS_HOURS``           newest hour older than this fails           2
                                     ``ledger_fresh``
-==================================  ==========================================  =========
+``AUDIT_FULL_VERIFY_HOURS``         hours between full verifications (others    24
+                                    check only what is new since the recorded
+                                    checkpoint)
+``AUDIT_SLACK_CHANNEL``             channel for failure alerts (alerts are off  unset
+                                    unless it and the bot token are set)
+``AUDIT_SLACK_CHECKPOINT_CHANNEL``  channel that witnesses each new checkpoint  unset
+``AUDIT_SLACK_API_URL``             Slack Web API root                          slack.com/api
+``AUDIT_DAGSTER_URL``               UI address used in alert links              127.0.0.1:3000
+==================================  ==========================================  ==============
 
-Secrets (``SLACK_AUDIT_TOKEN``, ``AUDIT_SLACK_BOT_TOKEN``) are never read here: resources
-take them through ``dagster.EnvVar`` so their values are resolved only inside a run.
+Run-time settings are read by the resources in ``resources.py``: ``AUDIT_DATA_DIR``,
+``AUDIT_SIGNING_KEY``, ``AUDIT_LOG_ORIGIN`` and the ``SLACK_AUDIT_*`` API settings, the same
+variables the command line reads.
+
+The values of secrets (``SLACK_AUDIT_TOKEN``, ``AUDIT_SLACK_BOT_TOKEN``) are never read here:
+resources take them through ``dagster.EnvVar``, resolved only inside a run or sensor tick.
 """
 
 from __future__ import annotations

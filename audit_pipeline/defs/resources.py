@@ -23,7 +23,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import PARQUET_FORMAT
-from audit_pipeline.ledger import Ledger
+from audit_pipeline.ledger import Ledger, VerifyReport, verify_ledger
 from audit_pipeline.ledger.keys import default_signing_key_path, load_signing_key
 from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
@@ -116,10 +116,11 @@ class LedgerResource(dg.ConfigurableResource):
             origin=self.resolved_origin(),
         )
 
-    def verify(self, *, trusted_checkpoint: bytes | None, incremental: bool) -> Any:
-        """verify runs the ledger verifier over the data directory; returns its report."""
-        from audit_pipeline.ledger import verify_ledger
+    def verify(self, *, trusted_checkpoint: bytes | None, incremental: bool) -> VerifyReport:
+        """verify runs the ledger verifier over the data directory; returns its report.
 
+        ``incremental`` needs a trusted checkpoint; without one the whole ledger is checked.
+        """
         return verify_ledger(
             self.resolved_data_dir(),
             file_format=PARQUET_FORMAT,
