@@ -28,6 +28,9 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/audit-pipeline demo
 
+dev: $(STAMP)
+	$(BIN)/audit-pipeline dev
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
