@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -34,10 +35,17 @@ from audit_pipeline.ledger.keys import (
     revoke_key,
     rotate_key,
 )
-from audit_pipeline.ledger.layout import DATA_DIR_ENV, LEDGER, resolve_data_dir
-from audit_pipeline.ledger.proofs import load_proof, proof_bytes, prove_event, verify_event_proof
-from audit_pipeline.ledger.verify import verify_ledger
+from audit_pipeline.ledger.layout import DATA_DIR_ENV, LEDGER, format_hour, resolve_data_dir
+from audit_pipeline.ledger.proofs import (
+    EventNotFoundError,
+    load_proof,
+    proof_bytes,
+    prove_event,
+    verify_event_proof,
+)
+from audit_pipeline.ledger.verify import VerifyReport, check_data_range, verify_ledger
 
+VERIFY_TRIGGER = "audit-pipeline verify"
 EXIT_CODES = (
     "exit codes: 0 ok/intact, 1 integrity findings or invalid proof, "
     "2 usage/configuration error, 3 could not complete"
@@ -181,6 +189,7 @@ def _keys_list(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from audit_pipeline.dataset import evidence
     from audit_pipeline.lake import PARQUET_FORMAT
 
     data_dir = _ledger_dir(args)
@@ -192,20 +201,57 @@ def _verify(args: argparse.Namespace) -> int:
         raise ConfigurationError("--incremental needs --trusted-checkpoint FILE")
     if args.jobs < 1:
         raise ConfigurationError(f"--jobs must be at least 1, got {args.jobs}")
-    report = verify_ledger(
-        data_dir,
-        file_format=PARQUET_FORMAT,
-        keyring=keyring,
-        trusted_checkpoint=trusted,
-        incremental=args.incremental,
-        jobs=args.jobs,
-        max_lag=int(args.max_lag * 3600) if args.max_lag is not None else None,
-        progress=_err if args.verbose else None,
-    )
+    data_range = None
+    if args.range:
+        data_range = check_data_range((parse_time(args.range[0]), parse_time(args.range[1])))
+    options: dict[str, Any] = {
+        "keyring": keyring,
+        "trusted_checkpoint": trusted,
+        "incremental": args.incremental,
+        "jobs": args.jobs,
+        "max_lag": int(args.max_lag * 3600) if args.max_lag is not None else None,
+        "data_range": data_range,
+        "progress": _err if args.verbose else None,
+    }
+    bundle = evidence.is_bundle(data_dir)
+    if bundle:
+        report = evidence.verify_bundle(data_dir, **options)
+    else:
+        report = verify_ledger(data_dir, file_format=PARQUET_FORMAT, **options)
+    if report.data_range is not None:
+        start, end = report.data_range
+        source = (
+            "--range"
+            if data_range is not None
+            else f"the bundle's {evidence.EVIDENCE_FILE}, which is not signed (pass --range "
+            "START END to check the hours you asked for)"
+        )
+        _err(f"data range {format_hour(start)}..{format_hour(end)} from {source}")
     _err(report.summary())
+    _record(args, data_dir, report, bundle)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     return 0 if report.ok else 1
+
+
+def _record(args: argparse.Namespace, data_dir: Path, report: VerifyReport, bundle: bool) -> None:
+    """_record appends the run to the data directory's verification history, if it may."""
+    from audit_pipeline.dataset import history
+
+    if args.no_record:
+        return
+    if bundle:
+        _err("not recorded in a verification history: this is an evidence bundle")
+        return
+    if not os.access(data_dir, os.W_OK):
+        _err(f"not recorded in the verification history: {data_dir} is not writable")
+        return
+    try:
+        run = history.record(data_dir, report, trigger=VERIFY_TRIGGER)
+    except history.HistoryError as exc:
+        _err(f"not recorded in the verification history: {exc}")
+        return
+    _err(f"recorded as run {run.run_id} in {history.runs_log_path(data_dir)}")
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
@@ -232,13 +278,28 @@ def _prove(args: argparse.Namespace) -> int:
     if args.hour:
         moment = parse_time(args.hour)
         window = moment - moment % 3600
-    proof = prove_event(
-        data_dir,
-        args.event_id,
-        file_format=PARQUET_FORMAT,
-        batch_hint=args.batch,
-        window_start=window,
-    )
+    proof = None
+    how = "batch given" if args.batch is not None else "searched newest first"
+    if window is not None and args.batch is None:
+        how = "searched the given hour"
+    if args.batch is None and window is None:
+        hints, how = _dataset_batches(data_dir, args.event_id)
+        for hint in hints:
+            try:
+                proof = prove_event(
+                    data_dir, args.event_id, file_format=PARQUET_FORMAT, batch_hint=hint
+                )
+                break
+            except EventNotFoundError:
+                how = f"not in batch {hint} as the dataset says (stale?); searched newest first"
+    if proof is None:
+        proof = prove_event(
+            data_dir,
+            args.event_id,
+            file_format=PARQUET_FORMAT,
+            batch_hint=args.batch,
+            window_start=window,
+        )
     data = proof_bytes(proof)
     if args.out and args.out != "-":
         Path(args.out).write_bytes(data)
@@ -248,10 +309,42 @@ def _prove(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         where = "stdout"
     _err(
-        f"proof of event {args.event_id}: batch {proof['log_index']}, event "
+        f"proof of event {args.event_id}: batch {proof['log_index']} ({how}), event "
         f"{proof['event_index']}; {len(data)} bytes written to {where}"
     )
     return 0
+
+
+def _dataset_batches(data_dir: Path, event_id: str) -> tuple[list[int], str]:
+    """_dataset_batches looks the event up in the auditors' dataset (indexed by event id)
+    so ``prove`` reads one batch instead of scanning them all; the batches it names are
+    only hints (``prove_event`` checks the batch against its manifest). Returns the batch
+    numbers, newest first, and how the batch was found, for the user."""
+    import duckdb
+
+    from audit_pipeline.dataset.build import dataset_path
+    from audit_pipeline.dataset.query import open_dataset
+
+    path = dataset_path(data_dir)
+    if not path.is_file():
+        return [], f"no dataset at {path}; searched newest first"
+    try:
+        con = open_dataset(path)
+    except AuditPipelineError as exc:
+        return [], f"dataset unusable ({exc}); searched newest first"
+    try:
+        rows = con.execute(
+            "SELECT batch_sequence FROM audit_events WHERE event_id = $id "
+            "UNION SELECT batch_sequence FROM quarantine WHERE event_id = $id",
+            {"id": event_id},
+        ).fetchall()
+    except duckdb.Error as exc:
+        return [], f"dataset unusable ({str(exc).splitlines()[0]}); searched newest first"
+    finally:
+        con.close()
+    if not rows:
+        return [], f"not in the dataset {path}; searched newest first"
+    return sorted((int(r[0]) for r in rows), reverse=True), f"located through {path}"
 
 
 def _public_keys(value: str) -> Keyring:
@@ -344,7 +437,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "With --trusted-checkpoint FILE (a checkpoint kept elsewhere), an RFC 6962\n"
             "consistency proof shows today's log extends it: catches truncation, rollback and\n"
             "forks. Without --trusted-keys the data directory's own keyring is used, which\n"
-            "anyone able to write the directory could edit."
+            "anyone able to write the directory could edit. An evidence bundle (a directory\n"
+            "with EVIDENCE.json) is checked for the range it claims, or --range START END.\n"
+            "Each run is appended to DIR/verification/runs.jsonl (the dataset's\n"
+            "verification_runs) unless --no-record, DIR is a bundle or it is not writable."
         ),
     )
     _data_dir_option(verify)
@@ -378,6 +474,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         metavar="HOURS",
         help="fail if the newest batch's hour ended more than HOURS ago",
+    )
+    verify.add_argument(
+        "--range",
+        nargs=2,
+        metavar=("START", "END"),
+        help="check data of these whole UTC hours only (END excluded): data files of other "
+        "hours may be absent (a partial copy, an evidence bundle); default for a bundle: the "
+        "range its EVIDENCE.json claims",
+    )
+    verify.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not append this run to the data directory's verification history",
     )
     verify.set_defaults(func=_verify)
 

@@ -46,7 +46,6 @@ from typing import Any
 
 from audit_pipeline import __version__
 from audit_pipeline.dataset import history
-from audit_pipeline.dataset.build import DatasetIntegrityError, verified_chain
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import (
@@ -114,6 +113,9 @@ def export_evidence(
     trusted_checkpoint: bytes | None = None,
 ) -> EvidenceResult:
     """export_evidence verifies the ledger, then writes the bundle for hours [start, end)."""
+    # DuckDB only here: 'audit-pipeline verify' imports this module to check bundles.
+    from audit_pipeline.dataset.build import DatasetIntegrityError, verified_chain
+
     if start % HOUR or end % HOUR or end <= start:
         raise EvidenceError("the range must be whole UTC hours with END after START")
     data_dir = resolve_data_dir(data_dir)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +22,8 @@ from audit_pipeline.dataset.evidence import (
 )
 from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import verify_ledger
+
+T0 = 1_764_374_400  # 2025-11-29T00:00Z, the scenario's first hour
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +171,103 @@ def test_verify_command_passes_on_a_whole_ledger_bundle_and_fails_after_tamperin
     _flip_byte("lake/date=2025-11-29/hour=01/00000002-hour.parquet")(out)
     code, stdout, stderr = cli("verify", "--data-dir", str(out))
     assert code == 1 and "file_hash_mismatch" in stdout + stderr
+
+
+def _unshared(argv: list[str], read_only: Path | None = None) -> list[str]:
+    """_unshared runs ``argv`` without a network (and with ``read_only`` mounted read-only)
+    when this machine allows unprivileged namespaces; otherwise as it is."""
+    probe = subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        return argv
+    mount = f"mount --bind -o ro {shlex.quote(str(read_only))} {shlex.quote(str(read_only))} && "
+    script = (mount if read_only else "") + "exec " + shlex.join(argv)
+    return ["unshare", "-n", "-m", "sh", "-c", script]
+
+
+@pytest.mark.e2e
+def test_the_real_verify_command_passes_offline_on_a_partial_bundle_copy(bundle, tmp_path):
+    copy = tmp_path / "elsewhere" / "bundle"
+    shutil.copytree(bundle, copy)
+    script = str(Path(sys.executable).with_name("audit-pipeline"))
+    argv = [script, "verify", "--data-dir", str(copy), "--json"]
+    done = subprocess.run(
+        _unshared(argv, read_only=copy), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is True
+    assert report["data_range"] == {"start": T0 + 3600, "end": T0 + 3 * 3600}
+    assert [n["code"] for n in report["notices"]] == ["data_outside_range"] * 3
+    assert "data range 2025-11-29T01:00Z..2025-11-29T03:00Z from the bundle's" in done.stderr
+    assert "not recorded in a verification history: this is an evidence bundle" in done.stderr
+    assert not (copy / "verification").exists()
+
+    _flip_byte("lake/date=2025-11-29/hour=02/00000003-hour.parquet")(copy)
+    done = subprocess.run(_unshared(argv), capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert json.loads(done.stdout)["finding_counts"].get("file_hash_mismatch") == 1
+
+
+def _hide_a_deletion_consistently(root: Path) -> None:
+    """Delete the last in-range file and rewrite EVIDENCE.json as if it was never exported."""
+    victim = "lake/date=2025-11-29/hour=02/00000003-hour.parquet"
+    (root / victim).unlink()
+    doc = json.loads((root / EVIDENCE_FILE).read_text())
+    doc["range"]["end"] -= 3600
+    doc["data_files"] = [f for f in doc["data_files"] if f["path"] != victim]
+    doc["batches_in_range"] = [s for s in doc["batches_in_range"] if s != 3]
+    (root / EVIDENCE_FILE).write_text(json.dumps(doc))
+
+
+def test_verify_checks_the_claimed_range_and_the_range_the_auditor_asked_for(copy, cli):
+    code, _, err = cli("verify", "--data-dir", str(copy))
+    assert code == 0, err
+    assert "data range 2025-11-29T01:00Z..2025-11-29T03:00Z from the bundle's EVIDENCE.json" in err
+    assert "not signed" in err and "--range" in err
+    assert not (copy / "verification").exists()
+
+    # EVIDENCE.json is not signed, so a consistent edit narrows what the bundle claims; the
+    # verifier says where the range came from, and the auditor's own range catches it.
+    _hide_a_deletion_consistently(copy)
+    asked = ("--range", "2025-11-29T01:00:00Z", "2025-11-29T03:00:00Z")
+    code, out, err = cli("verify", "--data-dir", str(copy), *asked, "--json")
+    assert code == 1 and "from --range" in err
+    report = json.loads(out)
+    assert report["finding_counts"] == {"data_file_missing": 1}
+    assert report["findings"][0]["location"].endswith("00000003-hour.parquet")
+
+
+def test_a_bundle_claiming_hours_the_log_never_had_fails(copy, cli):
+    doc = json.loads((copy / EVIDENCE_FILE).read_text())
+    doc["range"] = {"start": T0 - 10 * 3600, "end": T0 - 9 * 3600}
+    doc["data_files"] = []
+    (copy / EVIDENCE_FILE).write_text(json.dumps(doc))
+    for path in copy.rglob("*.parquet"):
+        path.unlink()
+    report = verify_bundle(copy)
+    assert set(report.codes()) == {"range_not_covered"}
+    code, _, err = cli("verify", "--data-dir", str(copy))
+    assert code == 1 and "range_not_covered" in err
+
+
+def test_a_bad_range_is_a_usage_error(copy, cli):
+    code, _, err = cli("verify", "--data-dir", str(copy), "--range", "2025-11-29T01:30Z", "x")
+    assert code == 2 and "not a time" in err
+    code, _, err = cli(
+        "verify", "--data-dir", str(copy), "--range", "2025-11-29T01:30Z", "2025-11-29T03:00Z"
+    )
+    assert code == 2 and "whole UTC hours" in err
+    doc = json.loads((copy / EVIDENCE_FILE).read_text())
+    doc["range"] = {"start": "soon"}
+    (copy / EVIDENCE_FILE).write_text(json.dumps(doc))
+    code, _, err = cli("verify", "--data-dir", str(copy))
+    assert code == 2 and "has no valid range" in err
+
+
+def test_export_claims_only_hours_the_log_has(scenario_dataset, tmp_path):
+    out = tmp_path / "tail"
+    result = export_evidence(scenario_dataset, start=T0 + 3 * 3600, end=T0 + 48 * 3600, out=out)
+    assert (result.start, result.end) == (T0 + 3 * 3600, T0 + 5 * 3600)
+    assert "asked for 2025-11-29T03:00Z..2025-12-01T00:00Z" in result.summary()
+    assert json.loads((out / EVIDENCE_FILE).read_text())["range"]["end"] == T0 + 5 * 3600
+    assert verify_bundle(out)
