@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from audit_pipeline.dataset import history
 from audit_pipeline.defs import env_int
 from audit_pipeline.defs.checks import (
     LEDGER_ASSET,
@@ -348,6 +349,7 @@ def build_audit_ledger(
             )
             report = ledger.verify(trusted_checkpoint=trusted, incremental=not full)
             context.log.info(report.summary())
+            history_run = _record_in_history(context, ledger, report)
 
             through = last_settled_hour(now, settle_minutes)
             coverage = Coverage.of(
@@ -377,6 +379,7 @@ def build_audit_ledger(
                 "bytes_hashed": report.checked.get("bytes_hashed", 0),
                 "verified_at": dg.MetadataValue.timestamp(float(now)),
                 "report": dg.MetadataValue.json(_trimmed_report(report)),
+                "verification_run_id": history_run,
             }
             last_full = (
                 now if full and new_checkpoint is not None else recorded.last_full_verification
@@ -401,6 +404,19 @@ def build_audit_ledger(
             return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return audit_ledger
+
+
+def _record_in_history(
+    context: dg.AssetExecutionContext, ledger: LedgerResource, report: VerifyReport
+) -> str:
+    """_record_in_history appends the run to the verification history auditors query
+    (``verification_runs``); a history that cannot be written is a warning, not a failure."""
+    trigger = f"dagster audit_ledger run {context.run_id}"
+    try:
+        return history.record(ledger.resolved_data_dir(), report, trigger=trigger).run_id
+    except history.HistoryError as exc:
+        context.log.warning(f"verification not recorded in the history: {exc}")
+        return f"not recorded: {exc}"
 
 
 def _trimmed_report(report: VerifyReport) -> dict[str, Any]:
