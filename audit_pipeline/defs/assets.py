@@ -411,7 +411,7 @@ def _record_in_history(
 ) -> str:
     """_record_in_history appends the run to the verification history auditors query
     (``verification_runs``); a history that cannot be written is a warning, not a failure."""
-    trigger = f"dagster audit_ledger run {context.run_id}"
+    trigger = f"dagster audit_ledger run {context.run.run_id}"
     try:
         return history.record(ledger.resolved_data_dir(), report, trigger=trigger).run_id
     except history.HistoryError as exc:
