@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from audit_pipeline.errors import ConfigurationError
-from audit_pipeline.ledger.commit import Ledger
+from audit_pipeline.ledger.commit import Ledger, LedgerStateError
+from audit_pipeline.ledger.keys import load_keyring
 from audit_pipeline.ledger.layout import HOUR
+from audit_pipeline.ledger.proofs import EventNotFoundError, prove_event, verify_event_proof
 from audit_pipeline.ledger.verify import FindingCode
 
 
@@ -129,3 +131,18 @@ def test_incremental_with_a_range(six_hours: Ledger, lh, tmp_path: Path) -> None
     )
     assert report.ok, report.summary()
     assert report.checked["data_files"] == 1 and report.checked["data_outside_range"] == 1
+
+
+def test_prove_searches_past_absent_data_files(six_hours: Ledger, lh) -> None:
+    files = _keep_only_hours(six_hours, lh, 3, 3)
+    assert files
+    target = next(m for m in six_hours.manifests() if m.sequence == 3)
+    event_id = lh.JSONL.read_events(six_hours.data_dir / target.manifest.data.path)[1].event_id
+    proof = prove_event(six_hours.data_dir, event_id, file_format=lh.JSONL)
+    assert proof["log_index"] == 3
+    assert verify_event_proof(proof, load_keyring(six_hours.data_dir)).event_id == event_id
+
+    with pytest.raises(EventNotFoundError, match="5 searched batches have no data file here"):
+        prove_event(six_hours.data_dir, "no-such-event", file_format=lh.JSONL)
+    with pytest.raises(LedgerStateError, match=r"batch 5's data file .* is absent"):
+        prove_event(six_hours.data_dir, event_id, file_format=lh.JSONL, batch_hint=5)
