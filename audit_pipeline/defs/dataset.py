@@ -71,7 +71,7 @@ def audit_dataset(
         data_dir,
         database=dataset_path(data_dir),
         report=report,
-        trigger=f"dagster run {context.run_id}",
+        trigger=f"dagster run {context.run.run_id}",
         progress=context.log.info,
     )
     return dg.MaterializeResult(
