@@ -45,6 +45,7 @@ from audit_pipeline.ledger.errors import (
 )
 from audit_pipeline.ledger.events import BatchFileFormat
 from audit_pipeline.ledger.keys import Keyring, KeyStatus, load_keyring
+from audit_pipeline.ledger.layout import manifest_path
 from audit_pipeline.ledger.manifest import Manifest, SignedManifest, parse_manifest
 from audit_pipeline.ledger.note import Verifiers
 
@@ -111,17 +112,17 @@ def prove_event(
     data file is absent (a partial copy); a hinted batch without its file is an error.
     """
     ledger = Ledger(Path(data_dir), file_format=file_format)
-    chain = ledger.manifests()
     cp_bytes = ledger.latest_checkpoint()
     if cp_bytes is None:
         raise LedgerStateError("the ledger has no checkpoint yet: nothing can be proven")
     cp, _ = open_checkpoint(cp_bytes, load_keyring(Path(data_dir)).verifiers())
-    log_leaves = [m.leaf_hash for m in chain[: cp.tree_size]]
-    if len(log_leaves) != cp.tree_size or merkle.root_hash(log_leaves) != cp.root_hash:
+    # Manifest bytes are hashed, not parsed: the signed root vouches for them, and only
+    # the batches searched are parsed (a year is 8,760 manifests).
+    raws = _manifest_bytes(ledger, cp.tree_size)
+    log_leaves = [merkle.leaf_hash(raw) for raw in raws]
+    if merkle.root_hash(log_leaves) != cp.root_hash:
         raise LedgerStateError("the manifests do not match the latest checkpoint: run verify")
-    signed, index, leaves = _find_event(
-        ledger, chain[: cp.tree_size], event_id, batch_hint, window_start
-    )
+    signed, index, leaves = _find_event(ledger, raws, event_id, batch_hint, window_start)
     seq = signed.sequence
     return {
         "schema": PROOF_SCHEMA,
@@ -137,21 +138,46 @@ def prove_event(
     }
 
 
+def _manifest_bytes(ledger: Ledger, size: int) -> list[bytes]:
+    raws = []
+    for seq in range(size):
+        try:
+            raws.append(ledger.storage.read(manifest_path(seq)))
+        except FileNotFoundError:
+            raise LedgerStateError(
+                f"manifest {seq} is missing but the latest checkpoint covers it: run verify"
+            ) from None
+    return raws
+
+
+def _parsed(raws: list[bytes], seq: int) -> SignedManifest:
+    try:
+        signed = parse_manifest(raws[seq])
+    except LedgerError as exc:
+        raise LedgerStateError(f"manifest {seq} is unreadable ({exc}): run verify") from exc
+    if signed.sequence != seq:
+        raise LedgerStateError(f"manifest {seq} says it is batch {signed.sequence}: run verify")
+    return signed
+
+
 def _find_event(
     ledger: Ledger,
-    chain: list[SignedManifest],
+    raws: list[bytes],
     event_id: str,
     batch_hint: int | None,
     window_start: int | None,
 ) -> tuple[SignedManifest, int, list[tuple[bytes, bytes]]]:
     if batch_hint is not None:
-        if not 0 <= batch_hint < len(chain):
+        if not 0 <= batch_hint < len(raws):
             raise EventNotFoundError(f"batch {batch_hint} is not covered by the latest checkpoint")
-        candidates = [chain[batch_hint]]
+        order = [batch_hint]
     else:
-        candidates = [m for m in reversed(chain) if window_start in (None, m.manifest.window_start)]
+        order = list(reversed(range(len(raws))))
     absent: list[int] = []
-    for signed in candidates:
+    for seq in order:
+        signed = _parsed(raws, seq)
+        if window_start is not None and signed.manifest.window_start != window_start:
+            continue
         data = signed.manifest.data
         if data is None:
             continue
