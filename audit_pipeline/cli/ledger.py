@@ -510,7 +510,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Write a proof that EVENT_ID was recorded: the event, its inclusion proof in its\n"
             "batch, the signed batch manifest, the manifest's inclusion proof in the log and\n"
-            "the signed checkpoint. verify-proof checks it offline with only the public key."
+            "the signed checkpoint. verify-proof checks it offline with only the public key.\n"
+            "The event's batch is looked up in the auditors' dataset when there is one\n"
+            "(audit-pipeline dataset path); otherwise batches are searched newest first."
         ),
     )
     prove.add_argument("event_id", metavar="EVENT_ID")
