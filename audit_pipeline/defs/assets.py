@@ -29,7 +29,6 @@ from audit_pipeline.defs.checks import (
     LEDGER_ASSET,
     LEDGER_CHECK_SPECS,
     Coverage,
-    integrity_findings,
     ledger_check_results,
 )
 from audit_pipeline.defs.partitions import START_HOUR, hourly_partition, hours_of_window
@@ -286,23 +285,6 @@ def last_settled_hour(now: float, settle_minutes: int) -> int:
     return int((now - settle_minutes * 60) // HOUR) * HOUR - HOUR
 
 
-def verified_checkpoint(report: VerifyReport, ledger: LedgerResource) -> bytes | None:
-    """verified_checkpoint returns the log's newest checkpoint if the log verified intact.
-
-    Findings about coverage (missing hours) do not make what is committed less verified,
-    so then the checkpoint of the verified tree size is read and matched to the root.
-    """
-    if integrity_findings(report) or report.tree_size == 0:
-        return None
-    if report.checkpoint is not None:
-        return report.checkpoint
-    latest = ledger.reader().latest_checkpoint()
-    body = None if latest is None else checkpoint_body(latest)
-    if body is None or (body.tree_size, body.root_hash) != (report.tree_size, report.root_hash):
-        return None
-    return latest
-
-
 def build_audit_ledger(
     *,
     coverage_start: int = START_HOUR,
@@ -364,7 +346,7 @@ def build_audit_ledger(
                 now=now,
                 recorded_checkpoint_size=recorded.tree_size,
             )
-            new_checkpoint = verified_checkpoint(report, ledger)
+            new_checkpoint = report.checkpoint if report.intact else None
             witnessed = new_checkpoint or recorded.checkpoint
             metadata: dict[str, Any] = {
                 "verified": new_checkpoint is not None,
@@ -373,7 +355,7 @@ def build_audit_ledger(
                 else f"incremental from batch {report.incremental_from}",
                 "tree_size": report.tree_size,
                 "findings": len(report.findings),
-                "integrity_findings": len(integrity_findings(report)),
+                "integrity_findings": len(report.integrity_findings),
                 "events_checked": report.checked.get("events", 0),
                 "data_files_checked": report.checked.get("data_files", 0),
                 "bytes_hashed": report.checked.get("bytes_hashed", 0),

@@ -140,9 +140,6 @@ LEDGER_CHECKS: tuple[LedgerCheck, ...] = (
 )
 LEDGER_CHECK_SPECS = [check.spec() for check in LEDGER_CHECKS]
 
-# Findings that say nothing about the integrity of what is committed.
-COVERAGE_CODES = LEDGER_COVERS_EVERY_HOUR.codes | LEDGER_FRESH.codes
-
 
 def check_for_code(code: FindingCode) -> LedgerCheck:
     """check_for_code returns the check a finding code fails (chain by default)."""
@@ -163,10 +160,6 @@ def findings_by_check(findings: Iterable[Finding]) -> dict[str, list[Finding]]:
     for finding in findings:
         grouped[check_for_finding(finding).name].append(finding)
     return grouped
-
-
-def integrity_findings(report: VerifyReport) -> list[Finding]:
-    return [f for f in report.findings if f.code not in COVERAGE_CODES]
 
 
 @dataclass(frozen=True)

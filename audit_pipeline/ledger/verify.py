@@ -183,6 +183,11 @@ class IntegrityError(LedgerError):
     """Raised by :meth:`VerifyReport.raise_for_findings`; the message is the summary."""
 
 
+# Findings about the log's cadence (hours never committed, a log gone stale), not about the
+# integrity of what it holds: a ledger with only these is intact as far as it goes.
+COVERAGE_CODES = frozenset({FindingCode.HOUR_MISSING, FindingCode.STALE_LOG})
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     """VerifyReport holds every finding and notice of one verification; true when intact."""
@@ -206,6 +211,16 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    @property
+    def integrity_findings(self) -> tuple[Finding, ...]:
+        """integrity_findings are the findings other than coverage gaps and staleness."""
+        return tuple(f for f in self.findings if f.code not in COVERAGE_CODES)
+
+    @property
+    def intact(self) -> bool:
+        """intact: everything committed verified (hours may still be missing)."""
+        return not self.integrity_findings
 
     def codes(self) -> Counter[str]:
         return Counter(f.code.value for f in self.findings)
@@ -473,7 +488,8 @@ class _Run:
 
         root = roots.root(size) if contiguous == size and size else None
         current = None
-        if root is not None and not self.findings and self.storage.exists(checkpoint_path(size)):
+        intact = not any(f.code not in COVERAGE_CODES for f in self.findings)
+        if root is not None and intact and self.storage.exists(checkpoint_path(size)):
             current = self.storage.read(checkpoint_path(size))
         return VerifyReport(
             findings=tuple(self.findings),
