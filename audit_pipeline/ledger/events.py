@@ -9,11 +9,12 @@ row order, so an auditor can recompute any leaf from one row.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+import orjson
 
 from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.canonical import canonical_json
@@ -64,9 +65,6 @@ def events_root(events: Iterable[EventRecord]) -> bytes:
     return merkle.root_hash([merkle.leaf_hash(e.leaf_data) for e in events])
 
 
-_DECODER = json.JSONDecoder()  # raw_decode: the leaf is hashed as is; only two fields are read
-
-
 def record_mismatch(event: EventRecord) -> str | None:
     """record_mismatch says how a row's id/time columns disagree with its leaf JSON, if they do.
 
@@ -74,8 +72,8 @@ def record_mismatch(event: EventRecord) -> str | None:
     leaf is hashed, so the columns must be checked against it.
     """
     try:
-        entry, _ = _DECODER.raw_decode(event.leaf_data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+        entry = orjson.loads(event.leaf_data)  # ~3x the stdlib parser: verify reads every row
+    except orjson.JSONDecodeError:
         return "leaf data is not JSON"
     if not isinstance(entry, dict):
         return "leaf data is not a JSON object"

@@ -174,10 +174,6 @@ class FetchStats:
     window_restarts: int = 0
     paced_seconds: float = 0.0
 
-    def add(self, other: FetchStats) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
 
 class RequestPacer:
     """Spaces requests so that our own rate never exceeds ``calls_per_minute`` (0 = off).
