@@ -56,7 +56,7 @@ def coverage_calendar(hours: Sequence[Mapping[str, object]]) -> str:
         cell_w, cell_h = (36, 26) if days <= 7 else (26, 18)
     else:
         cell_w, cell_h = max(2.0, min(12.0, 1040 / days)), 10
-    left, top_pad = (92, 22) if rows_are_days else (34, 22)
+    left, top_pad = (112, 22) if rows_are_days else (34, 22)
     width = left + (24 if rows_are_days else days) * cell_w + 8
     height = top_pad + (days if rows_are_days else 24) * cell_h + 8
     parts = [
