@@ -9,13 +9,19 @@ quarantined, as a row with a reason, never dropped.
 Within a window, the same ``id`` may come back more than once (a restarted window after
 ``invalid_cursor``, overlapping retries): an identical repeat is counted and skipped; a
 repeat with different content is quarantined so that the conflict is visible.
+
+Speed and memory: this is the ingest hot path. Each page becomes Arrow columns as soon as it
+has been read, so a window's rows live as compact Arrow buffers instead of millions of
+Python objects (which also keeps the garbage collector from re-walking them on every pass);
+values that are not text yet are rendered only in the rare columns that hold any.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,20 +31,24 @@ import pyarrow.compute as pc
 from audit_pipeline.lake.schema import DATE_TYPE, EVENT_SCHEMA
 from audit_pipeline.ledger.canonical import canonical_json, canonical_json_parsed
 from audit_pipeline.ledger.errors import MalformedError
-from audit_pipeline.ledger.merkle import leaf_hash
+from audit_pipeline.ledger.merkle import LEAF_PREFIX, leaf_hash
 
 _EMPTY: dict[str, Any] = {}
 _NAMES = tuple(f.name for f in EVENT_SCHEMA)
-_EVENT_ID, _DATE_CREATE, _RAW_JSON, _LEAF_HASH, _QUARANTINE = (
-    _NAMES.index(n)
-    for n in ("event_id", "date_create", "raw_json", "leaf_hash", "quarantine_reason")
+_RAW_JSON, _DETAILS, _LEAF_HASH = (_NAMES.index(n) for n in ("raw_json", "details", "leaf_hash"))
+# Every column but the three kept in byte buffers, in schema order: one tuple per row.
+_TUPLE_COLUMNS = tuple(i for i in range(len(_NAMES)) if i not in (_RAW_JSON, _DETAILS, _LEAF_HASH))
+_TUPLE_WIDTH = len(_TUPLE_COLUMNS)
+_EVENT_ID, _DATE_CREATE, _QUARANTINE = (
+    _TUPLE_COLUMNS.index(_NAMES.index(n)) for n in ("event_id", "date_create", "quarantine_reason")
 )
-_TEXT = object()
 # Columns whose API values may arrive as non-text (ids as ints, bools...): rendered as text.
-_COLUMN_KINDS = tuple(
-    (f.name, _TEXT if pa.types.is_string(f.type) and f.name not in ("raw_json",) else None)
-    for f in EVENT_SCHEMA
+_TEXT_COLUMNS = frozenset(
+    i for i in _TUPLE_COLUMNS if pa.types.is_string(EVENT_SCHEMA.field(i).type)
 )
+# A page's byte buffers are cut into batches well before 32-bit Arrow offsets overflow.
+_MAX_BUFFER = 1 << 30
+_sha256 = hashlib.sha256
 
 
 @dataclass(frozen=True)
@@ -73,8 +83,85 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _text_array(values: Sequence[Any]) -> pa.Array:
+    """A string column; the per-value rendering runs only if some value is not text."""
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array(
+            [v if v is None or v.__class__ is str else _text(v) for v in values], pa.string()
+        )
+
+
+class _Page:
+    """The rows of one page on their way to Arrow.
+
+    Canonical JSON (``raw_json``, ``details``) and leaf hashes are appended to byte buffers
+    that become Arrow arrays without a copy, so each encoded entry is a short-lived
+    temporary: fresh memory per event is what made ingest slow where page faults are dear.
+    """
+
+    __slots__ = ("details", "details_offsets", "details_valid", "leaves", "raw", "raw_offsets",
+                 "rows")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.raw = bytearray()
+        self.raw_offsets = array("i", [0])
+        self.details = bytearray()
+        self.details_offsets = array("i", [0])
+        self.details_valid: list[bool] = []
+        self.leaves = bytearray()
+
+    def add(self, row: tuple[Any, ...], raw: bytes, leaf: bytes, details: bytes | None) -> None:
+        self.rows.append(row)
+        self.raw += raw
+        self.raw_offsets.append(len(self.raw))
+        self.leaves += leaf
+        if details is not None:
+            self.details += details
+        self.details_valid.append(details is not None)
+        self.details_offsets.append(len(self.details))
+
+    def full(self) -> bool:
+        return len(self.raw) > _MAX_BUFFER or len(self.details) > _MAX_BUFFER
+
+    def batch(self) -> pa.RecordBatch:
+        """The page's rows as one Arrow batch, in arrival order."""
+        n = len(self.rows)
+        columns = list(zip(*self.rows, strict=True))
+        arrays: list[pa.Array | None] = [None] * len(_NAMES)
+        for position, i in enumerate(_TUPLE_COLUMNS):
+            values = columns[position]
+            if i in _TEXT_COLUMNS:
+                arrays[i] = _text_array(values)
+            elif position == _DATE_CREATE:
+                seconds = pa.array(values, pa.int64())
+                arrays[i] = pc.multiply(seconds, 1000).cast(DATE_TYPE)
+            else:
+                arrays[i] = pa.array(values, EVENT_SCHEMA.field(i).type)
+        raw = pa.Array.from_buffers(
+            pa.binary(), n, [None, pa.py_buffer(self.raw_offsets), pa.py_buffer(self.raw)]
+        )
+        nulls = self.details_valid.count(False)
+        validity = pa.array(self.details_valid, pa.bool_()).buffers()[1] if nulls else None
+        details = pa.Array.from_buffers(
+            pa.binary(),
+            n,
+            [validity, pa.py_buffer(self.details_offsets), pa.py_buffer(self.details)],
+            null_count=nulls,
+        )
+        # Casting checks that the bytes are UTF-8 (canonical JSON always is).
+        arrays[_RAW_JSON] = raw.cast(pa.string())
+        arrays[_DETAILS] = details.cast(pa.string())
+        arrays[_LEAF_HASH] = pa.Array.from_buffers(
+            EVENT_SCHEMA.field(_LEAF_HASH).type, n, [None, pa.py_buffer(self.leaves)]
+        )
+        return pa.RecordBatch.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+
 class WindowNormalizer:
-    """Accumulates the entries of one window, page by page, into column lists.
+    """Accumulates the entries of one window, page by page, into Arrow columns.
 
     ``window_start`` and ``window_end`` are Unix seconds, end exclusive. Feed pages with
     :meth:`add`, then call :meth:`finish` once.
@@ -83,7 +170,7 @@ class WindowNormalizer:
     def __init__(self, window_start: int, window_end: int) -> None:
         self.window_start = window_start
         self.window_end = window_end
-        self._rows: list[tuple[Any, ...]] = []
+        self._batches: list[pa.RecordBatch] = []
         self._seen: dict[str, bytes] = {}
         self.quarantined = 0
         self.duplicates_skipped = 0
@@ -92,30 +179,128 @@ class WindowNormalizer:
         """add takes one page. ``plain_json``: the values came from a JSON parser over text
         without ``NaN``/``Infinity`` tokens, so the encoder may skip its value walk."""
         encode = canonical_json_parsed if plain_json else canonical_json
+        page = _Page()
+        rows = page.rows
+        append_row = rows.append
+        raw_buffer, raw_offsets = page.raw, page.raw_offsets
+        end_raw = raw_offsets.append
+        leaves = page.leaves
+        details_buffer, details_offsets = page.details, page.details_offsets
+        end_details = details_offsets.append
+        details_valid = page.details_valid.append
+        seen = self._seen
+        lo, hi = self.window_start, self.window_end
+        sha256, prefix = _sha256, LEAF_PREFIX
         for entry in entries:
-            self._add_one(entry, encode)
+            try:
+                raw = encode(entry)
+            except MalformedError as exc:
+                self._add_quarantined(page, entry, None, f"no canonical JSON: {exc}")
+                page = self._flush_if_full(page)
+                continue
+            leaf = sha256(prefix + raw).digest()
+            if entry.__class__ is dict:
+                event_id = entry.get("id")
+                date_create = entry.get("date_create")
+                valid = (
+                    event_id.__class__ is str
+                    and event_id != ""
+                    and date_create.__class__ is int
+                    and lo <= date_create < hi
+                    and entry.get("action").__class__ is str
+                )
+            else:
+                valid = False
+            reason = None if valid else self._quarantine_reason(entry)
+            if reason is None:
+                if not valid:
+                    event_id, date_create = entry["id"], entry["date_create"]
+                previous = seen.get(event_id)
+                if previous is not None:
+                    if previous == leaf:
+                        self.duplicates_skipped += 1
+                        continue
+                    reason = f"id {event_id!r} seen earlier in this window with different content"
+            if reason is not None:
+                self._add_quarantined(page, entry, raw, reason)
+                page = self._flush_if_full(page)
+                continue
+            seen[event_id] = leaf
+            actor = entry.get("actor")
+            if actor.__class__ is not dict:
+                actor = _obj(actor)
+            user = actor.get("user")
+            if user.__class__ is not dict:
+                user = _obj(user)
+            entity = entry.get("entity")
+            if entity.__class__ is not dict:
+                entity = _obj(entity)
+            entity_type = entity.get("type")
+            target = _obj(entity.get(entity_type)) if entity_type.__class__ is str else _EMPTY
+            context = entry.get("context")
+            if context.__class__ is not dict:
+                context = _obj(context)
+            location = context.get("location")
+            if location.__class__ is not dict:
+                location = _obj(location)
+            name = target.get("name")
+            if name is None:
+                name = target.get("title")
+                if name is None:
+                    name = target.get("template_name")
+            # The page's buffers may have been replaced by a flush: use the current ones.
+            if rows is not page.rows:
+                rows, append_row = page.rows, page.rows.append
+                raw_buffer, raw_offsets, leaves = page.raw, page.raw_offsets, page.leaves
+                end_raw = raw_offsets.append
+                details_buffer, details_offsets = page.details, page.details_offsets
+                end_details = details_offsets.append
+                details_valid = page.details_valid.append
+            # In _TUPLE_COLUMNS order; non-text values are rendered per column in batch().
+            append_row(
+                (
+                    event_id,
+                    date_create,
+                    entry["action"],
+                    actor.get("type"),
+                    user.get("id"),
+                    user.get("name"),
+                    user.get("email"),
+                    user.get("team"),
+                    entity_type,
+                    target.get("id"),
+                    name,
+                    location.get("type"),
+                    location.get("id"),
+                    location.get("name"),
+                    location.get("domain"),
+                    context.get("ip_address"),
+                    context.get("ua"),
+                    context.get("session_id"),
+                    _obj(context.get("app")).get("id"),
+                    None,
+                )
+            )
+            raw_buffer += raw
+            end_raw(len(raw_buffer))
+            leaves += leaf
+            details = entry.get("details")
+            if details is None:
+                details_valid(False)
+            else:
+                details_buffer += encode(details)
+                details_valid(True)
+            end_details(len(details_buffer))
+            if len(raw_buffer) > _MAX_BUFFER:
+                page = self._flush_if_full(page)
+        if page.rows:
+            self._batches.append(page.batch())
 
-    def _add_one(self, entry: Any, encode: Callable[[Any], bytes]) -> None:
-        try:
-            raw = encode(entry)
-        except MalformedError as exc:
-            self._add_quarantined(entry, None, f"no canonical JSON: {exc}")
-            return
-        leaf = leaf_hash(raw)
-        reason = self._quarantine_reason(entry)
-        if reason is None:
-            event_id = entry["id"]
-            previous = self._seen.get(event_id)
-            if previous == leaf:
-                self.duplicates_skipped += 1
-                return
-            if previous is not None:
-                reason = f"id {event_id!r} seen earlier in this window with different content"
-        if reason is not None:
-            self._add_quarantined(entry, raw, reason)
-            return
-        self._seen[event_id] = leaf
-        self._append_event(entry, raw, leaf, encode)
+    def _flush_if_full(self, page: _Page) -> _Page:
+        if not page.full():
+            return page
+        self._batches.append(page.batch())
+        return _Page()
 
     def _quarantine_reason(self, entry: Any) -> str | None:
         if not isinstance(entry, dict):
@@ -135,7 +320,9 @@ class WindowNormalizer:
             return "missing or non-string action"
         return None
 
-    def _add_quarantined(self, entry: Any, canonical: bytes | None, reason: str) -> None:
+    def _add_quarantined(
+        self, page: _Page, entry: Any, canonical: bytes | None, reason: str
+    ) -> None:
         """Keep an unusable entry as a row whose leaf wraps it with the reason.
 
         The wrapper carries its own ``id`` and ``date_create`` (so the ledger's row/leaf
@@ -160,71 +347,38 @@ class WindowNormalizer:
         leaf = leaf_hash(raw)
         self._seen[synthetic_id] = leaf
         self.quarantined += 1
-        row: list[Any] = [None] * len(_NAMES)
-        row[_EVENT_ID], row[_DATE_CREATE] = synthetic_id, date_create
-        row[_RAW_JSON], row[_LEAF_HASH], row[_QUARANTINE] = raw.decode(), leaf, reason
-        self._rows.append(tuple(row))
-
-    def _append_event(
-        self, entry: dict[str, Any], raw: bytes, leaf: bytes, encode: Callable[[Any], bytes]
-    ) -> None:
-        # The hot path of ingest: one tuple per event, in EVENT_SCHEMA order; values that
-        # are not text yet (ints, bools, objects) are rendered in finish().
-        actor = _obj(entry.get("actor"))
-        user = _obj(actor.get("user"))
-        entity = _obj(entry.get("entity"))
-        entity_type = entity.get("type")
-        target = _obj(entity.get(entity_type)) if entity_type.__class__ is str else _EMPTY
-        context = _obj(entry.get("context"))
-        location = _obj(context.get("location"))
-        details = entry.get("details")
-        name = target.get("name")
-        if name is None:
-            name = target.get("title")
-            if name is None:
-                name = target.get("template_name")
-        self._rows.append(
-            (
-                entry["id"],
-                entry["date_create"],
-                entry["action"],
-                actor.get("type"),
-                user.get("id"),
-                user.get("name"),
-                user.get("email"),
-                user.get("team"),
-                entity_type,
-                target.get("id"),
-                name,
-                location.get("type"),
-                location.get("id"),
-                location.get("name"),
-                location.get("domain"),
-                context.get("ip_address"),
-                context.get("ua"),
-                context.get("session_id"),
-                _obj(context.get("app")).get("id"),
-                None if details is None else encode(details).decode(),
-                raw.decode(),
-                leaf,
-                None,
-            )
-        )
+        row: list[Any] = [None] * _TUPLE_WIDTH
+        row[_EVENT_ID], row[_DATE_CREATE], row[_QUARANTINE] = synthetic_id, date_create, reason
+        page.add(tuple(row), raw, leaf, None)
 
     def finish(self) -> NormalizedWindow:
-        columns = list(zip(*self._rows, strict=True)) or [() for _ in _NAMES]
-        self._rows = []
-        arrays: dict[str, Any] = {}
-        for i, (name, kind) in enumerate(_COLUMN_KINDS):
-            values = columns[i]
-            if kind is _TEXT:
-                values = [v if v is None or v.__class__ is str else _text(v) for v in values]
-            arrays[name] = values
-        seconds = pa.array(arrays["date_create"], pa.int64())
-        arrays["date_create"] = pc.multiply(seconds, 1000).cast(DATE_TYPE)
-        table = pa.Table.from_pydict(arrays, schema=EVENT_SCHEMA)
-        table = table.sort_by([("date_create", "ascending"), ("event_id", "ascending")])
-        return NormalizedWindow(table, self.quarantined, self.duplicates_skipped)
+        """finish sorts the window's rows by (``date_create``, ``event_id``) into one table.
+
+        Columns are sorted one at a time and each page's copy is released as soon as its
+        sorted column exists, so the peak is the rows plus one sorted column, not twice
+        the rows.
+        """
+        batches, self._batches, self._seen = self._batches, [], {}
+        if not batches:
+            empty = {f.name: pa.array([], f.type) for f in EVENT_SCHEMA}
+            return NormalizedWindow(
+                pa.Table.from_pydict(empty, schema=EVENT_SCHEMA),
+                self.quarantined,
+                self.duplicates_skipped,
+            )
+        table = pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
+        del batches
+        order = pc.sort_indices(
+            table, sort_keys=[("date_create", "ascending"), ("event_id", "ascending")]
+        )
+        columns = dict(zip(_NAMES, table.columns, strict=True))
+        del table
+        sorted_columns = [columns.pop(name).take(order) for name in _NAMES]
+        return NormalizedWindow(
+            pa.Table.from_arrays(sorted_columns, schema=EVENT_SCHEMA),
+            self.quarantined,
+            self.duplicates_skipped,
+        )
 
 
 def normalize_entries(
