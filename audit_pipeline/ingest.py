@@ -15,9 +15,11 @@ An id that the ledger holds but the API no longer returns is reported, never del
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,19 +132,47 @@ class SyncReport:
 
 
 class _BatchWriter:
-    """The ledger's ``write_data`` callback: writes the rows of the events it is given."""
+    """The ledger's ``write_data`` callback: writes the rows of the events it is given.
+
+    It holds the window's table only until the file is written, keeping just the counts
+    the report needs, so the ledger reads the file back without the table still in memory.
+    """
 
     def __init__(self, table: pa.Table) -> None:
-        self.table = table
-        self.written: pa.Table | None = None
+        self.table: pa.Table | None = table
+        self.quarantined = 0
+        self.actions: Counter[str] = Counter()
 
     def __call__(self, new_events: Sequence[EventRecord], path: Path) -> None:
-        rows = self.table
+        rows, self.table = self.table, None
+        if rows is None:
+            raise RuntimeError("write_data is called once per commit")
         if len(new_events) != rows.num_rows:
             wanted = pa.array([e.event_id for e in new_events], pa.string())
             rows = rows.filter(pc.is_in(rows["event_id"], value_set=wanted))
         write_batch_file(rows, path)
-        self.written = rows
+        reasons = rows.column("quarantine_reason")
+        self.quarantined = len(reasons) - reasons.null_count
+        for item in pc.value_counts(rows.column("action")).to_pylist():
+            if item["values"]:
+                self.actions[item["values"]] += item["counts"]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a window is read and committed.
+
+    A window is hundreds of thousands of acyclic objects (parsed pages, ledger records):
+    reference counting frees them all, while every collector pass would re-walk the ones
+    still alive (measured: 10-25% of ingest time). The previous state is restored after.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def sync_window(
@@ -155,18 +185,42 @@ def sync_window(
     actions: Counter[str] | None = None,
 ) -> WindowResult:
     """sync_window reads one hour completely, then commits what is new in it."""
+    with _gc_paused():
+        return _sync_window(
+            window_start,
+            source=source,
+            ledger=ledger,
+            run_id=run_id,
+            lookback=lookback,
+            actions=actions,
+        )
+
+
+def _sync_window(
+    window_start: int,
+    *,
+    source: AuditLogSource,
+    ledger: Ledger,
+    run_id: str,
+    lookback: bool,
+    actions: Counter[str] | None,
+) -> WindowResult:
     window_end = window_start + HOUR
     normalizer = WindowNormalizer(window_start, window_end)
     pages_before, fetched = source.stats.pages, 0
     for page in source.iter_pages(window_start, window_end - 1):
         fetched += len(page)
         normalizer.add(page.entries, plain_json=page.plain_json)
+        del page
     rows = normalizer.finish()
+    events = events_from_table(rows.table)
     writer = _BatchWriter(rows.table)
+    duplicates_in_window = rows.duplicates_skipped
+    del rows
     result = ledger.commit_batch(
         window_start=window_start,
         window_end=window_end,
-        events=events_from_table(rows.table),
+        events=events,
         write_data=writer,
         source={
             "api_url": source.logs_url,
@@ -177,12 +231,10 @@ def sync_window(
         },
         run_id=run_id,
     )
-    quarantined = 0
-    if writer.written is not None:
-        reasons = writer.written.column("quarantine_reason")
-        quarantined = len(reasons) - reasons.null_count
-        if actions is not None:
-            actions.update(a for a in writer.written.column("action").to_pylist() if a)
+    del events
+    writer.table = None
+    if actions is not None:
+        actions.update(writer.actions)
     for event_id in result.missing_from_source:
         log.warning(
             "%s: committed event %s is no longer returned by the API (kept, not deleted)",
@@ -196,8 +248,8 @@ def sync_window(
         sequence=result.sequence,
         kind=result.kind,
         events_committed=result.events_committed,
-        quarantined=quarantined,
-        duplicates_skipped=result.duplicates_skipped + rows.duplicates_skipped,
+        quarantined=writer.quarantined,
+        duplicates_skipped=result.duplicates_skipped + duplicates_in_window,
         missing_from_source=tuple(result.missing_from_source),
     )
 

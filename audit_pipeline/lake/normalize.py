@@ -248,6 +248,14 @@ class WindowNormalizer:
                 name = target.get("title")
                 if name is None:
                     name = target.get("template_name")
+            # Ints are common in these two (account_type_role ids, numeric sessions): render
+            # them here, as _text would, so their columns keep the bulk conversion.
+            entity_id = target.get("id")
+            if entity_id.__class__ is int:
+                entity_id = str(entity_id)
+            session_id = context.get("session_id")
+            if session_id.__class__ is int:
+                session_id = str(session_id)
             # The page's buffers may have been replaced by a flush: use the current ones.
             if rows is not page.rows:
                 rows, append_row = page.rows, page.rows.append
@@ -268,7 +276,7 @@ class WindowNormalizer:
                     user.get("email"),
                     user.get("team"),
                     entity_type,
-                    target.get("id"),
+                    entity_id,
                     name,
                     location.get("type"),
                     location.get("id"),
@@ -276,7 +284,7 @@ class WindowNormalizer:
                     location.get("domain"),
                     context.get("ip_address"),
                     context.get("ua"),
-                    context.get("session_id"),
+                    session_id,
                     _obj(context.get("app")).get("id"),
                     None,
                 )
