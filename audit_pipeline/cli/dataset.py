@@ -59,12 +59,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Verify the ledger; if it is intact, load exactly the data files its signed "
             "manifests list into a new DuckDB file and rename it over the old one. Readers "
-            "holding the old file are never blocked. Every verification is appended to "
-            "<data dir>/verification/runs.jsonl."
+            "holding the old file are never blocked. When the previous dataset was built "
+            "from a prefix of the verified ledger (same manifest hashes), its rows are kept "
+            "and only newer batches are read; anything else rebuilds in full. Every "
+            "verification is appended to <data dir>/verification/runs.jsonl."
         ),
     )
     _location_options(build)
     _trust_options(build)
+    build.add_argument(
+        "--full",
+        action="store_true",
+        help="read every data file again instead of reusing the previous dataset's rows",
+    )
     build.add_argument("--json", action="store_true", help="print the result as JSON")
     build.set_defaults(func=run_build)
     path = actions.add_parser("path", help="print the dataset's path")
@@ -147,6 +154,7 @@ def run_build(args: argparse.Namespace) -> int:
         keyring=_keyring(args.trusted_keys),
         trusted_checkpoint=_read_file(args.trusted_checkpoint, "trusted checkpoint"),
         progress=_progress,
+        full=args.full,
     )
     if args.json:
         doc = {
@@ -158,6 +166,10 @@ def run_build(args: argparse.Namespace) -> int:
             "events": result.events,
             "quarantined": result.quarantined,
             "verification_run_id": result.verification_run_id,
+            "mode": result.mode,
+            "reason": result.reason,
+            "reused_batches": result.reused_batches,
+            "files_read": result.files_read,
             "seconds": round(result.seconds, 3),
         }
         print(json.dumps(doc, indent=1))

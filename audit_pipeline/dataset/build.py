@@ -7,29 +7,57 @@ The build:
    file stays as it was, and the error says why;
 2. takes the verified tree size and root, re-reads the manifests and checks that their
    Merkle root is that verified root (so a manifest changed after verification is caught);
-3. reads each data file those manifests list, and only those (never a glob: a file dropped
+3. reuses the previous dataset when it was built from a prefix of this verified chain
+   (*incremental*, the default): the published file is copied to the temporary file and
+   only the batches after that prefix are loaded; otherwise, or with ``full=True``
+   (``dataset build --full``), every batch is loaded into a new file (*full*).
+   ``BuildResult.mode`` and ``.reason`` say which path was taken and why;
+4. reads each data file the manifests list, and only those (never a glob: a file dropped
    into ``lake/`` is never seen), checks the bytes it read against the manifest's size and
    SHA-256, and loads the rows from those same bytes into native tables, ordered by hour
-   window so ``audit_events`` is stored in time order;
-4. writes everything into ``<name>.tmp-<pid>`` beside the target and ``os.replace``s it
+   window, then batch, then row, so ``audit_events`` is stored in time order; the small
+   tables (``batches``, ``checkpoints``, ``keys``, ``verification_runs``,
+   ``dataset_info``), the views and the comments are rewritten whole on both paths;
+5. writes everything into ``<name>.tmp-<pid>`` beside the target and ``os.replace``s it
    over the old file. A reader holding the old file keeps reading it (same inode); new
    readers see the new file; nobody ever waits on DuckDB's file lock.
 
+Why carrying rows over is sound: each row of the previous file was loaded from bytes
+whose size and SHA-256 matched the batch's manifest when that build ran, and the file
+records the SHA-256 of every manifest it loaded (``batches.manifest_sha256``). The
+verified chain pins those manifest hashes (every manifest's bytes are a leaf of the
+verified Merkle root and the next manifest links to its hash), and a manifest pins its
+data file's SHA-256 and row count. So when the file's manifest hashes equal the chain's
+prefix, re-reading those data files could only yield the rows already there. The
+previous file is checked for what can be checked cheaply (the manifest hash of every
+sequence, the same dataset schema, lake schema, package and DuckDB versions and log
+origin, exactly the manifest's row count per batch, no rows of other batches); any
+difference, or a file that cannot be opened, means a full build. It is not signed:
+whoever can write it can also edit the published dataset itself, and a full build
+replaces whatever it holds. An old data file altered *after* it was loaded is the
+verifier's to find: a full verification re-hashes every data file (an incremental one
+only those after its trusted checkpoint), and a full rebuild re-reads and re-hashes
+every file the manifests list.
+
 Events live in a native table (not views over Parquet) because a year is 8,760 small
 files: scanning them for every query is slow, a native table is compact and fast, and an
-index on ``event_id`` makes a lookup by id a point query.
+index on ``event_id`` makes a lookup by id a point query. Copying the published file and
+appending is used rather than ``INSERT ... SELECT`` from it: re-encoding every row costs
+about as much as loading it from Parquet, a file copy does not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import os
+import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +72,10 @@ from audit_pipeline.dataset import history
 from audit_pipeline.dataset.schema import (
     DATASET_SCHEMA_VERSION,
     EVENT_COLUMNS,
+    METADATA_TABLES,
     QUARANTINE_COLUMNS,
+    TABLES,
+    comment_tables,
     create_tables,
 )
 from audit_pipeline.dataset.views import create_views
@@ -76,6 +107,8 @@ log = logging.getLogger(__name__)
 DATASET_FILENAME = "audit.duckdb"
 DATASET_ENV = "AUDIT_DATASET"
 _FLUSH_ROWS = 200_000
+FULL = "full"
+INCREMENTAL = "incremental"
 
 
 class DatasetIntegrityError(AuditPipelineError):
@@ -90,7 +123,7 @@ class DatasetMissingError(ConfigurationError):
 
 @dataclass(frozen=True)
 class BuildResult:
-    """What a build published."""
+    """What a build published, and whether it reused the previous file (``mode``)."""
 
     path: Path
     tree_size: int
@@ -101,12 +134,23 @@ class BuildResult:
     quarantined: int
     verification_run_id: str
     seconds: float
+    mode: str = FULL
+    reason: str = ""
+    reused_batches: int = 0
+    files_read: int = 0
 
     def summary(self) -> str:
+        if self.mode == INCREMENTAL:
+            how = (
+                f"incremental: kept {self.reused_batches} batches of the previous dataset, "
+                f"read {self.files_read} data files"
+            )
+        else:
+            how = f"full: read {self.files_read} data files ({self.reason})"
         return (
             f"dataset {self.path}: {self.events} events, {self.quarantined} quarantined, "
             f"{self.batches} batches ({self.data_files} data files) from the verified ledger "
-            f"of size {self.tree_size}; built in {self.seconds:.1f} s"
+            f"of size {self.tree_size}; {how}; built in {self.seconds:.1f} s"
         )
 
 
@@ -127,13 +171,15 @@ def build_dataset(
     report: VerifyReport | None = None,
     trigger: str = "dataset build",
     progress: Callable[[str], None] | None = None,
+    full: bool = False,
 ) -> BuildResult:
     """build_dataset verifies the ledger and publishes a new dataset file built from it.
 
     ``report`` lets a caller that has just verified (the Dagster asset after its checks)
     pass that report instead of verifying twice; it is recorded in the history either way.
-    Raises DatasetIntegrityError (exit 1) when the ledger has findings, leaving the
-    previous dataset in place.
+    The previous dataset's rows are reused when it was built from a prefix of the verified
+    chain; ``full`` reads every data file instead. Raises DatasetIntegrityError (exit 1)
+    when the ledger has findings, leaving the previous dataset in place.
     """
     started = time.monotonic()
     say = progress or (lambda _msg: None)
@@ -164,12 +210,18 @@ def build_dataset(
         _remove_stale_temporaries(target)
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         try:
-            counts = _write_database(tmp, data_dir, report, run, say)
+            written = _write_database(
+                tmp,
+                target,
+                data_dir,
+                report,
+                run,
+                say,
+                "a full build was asked for" if full else None,
+            )
             _publish(tmp, target)
         except BaseException:
-            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-                with contextlib.suppress(FileNotFoundError):
-                    leftover.unlink()
+            _discard(tmp)
             raise
     result = BuildResult(
         path=target,
@@ -177,7 +229,7 @@ def build_dataset(
         root_hash=run.root_hash,
         verification_run_id=run.run_id,
         seconds=time.monotonic() - started,
-        **counts,
+        **written,
     )
     log.info("%s", result.summary())
     return result
@@ -198,6 +250,12 @@ def _remove_stale_temporaries(target: Path) -> None:
     for stale in target.parent.glob(f"{target.name}.tmp-*"):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
+
+
+def _discard(tmp: Path) -> None:
+    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
 
 
 def _publish(tmp: Path, target: Path) -> None:
@@ -294,52 +352,362 @@ class _Loader:
         self.pending, self.pending_rows = [], 0
 
 
+def _storage_order(batches: Sequence[SignedManifest]) -> list[SignedManifest]:
+    """_storage_order is the order rows are stored in: by hour, then batch (late batches
+    sit with their hour), keeping only batches with a data file."""
+    with_data = [m for m in batches if m.manifest.data is not None]
+    return sorted(with_data, key=lambda m: (m.manifest.window_start, m.sequence))
+
+
+def _load_batches(
+    con: duckdb.DuckDBPyConnection,
+    data_dir: Path,
+    batches: Sequence[SignedManifest],
+    say: Callable[[str], None],
+    kept: Mapping[int, tuple[pa.Table, pa.Table]] | None = None,
+) -> tuple[dict[int, int], int]:
+    """_load_batches appends the rows of ``batches`` in storage order: rows in ``kept``
+    (sequence -> (events, quarantine) taken from the previous file), others read from their
+    verified data files. Returns the quarantined rows per batch and the files read."""
+    kept = kept or {}
+    events = _Loader(con, "audit_events", EVENT_COLUMNS)
+    quarantine = _Loader(con, "quarantine", QUARANTINE_COLUMNS)
+    quarantined: dict[int, int] = {}
+    ordered = _storage_order(batches)
+    to_read = sum(1 for m in ordered if m.sequence not in kept)
+    read = 0
+    for signed in ordered:
+        if signed.sequence in kept:
+            kept_events, kept_quarantine = kept[signed.sequence]
+            events.add(kept_events)
+            quarantine.add(kept_quarantine)
+            quarantined[signed.sequence] = kept_quarantine.num_rows
+            continue
+        table = _with_provenance(_read_verified_file(data_dir, signed), signed.sequence)
+        read += 1
+        bad = pc.is_valid(table.column("quarantine_reason"))
+        quarantined[signed.sequence] = pc.sum(bad).as_py() or 0
+        if quarantined[signed.sequence]:
+            quarantine.add(table.filter(bad))
+            events.add(table.filter(pc.invert(bad)))
+        else:
+            events.add(table)
+        if read % 500 == 0:
+            say(f"loaded {read}/{to_read} data files")
+    events.flush()
+    quarantine.flush()
+    return quarantined, read
+
+
+class _NotIncremental(Exception):
+    """The previous dataset cannot be carried over; the message says why."""
+
+
 def _write_database(
     tmp: Path,
+    target: Path,
     data_dir: Path,
     report: VerifyReport,
     run: history.VerificationRun,
     say: Callable[[str], None],
-) -> dict[str, int]:
+    full_reason: str | None,
+) -> dict[str, Any]:
+    """_write_database writes the new dataset into ``tmp``, incrementally when it can."""
     chain = verified_chain(data_dir, report)
+    reason = full_reason or _unsafe_verification(report)
+    if reason is None:
+        try:
+            return _write_incremental(tmp, target, data_dir, report, chain, run, say)
+        except _NotIncremental as why:
+            reason = str(why)
+            _discard(tmp)
+    say(f"full build: {reason}")
+    return _write_full(tmp, data_dir, report, chain, run, say, reason)
+
+
+def _unsafe_verification(report: VerifyReport) -> str | None:
+    """_unsafe_verification says why a verification cannot vouch for carrying rows over."""
+    if report.data_range is not None:
+        return "the verification checked the data of a range of hours only"
+    return None
+
+
+def _write_full(
+    tmp: Path,
+    data_dir: Path,
+    report: VerifyReport,
+    chain: Sequence[SignedManifest],
+    run: history.VerificationRun,
+    say: Callable[[str], None],
+    reason: str,
+) -> dict[str, Any]:
     con = duckdb.connect(str(tmp))
     try:
         con.execute("SET TimeZone = 'UTC'")
         create_tables(con)
-        events = _Loader(con, "audit_events", EVENT_COLUMNS)
-        quarantine = _Loader(con, "quarantine", QUARANTINE_COLUMNS)
-        quarantined: dict[int, int] = {}
-        ordered = sorted(chain, key=lambda m: (m.manifest.window_start, m.sequence))
-        files = [m for m in ordered if m.manifest.data is not None]
-        for done, signed in enumerate(files, 1):
-            table = _with_provenance(_read_verified_file(data_dir, signed), signed.sequence)
-            bad = pc.is_valid(table.column("quarantine_reason"))
-            quarantined[signed.sequence] = pc.sum(bad).as_py() or 0
-            if quarantined[signed.sequence]:
-                quarantine.add(table.filter(bad))
-                events.add(table.filter(pc.invert(bad)))
-            else:
-                events.add(table)
-            if done % 500 == 0:
-                say(f"loaded {done}/{len(files)} data files")
-        events.flush()
-        quarantine.flush()
-        say(f"loaded {events.total} events from {len(files)} data files; indexing")
+        quarantined, read = _load_batches(con, data_dir, chain, say)
+        say(f"loaded {read} data files; indexing")
         con.execute("CREATE INDEX audit_events_event_id ON audit_events (event_id)")
-        _insert_batches(con, chain, quarantined)
-        _insert_checkpoints(con, data_dir, chain, report)
-        _insert_keys(con, data_dir)
-        _insert_runs(con, history.load_runs(data_dir))
-        _insert_info(con, data_dir, report, run, events.total, quarantine.total)
-        create_views(con)
-        con.execute("CHECKPOINT")
+        counts = _finish(con, data_dir, report, chain, run, quarantined, FULL, reason)
+    finally:
+        con.close()
+    return {**counts, "mode": FULL, "reason": reason, "reused_batches": 0, "files_read": read}
+
+
+def _write_incremental(
+    tmp: Path,
+    target: Path,
+    data_dir: Path,
+    report: VerifyReport,
+    chain: Sequence[SignedManifest],
+    run: history.VerificationRun,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """_write_incremental copies the published file to ``tmp`` and appends what is new, or
+    raises _NotIncremental (before anything is published) saying why it cannot."""
+    if not target.exists():
+        raise _NotIncremental(f"there is no previous dataset at {target}")
+    if target.with_name(target.name + ".wal").exists():
+        raise _NotIncremental(
+            f"the previous dataset has a write-ahead log ({target.name}.wal): it was changed "
+            "after it was published"
+        )
+    try:
+        _copy_file(target, tmp)
+    except OSError as exc:
+        raise _NotIncremental(f"the previous dataset cannot be copied: {exc}") from exc
+    try:
+        con = duckdb.connect(str(tmp))
+    except duckdb.Error as exc:
+        raise _NotIncremental(f"the previous dataset cannot be opened: {_first_line(exc)}") from exc
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        reused, rows = _previous_batches(con, report, chain)
+        new = chain[reused:]
+        new_files = _storage_order(new)
+        # Rows of hours at or after the earliest new batch's hour are taken out and put
+        # back in storage order with the new ones (a late batch joins its hour).
+        first_new = new_files[0].manifest.window_start if new_files else None
+        moved = [
+            m.sequence
+            for m in _storage_order(chain[:reused])
+            if first_new is not None and m.manifest.window_start >= first_new
+        ]
+        kept = _take_out(con, moved)
+        say(
+            f"reusing {reused} batches of the previous dataset; loading {len(new_files)} new "
+            f"data files" + (f" (and re-ordering {len(moved)} batches)" if moved else "")
+        )
+        _drop_views(con)
+        for table in METADATA_TABLES:
+            con.execute(f"DROP TABLE {table}")
+        create_tables(con, METADATA_TABLES)
+        comment_tables(con, [t for t in TABLES if t not in METADATA_TABLES])
+        quarantined, read = _load_batches(
+            con, data_dir, [chain[s] for s in moved] + list(new), say, kept
+        )
+        for sequence, (_, quarantine_rows) in rows.items():
+            quarantined.setdefault(sequence, quarantine_rows)
+        reason = f"the previous dataset holds batches 0..{reused - 1} of the verified chain"
+        if not reused:
+            reason = "the previous dataset holds no batches"
+        counts = _finish(con, data_dir, report, chain, run, quarantined, INCREMENTAL, reason)
+    except duckdb.Error as exc:
+        raise _NotIncremental(f"the previous dataset cannot be reused: {_first_line(exc)}") from exc
     finally:
         con.close()
     return {
+        **counts,
+        "mode": INCREMENTAL,
+        "reason": reason,
+        "reused_batches": reused,
+        "files_read": read,
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _copy_file(source: Path, destination: Path) -> None:
+    """_copy_file copies in the kernel (a reflink where the file system shares extents)."""
+    with open(source, "rb") as src, open(destination, "xb") as dst:
+        size = os.fstat(src.fileno()).st_size
+        try:
+            done = 0
+            while done < size:
+                step = os.copy_file_range(src.fileno(), dst.fileno(), size - done)
+                if step == 0:
+                    break
+                done += step
+        except OSError:
+            src.seek(0)
+            dst.seek(0)
+            dst.truncate()
+            shutil.copyfileobj(src, dst, 1 << 20)
+            done = size
+        if done != size or os.fstat(dst.fileno()).st_size != size:
+            raise OSError(f"copied {done} of {size} bytes of {source}")
+
+
+@functools.cache
+def _expected_columns() -> dict[str, list[tuple[str, str]]]:
+    """_expected_columns: every table's (column, type) as this version creates them."""
+    con = duckdb.connect()
+    try:
+        create_tables(con)
+        return _table_columns(con)
+    finally:
+        con.close()
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
+    tables = {
+        name
+        for (name,) in con.sql(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+    }
+    columns: dict[str, list[tuple[str, str]]] = {name: [] for name in tables}
+    for table, column, kind in con.sql(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = current_database() ORDER BY table_name, column_index"
+    ).fetchall():
+        if table in columns:
+            columns[table].append((column, kind))
+    return columns
+
+
+def _previous_batches(
+    con: duckdb.DuckDBPyConnection, report: VerifyReport, chain: Sequence[SignedManifest]
+) -> tuple[int, dict[int, tuple[int, int]]]:
+    """_previous_batches checks that the copied file is a dataset of a prefix of ``chain``
+    (_NotIncremental saying what differs otherwise) and returns the prefix's length and,
+    per batch holding rows, the (events, quarantined) rows it holds."""
+    if _table_columns(con) != _expected_columns():
+        raise _NotIncremental("the previous dataset's tables differ from this version's")
+    info = dict(con.sql("SELECT key, value FROM dataset_info").fetchall())
+    expected = {
+        "dataset_schema_version": DATASET_SCHEMA_VERSION,
+        "lake_schema_version": SCHEMA_VERSION,
+        "audit_pipeline_version": __version__,
+        "duckdb_version": duckdb.__version__,
+        "origin": report.origin or "",
+    }
+    for key, value in expected.items():
+        if info.get(key) != value:
+            raise _NotIncremental(
+                f"the previous dataset has {key} {info.get(key)!r}, this build {value!r}"
+            )
+    listed = con.sql("SELECT sequence, manifest_sha256 FROM batches ORDER BY sequence").fetchall()
+    if len(listed) > len(chain):
+        raise _NotIncremental(
+            f"the previous dataset holds {len(listed)} batches, the verified ledger {len(chain)}"
+        )
+    for position, (sequence, sha256) in enumerate(listed):
+        if sequence != position:
+            raise _NotIncremental(
+                f"the previous dataset's batches skip from {position - 1} to {sequence}"
+            )
+        if sha256 != chain[position].sha256:
+            raise _NotIncremental(
+                f"manifest {position} is not the one the previous dataset was built from "
+                "(the ledger was rebuilt or its history changed)"
+            )
+    held = {
+        sequence: (events, quarantined)
+        for sequence, events, quarantined in con.sql(
+            "SELECT batch_sequence, count(*) FILTER (WHERE NOT q), count(*) FILTER (WHERE q) "
+            "FROM (SELECT batch_sequence, false AS q FROM audit_events "
+            "UNION ALL SELECT batch_sequence, true AS q FROM quarantine) GROUP BY ALL"
+        ).fetchall()
+    }
+    for sequence, (events, quarantined) in sorted(held.items()):
+        data = chain[sequence].manifest.data if 0 <= sequence < len(listed) else None
+        if data is None or events + quarantined != data.rows:
+            raise _NotIncremental(
+                f"the previous dataset holds {events + quarantined} rows of batch {sequence}, "
+                f"its manifest lists {0 if data is None else data.rows}"
+            )
+    for signed in chain[: len(listed)]:
+        data = signed.manifest.data
+        if data is not None and data.rows and signed.sequence not in held:
+            raise _NotIncremental(
+                f"the previous dataset holds no rows of batch {signed.sequence}, its manifest "
+                f"lists {data.rows}"
+            )
+    return len(listed), held
+
+
+def _take_out(
+    con: duckdb.DuckDBPyConnection, sequences: Sequence[int]
+) -> dict[int, tuple[pa.Table, pa.Table]]:
+    """_take_out removes the rows of ``sequences`` from the row tables and returns them
+    (sequence -> (events, quarantine)) to be inserted again in storage order."""
+    if not sequences:
+        return {}
+    listed = ", ".join(str(int(s)) for s in sequences)
+    taken: list[pa.Table] = []
+    for table, columns in (("audit_events", EVENT_COLUMNS), ("quarantine", QUARANTINE_COLUMNS)):
+        where = f"WHERE batch_sequence IN ({listed})"
+        rows = con.sql(f"SELECT * FROM {table} {where} ORDER BY batch_sequence, row_index")
+        # Back to the lake's Arrow types, so they concatenate with rows read from Parquet.
+        taken.append(
+            rows.to_arrow_table().select(_row_schema(columns).names).cast(_row_schema(columns))
+        )
+        con.execute(f"DELETE FROM {table} {where}")
+    events, quarantine = taken
+    return {
+        sequence: (
+            events.filter(pc.equal(events.column("batch_sequence"), sequence)),
+            quarantine.filter(pc.equal(quarantine.column("batch_sequence"), sequence)),
+        )
+        for sequence in sequences
+    }
+
+
+def _row_schema(columns: Sequence[str]) -> pa.Schema:
+    """_row_schema: the Arrow schema of rows as loaded (lake columns plus provenance)."""
+    return pa.schema(
+        [EVENT_SCHEMA.field(name) for name in columns]
+        + [pa.field("batch_sequence", pa.int64()), pa.field("row_index", pa.int64())]
+    )
+
+
+def _drop_views(con: duckdb.DuckDBPyConnection) -> None:
+    names = con.sql(
+        "SELECT view_name FROM duckdb_views() WHERE database_name = current_database() "
+        "AND NOT internal"
+    ).fetchall()
+    for (name,) in names:
+        con.execute(f'DROP VIEW "{name}"')
+
+
+def _finish(
+    con: duckdb.DuckDBPyConnection,
+    data_dir: Path,
+    report: VerifyReport,
+    chain: Sequence[SignedManifest],
+    run: history.VerificationRun,
+    quarantined: dict[int, int],
+    mode: str,
+    reason: str,
+) -> dict[str, int]:
+    """_finish writes the metadata tables and views over the loaded rows, and checkpoints."""
+    ((events,),) = con.sql("SELECT count(*) FROM audit_events").fetchall()
+    ((quarantine,),) = con.sql("SELECT count(*) FROM quarantine").fetchall()
+    _insert_batches(con, chain, quarantined)
+    _insert_checkpoints(con, data_dir, chain, report)
+    _insert_keys(con, data_dir)
+    _insert_runs(con, history.load_runs(data_dir))
+    _insert_info(con, data_dir, report, run, events, quarantine, mode, reason)
+    create_views(con)
+    con.execute("CHECKPOINT")
+    return {
         "batches": len(chain),
-        "data_files": len(files),
-        "events": events.total,
-        "quarantined": quarantine.total,
+        "data_files": sum(1 for m in chain if m.manifest.data is not None),
+        "events": events,
+        "quarantined": quarantine,
     }
 
 
@@ -516,6 +884,8 @@ def _insert_info(
     run: history.VerificationRun,
     events: int,
     quarantined: int,
+    mode: str,
+    reason: str,
 ) -> None:
     info = {
         "built_at": str(int(time.time())),
@@ -530,6 +900,9 @@ def _insert_info(
         "verification_run_id": run.run_id,
         "events": str(events),
         "quarantined": str(quarantined),
+        "duckdb_version": duckdb.__version__,
+        "build_mode": mode,
+        "build_reason": reason,
     }
     _insert_rows(
         con, "dataset_info", {"key": list(info), "value": list(info.values())}, "key, value"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import duckdb
 import pyarrow as pa
 
@@ -110,12 +112,28 @@ TABLES: dict[str, tuple[str, str]] = {
 }
 
 
-def create_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """create_tables creates every table with its table and column comments."""
-    for name, (ddl, comment) in TABLES.items():
-        con.execute(ddl)
-        con.execute(f"COMMENT ON TABLE {name} IS {_q(comment)}")
+# Tables every build rewrites whole from the ledger's metadata and the history (small);
+# the row tables (audit_events, quarantine) are what an incremental build carries over.
+METADATA_TABLES = ("batches", "checkpoints", "keys", "verification_runs", "dataset_info")
+
+
+def create_tables(con: duckdb.DuckDBPyConnection, names: Iterable[str] | None = None) -> None:
+    """create_tables creates every table (or only ``names``) with its comments."""
+    wanted = list(TABLES) if names is None else list(names)
+    for name in wanted:
+        con.execute(TABLES[name][0])
+    comment_tables(con, wanted)
+
+
+def comment_tables(con: duckdb.DuckDBPyConnection, names: Iterable[str] | None = None) -> None:
+    """comment_tables (re)writes the table and column comments of ``names`` (default all),
+    so a file carried over from an earlier build gets today's text."""
+    wanted = list(TABLES) if names is None else list(names)
+    for name in wanted:
+        con.execute(f"COMMENT ON TABLE {name} IS {_q(TABLES[name][1])}")
     for table, columns in (("audit_events", EVENT_COLUMNS), ("quarantine", QUARANTINE_COLUMNS)):
+        if table not in wanted:
+            continue
         for column in columns:
             con.execute(f"COMMENT ON COLUMN {table}.{column} IS {_q(COLUMN_DOCS[column])}")
         for column, doc in PROVENANCE_DOCS.items():

@@ -133,6 +133,7 @@ def test_rebuild_while_a_reader_holds_the_file(scenario_ledger, data_dir, scenar
     )
     second = build_dataset(data_dir)
     assert second.events == old + 1
+    assert (second.mode, second.files_read) == ("incremental", 1)
     # The open reader keeps its snapshot; a fresh open sees the new file.
     assert reader.sql("SELECT count(*) FROM audit_events").fetchall()[0][0] == old
     fresh = open_dataset(second.path)
@@ -169,6 +170,7 @@ def test_rebuild_while_another_process_reads(scenario_ledger, data_dir, scenario
             [scenario.entry("ev-new", hour + 1, "user_login", scenario.ALICE, {"type": "user"})],
         )
         rebuilt = build_dataset(data_dir)
+        assert rebuilt.mode == "incremental"
         proc.stdin.write("go\n")
         proc.stdin.flush()
         out, _ = proc.communicate(timeout=30)

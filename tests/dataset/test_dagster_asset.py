@@ -55,6 +55,17 @@ def test_asset_fails_on_a_tampered_ledger_and_keeps_the_old_dataset(scenario_led
     assert history.load_runs(data_dir)[-1].ok is False
 
 
+def test_asset_builds_incrementally_unless_asked_for_a_full_rebuild(scenario_ledger, data_dir):
+    builds = []
+    for config in ({}, {}, {"full_rebuild": True}):
+        result = _materialize(data_dir, **config)
+        assert result.success
+        (event,) = result.get_asset_materialization_events()
+        meta = event.materialization.metadata
+        builds.append((meta["build"].value, meta["data_files_read"].value))
+    assert builds == [("full", 5), ("incremental", 0), ("full", 5)]
+
+
 def test_code_location_loads_the_asset():
     from audit_pipeline.definitions import defs
 
