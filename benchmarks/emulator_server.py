@@ -1,0 +1,63 @@
+"""The emulator in its own process, every page rendered before the first request.
+
+``python -m benchmarks.emulator_server --start H --end H --events-per-hour N`` prints the
+base URL once the whole range is rendered (so no reader ever waits on the generator and all
+readers get the same bytes), then serves until SIGTERM. A separate process gives the server
+its own core and keeps its memory out of the reader's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+
+from audit_pipeline.slack.emulator import Emulator, EmulatorConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--start", type=int, required=True, help="first hour, Unix seconds")
+    parser.add_argument("--end", type=int, required=True, help="end hour, exclusive")
+    parser.add_argument("--events-per-hour", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rate-limit", type=int, default=0, help="calls/min (0 = off)")
+    parser.add_argument("--burst", type=int, default=5)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    started = time.perf_counter()
+    emulator = Emulator(
+        EmulatorConfig(
+            start=args.start,
+            end=args.end,
+            events_per_hour=args.events_per_hour,
+            seed=args.seed,
+            rate_limit_per_min=args.rate_limit,
+            burst=args.burst,
+            prerender=True,
+            cache_entries=1,
+        )
+    )
+    base_url = emulator.start()
+    stats = emulator.stats()
+    print(base_url, stats["cached_entries"], f"{time.perf_counter() - started:.2f}", flush=True)
+    try:
+        while not stop.wait(0.2):
+            pass
+    finally:
+        emulator.stop()
+    final = emulator.stats()
+    print(
+        f"served {final['entries_served']} entries in {final['pages']} pages; "
+        f"{final['rate_limited']} rate limited",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

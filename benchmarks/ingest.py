@@ -1,0 +1,167 @@
+"""Ingest: the same hour of events pulled three ways from one emulator, in one run.
+
+The floor is bare slack-sdk paging that only parses; the pipeline is ``audit-pipeline
+sync`` (pull, normalize, hash, write, commit, checkpoint); the peer is a dlt REST API
+pipeline writing Parquet to a local filesystem destination. Each run is its own process
+(its peak RSS measured with ``wait4``) and the three alternate, so drift on a shared
+machine hits all of them alike. Ratios are of medians.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from audit_pipeline.ingest import last_closed_hour
+from audit_pipeline.slack.generator import hour_volume
+from benchmarks.common import (
+    HOUR,
+    BenchmarkError,
+    Section,
+    emulator_process,
+    fmt_mb,
+    fmt_rate,
+    median,
+    module_argv,
+    run_child,
+)
+from benchmarks.config import Sizes
+from benchmarks.profiles import INGEST_PARTS, breakdown, profile_child
+
+SEED = 1
+MEMORY_TARGET = int(1.5 * 2**30)
+
+
+def plan_hour(events: int, now: float) -> tuple[int, int]:
+    """An hour two days back and the emulator volume that puts about ``events`` in it."""
+    hour = last_closed_hour(now) - 48 * HOUR
+    factor = hour_volume(SEED, hour, 1_000_000) / 1_000_000
+    return hour, max(1, round(events / factor))
+
+
+def dlt_available() -> bool:
+    return importlib.util.find_spec("dlt") is not None
+
+
+def _run(kind: str, base_url: str, hour: int, out: Path) -> dict:
+    if out.exists():
+        shutil.rmtree(out)
+    child = run_child(
+        module_argv(
+            "benchmarks.ingest_worker",
+            kind,
+            f"--base-url={base_url}",
+            f"--start={hour}",
+            f"--end={hour + HOUR}",
+            f"--out={out}",
+        )
+    )
+    result = child.json()
+    result.update(wall=child.seconds, max_rss=child.max_rss, stderr=child.stderr)
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def run(sizes: Sizes, work: Path, say: Callable[[str], None], profile: bool = False) -> Section:
+    section = Section("ingest")
+    hour, per_hour = plan_hour(sizes.ingest_events, time.time())
+    expected = hour_volume(SEED, hour, per_hour)
+    kinds = ["floor", "pipeline"] + (["dlt"] if dlt_available() else [])
+    say(f"ingest: rendering {expected:,} events in the emulator process")
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    with emulator_process(
+        start=hour, end=hour + HOUR, events_per_hour=per_hour, seed=SEED
+    ) as emulator:
+        if emulator.entries != expected:
+            raise BenchmarkError(f"emulator holds {emulator.entries}, expected {expected}")
+        for rep in range(sizes.ingest_repeats):
+            for kind in kinds:
+                if kind == "dlt" and rep >= sizes.dlt_repeats:
+                    continue
+                say(f"ingest: {kind} run {rep + 1}")
+                result = _run(kind, emulator.base_url, hour, work / f"ingest-{kind}")
+                if result["events"] != expected:
+                    raise BenchmarkError(
+                        f"{kind} ingested {result['events']} events, expected {expected}"
+                    )
+                runs[kind].append(result)
+        say("ingest: memory by phase (the steps of sync_window, one by one)")
+        phases = _run("phases", emulator.base_url, hour, work / "ingest-phases")
+        if profile:
+            say("ingest: one more pipeline run under pyinstrument")
+            out = work / "ingest-profile"
+            shutil.rmtree(out, ignore_errors=True)
+            found = profile_child(
+                "ingest-pipeline",
+                ["benchmarks.ingest_worker", "pipeline", f"--base-url={emulator.base_url}",
+                 f"--start={hour}", f"--end={hour + HOUR}", f"--out={out}"],
+                work,
+            )  # fmt: skip
+            shutil.rmtree(out, ignore_errors=True)
+            section.extra["profile"] = {
+                "title": f"audit-pipeline sync of {expected:,} events",
+                "rows": breakdown(found["session"], INGEST_PARTS),
+                "path": found["path"],
+                "duration": found["duration"],
+            }
+    rates = {k: median([r["events"] / r["seconds"] for r in v]) for k, v in runs.items() if v}
+    peaks = {k: max(r["max_rss"] for r in v) for k, v in runs.items() if v}
+    for kind, label in (
+        ("floor", "bare slack-sdk paging (floor)"),
+        ("pipeline", "audit-pipeline sync"),
+        ("dlt", "dlt rest_api -> Parquet (peer)"),
+    ):
+        if kind not in rates:
+            section.row(label, "skipped", "dlt is not installed", status="skipped")
+            continue
+        samples = ", ".join(f"{r['events'] / r['seconds']:,.0f}" for r in runs[kind])
+        section.row(
+            label,
+            fmt_rate(rates[kind]),
+            f"{expected:,} events; runs: {samples}; peak RSS {fmt_mb(peaks[kind])}; "
+            f"start-up {median([r['import_seconds'] for r in runs[kind]]):.2f} s",
+            status="info",
+        )
+    ratio = rates["pipeline"] / rates["floor"]
+    section.check(
+        "pipeline / floor", f"{ratio:.2f}x", ratio >= 0.5, ">= 0.5x (stretch 0.7x)",
+        "stretch met" if ratio >= 0.7 else "",
+    )  # fmt: skip
+    if "dlt" in rates:
+        vs_dlt = rates["pipeline"] / rates["dlt"]
+        section.check("pipeline / dlt", f"{vs_dlt:.2f}x", vs_dlt >= 3.0, ">= 3x")
+    scale = 1_000_000 / expected
+    section.check(
+        "pipeline peak RSS",
+        fmt_mb(peaks["pipeline"]),
+        peaks["pipeline"] * max(1.0, scale) < MEMORY_TARGET if expected >= 1_000_000 else True,
+        "< 1.5 GiB for a 1M-event hour",
+        f"for {expected:,} events"
+        + ("" if expected >= 1_000_000 else " (target applies at 1M events: not judged)"),
+    )
+    section.notes.append(
+        f"One hour ({time.strftime('%Y-%m-%dT%H', time.gmtime(hour))} UTC) of "
+        f"{expected:,} generated events, pre-rendered by the emulator in its own process "
+        f"({emulator.render_seconds:.0f} s), rate limit off, pages of 9,999. Rates are "
+        "events / seconds of pulling (timed inside each process after its imports); "
+        "peak RSS is the whole process."
+    )
+    section.notes.append(_phase_table(phases))
+    section.extra.update(rates=rates, peaks=peaks, events=expected)
+    return section
+
+
+def _phase_table(phases: dict) -> str:
+    lines = ["Memory by phase of one pipeline run (resident / peak so far):", ""]
+    lines += ["| phase | RSS | peak |", "|---|---|---|"]
+    for raw in phases["stderr"].splitlines():
+        if not raw.startswith("{"):
+            continue
+        item = json.loads(raw)
+        extra = f" (table {fmt_mb(item['table_bytes'])})" if "table_bytes" in item else ""
+        lines.append(f"| {item['phase']}{extra} | {fmt_mb(item['rss'])} | {fmt_mb(item['peak'])} |")
+    return "\n".join(lines)

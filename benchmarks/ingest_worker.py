@@ -1,0 +1,212 @@
+"""One ingest run in its own process: ``floor``, ``pipeline`` or ``dlt``.
+
+``python -m benchmarks.ingest_worker KIND --base-url URL --start S --end E --out DIR``
+imports what it needs, then times only the pull itself and prints one JSON line:
+``{"kind", "events", "seconds", "import_seconds"}``. The parent measures the whole process
+(wall time and peak RSS through ``wait4``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_T0 = time.perf_counter()
+PAGE_SIZE = 9999
+OPTIONS = argparse.Namespace(page_size=PAGE_SIZE, calls_per_minute=0)
+
+
+def floor(base_url: str, token: str, start: int, end: int, out: Path) -> int:
+    """Bare slack-sdk paging: every page requested and parsed, nothing else."""
+    from slack_sdk.audit_logs import AuditLogsClient
+
+    client = AuditLogsClient(token=token, base_url=base_url)
+    started = time.perf_counter()
+    count, cursor = 0, None
+    while True:
+        body = client.logs(oldest=start, latest=end - 1, limit=PAGE_SIZE, cursor=cursor).body
+        count += len(body["entries"])
+        cursor = (body.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            break
+    return count, time.perf_counter() - started
+
+
+def pipeline(base_url: str, token: str, start: int, end: int, out: Path) -> int:
+    """``audit-pipeline sync`` end to end: pull, normalize, hash, write, commit, checkpoint."""
+    from audit_pipeline.cli import main
+    from audit_pipeline.ingest import format_hour
+    from audit_pipeline.lake import PARQUET_FORMAT
+    from audit_pipeline.ledger import Ledger
+    from audit_pipeline.ledger.keys import init_key
+
+    data_dir, key = out / "data", out / "signing-key"
+    data_dir.mkdir(parents=True)
+    init_key(data_dir, key, name="bench", now=start - 86_400)
+    os.environ.update(
+        SLACK_AUDIT_TOKEN=token, SLACK_AUDIT_BASE_URL=base_url, AUDIT_SIGNING_KEY=str(key)
+    )
+    argv = [
+        "sync",
+        f"--start={format_hour(start)}",
+        f"--end={format_hour(end)}",
+        f"--data-dir={data_dir}",
+        "--lookback=0",
+        f"--max-calls-per-minute={OPTIONS.calls_per_minute}",
+        f"--page-size={OPTIONS.page_size}",
+        "--run-id=bench",
+    ]
+    started = time.perf_counter()
+    code = main(argv)
+    seconds = time.perf_counter() - started
+    if code != 0:
+        raise SystemExit(f"audit-pipeline sync exited {code}")
+    chain = Ledger(data_dir, file_format=PARQUET_FORMAT).manifests()
+    return sum(m.manifest.event_count for m in chain), seconds
+
+
+def dlt_rest_api(base_url: str, token: str, start: int, end: int, out: Path) -> int:
+    """The peer: a dlt REST API source against the emulator, Parquet on a local filesystem."""
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    import dlt
+    from dlt.sources.rest_api import rest_api_source
+
+    source = rest_api_source(
+        {
+            "client": {
+                "base_url": base_url,
+                "auth": {"type": "bearer", "token": token},
+                "paginator": {
+                    "type": "cursor",
+                    "cursor_path": "response_metadata.next_cursor",
+                    "cursor_param": "cursor",
+                },
+            },
+            "resources": [
+                {
+                    "name": "audit_events",
+                    "endpoint": {
+                        "path": "logs",
+                        "params": {"oldest": start, "latest": end - 1, "limit": PAGE_SIZE},
+                        "data_selector": "entries",
+                    },
+                }
+            ],
+        }
+    )
+    pipe = dlt.pipeline(
+        pipeline_name="bench_slack_audit",
+        pipelines_dir=str(out / "dlt-pipelines"),
+        destination=dlt.destinations.filesystem(bucket_url=(out / "lake").as_uri()),
+        dataset_name="slack_audit",
+    )
+    started = time.perf_counter()
+    pipe.run(source, loader_file_format="parquet")
+    seconds = time.perf_counter() - started
+    counts = pipe.last_trace.last_normalize_info.row_counts
+    return int(counts.get("audit_events", 0)), seconds
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def phases(base_url: str, token: str, start: int, end: int, out: Path) -> int:
+    """The steps of ``ingest.sync_window`` one by one, with resident memory after each:
+    where a big hour's peak comes from. Prints one JSON line per phase to stderr."""
+    from audit_pipeline.ingest import _BatchWriter, _gc_paused
+    from audit_pipeline.lake import PARQUET_FORMAT, WindowNormalizer, events_from_table
+    from audit_pipeline.ledger import Ledger
+    from audit_pipeline.ledger.keys import init_key
+    from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
+
+    marks: list[dict[str, Any]] = []
+
+    def mark(name: str, **extra: Any) -> None:
+        marks.append({"phase": name, "rss": _rss(), "peak": _peak(), **extra})
+
+    data_dir = out / "data"
+    data_dir.mkdir(parents=True)
+    signer, _, _ = init_key(data_dir, out / "signing-key", name="bench", now=start - 86_400)
+    ledger = Ledger(data_dir, file_format=PARQUET_FORMAT, signer=signer)
+    source = AuditLogSource(
+        AuditApiSettings(token=token, base_url=base_url, max_calls_per_minute=0)
+    )
+    mark("imports and set-up")
+    started = time.perf_counter()
+    with _gc_paused():
+        normalizer = WindowNormalizer(start, start + 3600)
+        for page in source.iter_pages(start, start + 3599):
+            normalizer.add(page.entries, plain_json=page.plain_json)
+        del page
+        mark("pages read and normalized (Arrow, unsorted)")
+        rows = normalizer.finish()
+        mark("sorted table", table_bytes=rows.table.nbytes)
+        events = events_from_table(rows.table)
+        mark("ledger records built")
+        inner = _BatchWriter(rows.table)
+        del rows
+
+        def write_data(new_events: Any, path: Path) -> None:
+            mark("commit: ids checked, before writing")
+            inner(new_events, path)
+            mark("commit: file written, table released")
+
+        result = ledger.commit_batch(
+            window_start=start,
+            window_end=start + 3600,
+            events=events,
+            write_data=write_data,
+            source={"oldest": start},
+            run_id="bench-phases",
+        )
+        mark("commit: read back, checked, signed (peak includes read-back)")
+        del events
+    seconds = time.perf_counter() - started
+    for item in marks:
+        print(json.dumps(item), file=sys.stderr)
+    return result.events_committed, seconds
+
+
+KINDS = {"floor": floor, "pipeline": pipeline, "dlt": dlt_rest_api, "phases": phases}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("kind", choices=sorted(KINDS))
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--token", default="xoxp-emulator-token")
+    parser.add_argument("--start", type=int, required=True)
+    parser.add_argument("--end", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--page-size", type=int, default=PAGE_SIZE, help="pipeline only")
+    parser.add_argument("--calls-per-minute", type=float, default=0, help="pipeline only")
+    args = parser.parse_args(argv)
+    OPTIONS.page_size, OPTIONS.calls_per_minute = args.page_size, args.calls_per_minute
+    args.out.mkdir(parents=True, exist_ok=True)
+    setup = time.perf_counter() - _T0
+    events, seconds = KINDS[args.kind](args.base_url, args.token, args.start, args.end, args.out)
+    result: dict[str, Any] = {
+        "kind": args.kind,
+        "events": events,
+        "seconds": seconds,
+        "import_seconds": setup,
+    }
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

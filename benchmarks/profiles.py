@@ -1,0 +1,96 @@
+"""Profiles of the pipeline where targets are missed: pyinstrument sessions, saved as text
+under ``benchmarks/profiles/`` and summarized as "where the time goes" tables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import REPO_ROOT, module_argv, run_child
+
+PROFILE_DIR = REPO_ROOT / "benchmarks" / "profiles"
+
+# (label, qualified function names whose outermost frames are summed)
+INGEST_PARTS = (
+    ("fetch + JSON parse (slack-sdk, the floor's work)", ("AuditLogsClient.logs",)),
+    ("normalize pages (lake)", ("WindowNormalizer.add",)),
+    ("sort the window (lake)", ("WindowNormalizer.finish",)),
+    ("ledger records from the table (lake)", ("events_from_table",)),
+    ("ledger commit, total", ("Ledger.commit_batch",)),
+    ("  write Parquet (lake)", ("write_batch_file",)),
+    ("  read the file back (lake reader)", ("ParquetBatchFormat.read_events",)),
+    ("  check written rows: ids + leaf JSON (ledger)", ("Ledger._check_written",)),
+    ("  events Merkle root (ledger)", ("events_root",)),
+    ("  hash the file (ledger)", ("file_digest",)),
+)
+VERIFY_PARTS = (
+    ("read + parse manifests", ("_Run._read_manifests",)),
+    ("check data files, total", ("_check_data_file",)),
+    ("  SHA-256 of files", ("file_digest",)),
+    ("  decode Parquet + build records (lake reader)", ("ParquetBatchFormat.read_events",)),
+    ("  events Merkle root: leaf + node hashes", ("events_root",)),
+    ("  row id/time vs leaf JSON", ("record_mismatch",)),
+    ("checkpoints and signatures", ("_Run._check_checkpoints", "_Run._check_manifests")),
+)
+
+
+def _name(frame: Any) -> str:
+    cls = getattr(frame, "class_name", None)
+    return f"{cls}.{frame.function}" if cls else frame.function
+
+
+def _outermost(root: Any, names: Iterable[str]) -> float:
+    wanted = set(names)
+    total, stack = 0.0, [root]
+    while stack:
+        frame = stack.pop()
+        if _name(frame) in wanted or frame.function in wanted:
+            total += frame.time
+            continue
+        stack.extend(frame.children)
+    return total
+
+
+def breakdown(session: Any, parts: tuple[tuple[str, tuple[str, ...]], ...]) -> list[tuple]:
+    """(label, seconds, share of the profile) for each part."""
+    root = session.root_frame()
+    total = root.time if root is not None else 0.0
+    return [
+        (label, seconds, seconds / total if total else 0.0)
+        for label, names in parts
+        for seconds in [_outermost(root, names) if root is not None else 0.0]
+    ]
+
+
+def _save_text(session: Any, name: str) -> Path:
+    from pyinstrument.renderers import ConsoleRenderer
+
+    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    path = PROFILE_DIR / f"{name}.txt"
+    text = ConsoleRenderer(unicode=True, color=False, short_mode=False).render(session)
+    path.write_text(text)
+    return path
+
+
+def profile_child(name: str, module_args: list[str], work: Path) -> dict[str, Any]:
+    """Runs ``python -m <module_args>`` under pyinstrument; returns its summary."""
+    from pyinstrument.session import Session
+
+    out = work / f"{name}.pyisession"
+    run_child(module_argv("pyinstrument", "-i", "0.002", "-r", "session", "-o", str(out),
+                          "-m", *module_args))  # fmt: skip
+    session = Session.load(str(out))
+    return {"path": _save_text(session, name), "session": session, "duration": session.duration}
+
+
+def profile_call(name: str, fn: Callable[[], Any]) -> dict[str, Any]:
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.002)
+    profiler.start()
+    try:
+        fn()
+    finally:
+        session = profiler.stop()
+    return {"path": _save_text(session, name), "session": session, "duration": session.duration}
