@@ -83,13 +83,13 @@ from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import EVENT_SCHEMA, PARQUET_FORMAT, SCHEMA_VERSION
 from audit_pipeline.ledger import (
     Keyring,
-    Ledger,
     LedgerError,
     SignedManifest,
     VerifyReport,
     load_keyring,
     merkle,
     open_checkpoint,
+    parse_manifest,
     resolve_data_dir,
     verify_ledger,
 )
@@ -272,23 +272,59 @@ def _publish(tmp: Path, target: Path) -> None:
         os.close(dir_fd)
 
 
-def verified_chain(data_dir: Path, report: VerifyReport) -> list[SignedManifest]:
-    """verified_chain returns the manifests the report verified, proven by their root."""
-    size = report.tree_size
-    if size == 0:
-        return []
-    try:
-        chain = Ledger(data_dir, file_format=PARQUET_FORMAT).manifests()
-    except LedgerError as exc:
-        raise DatasetIntegrityError(f"the ledger changed after verification: {exc}") from exc
-    chain = chain[:size]
-    root = merkle.root_hash([m.leaf_hash for m in chain]) if len(chain) == size else None
-    if root is None or root != report.root_hash:
+class _Chain:
+    """_Chain is the verified log: the exact bytes of every manifest, proven by the verified
+    root, parsed only where a build needs their fields (a year is 8,760 manifests)."""
+
+    def __init__(self, raws: list[bytes]) -> None:
+        self.raws = raws
+        self.sha256 = [hashlib.sha256(raw).hexdigest() for raw in raws]
+        self.roots = _prefix_roots([merkle.leaf_hash(raw) for raw in raws])
+        self._parsed: dict[int, SignedManifest] = {}
+
+    def __len__(self) -> int:
+        return len(self.raws)
+
+    def manifest(self, sequence: int) -> SignedManifest:
+        signed = self._parsed.get(sequence)
+        if signed is None:
+            try:
+                signed = parse_manifest(self.raws[sequence])
+            except LedgerError as exc:
+                raise DatasetIntegrityError(f"manifest {sequence} does not parse: {exc}") from exc
+            if signed.sequence != sequence:
+                raise DatasetIntegrityError(f"manifest {sequence} names sequence {signed.sequence}")
+            self._parsed[sequence] = signed
+        return signed
+
+    def manifests(self, start: int = 0) -> list[SignedManifest]:
+        return [self.manifest(sequence) for sequence in range(start, len(self.raws))]
+
+
+def _read_chain(data_dir: Path, report: VerifyReport) -> _Chain:
+    """_read_chain reads manifests 0..tree_size-1 and checks their root is the verified one
+    (so a manifest changed after verification is caught)."""
+    raws = []
+    for sequence in range(report.tree_size):
+        try:
+            raws.append((data_dir / manifest_path(sequence)).read_bytes())
+        except OSError as exc:
+            raise DatasetIntegrityError(
+                f"manifest {sequence} cannot be read after verification: {exc.strerror}; "
+                "nothing was published"
+            ) from exc
+    chain = _Chain(raws)
+    if report.tree_size and chain.roots[-1] != report.root_hash:
         raise DatasetIntegrityError(
-            f"the manifests in {data_dir} no longer have the verified root of size {size}: "
-            "the ledger changed after verification; nothing was published"
+            f"the manifests in {data_dir} no longer have the verified root of size "
+            f"{report.tree_size}: the ledger changed after verification; nothing was published"
         )
     return chain
+
+
+def verified_chain(data_dir: Path, report: VerifyReport) -> list[SignedManifest]:
+    """verified_chain returns the manifests the report verified, proven by their root."""
+    return _read_chain(data_dir, report).manifests()
 
 
 def _read_verified_file(data_dir: Path, signed: SignedManifest) -> pa.Table:
@@ -413,7 +449,7 @@ def _write_database(
     full_reason: str | None,
 ) -> dict[str, Any]:
     """_write_database writes the new dataset into ``tmp``, incrementally when it can."""
-    chain = verified_chain(data_dir, report)
+    chain = _read_chain(data_dir, report)
     reason = full_reason or _unsafe_verification(report)
     if reason is None:
         try:
@@ -436,7 +472,7 @@ def _write_full(
     tmp: Path,
     data_dir: Path,
     report: VerifyReport,
-    chain: Sequence[SignedManifest],
+    chain: _Chain,
     run: history.VerificationRun,
     say: Callable[[str], None],
     reason: str,
@@ -445,10 +481,12 @@ def _write_full(
     try:
         con.execute("SET TimeZone = 'UTC'")
         create_tables(con)
-        quarantined, read = _load_batches(con, data_dir, chain, say)
+        manifests = chain.manifests()
+        quarantined, read = _load_batches(con, data_dir, manifests, say)
         say(f"loaded {read} data files; indexing")
         con.execute("CREATE INDEX audit_events_event_id ON audit_events (event_id)")
-        counts = _finish(con, data_dir, report, chain, run, quarantined, FULL, reason)
+        _insert_batches(con, manifests, quarantined)
+        counts = _finish(con, data_dir, report, chain, run, FULL, reason, {})
     finally:
         con.close()
     return {**counts, "mode": FULL, "reason": reason, "reused_batches": 0, "files_read": read}
@@ -459,7 +497,7 @@ def _write_incremental(
     target: Path,
     data_dir: Path,
     report: VerifyReport,
-    chain: Sequence[SignedManifest],
+    chain: _Chain,
     run: history.VerificationRun,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -482,36 +520,38 @@ def _write_incremental(
         raise _NotIncremental(f"the previous dataset cannot be opened: {_first_line(exc)}") from exc
     try:
         con.execute("SET TimeZone = 'UTC'")
-        reused, rows = _previous_batches(con, report, chain)
-        new = chain[reused:]
+        previous = _previous_batches(con, report, chain)
+        reused = previous.size
+        new = chain.manifests(reused)
         new_files = _storage_order(new)
         # Rows of hours at or after the earliest new batch's hour are taken out and put
         # back in storage order with the new ones (a late batch joins its hour).
         first_new = new_files[0].manifest.window_start if new_files else None
         moved = [
-            m.sequence
-            for m in _storage_order(chain[:reused])
-            if first_new is not None and m.manifest.window_start >= first_new
+            chain.manifest(sequence)
+            for sequence, window_start in previous.windows.items()
+            if first_new is not None and window_start >= first_new
         ]
-        kept = _take_out(con, moved)
+        kept = _take_out(con, [m.sequence for m in moved])
         say(
             f"reusing {reused} batches of the previous dataset; loading {len(new_files)} new "
             f"data files" + (f" (and re-ordering {len(moved)} batches)" if moved else "")
         )
+        known = _known_checkpoints(con, data_dir)
         _drop_views(con)
-        for table in METADATA_TABLES:
+        rewritten = [t for t in METADATA_TABLES if t != "batches"]
+        for table in rewritten:
             con.execute(f"DROP TABLE {table}")
-        create_tables(con, METADATA_TABLES)
-        comment_tables(con, [t for t in TABLES if t not in METADATA_TABLES])
-        quarantined, read = _load_batches(
-            con, data_dir, [chain[s] for s in moved] + list(new), say, kept
-        )
-        for sequence, (_, quarantine_rows) in rows.items():
-            quarantined.setdefault(sequence, quarantine_rows)
+        create_tables(con, rewritten)
+        comment_tables(con, [t for t in TABLES if t not in rewritten])
+        quarantined, read = _load_batches(con, data_dir, [*moved, *new], say, kept)
+        # Rows of the batches table are a function of the manifest's bytes and its
+        # quarantined count, neither of which changes: only new batches are added.
+        _insert_batches(con, new, quarantined)
         reason = f"the previous dataset holds batches 0..{reused - 1} of the verified chain"
         if not reused:
             reason = "the previous dataset holds no batches"
-        counts = _finish(con, data_dir, report, chain, run, quarantined, INCREMENTAL, reason)
+        counts = _finish(con, data_dir, report, chain, run, INCREMENTAL, reason, known)
     except duckdb.Error as exc:
         raise _NotIncremental(f"the previous dataset cannot be reused: {_first_line(exc)}") from exc
     finally:
@@ -578,12 +618,21 @@ def _table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, 
     return columns
 
 
+@dataclass(frozen=True)
+class _Previous:
+    """What the previous dataset holds: batches 0..size-1, and the hour of each that has
+    a data file, in storage order."""
+
+    size: int
+    windows: dict[int, int]
+
+
 def _previous_batches(
-    con: duckdb.DuckDBPyConnection, report: VerifyReport, chain: Sequence[SignedManifest]
-) -> tuple[int, dict[int, tuple[int, int]]]:
-    """_previous_batches checks that the copied file is a dataset of a prefix of ``chain``
-    (_NotIncremental saying what differs otherwise) and returns the prefix's length and,
-    per batch holding rows, the (events, quarantined) rows it holds."""
+    con: duckdb.DuckDBPyConnection, report: VerifyReport, chain: _Chain
+) -> _Previous:
+    """_previous_batches checks that the copied file is a dataset of a prefix of ``chain``,
+    raising _NotIncremental saying what differs. Facts about its batches are read from the
+    manifest text it stores, after checking that text is the verified manifest's bytes."""
     if _table_columns(con) != _expected_columns():
         raise _NotIncremental("the previous dataset's tables differ from this version's")
     info = dict(con.sql("SELECT key, value FROM dataset_info").fetchall())
@@ -599,21 +648,16 @@ def _previous_batches(
             raise _NotIncremental(
                 f"the previous dataset has {key} {info.get(key)!r}, this build {value!r}"
             )
-    listed = con.sql("SELECT sequence, manifest_sha256 FROM batches ORDER BY sequence").fetchall()
+    listed = con.sql(
+        "SELECT sequence, manifest_sha256, sha256(manifest::VARCHAR) = manifest_sha256, "
+        "CAST(manifest->>'$.signed.data.rows' AS BIGINT), "
+        "CAST(manifest->>'$.signed.window.start' AS BIGINT), quarantined "
+        "FROM batches ORDER BY window_start, sequence"
+    ).fetchall()
     if len(listed) > len(chain):
         raise _NotIncremental(
             f"the previous dataset holds {len(listed)} batches, the verified ledger {len(chain)}"
         )
-    for position, (sequence, sha256) in enumerate(listed):
-        if sequence != position:
-            raise _NotIncremental(
-                f"the previous dataset's batches skip from {position - 1} to {sequence}"
-            )
-        if sha256 != chain[position].sha256:
-            raise _NotIncremental(
-                f"manifest {position} is not the one the previous dataset was built from "
-                "(the ledger was rebuilt or its history changed)"
-            )
     held = {
         sequence: (events, quarantined)
         for sequence, events, quarantined in con.sql(
@@ -622,21 +666,26 @@ def _previous_batches(
             "UNION ALL SELECT batch_sequence, true AS q FROM quarantine) GROUP BY ALL"
         ).fetchall()
     }
-    for sequence, (events, quarantined) in sorted(held.items()):
-        data = chain[sequence].manifest.data if 0 <= sequence < len(listed) else None
-        if data is None or events + quarantined != data.rows:
+    if sorted(row[0] for row in listed) != list(range(len(listed))):
+        raise _NotIncremental("the previous dataset's batches are not 0..n-1 without gaps")
+    if not set(held) <= set(range(len(listed))):
+        raise _NotIncremental("the previous dataset holds rows of batches it does not list")
+    windows: dict[int, int] = {}
+    for sequence, sha256, text_matches, rows, window_start, quarantined in listed:
+        if sha256 != chain.sha256[sequence] or not text_matches:
             raise _NotIncremental(
-                f"the previous dataset holds {events + quarantined} rows of batch {sequence}, "
-                f"its manifest lists {0 if data is None else data.rows}"
+                f"manifest {sequence} is not the one the previous dataset was built from "
+                "(the ledger was rebuilt or its history changed)"
             )
-    for signed in chain[: len(listed)]:
-        data = signed.manifest.data
-        if data is not None and data.rows and signed.sequence not in held:
+        events, in_quarantine = held.get(sequence, (0, 0))
+        if events + in_quarantine != (rows or 0) or in_quarantine != quarantined:
             raise _NotIncremental(
-                f"the previous dataset holds no rows of batch {signed.sequence}, its manifest "
-                f"lists {data.rows}"
+                f"the previous dataset holds {events + in_quarantine} rows of batch "
+                f"{sequence} ({in_quarantine} quarantined), its manifest lists {rows or 0}"
             )
-    return len(listed), held
+        if rows is not None:
+            windows[sequence] = window_start
+    return _Previous(size=len(listed), windows=windows)
 
 
 def _take_out(
@@ -687,17 +736,17 @@ def _finish(
     con: duckdb.DuckDBPyConnection,
     data_dir: Path,
     report: VerifyReport,
-    chain: Sequence[SignedManifest],
+    chain: _Chain,
     run: history.VerificationRun,
-    quarantined: dict[int, int],
     mode: str,
     reason: str,
+    known_checkpoints: Mapping[bytes, tuple[Any, ...]],
 ) -> dict[str, int]:
-    """_finish writes the metadata tables and views over the loaded rows, and checkpoints."""
+    """_finish writes the other metadata tables and the views, then checkpoints."""
     ((events,),) = con.sql("SELECT count(*) FROM audit_events").fetchall()
     ((quarantine,),) = con.sql("SELECT count(*) FROM quarantine").fetchall()
-    _insert_batches(con, chain, quarantined)
-    _insert_checkpoints(con, data_dir, chain, report)
+    ((data_files,),) = con.sql("SELECT count(data_path) FROM batches").fetchall()
+    _insert_checkpoints(con, data_dir, chain, report, known_checkpoints)
     _insert_keys(con, data_dir)
     _insert_runs(con, history.load_runs(data_dir))
     _insert_info(con, data_dir, report, run, events, quarantine, mode, reason)
@@ -705,7 +754,7 @@ def _finish(
     con.execute("CHECKPOINT")
     return {
         "batches": len(chain),
-        "data_files": sum(1 for m in chain if m.manifest.data is not None),
+        "data_files": data_files,
         "events": events,
         "quarantined": quarantine,
     }
@@ -800,16 +849,30 @@ def _load_keyring(data_dir: Path) -> Keyring | None:
         return None
 
 
+def _known_checkpoints(
+    con: duckdb.DuckDBPyConnection, data_dir: Path
+) -> dict[bytes, tuple[Any, ...]]:
+    """_known_checkpoints returns the previous dataset's checkpoint rows by note bytes when
+    they were verified with the keys trusted now (the same bytes then verify the same)."""
+    keyring = _load_keyring(data_dir)
+    current = sorted(k.vkey for k in keyring.keys) if keyring is not None else []
+    previous = [vkey for (vkey,) in con.sql("SELECT vkey FROM keys ORDER BY vkey").fetchall()]
+    if not current or previous != current:
+        return {}
+    rows = con.sql("SELECT note, tree_size, origin, root_hash, signed_by FROM checkpoints")
+    return {note.encode(): tuple(rest) for note, *rest in rows.fetchall()}
+
+
 def _insert_checkpoints(
     con: duckdb.DuckDBPyConnection,
     data_dir: Path,
-    chain: Sequence[SignedManifest],
+    chain: _Chain,
     report: VerifyReport,
+    known: Mapping[bytes, tuple[Any, ...]],
 ) -> None:
     keyring = _load_keyring(data_dir)
     if keyring is None:
         return
-    roots = _prefix_roots([m.leaf_hash for m in chain])
     verifiers = keyring.verifiers()
     cols: dict[str, list[Any]] = {
         k: [] for k in ("tree_size", "origin", "root_hash", "signed_by", "matches", "path", "note")
@@ -820,15 +883,22 @@ def _insert_checkpoints(
         if size is None or size > report.tree_size:
             continue
         raw = (directory / name).read_bytes()
-        try:
-            cp, note = open_checkpoint(raw, verifiers)
-        except LedgerError:
-            continue
-        cols["tree_size"].append(cp.tree_size)
-        cols["origin"].append(cp.origin)
-        cols["root_hash"].append(cp.root_hash.hex())
-        cols["signed_by"].append([f"{s.name}+{s.key_hash:08x}" for s in note.sigs])
-        cols["matches"].append(cp.tree_size <= len(chain) and roots[cp.tree_size] == cp.root_hash)
+        if raw in known:
+            tree_size, origin, root_hash, signed_by = known[raw]
+        else:
+            try:
+                cp, note = open_checkpoint(raw, verifiers)
+            except LedgerError:
+                continue
+            tree_size, origin, root_hash = cp.tree_size, cp.origin, cp.root_hash.hex()
+            signed_by = [f"{s.name}+{s.key_hash:08x}" for s in note.sigs]
+        cols["tree_size"].append(tree_size)
+        cols["origin"].append(origin)
+        cols["root_hash"].append(root_hash)
+        cols["signed_by"].append(signed_by)
+        cols["matches"].append(
+            tree_size <= len(chain) and chain.roots[tree_size].hex() == root_hash
+        )
         cols["path"].append(f"{CHECKPOINTS}/{name}")
         cols["note"].append(raw.decode())
     if cols["tree_size"]:

@@ -185,6 +185,19 @@ def _delete_one_row(path: Path) -> None:
     con.close()
 
 
+def _delete_and_edit_manifest_text(path: Path) -> None:
+    """Drop a row and make the stored manifest text agree: its hash no longer does."""
+    _delete_one_row(path)
+    con = duckdb.connect(str(path))
+    con.execute(
+        "UPDATE batches SET manifest = replace(manifest::VARCHAR, '\"rows\":9', '\"rows\":8'), "
+        "data_rows = 8 WHERE sequence = 0"
+    )
+    edited = con.sql("SELECT manifest->>'$.signed.data.rows' FROM batches WHERE sequence = 0")
+    assert edited.fetchall() == [("8",)]
+    con.close()
+
+
 def _old_schema(path: Path) -> None:
     con = duckdb.connect(str(path))
     con.execute("UPDATE dataset_info SET value = '0' WHERE key = 'dataset_schema_version'")
@@ -204,7 +217,8 @@ def _not_a_database(path: Path) -> None:
 @pytest.mark.parametrize(
     ("spoil", "reason"),
     [
-        (_delete_one_row, "holds 8 rows of batch 0, its manifest lists 9"),
+        (_delete_one_row, "holds 8 rows of batch 0 (0 quarantined), its manifest lists 9"),
+        (_delete_and_edit_manifest_text, "manifest 0 is not the one"),
         (_old_schema, "dataset_schema_version '0'"),
         (_other_columns, "tables differ from this version's"),
         (_not_a_database, "cannot be opened"),
