@@ -4,7 +4,8 @@ Layers inside: ``merkle``, ``canonical``, ``note`` and ``checkpoint`` are the pr
 ``events`` (the seam to the lake's file format), ``layout`` (data directory and storage),
 ``keys``, ``manifest``, ``commit`` (:class:`Ledger`), ``verify`` (:func:`verify_ledger`)
 and ``proofs`` (:func:`prove_event` / :func:`verify_event_proof`) build on them. Only the
-standard library, ``cryptography`` and ``orjson`` are used. The on-disk formats are in ``FORMAT.md``.
+standard library, ``cryptography`` and ``orjson`` are used. The on-disk formats are in
+``FORMAT.md``.
 """
 
 from __future__ import annotations

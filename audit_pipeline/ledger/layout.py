@@ -90,10 +90,15 @@ def format_hour(window_start: int) -> str:
     return datetime.fromtimestamp(window_start, UTC).strftime("%Y-%m-%dT%H:00Z")
 
 
+def batch_data_dir(window_start: int) -> str:
+    """batch_data_dir is the hour's hive-style partition directory under ``lake/``."""
+    moment = datetime.fromtimestamp(window_start, UTC)
+    return f"{LAKE}/date={moment:%Y-%m-%d}/hour={moment:%H}"
+
+
 def batch_data_path(window_start: int, seq: int, kind: str, suffix: str) -> str:
     """batch_data_path is the one place a batch's data file may live (hive-style partition)."""
-    moment = datetime.fromtimestamp(window_start, UTC)
-    return f"{LAKE}/date={moment:%Y-%m-%d}/hour={moment:%H}/{seq:0{SEQ_WIDTH}d}-{kind}{suffix}"
+    return f"{batch_data_dir(window_start)}/{seq:0{SEQ_WIDTH}d}-{kind}{suffix}"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -131,6 +136,18 @@ class LocalStorage:
 
     def read(self, rel: str) -> bytes:
         return self.path(rel).read_bytes()
+
+    def read_all(self, rels: list[str]) -> list[bytes]:
+        """read_all reads many small files (a year of manifests) without per-path objects;
+        FileNotFoundError names the first one missing."""
+        for rel in rels:
+            _check_relative(rel)
+        root = str(self.root)
+        out = []
+        for rel in rels:
+            with open(f"{root}/{rel}", "rb") as f:
+                out.append(f.read())
+        return out
 
     def size(self, rel: str) -> int:
         return self.path(rel).stat().st_size

@@ -45,7 +45,7 @@ from audit_pipeline.ledger.errors import (
 )
 from audit_pipeline.ledger.events import BatchFileFormat
 from audit_pipeline.ledger.keys import Keyring, KeyStatus, load_keyring
-from audit_pipeline.ledger.layout import manifest_path
+from audit_pipeline.ledger.layout import batch_data_dir, batch_data_path, manifest_path
 from audit_pipeline.ledger.manifest import Manifest, SignedManifest, parse_manifest
 from audit_pipeline.ledger.note import Verifiers
 
@@ -139,15 +139,12 @@ def prove_event(
 
 
 def _manifest_bytes(ledger: Ledger, size: int) -> list[bytes]:
-    raws = []
-    for seq in range(size):
-        try:
-            raws.append(ledger.storage.read(manifest_path(seq)))
-        except FileNotFoundError:
-            raise LedgerStateError(
-                f"manifest {seq} is missing but the latest checkpoint covers it: run verify"
-            ) from None
-    return raws
+    try:
+        return ledger.storage.read_all([manifest_path(seq) for seq in range(size)])
+    except FileNotFoundError as exc:
+        raise LedgerStateError(
+            f"{exc.filename} is missing but the latest checkpoint covers it: run verify"
+        ) from None
 
 
 def _parsed(raws: list[bytes], seq: int) -> SignedManifest:
@@ -158,6 +155,18 @@ def _parsed(raws: list[bytes], seq: int) -> SignedManifest:
     if signed.sequence != seq:
         raise LedgerStateError(f"manifest {seq} says it is batch {signed.sequence}: run verify")
     return signed
+
+
+def _batches_of_hour(ledger: Ledger, window_start: int, size: int) -> list[int]:
+    """_batches_of_hour lists, newest first, the sequence numbers whose data files lie in the
+    hour's lake directory (their names start with the sequence number). Only a candidate
+    list: each one's manifest is still parsed and its window and path compared."""
+    seqs = set()
+    for name in ledger.storage.list_dir(batch_data_dir(window_start)):
+        number = name.split("-", 1)[0]
+        if number.isdigit() and int(number) < size:
+            seqs.add(int(number))
+    return sorted(seqs, reverse=True)
 
 
 def _find_event(
@@ -171,6 +180,8 @@ def _find_event(
         if not 0 <= batch_hint < len(raws):
             raise EventNotFoundError(f"batch {batch_hint} is not covered by the latest checkpoint")
         order = [batch_hint]
+    elif window_start is not None:
+        order = _batches_of_hour(ledger, window_start, len(raws))
     else:
         order = list(reversed(range(len(raws))))
     absent: list[int] = []
@@ -179,7 +190,11 @@ def _find_event(
         if window_start is not None and signed.manifest.window_start != window_start:
             continue
         data = signed.manifest.data
-        if data is None:
+        if data is None or (
+            window_start is not None
+            and data.path
+            != batch_data_path(window_start, seq, signed.manifest.kind, ledger.file_format.suffix)
+        ):
             continue
         try:
             records = ledger.file_format.read_events(ledger.storage.path(data.path))
