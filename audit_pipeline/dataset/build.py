@@ -15,9 +15,11 @@ The build:
 4. reads each data file the manifests list, and only those (never a glob: a file dropped
    into ``lake/`` is never seen), checks the bytes it read against the manifest's size and
    SHA-256, and loads the rows from those same bytes into native tables, ordered by hour
-   window, then batch, then row, so ``audit_events`` is stored in time order; the small
-   tables (``batches``, ``checkpoints``, ``keys``, ``verification_runs``,
-   ``dataset_info``), the views and the comments are rewritten whole on both paths;
+   window, then batch, then row, so ``audit_events`` is stored in time order (an
+   incremental build takes out the kept rows of hours from the earliest new batch's hour on
+   and puts them back in that order, so a late batch sits with its hour, as in a full
+   build); ``batches`` gains the new batches' rows, while ``checkpoints``, ``keys``,
+   ``verification_runs``, ``dataset_info``, the views and the comments are written whole;
 5. writes everything into ``<name>.tmp-<pid>`` beside the target and ``os.replace``s it
    over the old file. A reader holding the old file keeps reading it (same inode); new
    readers see the new file; nobody ever waits on DuckDB's file lock.
@@ -29,15 +31,19 @@ verified chain pins those manifest hashes (every manifest's bytes are a leaf of 
 verified Merkle root and the next manifest links to its hash), and a manifest pins its
 data file's SHA-256 and row count. So when the file's manifest hashes equal the chain's
 prefix, re-reading those data files could only yield the rows already there. The
-previous file is checked for what can be checked cheaply (the manifest hash of every
-sequence, the same dataset schema, lake schema, package and DuckDB versions and log
-origin, exactly the manifest's row count per batch, no rows of other batches); any
+previous file is checked for what can be checked cheaply: for every sequence, the
+manifest SHA-256 it records and the SHA-256 of the manifest text it stores equal the
+chain's; the facts it reuses (row counts, hours) are read from that checked text; it
+holds exactly each manifest's row count per batch and no other rows; its tables, dataset
+and lake schema, package and DuckDB versions and log origin are this build's. Any
 difference, or a file that cannot be opened, means a full build. It is not signed:
 whoever can write it can also edit the published dataset itself, and a full build
 replaces whatever it holds. An old data file altered *after* it was loaded is the
 verifier's to find: a full verification re-hashes every data file (an incremental one
 only those after its trusted checkpoint), and a full rebuild re-reads and re-hashes
-every file the manifests list.
+every file the manifests list. Likewise a checkpoint whose exact bytes the previous file
+lists, under an unchanged keyring, keeps its row without its signature being checked
+again.
 
 Events live in a native table (not views over Parquet) because a year is 8,760 small
 files: scanning them for every query is slow, a native table is compact and fast, and an
@@ -539,11 +545,10 @@ def _write_incremental(
         )
         known = _known_checkpoints(con, data_dir)
         _drop_views(con)
-        rewritten = [t for t in METADATA_TABLES if t != "batches"]
-        for table in rewritten:
+        for table in METADATA_TABLES:
             con.execute(f"DROP TABLE {table}")
-        create_tables(con, rewritten)
-        comment_tables(con, [t for t in TABLES if t not in rewritten])
+        create_tables(con, METADATA_TABLES)
+        comment_tables(con, [t for t in TABLES if t not in METADATA_TABLES])
         quarantined, read = _load_batches(con, data_dir, [*moved, *new], say, kept)
         # Rows of the batches table are a function of the manifest's bytes and its
         # quarantined count, neither of which changes: only new batches are added.

@@ -1,10 +1,11 @@
 """The verification history: every verification run, appended to a JSON-lines log.
 
 SOC 2 and SEC 17a-4 auditors ask not only "is the log intact now?" but "was it checked,
-when, and what did each check find?". The dataset is rebuilt from scratch every time, so
-that history cannot live only inside it: each run is appended as one line to
-``<data dir>/verification/runs.jsonl`` (outside ``lake/`` and ``ledger/``, which the
-verifier owns), and every build loads the whole file into ``verification_runs``. Deleting
+when, and what did each check find?". The dataset file is derived and may be deleted or
+rebuilt at any time, so that history cannot live only inside it: each run is appended as
+one line to ``<data dir>/verification/runs.jsonl`` (outside ``lake/`` and ``ledger/``,
+which the verifier owns), and every build loads the whole file into
+``verification_runs``. Deleting
 or rebuilding ``audit.duckdb`` therefore never loses a run. Dataset builds, evidence
 exports, ``audit-pipeline verify`` and the ``audit_ledger`` Dagster asset all append
 (:func:`record`); ``trigger`` says which.

@@ -112,9 +112,10 @@ TABLES: dict[str, tuple[str, str]] = {
 }
 
 
-# Tables every build rewrites whole from the ledger's metadata and the history (small);
-# the row tables (audit_events, quarantine) are what an incremental build carries over.
-METADATA_TABLES = ("batches", "checkpoints", "keys", "verification_runs", "dataset_info")
+# Tables every build writes whole (small: read from the keyring, the checkpoints and the
+# history). An incremental build keeps the rows of audit_events, quarantine and batches of
+# the batches it reuses.
+METADATA_TABLES = ("checkpoints", "keys", "verification_runs", "dataset_info")
 
 
 def create_tables(con: duckdb.DuckDBPyConnection, names: Iterable[str] | None = None) -> None:
