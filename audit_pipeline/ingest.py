@@ -156,6 +156,10 @@ class _BatchWriter:
         for item in pc.value_counts(rows.column("action")).to_pylist():
             if item["values"]:
                 self.actions[item["values"]] += item["counts"]
+        del rows
+        # Arrow's allocator keeps freed memory for reuse; hand the table's back now, before
+        # the ledger reads the file back into Python objects that cannot use it.
+        pa.default_memory_pool().release_unused()
 
 
 @contextmanager
@@ -213,6 +217,7 @@ def _sync_window(
         normalizer.add(page.entries, plain_json=page.plain_json)
         del page
     rows = normalizer.finish()
+    pa.default_memory_pool().release_unused()  # the pages' copies, now sorted into rows
     events = events_from_table(rows.table)
     writer = _BatchWriter(rows.table)
     duplicates_in_window = rows.duplicates_skipped

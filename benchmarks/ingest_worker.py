@@ -126,6 +126,8 @@ def _peak() -> int:
 def phases(base_url: str, token: str, start: int, end: int, out: Path) -> int:
     """The steps of ``ingest.sync_window`` one by one, with resident memory after each:
     where a big hour's peak comes from. Prints one JSON line per phase to stderr."""
+    import pyarrow as pa
+
     from audit_pipeline.ingest import _BatchWriter, _gc_paused
     from audit_pipeline.lake import PARQUET_FORMAT, WindowNormalizer, events_from_table
     from audit_pipeline.ledger import Ledger
@@ -153,6 +155,7 @@ def phases(base_url: str, token: str, start: int, end: int, out: Path) -> int:
         del page
         mark("pages read and normalized (Arrow, unsorted)")
         rows = normalizer.finish()
+        pa.default_memory_pool().release_unused()
         mark("sorted table", table_bytes=rows.table.nbytes)
         events = events_from_table(rows.table)
         mark("ledger records built")

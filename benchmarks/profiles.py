@@ -20,7 +20,7 @@ INGEST_PARTS = (
     ("ledger commit, total", ("Ledger.commit_batch",)),
     ("  write Parquet (lake)", ("write_batch_file",)),
     ("  read the file back (lake reader)", ("ParquetBatchFormat.read_events",)),
-    ("  check written rows: ids + leaf JSON (ledger)", ("Ledger._check_written",)),
+    ("  check written rows: ids + leaf JSON (ledger)", ("_check_written",)),
     ("  events Merkle root (ledger)", ("events_root",)),
     ("  hash the file (ledger)", ("file_digest",)),
 )

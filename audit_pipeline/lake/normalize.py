@@ -46,6 +46,7 @@ _EVENT_ID, _DATE_CREATE, _QUARANTINE = (
 _TEXT_COLUMNS = frozenset(
     i for i in _TUPLE_COLUMNS if pa.types.is_string(EVENT_SCHEMA.field(i).type)
 )
+_DATE_CREATE_COLUMN = _NAMES.index("date_create")
 # A page's byte buffers are cut into batches well before 32-bit Arrow offsets overflow.
 _MAX_BUFFER = 1 << 30
 _sha256 = hashlib.sha256
@@ -302,12 +303,12 @@ class WindowNormalizer:
             if len(raw_buffer) > _MAX_BUFFER:
                 page = self._flush_if_full(page)
         if page.rows:
-            self._batches.append(page.batch())
+            self._batches.append(_sorted(page.batch()))
 
     def _flush_if_full(self, page: _Page) -> _Page:
         if not page.full():
             return page
-        self._batches.append(page.batch())
+        self._batches.append(_sorted(page.batch()))
         return _Page()
 
     def _quarantine_reason(self, entry: Any) -> str | None:
@@ -360,11 +361,14 @@ class WindowNormalizer:
         page.add(tuple(row), raw, leaf, None)
 
     def finish(self) -> NormalizedWindow:
-        """finish sorts the window's rows by (``date_create``, ``event_id``) into one table.
+        """finish puts the window's rows in (``date_create``, ``event_id``) order, one table.
 
-        Columns are sorted one at a time and each page's copy is released as soon as its
-        sorted column exists, so the peak is the rows plus one sorted column, not twice
-        the rows.
+        Each page was sorted when it was added. The API serves newest first and never
+        splits a second across pages, so the pages, taken in reverse, usually follow each
+        other in time: then the table is their concatenation, built one column at a time
+        while each page's copy of that column is released (the peak is the rows plus one
+        column, not twice the rows). Otherwise (a restarted window, a late page) the rows
+        are sorted as a whole.
         """
         batches, self._batches, self._seen = self._batches, [], {}
         if not batches:
@@ -374,19 +378,45 @@ class WindowNormalizer:
                 self.quarantined,
                 self.duplicates_skipped,
             )
-        table = pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
-        del batches
-        order = pc.sort_indices(
-            table, sort_keys=[("date_create", "ascending"), ("event_id", "ascending")]
-        )
-        columns = dict(zip(_NAMES, table.columns, strict=True))
-        del table
-        sorted_columns = [columns.pop(name).take(order) for name in _NAMES]
+        if _in_order([b for b in reversed(batches)]):
+            batches.reverse()
+            pieces = [[b.column(i) for b in batches] for i in range(len(_NAMES))]
+            del batches
+            columns = []
+            for i in range(len(_NAMES)):
+                columns.append(pa.concat_arrays(pieces[i]))
+                pieces[i] = []
+        else:
+            table = pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
+            del batches
+            order = pc.sort_indices(table, sort_keys=_SORT_KEYS)
+            by_name = dict(zip(_NAMES, table.columns, strict=True))
+            del table
+            columns = [by_name.pop(name).take(order) for name in _NAMES]
         return NormalizedWindow(
-            pa.Table.from_arrays(sorted_columns, schema=EVENT_SCHEMA),
+            pa.Table.from_arrays(columns, schema=EVENT_SCHEMA),
             self.quarantined,
             self.duplicates_skipped,
         )
+
+
+_SORT_KEYS = [("date_create", "ascending"), ("event_id", "ascending")]
+
+
+def _sorted(batch: pa.RecordBatch) -> pa.RecordBatch:
+    return batch.take(pc.sort_indices(batch, sort_keys=_SORT_KEYS))
+
+
+def _in_order(batches: list[pa.RecordBatch]) -> bool:
+    """Whether sorted batches, concatenated as given, are sorted: each one's first second
+    is after the previous one's last (equal seconds would need their ids merged)."""
+    previous = None
+    for batch in batches:
+        dates = batch.column(_DATE_CREATE_COLUMN)
+        if previous is not None and not dates[0].value > previous:
+            return False
+        previous = dates[len(dates) - 1].value
+    return True
 
 
 def normalize_entries(
