@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks import profiles
 from benchmarks.common import REPO_ROOT, BenchmarkError, Section, machine_facts
 from benchmarks.config import SIZES, Sizes
 from benchmarks.ledgers import BuiltLedger, build_ledger
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print("--year-hours must exceed the week and month prefixes", file=sys.stderr)
         return 2
     profile = args.profile if args.profile is not None else sizes.name == "full"
+    profiles.PROFILE_DIR = args.results.parent / "profiles"
     for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
         os.environ.pop(var, None)
     facts = machine_facts()
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     facts["duration"] = f"{time.perf_counter() - started:.0f} s"
     print(render_table(sections))
-    results = render_results(sections, facts, sizes, year, failures)
+    results = render_results(sections, facts, sizes, year, failures, args.results.parent)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(results)
     _say(f"wrote {args.results} ({facts['duration']})")
@@ -138,7 +140,7 @@ def _run_one(
         "ingest": lambda: ingest.run(sizes, work, _say, profile),
         "verify": lambda: verify.run(sizes, work, year, _say, profile),
         "query": lambda: query.run(sizes, work, year, _say),
-        "proofs": lambda: proofs.run(sizes, work, year, _say),
+        "proofs": lambda: proofs.run(sizes, work, year, _say, profile),
         "pacing": lambda: pacing.run(sizes, work, _say),
         "orchestration": lambda: orchestration.run(sizes, work, _say),
     }

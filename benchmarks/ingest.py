@@ -102,12 +102,14 @@ def run(sizes: Sizes, work: Path, say: Callable[[str], None], profile: bool = Fa
                 work,
             )  # fmt: skip
             shutil.rmtree(out, ignore_errors=True)
-            section.extra["profile"] = {
-                "title": f"audit-pipeline sync of {expected:,} events",
-                "rows": breakdown(found["session"], INGEST_PARTS),
-                "path": found["path"],
-                "duration": found["duration"],
-            }
+            section.extra["profiles"] = [
+                {
+                    "title": f"audit-pipeline sync of {expected:,} events",
+                    "rows": breakdown(found["session"], INGEST_PARTS),
+                    "path": found["path"],
+                    "duration": found["duration"],
+                }
+            ]
     rates = {k: median([r["events"] / r["seconds"] for r in v]) for k, v in runs.items() if v}
     peaks = {k: max(r["max_rss"] for r in v) for k, v in runs.items() if v}
     for kind, label in (

@@ -24,6 +24,22 @@ INGEST_PARTS = (
     ("  events Merkle root (ledger)", ("events_root",)),
     ("  hash the file (ledger)", ("file_digest",)),
 )
+INCREMENTAL_PARTS = (
+    ("read + strictly parse every manifest", ("_Run._read_manifests",)),
+    ("walk the whole lake for unreferenced files", ("_Run._check_unreferenced",)),
+    ("roots of every log prefix", ("_PrefixRoots.__init__",)),
+    ("check the new data files", ("_check_data_file",)),
+)
+COMMIT_PARTS = (
+    ("check the newest checkpoint against the whole chain", ("Ledger._checked_tip",)),
+    ("list and load the chain", ("Ledger._load_chain",)),
+    ("write, read back and check the data file", ("Ledger._publish_data",)),
+)
+PROVE_PARTS = (
+    ("read every manifest to hash the log", ("_manifest_bytes",)),
+    ("log leaf hashes, root and inclusion path", ("leaf_hash", "root_hash", "prove_inclusion")),
+    ("find the event in its batch", ("_find_event",)),
+)
 VERIFY_PARTS = (
     ("read + parse manifests", ("_Run._read_manifests",)),
     ("check data files, total", ("_check_data_file",)),
@@ -66,7 +82,7 @@ def breakdown(session: Any, parts: tuple[tuple[str, tuple[str, ...]], ...]) -> l
 def _save_text(session: Any, name: str) -> Path:
     from pyinstrument.renderers import ConsoleRenderer
 
-    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    PROFILE_DIR.mkdir(parents=True, exist_ok=True)  # set by __main__ beside the results
     path = PROFILE_DIR / f"{name}.txt"
     text = ConsoleRenderer(unicode=True, color=False, short_mode=False).render(session)
     path.write_text(text)

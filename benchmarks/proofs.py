@@ -21,6 +21,7 @@ from benchmarks.common import (
 )
 from benchmarks.config import Sizes
 from benchmarks.ledgers import BuiltLedger
+from benchmarks.profiles import PROVE_PARTS, breakdown, profile_call
 
 
 def _sample_events(year: BuiltLedger, count: int) -> list[tuple[str, int]]:
@@ -35,7 +36,13 @@ def _sample_events(year: BuiltLedger, count: int) -> list[tuple[str, int]]:
     return picked
 
 
-def run(sizes: Sizes, work: Path, year: BuiltLedger, say: Callable[[str], None]) -> Section:
+def run(
+    sizes: Sizes,
+    work: Path,
+    year: BuiltLedger,
+    say: Callable[[str], None],
+    profile: bool = False,
+) -> Section:
     section = Section("proofs")
     keyring = load_keyring(year.data_dir)
     events = _sample_events(year, sizes.proof_repeats)
@@ -55,6 +62,21 @@ def run(sizes: Sizes, work: Path, year: BuiltLedger, say: Callable[[str], None])
             raise BenchmarkError(f"proof of {event_id} verified as {verified.event_id}")
         verify_s.append(seconds)
     event_id, hour = events[len(events) // 2]
+    if profile:
+        found = profile_call(
+            "prove-in-a-year",
+            lambda: prove_event(
+                year.data_dir, event_id, file_format=PARQUET_FORMAT, window_start=hour
+            ),
+        )
+        section.extra["profiles"] = [
+            {
+                "title": f"prove with the hour known, {year.hours:,} batches",
+                "rows": breakdown(found["session"], PROVE_PARTS),
+                "path": found["path"],
+                "duration": found["duration"],
+            }
+        ]
     unhinted, _ = timed(lambda: prove_event(year.data_dir, event_id, file_format=PARQUET_FORMAT))
     cli = run_child(
         module_argv("audit_pipeline.cli", "prove", event_id, f"--hour={format_hour(hour)}",

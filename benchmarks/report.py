@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO_ROOT, Section
@@ -39,6 +40,7 @@ def render_results(
     sizes: Sizes,
     year: BuiltLedger | None,
     failures: Sequence[str],
+    base: Path = REPO_ROOT / "benchmarks",
 ) -> str:
     packages = ", ".join(f"{k} {v}" for k, v in facts["packages"].items())
     out = [
@@ -75,9 +77,8 @@ def render_results(
         out += ["", f"## {section.name} ({section.seconds:.0f} s)", ""]
         for note in section.notes:
             out += [note, ""]
-        profile = section.extra.get("profile")
-        if profile:
-            rel = profile["path"].relative_to(REPO_ROOT)
+        for profile in section.extra.get("profiles", []):
+            rel = profile["path"].relative_to(base)
             out += [
                 f"Where the time goes (pyinstrument, {profile['title']}, "
                 f"{profile['duration']:.1f} s profiled; full tree in `{rel}`):",

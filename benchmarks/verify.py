@@ -21,7 +21,13 @@ from benchmarks.ledgers import (
     prefix_copy,
     sha256_floor,
 )
-from benchmarks.profiles import VERIFY_PARTS, breakdown, profile_call
+from benchmarks.profiles import (
+    COMMIT_PARTS,
+    INCREMENTAL_PARTS,
+    VERIFY_PARTS,
+    breakdown,
+    profile_call,
+)
 
 
 def _verified(data_dir: Path, **kwargs) -> object:
@@ -121,15 +127,13 @@ def run(
                 f"{fmt_s(full[2])}: {detail}; {full[1] / full[2]:.2f}x faster than 1 job",
                 status="info",
             )
+    profiles: list[tuple[str, dict, tuple]] = []
     if profile:
         say("verify: one more full verification under pyinstrument")
         found = profile_call("verify-month", lambda: _verified(month.data_dir, jobs=1))
-        section.extra["profile"] = {
-            "title": f"full verification of {month.events:,} events, --jobs 1",
-            "rows": breakdown(found["session"], VERIFY_PARTS),
-            "path": found["path"],
-            "duration": found["duration"],
-        }
+        profiles.append(
+            (f"full verification of {month.events:,} events, --jobs 1", found, VERIFY_PARTS)
+        )
     incremental: dict[str, float] = {}
     for label, hours in (
         ("1 week", sizes.week_hours),
@@ -137,8 +141,22 @@ def run(
         ("1 year", sizes.year_hours),
     ):
         copy = prefix_copy(year, work / f"verify-incremental-{hours}", hours)
-        commit_s = add_hour(copy, sizes.events_per_hour)
         trusted = copy.checkpoints[hours]
+        if profile and hours == sizes.year_hours:
+            found = profile_call("commit-after-a-year", lambda copy=copy: add_hour(copy, 1))
+            commit_s = found["duration"]
+            profiles.append((f"one commit_batch after {hours:,} batches", found, COMMIT_PARTS))
+            found = profile_call(
+                "incremental-verify-after-a-year",
+                lambda copy=copy, trusted=trusted: _verified(
+                    copy.data_dir, trusted_checkpoint=trusted, incremental=True
+                ),
+            )
+            profiles.append(
+                (f"incremental verify after {hours:,} batches", found, INCREMENTAL_PARTS)
+            )
+        else:
+            commit_s = add_hour(copy, sizes.events_per_hour)
         samples = []
         for _ in range(sizes.verify_repeats):
             seconds, _ = timed(
@@ -170,4 +188,13 @@ def run(
         "leaf, which is why the leaf-only hashing time is shown."
     )
     section.extra.update(floor=floor, full=full, incremental=incremental)
+    section.extra["profiles"] = [
+        {
+            "title": title,
+            "rows": breakdown(found["session"], parts),
+            "path": found["path"],
+            "duration": found["duration"],
+        }
+        for title, found, parts in profiles
+    ]
     return section
