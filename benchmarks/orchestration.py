@@ -196,7 +196,7 @@ def run(sizes: Sizes, work: Path, say: Callable[[str], None]) -> Section:
         "AUDIT_BACKFILL_HOURS_PER_RUN); a single run is its limit, one run per partition "
         "is what a policy-less asset gets."
     )
-    section.extra = {"single": single_s, "per_partition": one_run}
+    section.extra.update({"single": single_s, "per_partition": one_run})
     return section
 
 

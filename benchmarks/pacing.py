@@ -77,5 +77,5 @@ def run(sizes: Sizes, work: Path, say: Callable[[str], None]) -> Section:
         f"{sizes.pacing_page_size} entries over {HOURS} hours. Minimum = (pages - burst) / "
         "rate. 429s are counted by the emulator."
     )
-    section.extra = {"ratio": ratio, "rate_limited": limited}
+    section.extra.update({"ratio": ratio, "rate_limited": limited})
     return section

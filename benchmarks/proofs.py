@@ -110,5 +110,5 @@ def run(
         "`prove` is given the event's hour, as an auditor reading it from the dataset would; "
         "without it every batch is searched newest first."
     )
-    section.extra = {"prove": median(prove_s), "verify": median(verify_s)}
+    section.extra.update({"prove": median(prove_s), "verify": median(verify_s)})
     return section

@@ -118,5 +118,5 @@ def run(sizes: Sizes, work: Path, year: BuiltLedger, say: Callable[[str], None])
         f"{sizes.query_repeats} runs after one warm-up, in-process DuckDB "
         f"{duckdb.__version__}."
     )
-    section.extra = {"group": group, "lookup": lookup}
+    section.extra.update({"group": group, "lookup": lookup})
     return section

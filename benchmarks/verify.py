@@ -178,7 +178,7 @@ def run(
         f"{growth:.2f}x",
         growth <= 2.0,
         "flat (<= 2x)",
-        "the log root is recomputed from every manifest, so some growth is expected",
+        f"1 year {fmt_s(incremental['1 year'])}, 1 week {fmt_s(incremental['1 week'])}",
     )
     section.notes.append(
         f"Month: the first {sizes.month_hours} hourly batches of the generated year "
