@@ -32,6 +32,7 @@ dev: $(STAMP)
 	$(BIN)/audit-pipeline dev
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:
