@@ -27,15 +27,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
+from audit_pipeline.cli.sync import (
+    DEMO_DATA_DIR,
+    DEMO_KEY_FILE,
+    DEMO_ORIGIN,
+    DEMO_SEED,
+    prepare_demo_data_dir,
+)
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ingest import HOUR, format_hour, last_closed_hour
 
 DEFAULT_PORT = 3000
-DEMO_DATA_DIR = Path("data/demo")
 DAGSTER_HOME_DIR = Path("data/dagster_home")
-DEMO_SEED = 2026
-DEMO_ORIGIN = "audit-pipeline.demo/emulator"
-DEMO_KEY_FILE = "demo-signing-key"
 MAX_HOURS_PER_RUN = 24
 TEMPLATE = Path(__file__).resolve().parents[1] / "dagster.yaml"
 READY_TIMEOUT = 180.0
@@ -216,7 +219,6 @@ def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
 
 
 def run_dev(args: argparse.Namespace) -> int:
-    from audit_pipeline.ledger.keys import init_key
     from audit_pipeline.slack.emulator import running_emulator
 
     workspace = args.workspace.resolve()
@@ -232,7 +234,7 @@ def run_dev(args: argparse.Namespace) -> int:
     _install_instance_template(home)
     now = time.time()
     key_path = data_dir / DEMO_KEY_FILE
-    init_key(data_dir, key_path, name="audit-pipeline-demo", now=int(now) - 30 * 86_400)
+    prepare_demo_data_dir(data_dir, now=now)
     start = _demo_start_hour(data_dir, args.hours, now)
 
     with running_emulator(

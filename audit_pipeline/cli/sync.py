@@ -33,11 +33,14 @@ from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import Ledger, verify_ledger
 from audit_pipeline.ledger.keys import default_signing_key_path, init_key, load_signing_key
 from audit_pipeline.ledger.layout import resolve_data_dir
+from audit_pipeline.ledger.note import Signer
 from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
 
 DEMO_DATA_DIR = Path("data/demo")
 DEMO_ORIGIN = "audit-pipeline.demo/emulator"
 DEMO_MARKER = "EMULATOR-DATA.txt"
+DEMO_KEY_FILE = "demo-signing-key"
+DEMO_SEED = 2026
 DEMO_HOURS = 24
 ORIGIN_ENV = "AUDIT_LOG_ORIGIN"
 
@@ -95,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--data-dir", default=str(DEMO_DATA_DIR), help="demo data directory")
     demo.add_argument("--hours", type=int, default=DEMO_HOURS, help="closed hours to sync")
     demo.add_argument("--events-per-hour", type=int, default=600)
-    demo.add_argument("--seed", type=int, default=2026)
+    demo.add_argument("--seed", type=int, default=DEMO_SEED)
     demo.set_defaults(func=run_demo)
 
 
@@ -169,19 +172,26 @@ def run_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from audit_pipeline.slack.emulator import running_emulator
-
-    data_dir = Path(args.data_dir)
+def prepare_demo_data_dir(data_dir: Path, *, now: float) -> Signer:
+    """prepare_demo_data_dir marks a directory as emulator data and gives it a signing key
+    of its own (demo only: real keys live outside the data directory)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / DEMO_MARKER).write_text(
         "This data directory holds synthetic events from the audit-pipeline emulator.\n"
         "It is not Slack data. Never point a real sync at it.\n"
     )
-    now = time.time()
     signer, _, _ = init_key(
-        data_dir, data_dir / "demo-signing-key", name="audit-pipeline-demo", now=int(now)
+        data_dir, data_dir / DEMO_KEY_FILE, name="audit-pipeline-demo", now=int(now) - 30 * 86_400
     )
+    return signer
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from audit_pipeline.slack.emulator import running_emulator
+
+    data_dir = Path(args.data_dir)
+    now = time.time()
+    signer = prepare_demo_data_dir(data_dir, now=now)
     end = last_closed_hour(now) + HOUR
     start = end - args.hours * HOUR
     _progress(f"demo: emulator data for {format_hour(start)} .. {format_hour(end - HOUR)} UTC")
