@@ -30,11 +30,11 @@ import pyarrow.compute as pc
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.lake import WindowNormalizer, events_from_table, write_batch_file
 from audit_pipeline.ledger import EventRecord, Ledger
+from audit_pipeline.ledger.layout import HOUR
 from audit_pipeline.slack.client import AuditLogSource, FetchStats
 
 log = logging.getLogger(__name__)
 
-HOUR = 3600
 DEFAULT_LOOKBACK_HOURS = 6
 _HOUR_FORMATS = ("%Y-%m-%dT%H", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d-%H:%M")
 
