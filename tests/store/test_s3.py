@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -144,8 +145,7 @@ def test_a_bucket_without_object_lock_is_refused_with_the_fix(seaweed) -> None:
 
 def test_errors_never_carry_credentials(seaweed, data_url) -> None:
     settings = settings_for(seaweed, data_url)
-    wrong = settings_for(seaweed, data_url)
-    object.__setattr__(wrong, "secret_access_key", "not-the-secret-" + "x" * 20)
+    wrong = replace(settings, secret_access_key="not-the-secret-" + "x" * 20)
     with pytest.raises(StorageError) as failed:
         S3ObjectStore.open(wrong)
     text = str(failed.value) + repr(wrong) + repr(settings)
