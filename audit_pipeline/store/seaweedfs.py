@@ -198,6 +198,20 @@ def _wait_ready(server: SeaweedServer, timeout: float) -> None:
     raise AuditPipelineError(f"weed mini did not answer within {timeout:.0f} s")
 
 
-def create_lock_bucket(client: Any, bucket: str) -> None:
-    """create_lock_bucket creates a bucket with Object Lock (versioning comes with it)."""
-    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+def create_lock_bucket(client: Any, bucket: str, *, timeout: float = 30.0) -> None:
+    """create_lock_bucket creates a bucket with Object Lock (versioning comes with it),
+    retrying while a just-started server's filer and volume are still coming up."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+            return
+        except (BotoCoreError, ClientError) as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
