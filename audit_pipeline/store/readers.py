@@ -9,8 +9,11 @@ only turns off what pyarrow itself would create or delete.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+import pyarrow as pa
+import pyarrow.dataset as pads
 from pyarrow import fs
 
 from audit_pipeline.store.s3 import RETRY_ATTEMPTS
@@ -41,3 +44,24 @@ def reader_filesystem(settings: S3Settings) -> fs.S3FileSystem:
 def object_path(settings: S3Settings, rel: str) -> str:
     """object_path is the ``bucket/key`` pyarrow names a data-directory file by."""
     return f"{settings.location.bucket}/{settings.location.key(rel)}"
+
+
+def pinned_dataset(
+    settings: S3Settings,
+    files: Iterable[tuple[str, int]],
+    schema: pa.Schema,
+    filesystem: fs.S3FileSystem | None = None,
+) -> pads.FileSystemDataset:
+    """pinned_dataset is a Parquet dataset over exactly ``files`` (data-directory path, size).
+
+    The list comes from verified manifests, never from a listing or a glob, so an object
+    added beside them is not read; the sizes from the manifests spare a HEAD per file.
+    DuckDB queries it through ``con.register(name, dataset)`` without its httpfs extension.
+    """
+    filesystem = filesystem or reader_filesystem(settings)
+    parquet = pads.ParquetFileFormat()
+    fragments = [
+        parquet.make_fragment(object_path(settings, rel), filesystem, file_size=size)
+        for rel, size in files
+    ]
+    return pads.FileSystemDataset(fragments, schema, parquet, filesystem)

@@ -6,6 +6,7 @@ import base64
 import hashlib
 from dataclasses import replace
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -20,7 +21,7 @@ from audit_pipeline.ledger.storage import (
     ObjectStore,
     StorageError,
 )
-from audit_pipeline.store.readers import object_path, reader_filesystem
+from audit_pipeline.store.readers import object_path, pinned_dataset, reader_filesystem
 from audit_pipeline.store.s3 import S3ObjectStore, s3_client
 from tests.store.conftest import settings_for
 
@@ -175,3 +176,28 @@ def test_readers_read_parquet_through_pyarrow_and_cannot_write(store, seaweed, d
     ):
         out.write(b"forged")
     assert not store.exists("lake/x")
+
+
+def test_duckdb_queries_exactly_the_pinned_files_through_pyarrow(store, seaweed, data_url) -> None:
+    schema = pa.schema([("id", pa.string()), ("n", pa.int64())])
+    pinned = []
+    for hour, rows in enumerate(([("a", 1), ("b", 2)], [("c", 3)], [("evil", 1000)])):
+        sink = pa.BufferOutputStream()
+        table = pa.table({"id": [r[0] for r in rows], "n": [r[1] for r in rows]}, schema=schema)
+        pq.write_table(table, sink)
+        data = sink.getvalue().to_pybytes()
+        rel = f"lake/date=2026-01-01/hour={hour:02d}/0000000{hour}-events.parquet"
+        store.put_new(rel, data)
+        if hour < 2:  # the third file is injected: no manifest pins it
+            pinned.append((rel, len(data)))
+    reader = settings_for(seaweed, data_url, identity="reader")
+    dataset = pinned_dataset(reader, pinned, schema)
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+    con.register("events", dataset)
+    assert con.execute("SELECT count(*), sum(n) FROM events").fetchone() == (3, 6)
+    assert con.execute("SELECT id FROM events WHERE n > 1 ORDER BY id").fetchall() == [
+        ("b",),
+        ("c",),
+    ]
