@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,7 +61,6 @@ SERVICES_ENV = "AUDIT_PIPELINE_REQUIRE_SERVICES"
 def service_missing() -> Callable[[str], None]:
     """service_missing(reason) skips the test, or fails it when ``.ci/run`` demands the
     services (``AUDIT_PIPELINE_REQUIRE_SERVICES=1``)."""
-    import os
 
     def report(reason: str) -> None:
         if os.environ.get(SERVICES_ENV) == "1":
