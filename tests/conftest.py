@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,3 +52,19 @@ def source_for() -> Callable[..., AuditLogSource]:
         return AuditLogSource(settings)
 
     return build
+
+
+SERVICES_ENV = "AUDIT_PIPELINE_REQUIRE_SERVICES"
+
+
+@pytest.fixture(scope="session")
+def service_missing() -> Callable[[str], None]:
+    """service_missing(reason) skips the test, or fails it when ``.ci/run`` demands the
+    services (``AUDIT_PIPELINE_REQUIRE_SERVICES=1``)."""
+
+    def report(reason: str) -> None:
+        if os.environ.get(SERVICES_ENV) == "1":
+            pytest.fail(f"{SERVICES_ENV}=1 but {reason}")
+        pytest.skip(reason)
+
+    return report

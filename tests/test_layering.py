@@ -154,6 +154,19 @@ def test_ledger_imports_only_the_stdlib_cryptography_orjson_and_itself() -> None
                 "duckdb",
             ),
         ),
+        (
+            "store",
+            (
+                "audit_pipeline.slack",
+                "audit_pipeline.lake",
+                "audit_pipeline.dataset",
+                "audit_pipeline.ingest",
+                "audit_pipeline.defs",
+                "audit_pipeline.cli",
+                "dagster",
+                "duckdb",
+            ),
+        ),
     ],
 )
 def test_layer_never_imports(layer: str, forbidden: tuple[str, ...]) -> None:

@@ -71,11 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_dev)
 
 
-def _install_instance_template(home: Path) -> Path:
+def _install_instance_template(home: Path, template: Path = TEMPLATE) -> Path:
+    """Copy the instance template to ``home`` the first time (never over an edited copy)."""
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     if not target.exists():
-        shutil.copyfile(TEMPLATE, target)
+        shutil.copyfile(template, target)
     return target
 
 
@@ -218,9 +219,20 @@ def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
         process.wait(5)
 
 
-def run_dev(args: argparse.Namespace) -> int:
+def demo_emulator(start: int, now: float, events_per_hour: int):
+    """demo_emulator serves the demo's synthetic events from a week before ``start``."""
     from audit_pipeline.slack.emulator import running_emulator
 
+    return running_emulator(
+        start=start - 7 * 24 * HOUR,
+        end=last_closed_hour(now) + 8 * 24 * HOUR,  # entries after "now" are never served
+        events_per_hour=events_per_hour,
+        seed=DEMO_SEED,
+        rate_limit_per_min=0,
+    )
+
+
+def run_dev(args: argparse.Namespace) -> int:
     workspace = args.workspace.resolve()
     if not workspace.is_file():
         raise ConfigurationError(
@@ -237,13 +249,7 @@ def run_dev(args: argparse.Namespace) -> int:
     prepare_demo_data_dir(data_dir, now=now)
     start = _demo_start_hour(data_dir, args.hours, now)
 
-    with running_emulator(
-        start=start - 7 * 24 * HOUR,
-        end=last_closed_hour(now) + 8 * 24 * HOUR,  # entries after "now" are never served
-        events_per_hour=args.events_per_hour,
-        seed=DEMO_SEED,
-        rate_limit_per_min=0,
-    ) as emulator:
+    with demo_emulator(start, now, args.events_per_hour) as emulator:
         env = dagster_environment(
             os.environ,
             data_dir=data_dir,

@@ -1,0 +1,177 @@
+"""Tamper detection that knows versions: compare what the store holds with what was pinned.
+
+Object Lock protects versions, not keys: anyone with write access can still add a version
+over a key or a delete marker in front of it, and readers see the current version. And a
+store's back door (SeaweedFS's filer, a storage admin) can bypass the lock entirely. So
+an audit of an object store compares, for every pinned ``(key, version id, sha256,
+size)``, the store's own description of that key:
+
+- ``pinned-version-missing``: the pinned version is gone;
+- ``current-version-differs``: readers would get another version than the pinned one;
+- ``delete-marker``: a delete marker hides a key (readers see nothing);
+- ``extra-version``: a key has versions besides the pinned one;
+- ``checksum-mismatch`` / ``size-mismatch``: the pinned version's server-side SHA-256 or
+  size is not the pinned one (and, with ``deep=True``, its bytes do not hash to it);
+- ``checksum-missing``: the store keeps no SHA-256 for the pinned version;
+- ``retention-missing`` / ``retention-short``: the pinned version is not under COMPLIANCE
+  retention, or is retained for less than the configured period from its creation;
+- ``unreferenced-object``: a key under an audited prefix that nothing pins.
+
+Retention that has legitimately expired is reported as ``retention-expired`` (a notice:
+the store no longer refuses a delete), never silently accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from audit_pipeline.ledger.storage import (
+    COMPLIANCE,
+    ObjectNotFoundError,
+    ObjectStore,
+    ObjectVersion,
+)
+
+PINNED_VERSION_MISSING = "pinned-version-missing"
+CURRENT_VERSION_DIFFERS = "current-version-differs"
+DELETE_MARKER = "delete-marker"
+EXTRA_VERSION = "extra-version"
+CHECKSUM_MISMATCH = "checksum-mismatch"
+CHECKSUM_MISSING = "checksum-missing"
+SIZE_MISMATCH = "size-mismatch"
+RETENTION_MISSING = "retention-missing"
+RETENTION_SHORT = "retention-short"
+RETENTION_EXPIRED = "retention-expired"
+UNREFERENCED_OBJECT = "unreferenced-object"
+
+NOTICES = frozenset({RETENTION_EXPIRED})
+# the store's clock and the writer's may disagree a little about "now"
+CLOCK_SLACK = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """Pin is what a manifest recorded about one object it created."""
+
+    key: str
+    version_id: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class VersionFinding:
+    """VersionFinding names one way the store disagrees with the pins."""
+
+    kind: str
+    key: str
+    detail: str
+
+    @property
+    def is_tampering(self) -> bool:
+        return self.kind not in NOTICES
+
+
+def audit_versions(
+    store: ObjectStore,
+    pins: Iterable[Pin],
+    prefixes: Iterable[str],
+    *,
+    retention: timedelta,
+    now: datetime,
+    deep: bool = False,
+) -> list[VersionFinding]:
+    """audit_versions returns every disagreement between ``store`` and ``pins``.
+
+    ``prefixes`` are the key prefixes that must hold nothing but pinned objects (the lake
+    and the manifests); ``retention`` is the configured minimum COMPLIANCE period.
+    """
+    pinned = {pin.key: pin for pin in pins}
+    listed: dict[str, list[ObjectVersion]] = {}
+    for prefix in prefixes:
+        for entry in store.list_versions(prefix):
+            listed.setdefault(entry.key, []).append(entry)
+    findings: list[VersionFinding] = []
+    for key in sorted(listed.keys() - pinned.keys()):
+        ids = ", ".join(v.version_id for v in listed[key])
+        findings.append(VersionFinding(UNREFERENCED_OBJECT, key, f"no manifest pins it ({ids})"))
+    for key in sorted(pinned):
+        findings.extend(_audit_pin(store, pinned[key], listed.get(key, []), retention, now, deep))
+    return findings
+
+
+def _audit_pin(
+    store: ObjectStore,
+    pin: Pin,
+    versions: list[ObjectVersion],
+    retention: timedelta,
+    now: datetime,
+    deep: bool,
+) -> list[VersionFinding]:
+    out: list[VersionFinding] = []
+    key = pin.key
+    for entry in versions:
+        if entry.is_delete_marker:
+            out.append(VersionFinding(DELETE_MARKER, key, f"delete marker {entry.version_id}"))
+        elif entry.version_id != pin.version_id:
+            out.append(VersionFinding(EXTRA_VERSION, key, f"version {entry.version_id}"))
+    current = store.head(key)
+    if current is None:
+        if not any(v.is_delete_marker and v.is_latest for v in versions):
+            out.append(VersionFinding(CURRENT_VERSION_DIFFERS, key, "no current version"))
+    elif current.version_id != pin.version_id:
+        out.append(
+            VersionFinding(
+                CURRENT_VERSION_DIFFERS,
+                key,
+                f"current version {current.version_id}, pinned {pin.version_id}",
+            )
+        )
+    stored = store.head(key, pin.version_id)
+    if stored is None:
+        out.append(VersionFinding(PINNED_VERSION_MISSING, key, f"version {pin.version_id}"))
+        return out
+    if stored.size != pin.size:
+        out.append(VersionFinding(SIZE_MISMATCH, key, f"{stored.size} bytes, pinned {pin.size}"))
+    if stored.sha256 is None:
+        out.append(VersionFinding(CHECKSUM_MISSING, key, "the store keeps no SHA-256"))
+    elif stored.sha256 != pin.sha256:
+        out.append(VersionFinding(CHECKSUM_MISMATCH, key, f"store says sha256 {stored.sha256}"))
+    if deep:
+        out.extend(_rehash(store, pin))
+    if stored.lock_mode != COMPLIANCE or stored.retain_until is None:
+        out.append(
+            VersionFinding(RETENTION_MISSING, key, f"lock mode {stored.lock_mode or 'none'}")
+        )
+    else:
+        created = stored.last_modified
+        if created is not None and stored.retain_until + CLOCK_SLACK < created + retention:
+            out.append(
+                VersionFinding(
+                    RETENTION_SHORT,
+                    key,
+                    f"retained until {stored.retain_until.isoformat()}, "
+                    f"less than {retention} after {created.isoformat()}",
+                )
+            )
+        if stored.retain_until <= now:
+            out.append(
+                VersionFinding(
+                    RETENTION_EXPIRED, key, f"retention ended {stored.retain_until.isoformat()}"
+                )
+            )
+    return out
+
+
+def _rehash(store: ObjectStore, pin: Pin) -> list[VersionFinding]:
+    try:
+        data = store.get(pin.key, pin.version_id)
+    except ObjectNotFoundError:
+        return [VersionFinding(PINNED_VERSION_MISSING, pin.key, f"version {pin.version_id}")]
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != pin.sha256:
+        return [VersionFinding(CHECKSUM_MISMATCH, pin.key, f"bytes hash to {digest}")]
+    return []
