@@ -11,11 +11,17 @@ Exactly once: a window is read completely before anything of it is committed, an
 ledger commit drops (under its lock) every id already committed for that window, so
 reruns, overlapping lookbacks, restarted windows and concurrent runs add nothing twice.
 An id that the ledger holds but the API no longer returns is reported, never deleted.
+
+No hour blocks the next: an entry that cannot be stored faithfully is a quarantine row, and
+a page that cannot be followed at all (after the client's retries) fails its hour alone,
+with the raw page kept under ``<data dir>/failed-pages/``; the other hours are synced, the
+report lists the failed ones (the CLI exits 4), and the next run reads them again.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -31,11 +37,12 @@ from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.lake import WindowNormalizer, events_from_table, write_batch_file
 from audit_pipeline.ledger import EventRecord, Ledger
 from audit_pipeline.ledger.layout import HOUR
-from audit_pipeline.slack.client import AuditLogSource, FetchStats
+from audit_pipeline.slack.client import AuditLogSource, FetchStats, UnparseablePageError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LOOKBACK_HOURS = 6
+FAILED_PAGES_DIR = "failed-pages"
 _HOUR_FORMATS = ("%Y-%m-%dT%H", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d-%H:%M")
 
 
@@ -83,11 +90,28 @@ class WindowResult:
         return format_hour(self.window_start)
 
 
+@dataclass(frozen=True)
+class FailedWindow:
+    """An hour that could not be committed because the API sent a page that cannot be
+    followed; ``saved_page`` is the raw page as received, relative to the data dir."""
+
+    window_start: int
+    lookback: bool
+    message: str
+    offset: int
+    saved_page: str
+
+    @property
+    def hour(self) -> str:
+        return format_hour(self.window_start)
+
+
 @dataclass
 class SyncReport:
     """The outcome of a sync, for the CLI summary and Dagster metadata."""
 
     windows: list[WindowResult] = field(default_factory=list)
+    failed: list[FailedWindow] = field(default_factory=list)
     stats: FetchStats = field(default_factory=FetchStats)
     actions: Counter[str] = field(default_factory=Counter)
     checkpoint: bytes | None = None
@@ -128,6 +152,11 @@ class SyncReport:
             )
         for hour, event_id in self.missing_from_source:
             lines.append(f"  WARNING {hour}: committed id {event_id} no longer returned by the API")
+        for f in self.failed:
+            lines.append(
+                f"  ERROR {f.hour}: not committed (data error at byte {f.offset} of a page; "
+                f"raw page kept in {f.saved_page}; the next run retries this hour): {f.message}"
+            )
         return "\n".join(lines)
 
 
@@ -214,7 +243,7 @@ def _sync_window(
     pages_before, fetched = source.stats.pages, 0
     for page in source.iter_pages(window_start, window_end - 1):
         fetched += len(page)
-        normalizer.add(page.entries, plain_json=page.plain_json)
+        normalizer.add(page.entries)
         del page
     rows = normalizer.finish()
     pa.default_memory_pool().release_unused()  # the pages' copies, now sorted into rows
@@ -259,6 +288,27 @@ def _sync_window(
     )
 
 
+def _failed_window(
+    data_dir: Path, hour: int, lookback: bool, exc: UnparseablePageError
+) -> FailedWindow:
+    """Keep the page that failed an hour (write-once, named by hour and content hash)."""
+    folder = data_dir / FAILED_PAGES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(exc.body).hexdigest()[:16]
+    path = folder / f"{format_hour(hour)}-{digest}.page"
+    if not path.exists():
+        staged = path.with_suffix(".tmp")
+        staged.write_bytes(exc.body)
+        staged.replace(path)
+    return FailedWindow(
+        window_start=hour,
+        lookback=lookback,
+        message=str(exc),
+        offset=exc.offset,
+        saved_page=str(path.relative_to(data_dir)),
+    )
+
+
 def check_range(start: int, end: int, lookback_hours: int) -> None:
     """check_range refuses a sync range that is empty, unaligned, or has a negative lookback."""
     if start % HOUR or end % HOUR:
@@ -289,14 +339,24 @@ def sync_hours(
     plan: list[tuple[int, bool]] = [(h, True) for h in lookback]
     plan += [(h, False) for h in range(start, end, HOUR)]
     for done, (hour, is_lookback) in enumerate(plan, 1):
-        result = sync_window(
-            hour,
-            source=source,
-            ledger=ledger,
-            run_id=run_id,
-            lookback=is_lookback,
-            actions=report.actions,
-        )
+        try:
+            result = sync_window(
+                hour,
+                source=source,
+                ledger=ledger,
+                run_id=run_id,
+                lookback=is_lookback,
+                actions=report.actions,
+            )
+        except UnparseablePageError as exc:
+            failed = _failed_window(ledger.data_dir, hour, is_lookback, exc)
+            report.failed.append(failed)
+            log.error(
+                "%s: not committed: %s (page kept in %s)", failed.hour, exc, failed.saved_page
+            )
+            if progress:
+                progress(f"[{done}/{len(plan)}] {failed.hour}: FAILED (data error), see summary")
+            continue
         report.windows.append(result)
         if progress:
             progress(

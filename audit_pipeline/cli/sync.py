@@ -102,6 +102,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=run_demo)
 
 
+# Some hours could not be committed (a page the API sent could not be parsed); every other
+# hour was. README lists it beside 0/1/2/3.
+EXIT_SOME_HOURS_FAILED = 4
+
+
 def _report_json(report: SyncReport) -> dict:
     return {
         "schema": "audit_pipeline.sync/v1",
@@ -120,6 +125,10 @@ def _report_json(report: SyncReport) -> dict:
         ],
         "missing_from_source": [
             {"hour": hour, "event_id": event_id} for hour, event_id in report.missing_from_source
+        ],
+        "failed_hours": [
+            {"hour": f.hour, "error": f.message, "offset": f.offset, "saved_page": f.saved_page}
+            for f in report.failed
         ],
         "api": {
             "requests": report.stats.requests,
@@ -169,7 +178,7 @@ def run_sync(args: argparse.Namespace) -> int:
     print(report.summary(), file=sys.stderr)
     if args.json:
         print(json.dumps(_report_json(report), indent=2))
-    return 0
+    return EXIT_SOME_HOURS_FAILED if report.failed else 0
 
 
 def prepare_demo_data_dir(data_dir: Path, *, now: float) -> Signer:

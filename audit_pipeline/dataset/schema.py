@@ -21,7 +21,14 @@ PROVENANCE_DOCS = {
     "event Merkle tree, used by 'audit-pipeline prove'.",
 }
 EVENT_COLUMNS = tuple(f.name for f in EVENT_SCHEMA if f.name != "quarantine_reason")
-QUARANTINE_COLUMNS = ("event_id", "date_create", "quarantine_reason", "raw_json", "leaf_hash")
+QUARANTINE_COLUMNS = (
+    "event_id",
+    "date_create",
+    "quarantine_reason",
+    "raw_json",
+    "leaf_hash",
+    "entry_bytes",
+)
 
 
 def _duckdb_type(field: pa.Field) -> str:
