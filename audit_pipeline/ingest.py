@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.lake import WindowNormalizer, events_from_table, write_batch_file
+from audit_pipeline.lake.fidelity import REVISION_PREFIX
 from audit_pipeline.ledger import EventRecord, Ledger
 from audit_pipeline.ledger.layout import HOUR
 from audit_pipeline.slack.client import AuditLogSource, FetchStats, UnparseablePageError
@@ -84,6 +85,7 @@ class WindowResult:
     quarantined: int
     duplicates_skipped: int
     missing_from_source: tuple[str, ...]
+    revised: tuple[str, ...] = ()
 
     @property
     def hour(self) -> str:
@@ -129,6 +131,11 @@ class SyncReport:
         return sum(w.quarantined for w in self.windows)
 
     @property
+    def revisions(self) -> list[tuple[str, str]]:
+        """(hour, event id) of each committed id whose changed content this sync recorded."""
+        return [(w.hour, i) for w in self.windows for i in w.revised]
+
+    @property
     def batches(self) -> list[WindowResult]:
         return [w for w in self.windows if w.sequence is not None]
 
@@ -140,7 +147,7 @@ class SyncReport:
         lines = [
             f"windows read: {len(self.windows)}; batches committed: {len(self.batches)}; "
             f"events committed: {self.events_committed} (late: {self.late_events}); "
-            f"quarantined: {self.quarantined}",
+            f"quarantined: {self.quarantined}; revisions: {len(self.revisions)}",
             f"API: {self.stats.requests} requests, {self.stats.pages} pages, "
             f"{self.stats.retries} retries ({self.stats.rate_limited} rate-limited), "
             f"{self.stats.window_restarts} window restarts",
@@ -152,6 +159,11 @@ class SyncReport:
             )
         for hour, event_id in self.missing_from_source:
             lines.append(f"  WARNING {hour}: committed id {event_id} no longer returned by the API")
+        for hour, event_id in self.revisions:
+            lines.append(
+                f"  WARNING {hour}: committed event {event_id} came back with different "
+                "content: recorded as a revision (see the dataset's revisions view)"
+            )
         for f in self.failed:
             lines.append(
                 f"  ERROR {f.hour}: not committed (data error at byte {f.offset} of a page; "
@@ -170,6 +182,7 @@ class _BatchWriter:
     def __init__(self, table: pa.Table) -> None:
         self.table: pa.Table | None = table
         self.quarantined = 0
+        self.revision_ids: set[str] = set()
         self.actions: Counter[str] = Counter()
 
     def __call__(self, new_events: Sequence[EventRecord], path: Path) -> None:
@@ -181,7 +194,9 @@ class _BatchWriter:
             rows = rows.filter(pc.is_in(rows["event_id"], value_set=wanted))
         write_batch_file(rows, path)
         reasons = rows.column("quarantine_reason")
-        self.quarantined = len(reasons) - reasons.null_count
+        ids = rows.column("event_id")
+        self.revision_ids = set(ids.filter(pc.starts_with(ids, REVISION_PREFIX)).to_pylist())
+        self.quarantined = len(reasons) - reasons.null_count - len(self.revision_ids)
         for item in pc.value_counts(rows.column("action")).to_pylist():
             if item["values"]:
                 self.actions[item["values"]] += item["counts"]
@@ -239,7 +254,10 @@ def _sync_window(
     actions: Counter[str] | None,
 ) -> WindowResult:
     window_end = window_start + HOUR
-    normalizer = WindowNormalizer(window_start, window_end)
+    committed = (
+        ledger.window_leaves(window_start) if window_start in ledger.committed_windows() else {}
+    )
+    normalizer = WindowNormalizer(window_start, window_end, committed)
     pages_before, fetched = source.stats.pages, 0
     for page in source.iter_pages(window_start, window_end - 1):
         fetched += len(page)
@@ -250,7 +268,8 @@ def _sync_window(
     events = events_from_table(rows.table)
     writer = _BatchWriter(rows.table)
     duplicates_in_window = rows.duplicates_skipped
-    del rows
+    revisions = rows.revisions
+    del rows, committed
     result = ledger.commit_batch(
         window_start=window_start,
         window_end=window_end,
@@ -269,7 +288,17 @@ def _sync_window(
     writer.table = None
     if actions is not None:
         actions.update(writer.actions)
-    for event_id in result.missing_from_source:
+    revised = tuple(of_id for row_id, of_id in revisions if row_id in writer.revision_ids)
+    for event_id in revised:
+        log.warning(
+            "%s: committed event %s came back with different content: recorded as a revision",
+            format_hour(window_start),
+            event_id,
+        )
+    # A committed id that came back changed is not missing: its revision is recorded.
+    changed = {of_id for _, of_id in revisions}
+    missing = tuple(i for i in result.missing_from_source if i not in changed)
+    for event_id in missing:
         log.warning(
             "%s: committed event %s is no longer returned by the API (kept, not deleted)",
             format_hour(window_start),
@@ -284,7 +313,8 @@ def _sync_window(
         events_committed=result.events_committed,
         quarantined=writer.quarantined,
         duplicates_skipped=result.duplicates_skipped + duplicates_in_window,
-        missing_from_source=tuple(result.missing_from_source),
+        missing_from_source=missing,
+        revised=revised,
     )
 
 

@@ -159,3 +159,73 @@ def test_admin_raw_entries_take_every_shape(sent):
     with running_emulator(events_per_hour=0, rate_limit_per_min=0) as emulator:
         emulator.add_raw_entries([SHAPES[0][0], sent])
         assert sorted(emulator.entry_bytes()) == sorted([SHAPES[0][0], sent])
+
+
+def test_changed_after_commit_is_a_revision_and_an_id_in_two_hours_is_reported(
+    tmp_path, ledger, source_for, capsys
+):
+    from audit_pipeline.dataset.build import build_dataset, dataset_path
+    from audit_pipeline.dataset.query import open_dataset
+    from audit_pipeline.defs.assets import sync_metadata
+
+    first = [
+        b'{"id":"e1","date_create":%d,"action":"user_login","details":{"v":1}}' % (H + 1),
+        b'{"id":"dup","date_create":%d,"action":"user_login"}' % (H + 2),
+    ]
+    changed = b'{"id":"e1","date_create":%d,"action":"user_login","details":{"v":2}}' % (H + 1)
+    second = [changed, first[1], b'{"id":"dup","date_create":%d,"action":"x"}' % (H + HOUR + 3)]
+
+    def sync(lines: list[bytes], name: str, run_id: str):
+        with running_emulator(events_file=events_file(tmp_path, lines, name)) as emulator:
+            return sync_hours(
+                start=H + HOUR, end=H + 2 * HOUR, source=source_for(emulator), ledger=ledger,
+                run_id=run_id, lookback_hours=1,
+            )  # fmt: skip
+
+    with running_emulator(events_file=events_file(tmp_path, first)) as emulator:
+        sync_hours(
+            start=H, end=H + HOUR, source=source_for(emulator), ledger=ledger, run_id="r0",
+            lookback_hours=0,
+        )  # fmt: skip
+    report = sync(second, "second.jsonl", "r1")
+    assert report.revisions == [("2026-11-28T10", "e1")]
+    assert "WARNING 2026-11-28T10: committed event e1 came back with different content" in (
+        report.summary()
+    )
+    assert sync_metadata(report, start=H + HOUR, end=H + 2 * HOUR, rows_held=1)["revisions"] == 1
+    (revision,) = [r for r in rows_of(ledger, H) if r["event_id"].startswith("revision-")]
+    original = next(r for r in rows_of(ledger, H) if r["event_id"] == "e1")
+    leaf = json.loads(revision["raw_json"])["revision"]
+    assert leaf["of_id"] == "e1" and leaf["of_leaf_hash"] == original["leaf_hash"].hex()
+    assert revision["entry_bytes"] == changed and leaf["entry"] == json.loads(changed)
+    again = sync(second, "second.jsonl", "r2")
+    assert again.events_committed == 0 and not again.revisions
+
+    verification = verify_ledger(ledger.data_dir, file_format=PARQUET_FORMAT)
+    assert verification, verification.summary()
+    notices = [n for n in verification.notices if n.code == "event_id_in_several_hours"]
+    assert len(notices) == 1 and "dup (also 2026-11-28T10:00Z)" in notices[0].detail
+
+    build_dataset(ledger.data_dir, report=verification, trigger="test")
+    con = open_dataset(dataset_path(ledger.data_dir))
+    try:
+        rows = con.sql(
+            "SELECT event_id, original_batch, revised->>'$.details.v' FROM revisions"
+        ).fetchall()
+        assert rows == [("e1", 0, "2")]
+        assert con.sql("SELECT event_id, copies FROM ids_in_several_hours").fetchall() == [
+            ("dup", 2)
+        ]
+    finally:
+        con.close()
+
+    out = tmp_path / "proof.json"
+    args = ["prove", "dup", "--data-dir", str(ledger.data_dir), "--out", str(out)]
+    assert main(args) == 2
+    assert "committed in 2 hours (2026-11-28T10:00Z, 2026-11-28T11:00Z): pass --hour" in (
+        capsys.readouterr().err
+    )
+    assert main([*args, "--hour", "2026-11-28T11"]) == 0
+    assert json.loads(out.read_bytes())["event"]["action"] == "x"
+    (Path(dataset_path(ledger.data_dir))).unlink()  # without the dataset: the same answer
+    assert main(args) == 2

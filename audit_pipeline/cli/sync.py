@@ -126,6 +126,7 @@ def _report_json(report: SyncReport) -> dict:
         "missing_from_source": [
             {"hour": hour, "event_id": event_id} for hour, event_id in report.missing_from_source
         ],
+        "revisions": [{"hour": hour, "event_id": event_id} for hour, event_id in report.revisions],
         "failed_hours": [
             {"hour": f.hour, "error": f.message, "offset": f.offset, "saved_page": f.saved_page}
             for f in report.failed

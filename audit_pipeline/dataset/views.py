@@ -243,6 +243,40 @@ VIEWS: tuple[View, ...] = (
         """,
     ),
     View(
+        "revisions",
+        "Committed events that the API later returned with different content: one row per "
+        "revision, linked to the committed version by event_id and its leaf hash (original_* "
+        "columns; null only if that version is not in this dataset).",
+        """
+        SELECT r.date_create, r.raw_json->>'$.revision.of_id' AS event_id,
+               r.event_id AS revision_id, r.batch_sequence AS revision_batch,
+               r.raw_json->>'$.revision.of_leaf_hash' AS original_leaf_hash,
+               o.batch_sequence AS original_batch, o.raw_json AS original,
+               r.raw_json->'$.revision.entry' AS revised
+        FROM quarantine AS r
+        LEFT JOIN audit_events AS o
+               ON o.event_id = r.raw_json->>'$.revision.of_id'
+              AND lower(hex(o.leaf_hash)) = r.raw_json->>'$.revision.of_leaf_hash'
+        WHERE starts_with(r.event_id, 'revision-')
+        ORDER BY r.date_create, event_id, revision_id
+        """,
+    ),
+    View(
+        "ids_in_several_hours",
+        "Event ids committed in more than one UTC hour (each hour's copy is a separate event "
+        "in the ledger; 'prove' asks for --hour for them).",
+        """
+        SELECT event_id, count(*) AS copies,
+               list(DISTINCT time_bucket(INTERVAL 1 HOUR, date_create)
+                    ORDER BY time_bucket(INTERVAL 1 HOUR, date_create)) AS hours,
+               list(batch_sequence ORDER BY batch_sequence) AS batches
+        FROM audit_events
+        GROUP BY event_id
+        HAVING count(DISTINCT time_bucket(INTERVAL 1 HOUR, date_create)) > 1
+        ORDER BY event_id
+        """,
+    ),
+    View(
         "events_per_hour",
         "Event count per UTC hour (hours with no events are absent here; see coverage).",
         """

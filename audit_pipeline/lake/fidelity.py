@@ -38,6 +38,8 @@ from audit_pipeline.ledger.errors import MalformedError
 # held to well below that (real Slack entries are about 5 deep).
 MAX_DEPTH = 128
 
+REVISION_PREFIX = "revision-"
+
 AUDIT_ENTRY_FIELDS: Mapping[str, type] = {"id": str, "date_create": int, "action": str}
 """Required fields of an Audit Logs API entry and their JSON types (strings non-empty)."""
 
@@ -122,6 +124,21 @@ def quarantine_leaf(
     event_id = prefix + hashlib.sha256(data).hexdigest()[:32]
     body = {"entry_base64": base64.b64encode(data).decode("ascii"), "reason": reason}
     leaf = canonical_json({"date_create": date_create, "id": event_id, "quarantine": body})
+    return event_id, leaf
+
+
+def revision_leaf(entry: dict[str, Any], of_id: str, of_leaf_hash: bytes) -> tuple[str, bytes]:
+    """revision_leaf returns the synthetic id and leaf data of a changed entry.
+
+    An id already committed that comes back with different content is kept as a revision:
+    ``{"date_create": …, "id": "revision-<first 32 hex of SHA-256(entry's canonical JSON)>",
+    "revision": {"entry": <the new entry>, "of_id": <the committed id>,
+    "of_leaf_hash": <hex leaf hash of the committed version>}}``.
+    """
+    canonical = canonical_json(entry)
+    event_id = REVISION_PREFIX + hashlib.sha256(canonical).hexdigest()[:32]
+    body = {"entry": entry, "of_id": of_id, "of_leaf_hash": of_leaf_hash.hex()}
+    leaf = canonical_json({"date_create": entry["date_create"], "id": event_id, "revision": body})
     return event_id, leaf
 
 

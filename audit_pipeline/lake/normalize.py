@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from audit_pipeline.lake.fidelity import (
     Unfaithful,
     judge_entry,
     quarantine_leaf,
+    revision_leaf,
 )
 from audit_pipeline.lake.schema import DATE_TYPE, EVENT_SCHEMA
 from audit_pipeline.ledger.canonical import canonical_json, canonical_json_parsed
@@ -71,6 +72,7 @@ class NormalizedWindow:
     table: pa.Table
     quarantined: int
     duplicates_skipped: int
+    revisions: tuple[tuple[str, str], ...] = ()  # (revision row id, the committed id)
 
     @property
     def row_count(self) -> int:
@@ -190,13 +192,22 @@ class WindowNormalizer:
     :meth:`add`, then call :meth:`finish` once.
     """
 
-    def __init__(self, window_start: int, window_end: int) -> None:
+    def __init__(
+        self,
+        window_start: int,
+        window_end: int,
+        committed: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """``committed`` maps the ids the ledger already holds for this window to their leaf
+        hashes: one that comes back with different content becomes a revision row."""
         self.window_start = window_start
         self.window_end = window_end
+        self._committed = committed or {}
         self._batches: list[pa.RecordBatch] = []
         self._seen: dict[str, bytes] = {}
         self.quarantined = 0
         self.duplicates_skipped = 0
+        self.revisions: list[tuple[str, str]] = []
 
     def add(self, entries: Iterable[bytes | Any]) -> None:
         """add takes one page: each entry's exact bytes as sent (values that are not bytes,
@@ -230,6 +241,11 @@ class WindowNormalizer:
                 page = self._flush_if_full(page)
                 continue
             seen[event_id] = leaf
+            earlier = self._committed.get(event_id)
+            if earlier is not None and earlier != leaf:
+                self._add_revision(page, sent, entry, earlier)
+                page = self._flush_if_full(page)
+                continue
             details = entry.get("details")
             page.add(
                 _row(entry, event_id, date_create),
@@ -269,6 +285,27 @@ class WindowNormalizer:
         row[_EVENT_ID], row[_DATE_CREATE], row[_QUARANTINE] = synthetic_id, date_create, reason
         page.add(tuple(row), raw, leaf, None, sent)
 
+    def _add_revision(
+        self, page: _Page, sent: bytes, entry: dict[str, Any], earlier: bytes
+    ) -> None:
+        """Keep a committed id's changed content as a revision row (its own synthetic id,
+        linked to the committed version by id and leaf hash; see ``fidelity.revision_leaf``).
+        The row's reason says what it is, so it sits beside quarantine rows, not events."""
+        event_id = entry["id"]
+        synthetic_id, raw = revision_leaf(entry, event_id, earlier)
+        if synthetic_id in self._seen:
+            self.duplicates_skipped += 1
+            return
+        leaf = leaf_hash(raw)
+        self._seen[synthetic_id] = leaf
+        self.revisions.append((synthetic_id, event_id))
+        row = list(_row(entry, synthetic_id, entry["date_create"]))
+        row[_QUARANTINE] = (
+            f"revision of {event_id}: committed earlier (leaf {earlier.hex()[:16]}…) "
+            "with different content"
+        )
+        page.add(tuple(row), raw, leaf, None, sent)
+
     def finish(self) -> NormalizedWindow:
         """finish puts the window's rows in (``date_create``, ``event_id``) order, one table.
 
@@ -286,6 +323,7 @@ class WindowNormalizer:
                 pa.Table.from_pydict(empty, schema=EVENT_SCHEMA),
                 self.quarantined,
                 self.duplicates_skipped,
+                tuple(self.revisions),
             )
         if _in_order([b for b in reversed(batches)]):
             batches.reverse()
@@ -306,6 +344,7 @@ class WindowNormalizer:
             pa.Table.from_arrays(columns, schema=EVENT_SCHEMA),
             self.quarantined,
             self.duplicates_skipped,
+            tuple(self.revisions),
         )
 
 
