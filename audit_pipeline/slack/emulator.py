@@ -1248,6 +1248,8 @@ class Emulator:
                 if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
                     raise ValueError("body must be a JSON list of fault names")
                 self.script_faults(faults)
+            except RecursionError:
+                return _error(400, "invalid_faults", "nested too deeply to parse")
             except (ValueError, ConfigurationError) as exc:
                 return _error(400, "invalid_faults", str(exc))
             return _json_reply({"ok": True, "queued": len(faults)})

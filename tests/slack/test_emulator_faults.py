@@ -421,6 +421,15 @@ def test_admin_answers_400_to_deep_nesting(start_emulator, raw, fake_clock):
     assert refused.status == 400 and refused.json()["error"] == "invalid_entries"
     taken = raw(emulator, "/_emulator/entries", {"raw": 1}, method="POST", body=deep)
     assert taken.status == 200 and emulator.entry_bytes() == [deep]
+    for path, body in (
+        ("/_emulator/faults", b"[" * 100_000 + b"]" * 100_000),
+        ("/_emulator/faults", b"\xff"),
+        ("/_emulator/entries", b'{"id": "x", "date_create": 1, "action": "a"}\n\xff'),
+        ("/_emulator/entries", b'[{"id": "x", "date_create": 1e400, "action": "a"}]'),
+    ):
+        refused = raw(emulator, path, method="POST", body=body)
+        assert refused.status == 400, (path, body[:20], refused.status)
+        assert refused.json()["error"] in ("invalid_entries", "invalid_faults")
 
 
 # --- lifecycle and configuration -----------------------------------------------------------
