@@ -68,8 +68,10 @@ TABLES: dict[str, tuple[str, str]] = {
     ),
     "quarantine": (
         f"CREATE TABLE quarantine ({_columns_ddl(QUARANTINE_COLUMNS)})",
-        "Entries the API returned that could not be normalized, with the reason; they are "
-        "committed and provable like any event.",
+        "Entries the API returned that could not be stored as events, with the reason and "
+        "their exact bytes (entry_bytes), and revisions (event_id revision-…: a committed "
+        "id returned with different content; see the revisions view); committed and "
+        "provable like any event.",
     ),
     "batches": (
         """CREATE TABLE batches (
