@@ -385,6 +385,10 @@ def build_audit_ledger(
                 "verified_at": dg.MetadataValue.timestamp(float(now)),
                 "report": dg.MetadataValue.json(_trimmed_report(report)),
                 "verification_run_id": history_run,
+                # Ids committed in more than one hour (a notice; details in the report).
+                "batches_with_ids_in_several_hours": sum(
+                    n.code == "event_id_in_several_hours" for n in report.notices
+                ),
             }
             last_full = (
                 now if full and new_checkpoint is not None else recorded.last_full_verification
