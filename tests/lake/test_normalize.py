@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit_pipeline.lake import EVENT_SCHEMA, normalize_entries
+from audit_pipeline.lake.fidelity import Faithful, judge_entry
 from audit_pipeline.ledger.merkle import leaf_hash
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "odd_entries.jsonl"
@@ -225,3 +226,30 @@ def test_entry_bytes_are_kept_exactly_as_sent():
     assert good["quarantine_reason"] is None
     assert b'"big":123456789012345678901234567890' in good["raw_json"].encode()
     assert "duplicate key 'a'" in rows[sent[1]]["quarantine_reason"]
+
+
+jsonish = st.lists(
+    st.sampled_from(
+        [b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b"1e400", b"0.1", b"-", b"\xff",
+         b'"id"', b'"action"', b'"date_create"', b'"x"', b"%d" % H, b"NaN", b"true"]
+    ),
+    max_size=30,
+).map(b"".join)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(jsonish, st.binary(max_size=60)), max_size=8))
+def test_fuzz_every_entry_is_one_row_with_its_exact_bytes(sent):
+    result = normalize_entries(sent, window_start=H, window_end=H + 3600)
+    rows = result.table.to_pylist()
+    stored = {r["entry_bytes"] for r in rows}
+    assert stored <= set(sent) and len(rows) + result.duplicates_skipped == len(sent)
+    leaves = {r["raw_json"] for r in rows}
+    for data in set(sent) - stored:  # only a repeat of the same entry is not a row itself
+        verdict = judge_entry(data)
+        assert isinstance(verdict, Faithful) and verdict.canonical.decode() in leaves
+    for row in rows:
+        leaf = json.loads(row["raw_json"])
+        assert leaf["id"] == row["event_id"]
+        if row["quarantine_reason"] is not None:
+            assert base64.b64decode(leaf["quarantine"]["entry_base64"]) == row["entry_bytes"]
