@@ -71,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "already committed, for late events) and commit them as write-once batches. "
             "The token comes from SLACK_AUDIT_TOKEN only."
         ),
+        epilog=(
+            "exit codes: 0 ok, 1 integrity findings, 2 usage/configuration error, 3 could not "
+            f"complete, {EXIT_SOME_HOURS_FAILED} some hours could not be committed (a page "
+            "that cannot be parsed; the others were; the raw page is kept in "
+            "<data dir>/failed-pages/ and the next run retries the hour)"
+        ),
     )
     sync.add_argument("--start", required=True, help="first hour, UTC, e.g. 2026-11-28T00")
     sync.add_argument("--end", required=True, help="end hour (exclusive), UTC")
