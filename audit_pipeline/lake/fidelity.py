@@ -13,7 +13,8 @@ would silently change is a reason to quarantine the entry with its original byte
 - anything that is not a JSON object, or lacks a usable required field (e.g. an empty
   ``id`` or ``action``).
 
-Integers are kept exactly at any size JSON allows. A float is faithful when its shortest
+Integers are kept exactly up to Python's conversion limit (4,300 digits by default; longer
+ones are quarantined with that reason). A float is faithful when its shortest
 round-trip spelling has the same decimal value as the text sent (``1.50`` is ``1.5``).
 
 Source-agnostic: the required fields and their types are a parameter, so the app
@@ -26,6 +27,7 @@ import base64
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -87,7 +89,10 @@ def judge_entry(
         return Unfaithful(f"nested more than {MAX_DEPTH} levels deep")
     except json.JSONDecodeError as exc:
         return Unfaithful(f"invalid JSON: {exc.msg} at byte {_byte_offset(text, exc.pos)}")
-    except ValueError as exc:  # e.g. an integer longer than Python's digit limit
+    except ValueError as exc:
+        if "digits" in str(exc):  # Python converts at most sys.get_int_max_str_digits()
+            limit = sys.get_int_max_str_digits()
+            return Unfaithful(f"integer of more than {limit} digits (cannot be kept exactly)")
         return Unfaithful(f"invalid JSON: {exc}")
     if not isinstance(value, dict):
         return Unfaithful(f"entry is a JSON {_json_type(value)}, not an object")
