@@ -244,7 +244,7 @@ class _TransientErrorRetryHandler(ConnectionErrorRetryHandler):
                 ConnectionError,
                 TimeoutError,
                 HTTPException,  # RemoteDisconnected, IncompleteRead, BadStatusLine
-                json.JSONDecodeError,  # slack-sdk parses a truncated "{…" body and raises
+                json.JSONDecodeError,  # slack-sdk parses error bodies; a cut-off "{…" raises
             ],
         )
         self.stats = stats
