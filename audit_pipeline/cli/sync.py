@@ -71,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "already committed, for late events) and commit them as write-once batches. "
             "The token comes from SLACK_AUDIT_TOKEN only."
         ),
+        epilog=(
+            "exit codes: 0 ok, 1 integrity findings, 2 usage/configuration error, 3 could not "
+            f"complete, {EXIT_SOME_HOURS_FAILED} some hours could not be committed (a page "
+            "that cannot be parsed; the others were; the raw page is kept in "
+            "<data dir>/failed-pages/ and the next run retries the hour)"
+        ),
     )
     sync.add_argument("--start", required=True, help="first hour, UTC, e.g. 2026-11-28T00")
     sync.add_argument("--end", required=True, help="end hour (exclusive), UTC")
@@ -102,6 +108,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=run_demo)
 
 
+# Some hours could not be committed (a page the API sent could not be parsed); every other
+# hour was. README lists it beside 0/1/2/3.
+EXIT_SOME_HOURS_FAILED = 4
+
+
 def _report_json(report: SyncReport) -> dict:
     return {
         "schema": "audit_pipeline.sync/v1",
@@ -120,6 +131,11 @@ def _report_json(report: SyncReport) -> dict:
         ],
         "missing_from_source": [
             {"hour": hour, "event_id": event_id} for hour, event_id in report.missing_from_source
+        ],
+        "revisions": [{"hour": hour, "event_id": event_id} for hour, event_id in report.revisions],
+        "failed_hours": [
+            {"hour": f.hour, "error": f.message, "offset": f.offset, "saved_page": f.saved_page}
+            for f in report.failed
         ],
         "api": {
             "requests": report.stats.requests,
@@ -169,7 +185,7 @@ def run_sync(args: argparse.Namespace) -> int:
     print(report.summary(), file=sys.stderr)
     if args.json:
         print(json.dumps(_report_json(report), indent=2))
-    return 0
+    return EXIT_SOME_HOURS_FAILED if report.failed else 0
 
 
 def prepare_demo_data_dir(data_dir: Path, *, now: float) -> Signer:
