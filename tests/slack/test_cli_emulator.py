@@ -63,7 +63,7 @@ def test_cli_serves_the_sdk_until_signalled(stop_signal):
     closed = int(time.time()) // HOUR * HOUR - HOUR  # the last complete hour
     proc, base_url = start_cli(
         "--start", hour_label(closed - HOUR), "--end", hour_label(closed + HOUR),
-        "--events-per-hour", "300", "--rate-limit", "0", "--seed", "9", "--token", "xoxp-cli",
+        "--events-per-hour", "2000", "--rate-limit", "0", "--seed", "9", "--token", "xoxp-cli",
     )  # fmt: skip
     try:
         url = urlsplit(base_url)
