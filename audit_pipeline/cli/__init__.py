@@ -2,7 +2,7 @@
 
 Each sub-command lives in its own module exposing ``register(subparsers)``; the module
 adds one or more parsers and sets ``func`` to a callable taking the parsed namespace and
-returning an exit code. Errors are caught once here.
+returning an exit code. Errors are mapped to exit codes once, in ``cli.errors``.
 
 Exit codes: 0 success / verified, 1 integrity findings, 2 usage or configuration error,
 3 could not complete (I/O, network).
@@ -16,7 +16,7 @@ import logging
 import sys
 
 from audit_pipeline import __version__
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.cli.errors import run_command
 
 # Modules that contribute sub-commands, in --help order.
 COMMAND_MODULES = (
@@ -53,14 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    try:
-        return int(args.func(args) or 0)
-    except AuditPipelineError as exc:
-        print(f"audit-pipeline {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"audit-pipeline {args.command}: interrupted", file=sys.stderr)
-        return 130
+    if not args.verbose:
+        # slack-sdk logs every failed attempt at ERROR; the command reports the outcome once
+        logging.getLogger("audit_pipeline.slack_sdk").setLevel(logging.CRITICAL)
+    return run_command(args, args.func)
 
 
 if __name__ == "__main__":

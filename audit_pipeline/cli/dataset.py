@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audit_pipeline.cli.preflight import output_file, usable_dir
 from audit_pipeline.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -206,6 +207,10 @@ def run_export(args: argparse.Namespace) -> int:
     from audit_pipeline.ingest import parse_hour
 
     start, end = parse_hour(args.start), parse_hour(args.end)
+    if Path(args.out).suffix.lower() == ".zip":
+        output_file(Path(args.out), what="evidence bundle")
+    else:
+        usable_dir(Path(args.out), what="evidence bundle directory")
     result = export_evidence(
         args.data_dir,
         start=start,
@@ -221,6 +226,8 @@ def run_export(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from audit_pipeline.dataset.report import write_report
 
-    out = write_report(Path(args.out), data_dir=args.data_dir, database=args.database)
+    out = write_report(
+        output_file(Path(args.out), what="report"), data_dir=args.data_dir, database=args.database
+    )
     print(f"report written to {out}")
     return 0

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ledger.canonical import parse_json_strict
 from audit_pipeline.ledger.checkpoint import open_checkpoint
@@ -86,7 +87,7 @@ def _key_path(args: argparse.Namespace) -> Path:
 
 
 def _ledger_dir(args: argparse.Namespace) -> Path:
-    data_dir = resolve_data_dir(args.data_dir)
+    data_dir = readable_dir(resolve_data_dir(args.data_dir))
     if not (data_dir / LEDGER).is_dir():
         raise ConfigurationError(f"no ledger in {data_dir} (pass --data-dir or set {DATA_DIR_ENV})")
     return data_dir
@@ -125,8 +126,9 @@ def _read_file(path: str, what: str) -> bytes:
 
 
 def _keys_init(args: argparse.Namespace) -> int:
-    data_dir = resolve_data_dir(args.data_dir)
+    data_dir = usable_dir(resolve_data_dir(args.data_dir))
     key_path = _key_path(args)
+    usable_dir(key_path.parent, what="signing key directory")
     signer, created, added = init_key(data_dir, key_path, name=args.name, now=int(time.time()))
     _err(
         f"{'created' if created else 'using existing'} signing key {key_path} (mode 0600; "
@@ -274,6 +276,8 @@ def _prove(args: argparse.Namespace) -> int:
     from audit_pipeline.lake import PARQUET_FORMAT
 
     data_dir = _ledger_dir(args)
+    if args.out and args.out != "-":
+        output_file(Path(args.out), what="proof")
     window = None
     if args.hour:
         moment = parse_time(args.hour)
@@ -351,6 +355,11 @@ def _public_keys(value: str) -> Keyring:
     path = Path(value).expanduser()
     if path.is_file():
         return load_trusted_keys(path)
+    if value.count("+") < 2:  # a vkey is name+hash+key; anything else names a file
+        raise ConfigurationError(
+            f"--public-key {value}: file not found (give a vkey name+hash+key, or a file of "
+            "vkeys or a keyring)"
+        )
     return parse_trusted_keys(value.encode(), source="--public-key")
 
 

@@ -17,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
+from audit_pipeline.cli.preflight import ready_to_commit
 from audit_pipeline.dataset.build import build_dataset
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ingest import (
@@ -34,7 +35,7 @@ from audit_pipeline.ledger import Ledger, verify_ledger
 from audit_pipeline.ledger.keys import default_signing_key_path, init_key, load_signing_key
 from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.ledger.note import Signer
-from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
+from audit_pipeline.slack.client import AUDIT_HISTORY_START, AuditApiSettings, AuditLogSource
 
 DEMO_DATA_DIR = Path("data/demo")
 DEMO_ORIGIN = "audit-pipeline.demo/emulator"
@@ -132,15 +133,26 @@ def _report_json(report: SyncReport) -> dict:
     }
 
 
+def check_sync_bounds(start: int, end: int, *, now: float) -> None:
+    """check_sync_bounds refuses hours the API cannot serve, before any call is spent."""
+    if start < AUDIT_HISTORY_START:
+        raise ConfigurationError(
+            f"--start {format_hour(start)} is before {format_hour(AUDIT_HISTORY_START)}: "
+            "Slack keeps no audit log data from before March 2018"
+        )
+    closed = last_closed_hour(now)
+    if end > closed + HOUR:
+        raise ConfigurationError(
+            f"--end {format_hour(end)} is in the future: the largest allowed --end is "
+            f"{format_hour(closed + HOUR)} (the end of the last closed hour "
+            f"{format_hour(closed)}; an hour is synced once it has ended)"
+        )
+
+
 def run_sync(args: argparse.Namespace) -> int:
     start, end = parse_hour(args.start), parse_hour(args.end)
     check_range(start, end, args.lookback)
-    closed = last_closed_hour(time.time())
-    if end > closed + HOUR:
-        raise ConfigurationError(
-            f"--end {format_hour(end)} is after the last closed hour {format_hour(closed)}: "
-            "an hour is synced once it has ended"
-        )
+    check_sync_bounds(start, end, now=time.time())
     settings = AuditApiSettings.from_env(
         base_url=args.base_url,
         page_size=args.page_size,
@@ -154,6 +166,7 @@ def run_sync(args: argparse.Namespace) -> int:
             f"{data_dir} holds emulator demo data; real syncs go to another data directory"
         )
     signer = load_signing_key(default_signing_key_path())
+    ready_to_commit(data_dir, signer)
     ledger = Ledger(
         data_dir, file_format=PARQUET_FORMAT, signer=signer, origin=os.environ.get(ORIGIN_ENV)
     )
