@@ -84,6 +84,12 @@ from audit_pipeline.dataset.schema import (
     comment_tables,
     create_tables,
 )
+from audit_pipeline.dataset.storage import (
+    STORAGE_COMPATIBILITY,
+    STORAGE_VERSION_NUMBER,
+    connect_new,
+    storage_version_number,
+)
 from audit_pipeline.dataset.views import create_views
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import EVENT_SCHEMA, PARQUET_FORMAT, SCHEMA_VERSION
@@ -483,7 +489,7 @@ def _write_full(
     say: Callable[[str], None],
     reason: str,
 ) -> dict[str, Any]:
-    con = duckdb.connect(str(tmp))
+    con = connect_new(tmp)
     try:
         con.execute("SET TimeZone = 'UTC'")
         create_tables(con)
@@ -515,6 +521,12 @@ def _write_incremental(
         raise _NotIncremental(
             f"the previous dataset has a write-ahead log ({target.name}.wal): it was changed "
             "after it was published"
+        )
+    version = storage_version_number(target)
+    if version not in (None, STORAGE_VERSION_NUMBER):  # None: not a database, said below
+        raise _NotIncremental(
+            f"the previous dataset is in DuckDB storage format {version}, not the "
+            f"{STORAGE_COMPATIBILITY} format (number {STORAGE_VERSION_NUMBER}) DuckDB 1.x reads"
         )
     try:
         _copy_file(target, tmp)
