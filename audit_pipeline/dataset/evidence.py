@@ -36,12 +36,13 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from audit_pipeline import __version__
@@ -298,6 +299,36 @@ def load_evidence(bundle: Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("schema") != EVIDENCE_SCHEMA:
         raise EvidenceError(f"{path} is not an {EVIDENCE_SCHEMA} document")
     return doc
+
+
+@contextlib.contextmanager
+def unpacked_bundle(archive_path: Path) -> Iterator[Path]:
+    """unpacked_bundle unpacks a zipped bundle into a private temporary directory for the
+    verifier (removed afterwards) and yields the directory holding its ``EVIDENCE.json``.
+
+    Members that would land outside that directory (absolute paths, ``..``, links) are
+    refused; anything else extra in the archive is the verifier's to find (unreferenced
+    files fail verification)."""
+    archive_path = Path(archive_path)
+    if not zipfile.is_zipfile(archive_path):
+        raise EvidenceError(f"{archive_path} is not a zip file")
+    with tempfile.TemporaryDirectory(prefix="audit-evidence-") as tmp:
+        root = Path(tmp)
+        with zipfile.ZipFile(archive_path) as archive:
+            for info in archive.infolist():
+                parts = PurePosixPath(info.filename).parts
+                link = stat.S_ISLNK(info.external_attr >> 16)
+                if info.filename.startswith("/") or "\\" in info.filename or ".." in parts or link:
+                    raise EvidenceError(f"{archive_path}: refusing unsafe member {info.filename!r}")
+            archive.extractall(root)
+        if not is_bundle(root):
+            # a bundle directory zipped with its folder: one top-level directory holding it
+            entries = list(root.iterdir())
+            if len(entries) == 1 and is_bundle(entries[0]):
+                root = entries[0]
+        if not is_bundle(root):
+            raise EvidenceError(f"{archive_path} holds no {EVIDENCE_FILE}: not an evidence bundle")
+        yield root
 
 
 def is_bundle(path: Path) -> bool:
