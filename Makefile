@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[pipeline,dev]'
 	@touch $(STAMP)
 
 lint: $(STAMP)
@@ -32,7 +32,7 @@ dev: $(STAMP)
 	$(BIN)/audit-pipeline dev
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[pipeline,dev,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

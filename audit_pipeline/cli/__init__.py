@@ -16,7 +16,7 @@ import logging
 import sys
 
 from audit_pipeline import __version__
-from audit_pipeline.cli.errors import run_command
+from audit_pipeline.cli.errors import register_unavailable, run_command
 
 # Modules that contribute sub-commands, in --help order.
 COMMAND_MODULES = (
@@ -26,6 +26,14 @@ COMMAND_MODULES = (
     "audit_pipeline.cli.dataset",
     "audit_pipeline.cli.dev",
 )
+
+# What each module offers, to name the commands a verifier-only install cannot run.
+PIPELINE_COMMANDS = {
+    "audit_pipeline.cli.emulator": ("emulator",),
+    "audit_pipeline.cli.sync": ("sync", "demo"),
+    "audit_pipeline.cli.dataset": ("dataset", "query", "export-evidence", "report"),
+    "audit_pipeline.cli.dev": ("dev",),
+}
 
 EPILOG = "exit codes: 0 ok, 1 integrity findings, 2 usage/configuration error, 3 could not complete"
 
@@ -42,7 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            # a verifier-only install (no [pipeline] extra): say what is missing when used
+            register_unavailable(subparsers, PIPELINE_COMMANDS.get(name, ()), exc)
+            continue
+        module.register(subparsers)
     return parser
 
 

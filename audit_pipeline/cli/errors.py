@@ -63,6 +63,10 @@ def run_command(args: argparse.Namespace, func: Callable[[argparse.Namespace], i
         return int(func(args) or 0)
     except AuditPipelineError as exc:
         return fail(str(exc), exc.exit_code)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in PIPELINE_MODULES:
+            return fail(f"unexpected {type(exc).__name__}: {exc}", EXIT_INCOMPLETE)
+        return fail(_missing_extra(exc), EXIT_USAGE)
     except BrokenPipeError:
         # the reader (e.g. `| head`) went away: not an error of ours
         _silence_stdout()
@@ -88,3 +92,35 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+PIPELINE_EXTRA = "pip install 'audit-pipeline[pipeline]'"
+# Top-level modules of the [pipeline] extra (pyproject.toml), which the verifier lacks.
+PIPELINE_MODULES = frozenset(
+    {"dagster", "dagster_webserver", "dagster_dg_cli", "slack_sdk", "duckdb"}
+)
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> str:
+    return (
+        f"this command needs the full install (module {exc.name!r} is missing; the plain "
+        f"install is the verifier only): {PIPELINE_EXTRA}"
+    )
+
+
+def register_unavailable(
+    subparsers: argparse._SubParsersAction, names: tuple[str, ...], exc: ModuleNotFoundError
+) -> None:
+    """register_unavailable adds commands whose module cannot be imported here (a
+    verifier-only install): each accepts any arguments and exits 2 saying what to install."""
+
+    def unavailable(_args: argparse.Namespace) -> int:
+        raise exc
+
+    for name in names:
+        # no option syntax (prefix_chars nobody types): every argument is taken as it is
+        parser = subparsers.add_parser(
+            name, help=f"(needs {PIPELINE_EXTRA})", add_help=False, prefix_chars="\x01"
+        )
+        parser.add_argument("rest", nargs="*")
+        parser.set_defaults(func=unavailable)

@@ -259,12 +259,26 @@ Log: `{doc["origin"]}`, size {doc["tree_size"]}, root hash `{doc["root_hash"]}`.
 
 ## How to check it (offline)
 
-1. Install the tool: `pip install audit-pipeline` (Python 3.11+), or use a copy of its
-   source. Nothing here needs a network connection.
-2. Get the log's public key from its owner through a channel other than this folder (an
-   email, a ticket, a published page), save it as `trusted-keys.txt`, and run:
+1. Install the verifier (Python 3.11+). The plain install is only the verifier, with three
+   dependencies (cryptography, orjson, pyarrow); it does not pull the operators' pipeline
+   (Dagster, the Slack client, DuckDB: that is `audit-pipeline[pipeline]`, not needed here):
 
-       audit-pipeline verify --data-dir . --trusted-keys trusted-keys.txt
+       python3 -m venv verifier
+       verifier/bin/pip install audit-pipeline        # or: pip install ./<copy of its source>
+
+   Offline: on any machine with the package index, same OS and Python version, run
+   `pip download audit-pipeline -d wheels`, carry `wheels/` over, and install with
+   `verifier/bin/pip install --no-index --find-links wheels audit-pipeline`.
+   Verifying needs no network connection.
+2. Get the log's public keys from its owner through a channel other than this bundle (an
+   email, a ticket, a published page; the owner makes the file with
+   `audit-pipeline keys public --data-dir DIR`), save them as `trusted-keys.txt`, and run
+   on the zip file as you received it:
+
+       verifier/bin/audit-pipeline verify evidence.zip --trusted-keys trusted-keys.txt
+
+   or, inside the unpacked folder:
+   `audit-pipeline verify --data-dir . --trusted-keys trusted-keys.txt`.
 
    Without `--trusted-keys` the keys inside this folder are used, which proves only that
    the folder is consistent with itself. The verifier takes the range from
