@@ -88,7 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "dataset_info; views: login_events, logins_by_source, logins_by_user, "
             "admin_changes, app_changes, file_events, file_activity_by_user, anomalies, "
             "anomaly_reasons, workflow_changes, events_per_hour, top_actions, coverage, gaps, "
-            "verification_findings. Use '-' to read the SQL from standard input."
+            "verification_findings. Runs exactly one statement: several (separated by ';') "
+            "are refused, run them one at a time. Use '-' to read the SQL from standard input."
         ),
     )
     query.add_argument("sql", help="the SQL statement, or - for standard input")
@@ -188,13 +189,19 @@ def run_path(args: argparse.Namespace) -> int:
 
 def run_query_command(args: argparse.Namespace) -> int:
     from audit_pipeline.dataset.build import dataset_path
-    from audit_pipeline.dataset.query import format_result, open_dataset, run_query
+    from audit_pipeline.dataset.query import (
+        format_result,
+        open_dataset,
+        require_one_statement,
+        run_query,
+    )
 
     sql = sys.stdin.read() if args.sql == "-" else args.sql
     if not sql.strip():
         raise ConfigurationError("no SQL given")
     con = open_dataset(dataset_path(args.data_dir, args.database), lock_down=True)
     try:
+        require_one_statement(con, sql)
         result = run_query(con, sql)
     finally:
         con.close()
