@@ -28,8 +28,10 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/audit-pipeline demo
 
+# make dev PORT=3001 when 3000 is taken
+PORT ?= 3000
 dev: $(STAMP)
-	$(BIN)/audit-pipeline dev
+	$(BIN)/audit-pipeline dev --port $(PORT)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[pipeline,dev,bench]'

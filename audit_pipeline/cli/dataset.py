@@ -16,14 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audit_pipeline.cli.preflight import output_file, usable_dir
+from audit_pipeline.cli.progress import Progress
 from audit_pipeline.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from audit_pipeline.ledger import Keyring
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _location_options(parser: argparse.ArgumentParser, *, database: bool = True) -> None:
@@ -155,7 +152,7 @@ def run_build(args: argparse.Namespace) -> int:
         database=args.database,
         keyring=_keyring(args.trusted_keys),
         trusted_checkpoint=_read_file(args.trusted_checkpoint, "trusted checkpoint"),
-        progress=_progress,
+        progress=Progress(),
         full=args.full,
     )
     if args.json:

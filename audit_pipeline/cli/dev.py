@@ -32,12 +32,13 @@ from audit_pipeline.cli.sync import (
     DEMO_KEY_FILE,
     DEMO_ORIGIN,
     DEMO_SEED,
+    DEV_PORT,
     prepare_demo_data_dir,
 )
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ingest import HOUR, format_hour, last_closed_hour
 
-DEFAULT_PORT = 3000
+DEFAULT_PORT = DEV_PORT
 DAGSTER_HOME_DIR = Path("data/dagster_home")
 MAX_HOURS_PER_RUN = 24
 TEMPLATE = Path(__file__).resolve().parents[1] / "dagster.yaml"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
+from audit_pipeline.cli.progress import LONG_WORK_SECONDS, Progress
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ledger.canonical import parse_json_strict
 from audit_pipeline.ledger.checkpoint import open_checkpoint
@@ -250,7 +251,8 @@ def _verify_dir(args: argparse.Namespace) -> int:
         "jobs": args.jobs,
         "max_lag": int(args.max_lag * 3600) if args.max_lag is not None else None,
         "data_range": data_range,
-        "progress": _err if args.verbose else None,
+        # a bar on a terminal; elsewhere lines once the work runs long (or with -v)
+        "progress": Progress(quiet_for=0.0 if args.verbose else LONG_WORK_SECONDS),
     }
     bundle = evidence.is_bundle(data_dir)
     if bundle:

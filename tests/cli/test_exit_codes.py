@@ -103,7 +103,7 @@ def test_sync_before_march_2018_is_a_usage_error(signing_key, tmp_path, capsys):
     )
     assert code == 2
     line = _first_line(capsys)
-    assert line.startswith("audit-pipeline sync: error: --start 2017-01-01T00")
+    assert line.startswith("audit-pipeline sync: error: --start 2017-01-01T00:00Z")
     assert "no audit log data from before March 2018" in line
 
 
@@ -111,7 +111,7 @@ def test_sync_into_the_future_names_the_largest_end(signing_key, tmp_path, capsy
     code = main(["sync", "--start", START, "--end", "2999-01-01T00", "--data-dir", str(tmp_path)])
     assert code == 2
     line = _first_line(capsys)
-    largest = time.strftime("%Y-%m-%dT%H", time.gmtime(time.time() // 3600 * 3600))
+    largest = time.strftime("%Y-%m-%dT%H:00Z", time.gmtime(time.time() // 3600 * 3600))
     assert f"the largest allowed --end is {largest}" in line
 
 

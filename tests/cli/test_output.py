@@ -52,3 +52,41 @@ def scenario_free_dataset(tmp_path):
         main(["demo", "--hours", "1", "--events-per-hour", "20", "--data-dir", str(data_dir)]) == 0
     )
     return data_dir
+
+
+def test_next_commands_name_the_venv_script_when_it_is_not_on_path(tmp_path, monkeypatch):
+    from audit_pipeline.cli.output import invoked_as
+
+    script = tmp_path / ".venv" / "bin" / "audit-pipeline"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert invoked_as(".venv/bin/audit-pipeline") == ".venv/bin/audit-pipeline"
+    assert invoked_as("/somewhere/else/__main__.py").endswith(" -m audit_pipeline.cli")
+
+
+@pytest.mark.e2e
+def test_the_demos_next_commands_run_as_printed(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("audit-pipeline")
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}  # as after `make demo`: not on PATH
+    proc = subprocess.run(
+        [str(script), "demo", "--hours", "2", "--events-per-hour", "30", "--data-dir", "demo"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout[proc.stdout.index("next:") :].splitlines()[1:]
+    commands = [line.strip() for line in lines if not line.strip().startswith("make ")]
+    assert len(commands) == 3
+    for command in commands:
+        run = subprocess.run(
+            command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, f"{command}: {run.stderr}"
+    assert (tmp_path / "report.html").is_file()
