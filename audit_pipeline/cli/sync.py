@@ -265,15 +265,15 @@ def sync_story(report: SyncReport) -> str:
     )
 
 
-def next_commands(data_dir: Path) -> str:
+def next_commands(data_dir: Path, *, dev: bool = True) -> str:
     """next_commands are the README's next steps, typed as they work from here."""
     tool = f"{invoked_as()} "
     where = shlex.quote(str(data_dir))
-    return "\n".join(
-        [
-            f'  {tool}query --data-dir {where} "select * from top_actions limit 5"',
-            f"  {tool}verify --data-dir {where}",
-            f"  {tool}report --data-dir {where} --out report.html",
-            f"  make dev      # the Dagster UI on http://127.0.0.1:{DEV_PORT}",
-        ]
-    )
+    lines = [
+        f'  {tool}query --data-dir {where} "select * from top_actions limit 5"',
+        f"  {tool}verify --data-dir {where}",
+        f"  {tool}report --data-dir {where} --out report.html",
+    ]
+    if dev:
+        lines.append(f"  make dev      # the Dagster UI on http://127.0.0.1:{DEV_PORT}")
+    return "\n".join(lines)
