@@ -4,7 +4,6 @@ warnings (those go to dagster dev's own log), and next commands."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from audit_pipeline.cli.dev import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,12 +41,7 @@ def test_dev_is_quiet_until_the_url(tmp_path):
         try:
             url = process.stdout.readline().strip()
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
+            stop_process(process, timeout=60)
     time.sleep(0.1)
     assert url == f"http://127.0.0.1:{port}", err.read_text()
     lines = err.read_text().splitlines()
