@@ -113,6 +113,7 @@ from audit_pipeline.ledger.layout import (
     parse_numbered_name,
 )
 from audit_pipeline.ledger.note import parse_vkey
+from audit_pipeline.ledger.verify import merkle_b64
 
 log = logging.getLogger(__name__)
 
@@ -907,14 +908,15 @@ def _insert_checkpoints(
                 cp, note = open_checkpoint(raw, verifiers)
             except LedgerError:
                 continue
-            tree_size, origin, root_hash = cp.tree_size, cp.origin, cp.root_hash.hex()
+            # base64, as in the checkpoint itself and every verification (one encoding)
+            tree_size, origin, root_hash = cp.tree_size, cp.origin, merkle_b64(cp.root_hash)
             signed_by = [f"{s.name}+{s.key_hash:08x}" for s in note.sigs]
         cols["tree_size"].append(tree_size)
         cols["origin"].append(origin)
         cols["root_hash"].append(root_hash)
         cols["signed_by"].append(signed_by)
         cols["matches"].append(
-            tree_size <= len(chain) and chain.roots[tree_size].hex() == root_hash
+            tree_size <= len(chain) and merkle_b64(chain.roots[tree_size]) == root_hash
         )
         cols["path"].append(f"{CHECKPOINTS}/{name}")
         cols["note"].append(raw.decode())

@@ -172,9 +172,11 @@ def export_evidence(
             events += data.rows
             files.append({"path": data.path, "sha256": data.sha256, "size": data.size,
                           "sequence": signed.sequence})  # fmt: skip
+        exported_at = int(time.time())
         doc = {
             "schema": EVIDENCE_SCHEMA,
-            "exported_at": int(time.time()),
+            "exported_at": exported_at,
+            "exported_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exported_at)),
             "exported_by": f"audit-pipeline {__version__}",
             "origin": report.origin,
             "range": {
