@@ -11,7 +11,8 @@ _IRREGULAR = {"batch": "batches", "entry": "entries", "retry": "retries", "is": 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
     """plural gives ``"1 hour"``, ``"2 hours"``, ``"0 batches"``: the count and the word in
-    the number it needs (``many`` for a plural that is not ``word + "s"`` or listed)."""
+    the number it needs (``many`` for a plural that is not ``word + "s"`` or listed), with
+    thousands separated (``"17,115 events"``)."""
     if count == 1:
         return f"{count} {word}"
-    return f"{count} {many or _IRREGULAR.get(word) or word + 's'}"
+    return f"{count:,} {many or _IRREGULAR.get(word) or word + 's'}"

@@ -72,7 +72,7 @@ class Progress:
         text = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}"
         if rate:
             text += f"  {rate:.1f}/s  ETA {_duration((total - done) / rate)}"
-        label = _COUNT.sub("", message, count=1).strip(" []:")
+        label = " ".join(_COUNT.sub("", message, count=1).strip(" []:").split())
         return f"{text}  {label}"
 
     def _draw(self, done: int, total: int, message: str) -> None:

@@ -114,6 +114,7 @@ from audit_pipeline.ledger.layout import (
 )
 from audit_pipeline.ledger.note import parse_vkey
 from audit_pipeline.ledger.verify import merkle_b64
+from audit_pipeline.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -155,15 +156,16 @@ class BuildResult:
     def summary(self) -> str:
         if self.mode == INCREMENTAL:
             how = (
-                f"incremental: kept {self.reused_batches} batches of the previous dataset, "
-                f"read {self.files_read} data files"
+                f"incremental: kept {plural(self.reused_batches, 'batch')} of the previous "
+                f"dataset, read {plural(self.files_read, 'data file')}"
             )
         else:
-            how = f"full: read {self.files_read} data files ({self.reason})"
+            how = f"full: read {plural(self.files_read, 'data file')} ({self.reason})"
         return (
-            f"dataset {self.path}: {self.events} events, {self.quarantined} quarantined, "
-            f"{self.batches} batches ({self.data_files} data files) from the verified ledger "
-            f"of size {self.tree_size}; {how}; built in {self.seconds:.1f} s"
+            f"dataset {self.path}: {plural(self.events, 'event')}, {self.quarantined:,} "
+            f"quarantined, {plural(self.batches, 'batch')} "
+            f"({plural(self.data_files, 'data file')}) from the verified ledger of size "
+            f"{self.tree_size}; {how}; built in {self.seconds:.1f} s"
         )
 
 

@@ -1124,7 +1124,8 @@ def _check_data_file(
     if mismatched:
         add(
             FindingCode.EVENT_RECORD_MISMATCH,
-            f"{len(mismatched)} rows whose columns disagree with their leaf: {_first(mismatched)}",
+            f"{plural(len(mismatched), 'row')} whose columns disagree with their leaf: "
+            f"{_first(mismatched)}",
         )
     repeated = [i for i, n in Counter(r.event_id for r in records).items() if n > 1]
     if repeated:

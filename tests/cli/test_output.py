@@ -38,7 +38,7 @@ def test_query_help_says_one_statement(capsys):
     ("count", "word", "text"),
     [(1, "finding", "1 finding"), (0, "finding", "0 findings"), (1, "batch", "1 batch"),
      (2, "batch", "2 batches"), (1, "retry", "1 retry"), (3, "retry", "3 retries"),
-     (2, "missing hour", "2 missing hours")],
+     (2, "missing hour", "2 missing hours"), (17115, "event", "17,115 events")],
 )  # fmt: skip
 def test_plural(count, word, text):
     assert plural(count, word) == text
