@@ -185,7 +185,14 @@ def run_sync(args: argparse.Namespace) -> int:
         run_id=args.run_id or f"cli-{uuid.uuid4()}",
         progress=Progress(),
     )
-    print(report.summary(), file=sys.stderr)
+    # the per-hour lines were the progress: one line for the whole, then any warning
+    print(sync_story(report), file=sys.stderr)
+    for hour, event_id in report.missing_from_source:
+        print(
+            f"  warning: {format_hour(parse_hour(hour))}: committed event {event_id} is no "
+            "longer returned by the API (kept, not deleted)",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(_report_json(report), indent=2))
     return 0

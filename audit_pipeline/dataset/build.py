@@ -978,8 +978,10 @@ def _insert_info(
     mode: str,
     reason: str,
 ) -> None:
+    built_at = int(time.time())
     info = {
-        "built_at": str(int(time.time())),
+        "built_at": str(built_at),
+        "built_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(built_at)),
         "audit_pipeline_version": __version__,
         "dataset_schema_version": DATASET_SCHEMA_VERSION,
         "lake_schema_version": SCHEMA_VERSION,

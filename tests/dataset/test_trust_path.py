@@ -112,3 +112,17 @@ def test_notebook_mentions_only_real_flags():
     commands = _notebook_commands()
     assert any("verify-proof" in c and "--public-key" in c for c in commands)
     assert not any("verify-proof" in c and "--trusted-keys" in c for c in commands)
+
+
+def test_a_proof_checks_against_the_handed_over_keys_and_says_who_signed(
+    scenario_dataset, handed_over, cli
+):
+    proof = handed_over / "proof.json"
+    argv = ["prove", "ev-login-a1", "--data-dir", str(scenario_dataset), "--out", str(proof)]
+    assert cli(*argv)[0] == 0
+    code, out, err = cli("verify-proof", str(proof), "--public-key", str(handed_over / "keys.txt"))
+    assert code == 0, err
+    line = err.strip().splitlines()[0]
+    assert line.startswith("OK: event ev-login-a1 (date_create 2025-11-29T00:00:10Z)")
+    assert ", signed by key test-log+" in line
+    assert json.loads(out)["id"] == "ev-login-a1"
