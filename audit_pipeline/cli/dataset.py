@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audit_pipeline.cli.preflight import output_file, usable_dir
+from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import Progress
 from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.ledger.layout import resolve_data_dir
 
 if TYPE_CHECKING:
     from audit_pipeline.ledger import Keyring
@@ -127,6 +128,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.set_defaults(func=run_report)
 
 
+def _check_data_dir(args: argparse.Namespace) -> None:
+    """A data directory that is a file or unreadable is an environment problem (exit 3)."""
+    readable_dir(resolve_data_dir(args.data_dir))
+
+
 def _read_file(path: str | None, what: str) -> bytes | None:
     if not path:
         return None
@@ -145,6 +151,7 @@ def _keyring(path: str | None) -> Keyring | None:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    _check_data_dir(args)
     from audit_pipeline.dataset.build import build_dataset
 
     result = build_dataset(
@@ -185,6 +192,7 @@ def run_path(args: argparse.Namespace) -> int:
 
 
 def run_query_command(args: argparse.Namespace) -> int:
+    _check_data_dir(args)
     from audit_pipeline.dataset.build import dataset_path
     from audit_pipeline.dataset.query import (
         format_result,
@@ -207,6 +215,7 @@ def run_query_command(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    _check_data_dir(args)
     from audit_pipeline.dataset.evidence import export_evidence
     from audit_pipeline.ingest import parse_hour
 
@@ -228,6 +237,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    _check_data_dir(args)
     from audit_pipeline.dataset.report import write_report
 
     out = write_report(

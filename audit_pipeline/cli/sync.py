@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from audit_pipeline.cli.output import invoked_as
-from audit_pipeline.cli.preflight import ready_to_commit
+from audit_pipeline.cli.preflight import ready_to_commit, usable_dir
 from audit_pipeline.cli.progress import Progress
 from audit_pipeline.dataset.build import build_dataset
 from audit_pipeline.errors import ConfigurationError
@@ -215,7 +215,7 @@ def prepare_demo_data_dir(data_dir: Path, *, now: float) -> Signer:
 def run_demo(args: argparse.Namespace) -> int:
     from audit_pipeline.slack.emulator import running_emulator
 
-    data_dir = Path(args.data_dir)
+    data_dir = usable_dir(Path(args.data_dir), create=True)
     now = time.time()
     signer = prepare_demo_data_dir(data_dir, now=now)
     end = last_closed_hour(now) + HOUR

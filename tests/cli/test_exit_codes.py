@@ -178,3 +178,21 @@ def test_unreachable_api_prints_one_clean_line(tmp_path):
         "Connection refused"
     ]
     assert sorted(data_dir.rglob("*")) == before  # nothing written, nothing locked
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify"], ["checkpoint"], ["keys", "list"], ["dataset", "build"], ["query", "select 1"],
+        ["report", "--out", "r.html"], ["demo"],
+        ["export-evidence", "--start", START, "--end", END, "--out", "ev.zip"],
+    ],
+)  # fmt: skip
+def test_every_command_says_a_file_is_not_a_data_directory(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("a file")
+    assert main([*argv, "--data-dir", "README.md"]) == 3
+    command = " ".join(argv[:2] if argv[0] in ("keys", "dataset") else argv[:1])
+    assert _first_line(capsys) == (
+        f"audit-pipeline {command}: error: data directory README.md is not a directory"
+    )
