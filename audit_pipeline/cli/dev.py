@@ -37,7 +37,8 @@ from audit_pipeline.cli.sync import (
     prepare_demo_data_dir,
 )
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
-from audit_pipeline.ingest import HOUR, format_hour, last_closed_hour
+from audit_pipeline.ingest import HOUR, format_hour, last_closed_hour, parse_hour
+from audit_pipeline.ledger.layout import format_hour as hour_label
 from audit_pipeline.text import plural
 
 DEFAULT_PORT = DEV_PORT
@@ -142,7 +143,8 @@ def sync_missing_hours(env: Mapping[str, str], log=print) -> int:
             done = instance.get_materialized_partitions(dg.AssetKey("slack_audit_events"))
             missing = [k for k in partitions.get_partition_keys() if k not in done]
             for chunk in _contiguous_runs(missing, partitions):
-                log(f"dev: syncing {chunk[0]} .. {chunk[-1]} through hourly_sync")
+                first, last = (hour_label(parse_hour(k)) for k in (chunk[0], chunk[-1]))
+                log(f"dev: syncing {first}..{last} through hourly_sync")
                 result = job.execute_in_process(
                     instance=instance,
                     # the run's events are in the UI; the console shows only problems
