@@ -16,7 +16,7 @@ import logging
 import sys
 
 from audit_pipeline import __version__
-from audit_pipeline.cli.errors import register_unavailable, run_command
+from audit_pipeline.cli.errors import PIPELINE_MODULES, register_unavailable, run_command
 
 # Modules that contribute sub-commands, in --help order.
 COMMAND_MODULES = (
@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] not in PIPELINE_MODULES:
+                raise
             # a verifier-only install (no [pipeline] extra): say what is missing when used
             register_unavailable(subparsers, PIPELINE_COMMANDS.get(name, ()), exc)
             continue
