@@ -56,8 +56,8 @@ def source_for() -> Callable[..., AuditLogSource]:
 @pytest.fixture(scope="session")
 def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """fresh_venv(name, *requirements) makes an empty virtual environment (no access to
-    this one's packages) and pip-installs ``requirements`` into it from the package
-    registry; returns its python. Skips, saying why, when the registry is unreachable."""
+    this one's packages) and pip-installs ``requirements`` (if any) into it from the
+    package registry; returns its python. Skips, saying why, when that install fails."""
     import subprocess
     import venv
 
@@ -65,6 +65,8 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         root = tmp_path_factory.mktemp(name)
         venv.EnvBuilder(with_pip=True, clear=True).create(root)
         python = root / "bin" / "python"
+        if not requirements:
+            return python
         proc = subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
              *requirements],
