@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[pipeline,dev]'
 	@touch $(STAMP)
 
 lint: $(STAMP)
@@ -28,11 +28,13 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/audit-pipeline demo
 
+# make dev PORT=3001 when 3000 is taken
+PORT ?= 3000
 dev: $(STAMP)
-	$(BIN)/audit-pipeline dev
+	$(BIN)/audit-pipeline dev --port $(PORT)
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[pipeline,dev,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

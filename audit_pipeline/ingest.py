@@ -38,6 +38,7 @@ from audit_pipeline.lake import WindowNormalizer, events_from_table, write_batch
 from audit_pipeline.lake.fidelity import REVISION_PREFIX
 from audit_pipeline.ledger import EventRecord, Ledger
 from audit_pipeline.ledger.layout import HOUR
+from audit_pipeline.ledger.layout import format_hour as hour_label
 from audit_pipeline.slack.client import AuditLogSource, FetchStats, UnparseablePageError
 
 log = logging.getLogger(__name__)
@@ -390,7 +391,7 @@ def sync_hours(
         report.windows.append(result)
         if progress:
             progress(
-                f"[{done}/{len(plan)}] {result.hour}"
+                f"[{done}/{len(plan)}] {hour_label(result.window_start)}"
                 + (" (lookback)" if is_lookback else "")
                 + f": {result.fetched} read, {result.events_committed} new"
                 + (f" -> #{result.sequence} {result.kind}" if result.sequence is not None else "")

@@ -68,3 +68,29 @@ def service_missing() -> Callable[[str], None]:
         pytest.skip(reason)
 
     return report
+
+
+@pytest.fixture(scope="session")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """fresh_venv(name, *requirements) makes an empty virtual environment (no access to
+    this one's packages) and pip-installs ``requirements`` (if any) into it from the
+    package registry; returns its python. Skips, saying why, when that install fails."""
+    import subprocess
+    import venv
+
+    def make(name: str, *requirements: str) -> Path:
+        root = tmp_path_factory.mktemp(name)
+        venv.EnvBuilder(with_pip=True, clear=True).create(root)
+        python = root / "bin" / "python"
+        if not requirements:
+            return python
+        proc = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             *requirements],
+            capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            pytest.skip(f"pip install {' '.join(requirements)} failed: {proc.stderr[-300:]}")
+        return python
+
+    return make

@@ -1,7 +1,8 @@
 """The package's layers import only what they may (an AST walk over every module).
 
 - ``ledger`` is the offline verifier auditors run: the standard library, ``cryptography``,
-  ``orjson`` and ``audit_pipeline.errors`` only, so it stays small and checkable;
+  ``orjson``, ``audit_pipeline.errors`` and ``audit_pipeline.text`` (wording, stdlib only)
+  only, so it stays small and checkable;
 - ``slack`` knows nothing of the lake, the ledger, the dataset or Dagster;
 - ``lake`` knows nothing of Slack, the dataset, Dagster or DuckDB;
 - below ``defs`` and ``cli`` (the Dagster and command-line faces) nothing imports Dagster
@@ -123,7 +124,9 @@ def test_ledger_imports_only_the_stdlib_cryptography_orjson_and_itself() -> None
         return (
             top in STDLIB
             or top in {"cryptography", "orjson"}
-            or _within(name, ("audit_pipeline.errors", "audit_pipeline.ledger"))
+            or _within(
+                name, ("audit_pipeline.errors", "audit_pipeline.text", "audit_pipeline.ledger")
+            )
         )
 
     assert _violations(_files("ledger"), allowed) == []
@@ -183,3 +186,9 @@ def test_nothing_below_defs_and_cli_imports_dagster_or_them() -> None:
     assert len(below) > 20  # the walk found the package
     forbidden = ("dagster", "audit_pipeline.cli", "audit_pipeline.defs")
     assert _violations(below, lambda name: not _within(name, forbidden)) == []
+
+
+def test_shared_wording_imports_only_the_stdlib() -> None:
+    """``audit_pipeline.text`` is used by every layer, the ledger included."""
+    allowed = lambda name: name.partition(".")[0] in STDLIB  # noqa: E731
+    assert _violations([PACKAGE / "text.py"], allowed) == []

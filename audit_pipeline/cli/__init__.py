@@ -2,7 +2,7 @@
 
 Each sub-command lives in its own module exposing ``register(subparsers)``; the module
 adds one or more parsers and sets ``func`` to a callable taking the parsed namespace and
-returning an exit code. Errors are caught once here.
+returning an exit code. Errors are mapped to exit codes once, in ``cli.errors``.
 
 Exit codes: 0 success / verified, 1 integrity findings, 2 usage or configuration error,
 3 could not complete (I/O, network).
@@ -16,7 +16,7 @@ import logging
 import sys
 
 from audit_pipeline import __version__
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.cli.errors import PIPELINE_MODULES, register_unavailable, run_command
 
 # Modules that contribute sub-commands, in --help order.
 COMMAND_MODULES = (
@@ -27,6 +27,14 @@ COMMAND_MODULES = (
     "audit_pipeline.cli.dev",
     "audit_pipeline.cli.stack",
 )
+
+# What each module offers, to name the commands a verifier-only install cannot run.
+PIPELINE_COMMANDS = {
+    "audit_pipeline.cli.emulator": ("emulator",),
+    "audit_pipeline.cli.sync": ("sync", "demo"),
+    "audit_pipeline.cli.dataset": ("dataset", "query", "export-evidence", "report"),
+    "audit_pipeline.cli.dev": ("dev",),
+}
 
 EPILOG = "exit codes: 0 ok, 1 integrity findings, 2 usage/configuration error, 3 could not complete"
 
@@ -43,7 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] not in PIPELINE_MODULES:
+                raise
+            # a verifier-only install (no [pipeline] extra): say what is missing when used
+            register_unavailable(subparsers, PIPELINE_COMMANDS.get(name, ()), exc)
+            continue
+        module.register(subparsers)
     return parser
 
 
@@ -54,14 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    try:
-        return int(args.func(args) or 0)
-    except AuditPipelineError as exc:
-        print(f"audit-pipeline {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"audit-pipeline {args.command}: interrupted", file=sys.stderr)
-        return 130
+    if not args.verbose:
+        # slack-sdk logs every failed attempt at ERROR; the command reports the outcome once
+        logging.getLogger("audit_pipeline.slack_sdk").setLevel(logging.CRITICAL)
+    return run_command(args, args.func)
 
 
 if __name__ == "__main__":

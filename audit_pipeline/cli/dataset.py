@@ -15,14 +15,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
+from audit_pipeline.cli.progress import Progress
 from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.ledger.layout import resolve_data_dir
 
 if TYPE_CHECKING:
     from audit_pipeline.ledger import Keyring
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _location_options(parser: argparse.ArgumentParser, *, database: bool = True) -> None:
@@ -87,7 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "dataset_info; views: login_events, logins_by_source, logins_by_user, "
             "admin_changes, app_changes, file_events, file_activity_by_user, anomalies, "
             "anomaly_reasons, workflow_changes, events_per_hour, top_actions, coverage, gaps, "
-            "verification_findings. Use '-' to read the SQL from standard input."
+            "verification_findings. Runs exactly one statement: several (separated by ';') "
+            "are refused, run them one at a time. Use '-' to read the SQL from standard input."
         ),
     )
     query.add_argument("sql", help="the SQL statement, or - for standard input")
@@ -128,6 +128,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.set_defaults(func=run_report)
 
 
+def _check_data_dir(args: argparse.Namespace) -> None:
+    """A data directory that is a file or unreadable is an environment problem (exit 3)."""
+    readable_dir(resolve_data_dir(args.data_dir))
+
+
 def _read_file(path: str | None, what: str) -> bytes | None:
     if not path:
         return None
@@ -146,6 +151,7 @@ def _keyring(path: str | None) -> Keyring | None:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    _check_data_dir(args)
     from audit_pipeline.dataset.build import build_dataset
 
     result = build_dataset(
@@ -153,7 +159,7 @@ def run_build(args: argparse.Namespace) -> int:
         database=args.database,
         keyring=_keyring(args.trusted_keys),
         trusted_checkpoint=_read_file(args.trusted_checkpoint, "trusted checkpoint"),
-        progress=_progress,
+        progress=Progress(),
         full=args.full,
     )
     if args.json:
@@ -186,14 +192,21 @@ def run_path(args: argparse.Namespace) -> int:
 
 
 def run_query_command(args: argparse.Namespace) -> int:
+    _check_data_dir(args)
     from audit_pipeline.dataset.build import dataset_path
-    from audit_pipeline.dataset.query import format_result, open_dataset, run_query
+    from audit_pipeline.dataset.query import (
+        format_result,
+        open_dataset,
+        require_one_statement,
+        run_query,
+    )
 
     sql = sys.stdin.read() if args.sql == "-" else args.sql
     if not sql.strip():
         raise ConfigurationError("no SQL given")
     con = open_dataset(dataset_path(args.data_dir, args.database), lock_down=True)
     try:
+        require_one_statement(con, sql)
         result = run_query(con, sql)
     finally:
         con.close()
@@ -202,10 +215,15 @@ def run_query_command(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    _check_data_dir(args)
     from audit_pipeline.dataset.evidence import export_evidence
     from audit_pipeline.ingest import parse_hour
 
     start, end = parse_hour(args.start), parse_hour(args.end)
+    if Path(args.out).suffix.lower() == ".zip":
+        output_file(Path(args.out), what="evidence bundle")
+    else:
+        usable_dir(Path(args.out), what="evidence bundle directory")
     result = export_evidence(
         args.data_dir,
         start=start,
@@ -219,8 +237,11 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    _check_data_dir(args)
     from audit_pipeline.dataset.report import write_report
 
-    out = write_report(Path(args.out), data_dir=args.data_dir, database=args.database)
+    out = write_report(
+        output_file(Path(args.out), what="report"), data_dir=args.data_dir, database=args.database
+    )
     print(f"report written to {out}")
     return 0

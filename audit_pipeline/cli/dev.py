@@ -32,12 +32,17 @@ from audit_pipeline.cli.sync import (
     DEMO_KEY_FILE,
     DEMO_ORIGIN,
     DEMO_SEED,
+    DEV_PORT,
+    next_commands,
     prepare_demo_data_dir,
 )
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
-from audit_pipeline.ingest import HOUR, format_hour, last_closed_hour
+from audit_pipeline.ingest import HOUR, format_hour, last_closed_hour, parse_hour
+from audit_pipeline.ledger.layout import format_hour as hour_label
+from audit_pipeline.text import plural
 
-DEFAULT_PORT = 3000
+DEFAULT_PORT = DEV_PORT
+DAGSTER_LOG = "dagster-dev.log"
 DAGSTER_HOME_DIR = Path("data/dagster_home")
 MAX_HOURS_PER_RUN = 24
 TEMPLATE = Path(__file__).resolve().parents[1] / "dagster.yaml"
@@ -139,9 +144,12 @@ def sync_missing_hours(env: Mapping[str, str], log=print) -> int:
             done = instance.get_materialized_partitions(dg.AssetKey("slack_audit_events"))
             missing = [k for k in partitions.get_partition_keys() if k not in done]
             for chunk in _contiguous_runs(missing, partitions):
-                log(f"dev: syncing {chunk[0]} .. {chunk[-1]} through hourly_sync")
+                first, last = (hour_label(parse_hour(k)) for k in (chunk[0], chunk[-1]))
+                log(f"dev: syncing {first}..{last} through hourly_sync")
                 result = job.execute_in_process(
                     instance=instance,
+                    # the run's events are in the UI; the console shows only problems
+                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
                     tags={
                         "dagster/asset_partition_range_start": chunk[0],
                         "dagster/asset_partition_range_end": chunk[-1],
@@ -263,8 +271,14 @@ def run_dev(args: argparse.Namespace) -> int:
         env.setdefault("AUDIT_LOG_ORIGIN", DEMO_ORIGIN)
         print(f"dev: emulator serving {emulator.base_url}", file=sys.stderr, flush=True)
         runs = sync_missing_hours(env, log=lambda m: print(m, file=sys.stderr, flush=True))
-        print(f"dev: {runs} catch-up runs; starting dagster dev", file=sys.stderr, flush=True)
-        process = start_dagster_dev(workspace, args.port, env)
+        log_path = home / DAGSTER_LOG
+        print(
+            f"dev: {plural(runs, 'catch-up run')}; starting dagster dev (its log: {log_path})",
+            file=sys.stderr,
+            flush=True,
+        )
+        log_file = open(log_path, "ab")  # noqa: SIM115 (closed after the process ends)
+        process = start_dagster_dev(workspace, args.port, env, log_file=log_file)
         stopping = False
 
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -283,10 +297,16 @@ def run_dev(args: argparse.Namespace) -> int:
                     return 0
                 raise
             print(url, flush=True)
-            print(f"dev: Dagster UI at {url} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+            print(
+                f"dev: Dagster UI at {url} (Ctrl-C stops it); in another shell:\n"
+                + next_commands(args.data_dir, dev=False),
+                file=sys.stderr,
+                flush=True,
+            )
             code = process.wait()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             stop_process(process)
+            log_file.close()
         return 0 if stopping else code

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from audit_pipeline.cli.output import DefaultsHelpFormatter
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ingest import format_hour, parse_hour
 from audit_pipeline.slack.emulator import DEFAULT_TOKEN, Emulator, EmulatorConfig
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(JSON list or JSONL; ?late=1), POST /_emulator/faults (JSON list), "
             "GET /_emulator/stats, GET /_emulator/entries."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=int, default=8765, help="TCP port (0 = any free port)")

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
+from audit_pipeline.cli.progress import LONG_WORK_SECONDS, Progress
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ledger.canonical import parse_json_strict
 from audit_pipeline.ledger.checkpoint import open_checkpoint
@@ -87,7 +89,7 @@ def _key_path(args: argparse.Namespace) -> Path:
 
 
 def _ledger_dir(args: argparse.Namespace) -> Path:
-    data_dir = resolve_data_dir(args.data_dir)
+    data_dir = readable_dir(resolve_data_dir(args.data_dir))
     if not (data_dir / LEDGER).is_dir():
         raise ConfigurationError(f"no ledger in {data_dir} (pass --data-dir or set {DATA_DIR_ENV})")
     return data_dir
@@ -126,8 +128,9 @@ def _read_file(path: str, what: str) -> bytes:
 
 
 def _keys_init(args: argparse.Namespace) -> int:
-    data_dir = resolve_data_dir(args.data_dir)
+    data_dir = usable_dir(resolve_data_dir(args.data_dir))
     key_path = _key_path(args)
+    usable_dir(key_path.parent, what="signing key directory")
     signer, created, added = init_key(data_dir, key_path, name=args.name, now=int(time.time()))
     _err(
         f"{'created' if created else 'using existing'} signing key {key_path} (mode 0600; "
@@ -163,8 +166,29 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _keys_public(args: argparse.Namespace) -> int:
-    print(load_signing_key(_key_path(args)).vkey)
+    """_keys_public prints vkeys, one a line: the data directory's keyring (every key that
+    signed or signs its log, for an auditor's --trusted-keys) or the signing key's."""
+    if args.data_dir is None:
+        print(load_signing_key(_key_path(args)).vkey)
+        return 0
+    if args.key_file:
+        raise ConfigurationError("give --data-dir (its keyring) or --key-file, not both")
+    keyring = load_keyring(_ledger_dir(args))
+    now = int(time.time())
+    print(f"# public keys of {keyring.source}, one a line (for --trusted-keys / --public-key)")
+    for key in keyring.keys:
+        print(f"# {key.name}+{key.key_id}: {_validity(key, now)}")
+        print(key.vkey)
     return 0
+
+
+def _validity(key: Any, now: int) -> str:
+    text = f"valid from {_iso(key.valid_from)}"
+    if key.valid_until is not None:
+        text += f" until {_iso(key.valid_until)}"
+    if key.revoked_at is not None:
+        text += f", revoked at {_iso(key.revoked_at)}"
+    return f"{text} ({key.status_at(now)} now)"
 
 
 def _keys_list(args: argparse.Namespace) -> int:
@@ -177,11 +201,11 @@ def _keys_list(args: argparse.Namespace) -> int:
         ]
         print(json.dumps({"keyring": keyring.source, "keys": rows}, indent=2))
         return 0
-    print(f"{'KEY':<40} {'VALID FROM':<21} {'VALID UNTIL':<21} {'REVOKED AT':<21} NOW")
+    print(f"{'VALID FROM':<21} {'VALID UNTIL':<21} {'REVOKED AT':<21} {'NOW':<18} VKEY")
     for k in keyring.keys:
         print(
-            f"{k.name + '+' + k.key_id:<40} {_iso(k.valid_from):<21} {_iso(k.valid_until):<21} "
-            f"{_iso(k.revoked_at):<21} {k.status_at(now)}"
+            f"{_iso(k.valid_from):<21} {_iso(k.valid_until):<21} {_iso(k.revoked_at):<21} "
+            f"{k.status_at(now):<18} {k.vkey}"
         )
     return 0
 
@@ -190,6 +214,22 @@ def _keys_list(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    """_verify checks a data directory, a bundle directory or a zipped bundle."""
+    from audit_pipeline.dataset import evidence
+
+    if args.location and args.data_dir:
+        raise ConfigurationError("give the data directory or bundle once: DIR or --data-dir DIR")
+    args.data_dir = args.location or args.data_dir
+    where = Path(args.data_dir) if args.data_dir else None
+    if where is not None and where.is_file() and where.suffix.lower() == ".zip":
+        with evidence.unpacked_bundle(where) as unpacked:
+            _err(f"reading the zipped evidence bundle {where} (unpacked to a temporary directory)")
+            args.data_dir = str(unpacked)
+            return _verify_dir(args)
+    return _verify_dir(args)
+
+
+def _verify_dir(args: argparse.Namespace) -> int:
     from audit_pipeline.dataset import evidence
     from audit_pipeline.lake import PARQUET_FORMAT
 
@@ -212,7 +252,8 @@ def _verify(args: argparse.Namespace) -> int:
         "jobs": args.jobs,
         "max_lag": int(args.max_lag * 3600) if args.max_lag is not None else None,
         "data_range": data_range,
-        "progress": _err if args.verbose else None,
+        # a bar on a terminal; elsewhere lines once the work runs long (or with -v)
+        "progress": Progress(quiet_for=0.0 if args.verbose else LONG_WORK_SECONDS),
     }
     bundle = evidence.is_bundle(data_dir)
     if bundle:
@@ -275,6 +316,8 @@ def _prove(args: argparse.Namespace) -> int:
     from audit_pipeline.lake import PARQUET_FORMAT
 
     data_dir = _ledger_dir(args)
+    if args.out and args.out != "-":
+        output_file(Path(args.out), what="proof")
     window = None
     if args.hour:
         moment = parse_time(args.hour)
@@ -356,6 +399,11 @@ def _public_keys(value: str) -> Keyring:
     path = Path(value).expanduser()
     if path.is_file():
         return load_trusted_keys(path)
+    if value.count("+") < 2:  # a vkey is name+hash+key; anything else names a file
+        raise ConfigurationError(
+            f"--public-key {value}: file not found (give a vkey name+hash+key, or a file of "
+            "vkeys or a keyring)"
+        )
     return parse_trusted_keys(value.encode(), source="--public-key")
 
 
@@ -422,8 +470,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _data_dir_option(revoke)
     revoke.set_defaults(func=_keys_revoke)
 
-    public = _parser(keys_sub, "public", help="print the current public key (vkey)")
+    public = _parser(
+        keys_sub,
+        "public",
+        help="print public keys (vkeys) to hand an auditor",
+        description="With --data-dir: every key of that data directory's keyring, one vkey a\n"
+        "line with its validity as a comment (save it and send it to auditors for\n"
+        "--trusted-keys / --public-key). Otherwise: the signing key's vkey.",
+    )
     _key_file_option(public)
+    _data_dir_option(public)
     public.set_defaults(func=_keys_public)
 
     listing = _parser(keys_sub, "list", help="list the keyring with validity windows")
@@ -443,10 +499,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "consistency proof shows today's log extends it: catches truncation, rollback and\n"
             "forks. Without --trusted-keys the data directory's own keyring is used, which\n"
             "anyone able to write the directory could edit. An evidence bundle (a directory\n"
-            "with EVIDENCE.json) is checked for the range it claims, or --range START END.\n"
+            "with EVIDENCE.json, or the .zip export-evidence wrote, read as it is) is checked\n"
+            "for the range it claims, or --range START END.\n"
             "Each run is appended to DIR/verification/runs.jsonl (the dataset's\n"
             "verification_runs) unless --no-record, DIR is a bundle or it is not writable."
         ),
+    )
+    verify.add_argument(
+        "location",
+        nargs="?",
+        metavar="DIR|BUNDLE.zip",
+        help="data directory, evidence bundle directory or zipped bundle (same as --data-dir)",
     )
     _data_dir_option(verify)
     verify.add_argument(

@@ -12,11 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 import uuid
 from pathlib import Path
 
+from audit_pipeline.cli.output import invoked_as
+from audit_pipeline.cli.preflight import ready_to_commit, usable_dir
+from audit_pipeline.cli.progress import Progress
 from audit_pipeline.dataset.build import build_dataset
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ingest import (
@@ -24,7 +28,6 @@ from audit_pipeline.ingest import (
     HOUR,
     SyncReport,
     check_range,
-    format_hour,
     last_closed_hour,
     parse_hour,
     sync_hours,
@@ -32,9 +35,10 @@ from audit_pipeline.ingest import (
 from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import Ledger, verify_ledger
 from audit_pipeline.ledger.keys import default_signing_key_path, init_key, load_signing_key
-from audit_pipeline.ledger.layout import resolve_data_dir
+from audit_pipeline.ledger.layout import format_hour, resolve_data_dir
 from audit_pipeline.ledger.note import Signer
-from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
+from audit_pipeline.slack.client import AUDIT_HISTORY_START, AuditApiSettings, AuditLogSource
+from audit_pipeline.text import plural
 
 DEMO_DATA_DIR = Path("data/demo")
 DEMO_ORIGIN = "audit-pipeline.demo/emulator"
@@ -47,6 +51,9 @@ ORIGIN_ENV = "AUDIT_LOG_ORIGIN"
 
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+DEV_PORT = 3000  # make dev's default PORT
 
 
 def _add_api_options(parser: argparse.ArgumentParser) -> None:
@@ -148,15 +155,26 @@ def _report_json(report: SyncReport) -> dict:
     }
 
 
+def check_sync_bounds(start: int, end: int, *, now: float) -> None:
+    """check_sync_bounds refuses hours the API cannot serve, before any call is spent."""
+    if start < AUDIT_HISTORY_START:
+        raise ConfigurationError(
+            f"--start {format_hour(start)} is before {format_hour(AUDIT_HISTORY_START)}: "
+            "Slack keeps no audit log data from before March 2018"
+        )
+    closed = last_closed_hour(now)
+    if end > closed + HOUR:
+        raise ConfigurationError(
+            f"--end {format_hour(end)} is in the future: the largest allowed --end is "
+            f"{format_hour(closed + HOUR)} (the end of the last closed hour "
+            f"{format_hour(closed)}; an hour is synced once it has ended)"
+        )
+
+
 def run_sync(args: argparse.Namespace) -> int:
     start, end = parse_hour(args.start), parse_hour(args.end)
     check_range(start, end, args.lookback)
-    closed = last_closed_hour(time.time())
-    if end > closed + HOUR:
-        raise ConfigurationError(
-            f"--end {format_hour(end)} is after the last closed hour {format_hour(closed)}: "
-            "an hour is synced once it has ended"
-        )
+    check_sync_bounds(start, end, now=time.time())
     settings = AuditApiSettings.from_env(
         base_url=args.base_url,
         page_size=args.page_size,
@@ -170,6 +188,7 @@ def run_sync(args: argparse.Namespace) -> int:
             f"{data_dir} holds emulator demo data; real syncs go to another data directory"
         )
     signer = load_signing_key(default_signing_key_path())
+    ready_to_commit(data_dir, signer)
     ledger = Ledger(
         data_dir, file_format=PARQUET_FORMAT, signer=signer, origin=os.environ.get(ORIGIN_ENV)
     )
@@ -180,9 +199,16 @@ def run_sync(args: argparse.Namespace) -> int:
         source=AuditLogSource(settings),
         ledger=ledger,
         run_id=args.run_id or f"cli-{uuid.uuid4()}",
-        progress=_progress,
+        progress=Progress(),
     )
-    print(report.summary(), file=sys.stderr)
+    # the per-hour lines were the progress: one line for the whole, then any warning
+    print(sync_story(report), file=sys.stderr)
+    for hour, event_id in report.missing_from_source:
+        print(
+            f"  warning: {format_hour(parse_hour(hour))}: committed event {event_id} is no "
+            "longer returned by the API (kept, not deleted)",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(_report_json(report), indent=2))
     return EXIT_SOME_HOURS_FAILED if report.failed else 0
@@ -205,12 +231,15 @@ def prepare_demo_data_dir(data_dir: Path, *, now: float) -> Signer:
 def run_demo(args: argparse.Namespace) -> int:
     from audit_pipeline.slack.emulator import running_emulator
 
-    data_dir = Path(args.data_dir)
+    data_dir = usable_dir(Path(args.data_dir), create=True)
     now = time.time()
     signer = prepare_demo_data_dir(data_dir, now=now)
     end = last_closed_hour(now) + HOUR
     start = end - args.hours * HOUR
-    _progress(f"demo: emulator data for {format_hour(start)} .. {format_hour(end - HOUR)} UTC")
+    _progress(
+        f"demo: emulator data for {format_hour(start)}..{format_hour(end - HOUR)} "
+        f"({plural(args.hours, 'hour')})"
+    )
     with running_emulator(
         start=start - DEFAULT_LOOKBACK_HOURS * HOUR,
         end=end,
@@ -229,11 +258,10 @@ def run_demo(args: argparse.Namespace) -> int:
             source=AuditLogSource(settings),
             ledger=ledger,
             run_id=f"demo-{uuid.uuid4()}",
-            progress=_progress,
+            progress=Progress(),
         )
     verification = verify_ledger(data_dir, file_format=PARQUET_FORMAT)
-    print(report.summary())
-    print()
+    print(sync_story(report))
     print(verification.summary())
     if not verification:
         return 1
@@ -241,10 +269,34 @@ def run_demo(args: argparse.Namespace) -> int:
     print(dataset.summary())
     checkpoint = ledger.latest_checkpoint()
     if checkpoint:
-        print("\nlatest signed checkpoint:\n" + checkpoint.decode())
-    print(f"data directory: {data_dir.resolve()}")
-    print(
-        f"next: audit-pipeline query --data-dir {data_dir} "
-        '"select action, count(*) n from audit_events group by 1 order by 2 desc limit 5"'
-    )
+        print("\nlatest signed checkpoint (hand it to auditors with the public keys):")
+        print("\n".join(f"  {line}".rstrip() for line in checkpoint.decode().splitlines()))
+    print(f"\ndata directory: {data_dir.resolve()}")
+    print("next:")
+    print(next_commands(data_dir))
     return 0
+
+
+def sync_story(report: SyncReport) -> str:
+    """sync_story is a sync in one line (the per-hour lines were the progress)."""
+    s = report.stats
+    return (
+        f"synced {plural(len(report.windows), 'hour')}: "
+        f"{plural(report.events_committed, 'event')} in {plural(len(report.batches), 'batch')} "
+        f"({report.late_events} late, {report.quarantined} quarantined); API: "
+        f"{plural(s.requests, 'request')}, {plural(s.retries, 'retry')}"
+    )
+
+
+def next_commands(data_dir: Path, *, dev: bool = True) -> str:
+    """next_commands are the README's next steps, typed as they work from here."""
+    tool = f"{invoked_as()} "
+    where = shlex.quote(str(data_dir))
+    lines = [
+        f'  {tool}query --data-dir {where} "select * from top_actions limit 5"',
+        f"  {tool}verify --data-dir {where}",
+        f"  {tool}report --data-dir {where} --out report.html",
+    ]
+    if dev:
+        lines.append(f"  make dev      # the Dagster UI on http://127.0.0.1:{DEV_PORT}")
+    return "\n".join(lines)

@@ -84,6 +84,12 @@ from audit_pipeline.dataset.schema import (
     comment_tables,
     create_tables,
 )
+from audit_pipeline.dataset.storage import (
+    STORAGE_COMPATIBILITY,
+    STORAGE_VERSION_NUMBER,
+    connect_new,
+    storage_version_number,
+)
 from audit_pipeline.dataset.views import create_views
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import EVENT_SCHEMA, PARQUET_FORMAT, SCHEMA_VERSION
@@ -108,6 +114,8 @@ from audit_pipeline.ledger.layout import (
     parse_numbered_name,
 )
 from audit_pipeline.ledger.note import parse_vkey
+from audit_pipeline.ledger.verify import merkle_b64
+from audit_pipeline.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -149,15 +157,16 @@ class BuildResult:
     def summary(self) -> str:
         if self.mode == INCREMENTAL:
             how = (
-                f"incremental: kept {self.reused_batches} batches of the previous dataset, "
-                f"read {self.files_read} data files"
+                f"incremental: kept {plural(self.reused_batches, 'batch')} of the previous "
+                f"dataset, read {plural(self.files_read, 'data file')}"
             )
         else:
-            how = f"full: read {self.files_read} data files ({self.reason})"
+            how = f"full: read {plural(self.files_read, 'data file')} ({self.reason})"
         return (
-            f"dataset {self.path}: {self.events} events, {self.quarantined} quarantined, "
-            f"{self.batches} batches ({self.data_files} data files) from the verified ledger "
-            f"of size {self.tree_size}; {how}; built in {self.seconds:.1f} s"
+            f"dataset {self.path}: {plural(self.events, 'event')}, {self.quarantined:,} "
+            f"quarantined, {plural(self.batches, 'batch')} "
+            f"({plural(self.data_files, 'data file')}) from the verified ledger of size "
+            f"{self.tree_size}; {how}; built in {self.seconds:.1f} s"
         )
 
 
@@ -484,7 +493,7 @@ def _write_full(
     say: Callable[[str], None],
     reason: str,
 ) -> dict[str, Any]:
-    con = duckdb.connect(str(tmp))
+    con = connect_new(tmp)
     try:
         con.execute("SET TimeZone = 'UTC'")
         create_tables(con)
@@ -516,6 +525,12 @@ def _write_incremental(
         raise _NotIncremental(
             f"the previous dataset has a write-ahead log ({target.name}.wal): it was changed "
             "after it was published"
+        )
+    version = storage_version_number(target)
+    if version not in (None, STORAGE_VERSION_NUMBER):  # None: not a database, said below
+        raise _NotIncremental(
+            f"the previous dataset is in DuckDB storage format {version}, not the "
+            f"{STORAGE_COMPATIBILITY} format (number {STORAGE_VERSION_NUMBER}) DuckDB 1.x reads"
         )
     try:
         _copy_file(target, tmp)
@@ -896,14 +911,15 @@ def _insert_checkpoints(
                 cp, note = open_checkpoint(raw, verifiers)
             except LedgerError:
                 continue
-            tree_size, origin, root_hash = cp.tree_size, cp.origin, cp.root_hash.hex()
+            # base64, as in the checkpoint itself and every verification (one encoding)
+            tree_size, origin, root_hash = cp.tree_size, cp.origin, merkle_b64(cp.root_hash)
             signed_by = [f"{s.name}+{s.key_hash:08x}" for s in note.sigs]
         cols["tree_size"].append(tree_size)
         cols["origin"].append(origin)
         cols["root_hash"].append(root_hash)
         cols["signed_by"].append(signed_by)
         cols["matches"].append(
-            tree_size <= len(chain) and chain.roots[tree_size].hex() == root_hash
+            tree_size <= len(chain) and merkle_b64(chain.roots[tree_size]) == root_hash
         )
         cols["path"].append(f"{CHECKPOINTS}/{name}")
         cols["note"].append(raw.decode())
@@ -963,8 +979,10 @@ def _insert_info(
     mode: str,
     reason: str,
 ) -> None:
+    built_at = int(time.time())
     info = {
-        "built_at": str(int(time.time())),
+        "built_at": str(built_at),
+        "built_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(built_at)),
         "audit_pipeline_version": __version__,
         "dataset_schema_version": DATASET_SCHEMA_VERSION,
         "lake_schema_version": SCHEMA_VERSION,

@@ -36,12 +36,13 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from audit_pipeline import __version__
@@ -171,9 +172,11 @@ def export_evidence(
             events += data.rows
             files.append({"path": data.path, "sha256": data.sha256, "size": data.size,
                           "sequence": signed.sequence})  # fmt: skip
+        exported_at = int(time.time())
         doc = {
             "schema": EVIDENCE_SCHEMA,
-            "exported_at": int(time.time()),
+            "exported_at": exported_at,
+            "exported_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exported_at)),
             "exported_by": f"audit-pipeline {__version__}",
             "origin": report.origin,
             "range": {
@@ -258,12 +261,26 @@ Log: `{doc["origin"]}`, size {doc["tree_size"]}, root hash `{doc["root_hash"]}`.
 
 ## How to check it (offline)
 
-1. Install the tool: `pip install audit-pipeline` (Python 3.11+), or use a copy of its
-   source. Nothing here needs a network connection.
-2. Get the log's public key from its owner through a channel other than this folder (an
-   email, a ticket, a published page), save it as `trusted-keys.txt`, and run:
+1. Install the verifier (Python 3.11+). The plain install is only the verifier, with three
+   dependencies (cryptography, orjson, pyarrow); it does not pull the operators' pipeline
+   (Dagster, the Slack client, DuckDB: that is `audit-pipeline[pipeline]`, not needed here):
 
-       audit-pipeline verify --data-dir . --trusted-keys trusted-keys.txt
+       python3 -m venv verifier
+       verifier/bin/pip install audit-pipeline        # or: pip install ./<copy of its source>
+
+   Offline: on any machine with the package index, same OS and Python version, run
+   `pip download audit-pipeline -d wheels`, carry `wheels/` over, and install with
+   `verifier/bin/pip install --no-index --find-links wheels audit-pipeline`.
+   Verifying needs no network connection.
+2. Get the log's public keys from its owner through a channel other than this bundle (an
+   email, a ticket, a published page; the owner makes the file with
+   `audit-pipeline keys public --data-dir DIR`), save them as `trusted-keys.txt`, and run
+   on the zip file as you received it:
+
+       verifier/bin/audit-pipeline verify evidence.zip --trusted-keys trusted-keys.txt
+
+   or, inside the unpacked folder:
+   `audit-pipeline verify --data-dir . --trusted-keys trusted-keys.txt`.
 
    Without `--trusted-keys` the keys inside this folder are used, which proves only that
    the folder is consistent with itself. The verifier takes the range from
@@ -298,6 +315,36 @@ def load_evidence(bundle: Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("schema") != EVIDENCE_SCHEMA:
         raise EvidenceError(f"{path} is not an {EVIDENCE_SCHEMA} document")
     return doc
+
+
+@contextlib.contextmanager
+def unpacked_bundle(archive_path: Path) -> Iterator[Path]:
+    """unpacked_bundle unpacks a zipped bundle into a private temporary directory for the
+    verifier (removed afterwards) and yields the directory holding its ``EVIDENCE.json``.
+
+    Members that would land outside that directory (absolute paths, ``..``, links) are
+    refused; anything else extra in the archive is the verifier's to find (unreferenced
+    files fail verification)."""
+    archive_path = Path(archive_path)
+    if not zipfile.is_zipfile(archive_path):
+        raise EvidenceError(f"{archive_path} is not a zip file")
+    with tempfile.TemporaryDirectory(prefix="audit-evidence-") as tmp:
+        root = Path(tmp)
+        with zipfile.ZipFile(archive_path) as archive:
+            for info in archive.infolist():
+                parts = PurePosixPath(info.filename).parts
+                link = stat.S_ISLNK(info.external_attr >> 16)
+                if info.filename.startswith("/") or "\\" in info.filename or ".." in parts or link:
+                    raise EvidenceError(f"{archive_path}: refusing unsafe member {info.filename!r}")
+            archive.extractall(root)
+        if not is_bundle(root):
+            # a bundle directory zipped with its folder: one top-level directory holding it
+            entries = list(root.iterdir())
+            if len(entries) == 1 and is_bundle(entries[0]):
+                root = entries[0]
+        if not is_bundle(root):
+            raise EvidenceError(f"{archive_path} holds no {EVIDENCE_FILE}: not an evidence bundle")
+        yield root
 
 
 def is_bundle(path: Path) -> bool:

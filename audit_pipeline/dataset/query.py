@@ -65,6 +65,19 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
+def require_one_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """require_one_statement refuses SQL holding several statements, which ``run_query``
+    would run all of while showing only the last result."""
+    try:
+        count = len(con.extract_statements(sql))
+    except duckdb.Error:
+        return  # run_query reports the syntax error itself
+    if count > 1:
+        raise QueryError(
+            f"{count} statements given; query runs exactly one (run them one at a time)"
+        )
+
+
 def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> QueryResult:
     """run_query runs one statement (or a script whose last statement returns rows)."""
     try:

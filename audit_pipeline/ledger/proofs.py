@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +107,12 @@ class VerifiedEvent:
     checkpoint: bytes
 
     def summary(self) -> str:
+        when = datetime.fromtimestamp(self.date_create, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return (
-            f"OK: event {self.event_id} (date_create {self.date_create}) is event "
+            f"OK: event {self.event_id} (date_create {when}) is event "
             f"{self.event_index} of batch {self.batch_sequence}, which is entry "
-            f"{self.batch_sequence} of log {self.origin} at size {self.log_size} "
+            f"{self.batch_sequence} of log {self.origin} at size {self.log_size}, signed by "
+            f"key {self.manifest.key_name}+{self.manifest.key_id} "
             f"(root {base64.b64encode(self.root_hash).decode()})"
         )
 

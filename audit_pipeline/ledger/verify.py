@@ -82,6 +82,8 @@ from audit_pipeline.ledger.manifest import (
 )
 from audit_pipeline.ledger.note import Verifiers
 from audit_pipeline.ledger.several_hours import id_hashes, ids_in_several_hours
+from audit_pipeline.ledger.report_text import finding_lines
+from audit_pipeline.text import plural
 
 REPORT_SCHEMA = "audit_pipeline.verify/v1"
 MAX_CLOCK_SKEW = 300
@@ -256,21 +258,20 @@ class VerifyReport:
     def summary(self) -> str:
         """summary is the human report: a verdict line, then every finding and notice."""
         c = self.checked
-        scope = (
-            f"batches {self.incremental_from}..{self.tree_size - 1} after the trusted checkpoint"
-            if self.incremental_from is not None
-            else f"{self.tree_size} batches"
+        facts = f"{self._scope()}; " + ", ".join(
+            plural(c.get(key, 0), word)
+            for key, word in (("signatures", "signature"), ("data_files", "data file"))
         )
-        facts = (
-            f"{scope}; {c.get('signatures', 0)} signatures, {c.get('data_files', 0)} data "
-            f"files ({c.get('bytes_hashed', 0)} bytes), {c.get('events', 0)} events, "
-            f"{c.get('checkpoints', 0)} checkpoints, {c.get('hours', 0)} hours checked"
+        facts += f" ({plural(c.get('bytes_hashed', 0), 'byte')}), " + ", ".join(
+            plural(c.get(key, 0), word)
+            for key, word in (("events", "event"), ("checkpoints", "checkpoint"), ("hours", "hour"))
         )
+        facts += " checked"
         if self.data_range is not None:
             start, end = self.data_range
             facts += (
                 f"; data of hours {format_hour(start)}..{format_hour(end)} only "
-                f"({c.get('data_outside_range', 0)} absent data files outside it)"
+                f"({plural(c.get('data_outside_range', 0), 'absent data file')} outside it)"
             )
         lines = []
         if self.ok:
@@ -278,20 +279,28 @@ class VerifyReport:
             lines.append(f"OK: ledger {self.origin or '(empty)'} intact: {facts}; root {root}")
         else:
             counts = ", ".join(f"{k} x{v}" for k, v in sorted(self.codes().items()))
-            lines.append(f"FAIL: {len(self.findings)} findings ({counts}); {facts}")
+            lines.append(f"FAIL: {plural(len(self.findings), 'finding')} ({counts}); {facts}")
             if self.missing_sequences:
                 lines.append(
                     f"  missing manifests: {len(self.missing_sequences)} "
                     f"({_ranges(self.missing_sequences)})"
                 )
-            lines.extend(f"  {f.line()}" for f in self.findings)
-        lines.extend(_notice_lines(self.notices))
+            lines.extend(f"  {line}" for line in finding_lines(self.findings))
+        # absent data outside the range is counted in the facts line: no line per file
+        lines.extend(_notice_lines(n for n in self.notices if n.code != "data_outside_range"))
         if not self.trusted_keys:
             lines.append(
                 "  keys: used the data directory's own keyring, which anyone who can write "
                 "the directory can edit; pass --trusted-keys FILE to use keys held elsewhere"
             )
         return "\n".join(lines)
+
+    def _scope(self) -> str:
+        if self.incremental_from is None:
+            return plural(self.tree_size, "batch")
+        if self.incremental_from >= self.tree_size:
+            return f"no batches after the trusted checkpoint (size {self.tree_size})"
+        return f"batches {self.incremental_from}..{self.tree_size - 1} after the trusted checkpoint"
 
 
 def merkle_b64(value: bytes | None) -> str | None:
@@ -883,8 +892,9 @@ class _Run:
             self.add(
                 FindingCode.TAIL_TRUNCATED,
                 where,
-                f"the log has {size} manifests but a checkpoint held elsewhere commits to "
-                f"{cp.tree_size}: {cp.tree_size - size} newest batches removed or the log "
+                f"the log has {plural(size, 'manifest')} but a checkpoint held elsewhere commits "
+                f"to {cp.tree_size}: the newest {plural(cp.tree_size - size, 'batch')} removed "
+                "or the log "
                 "rolled back",
                 cp.tree_size,
                 size,
@@ -995,7 +1005,7 @@ class _Run:
             self.notice(
                 "checkpoint_behind",
                 CHECKPOINTS,
-                f"no checkpoint yet for the newest {size - latest} batches (a commit was "
+                f"no checkpoint yet for the newest {plural(size - latest, 'batch')} (a commit was "
                 "interrupted after its manifest; the next commit signs one)",
             )
 
@@ -1038,11 +1048,21 @@ class _Run:
             since = max(old, default=first)
         self.checked["hours"] = (last - first) // HOUR + 1
         gaps = [h for h in range(since, last + HOUR, HOUR) if h not in hours]
+        if self.data_range is not None:  # the hours asked for; range_not_covered does the rest
+            outside = [h for h in gaps if not self.data_range[0] <= h < self.data_range[1]]
+            if outside:
+                self.notice(
+                    "hours_missing_outside_range",
+                    f"{format_hour(outside[0])}..{format_hour(outside[-1])}",
+                    f"{plural(len(outside), 'hour')} without a batch outside the data range "
+                    "(not part of what this verification checks)",
+                )
+            gaps = [h for h in gaps if h not in set(outside)]
         for hour in gaps:
             self.add(
                 FindingCode.HOUR_MISSING,
                 f"hour {format_hour(hour)}",
-                f"no manifest for this hour ({len(gaps)} hours missing between "
+                f"no manifest for this hour (one of {plural(len(gaps), 'missing hour')} between "
                 f"{format_hour(first)} and {format_hour(last)})",
             )
         if max_lag is not None and last + HOUR < self.now - max_lag:
@@ -1135,7 +1155,8 @@ def _check_data_file(
     if mismatched:
         add(
             FindingCode.EVENT_RECORD_MISMATCH,
-            f"{len(mismatched)} rows whose columns disagree with their leaf: {_first(mismatched)}",
+            f"{plural(len(mismatched), 'row')} whose columns disagree with their leaf: "
+            f"{_first(mismatched)}",
         )
     repeated = [i for i, n in Counter(r.event_id for r in records).items() if n > 1]
     if repeated:

@@ -38,6 +38,7 @@ from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryInterv
 
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.slack.page_bytes import PageSyntaxError, SplitPage, split_page
+from audit_pipeline.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,14 @@ AUTH_ERRORS = frozenset(
         "invalid_workspace",
     }
 )
-TOKEN_HINT = (
-    "The Audit Logs API needs a user token (xoxp-…) of an Enterprise Grid org owner, "
-    "from an app installed on the organization, with the auditlogs:read scope; "
-    "check SLACK_AUDIT_TOKEN"
+# Slack keeps no audit data from before March 2018 (2018-03-01T00:00:00Z).
+AUDIT_HISTORY_START = 1519862400
+TOKEN_NEEDED = (
+    "a user token (xoxp-…) of an Enterprise Grid org owner, from an app installed on the "
+    "organization, with the auditlogs:read scope"
 )
+TOKEN_HINT = f"The Audit Logs API needs {TOKEN_NEEDED}; check SLACK_AUDIT_TOKEN"
+MISSING_TOKEN = f"no Slack token: set SLACK_AUDIT_TOKEN to {TOKEN_NEEDED}"
 
 
 class SlackApiError(AuditPipelineError):
@@ -116,7 +120,7 @@ class AuditApiSettings:
 
     def __post_init__(self) -> None:
         if not self.token or not self.token.strip():
-            raise ConfigurationError(f"no Slack token: set {self.ENV['token']}. {TOKEN_HINT}")
+            raise ConfigurationError(MISSING_TOKEN)
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"base URL must be http(s)://…, got {self.base_url!r}")
         if not self.base_url.endswith("/"):
@@ -151,7 +155,7 @@ class AuditApiSettings:
             else:
                 values[name] = raw
         if "token" not in values:
-            raise ConfigurationError(f"no Slack token: set {cls.ENV['token']}. {TOKEN_HINT}")
+            raise ConfigurationError(MISSING_TOKEN)
         return cls(**values)
 
     def with_overrides(self, **changes: Any) -> AuditApiSettings:
@@ -270,6 +274,17 @@ class _ServerErrorRetryHandler(RetryHandler):
     def prepare_for_next_attempt(self, **kwargs: Any) -> None:
         self.stats.retries += 1
         super().prepare_for_next_attempt(**kwargs)
+
+
+def _network_cause(exc: BaseException) -> str:
+    """_network_cause says why a request failed in words (``Connection refused``), not as
+    ``URLError: <urlopen error [Errno 111] …>``."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(reason or exc) or type(exc).__name__
 
 
 def _bypass_proxy_for_loopback() -> None:
@@ -423,8 +438,8 @@ class AuditLogSource:
                 )
             except (URLError, ConnectionError, TimeoutError, HTTPException, ValueError) as exc:
                 raise SlackApiError(
-                    f"could not reach {self.logs_url} after {self.settings.max_retries} "
-                    f"retries: {type(exc).__name__}: {exc}"
+                    f"could not reach {self.logs_url} after "
+                    f"{plural(self.settings.max_retries, 'retry')}: {_network_cause(exc)}"
                 ) from None
             status = response.status_code
             body = response.body
@@ -439,7 +454,7 @@ class AuditLogSource:
                         continue
                     raise UnparseablePageError(
                         f"a page of [{oldest}, {latest}] from {self.logs_url} could not be "
-                        f"parsed after {unusable} retries: {exc}",
+                        f"parsed after {plural(unusable, 'retry')}: {exc}",
                         body=response.raw_bytes,
                         offset=exc.offset,
                     ) from None

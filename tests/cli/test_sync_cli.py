@@ -24,7 +24,10 @@ def test_demo_syncs_verifies_and_builds_the_dataset(tmp_path, capsys):
     assert main(["demo", "--hours", "2", "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr().out
     assert "OK: ledger audit-pipeline.demo/emulator intact" in out
-    assert "batches committed: 2" in out
+    assert "synced 2 hours: " in out and " in 2 batches (0 late" in out
+    # the story ends with next commands typed as they work from here
+    next_lines = out[out.index("next:") :].splitlines()[1:]
+    assert any(" verify --data-dir " in line for line in next_lines)
     assert (data_dir / "EMULATOR-DATA.txt").exists()
     assert (data_dir / "audit.duckdb").exists()
     manifests = sorted((data_dir / "ledger" / "manifests").iterdir())

@@ -1,0 +1,198 @@
+"""Every failure maps to the README's exit code with one line naming the path and the cause.
+
+Each case is one the issue reproduced: the exit code and the first line of stderr are
+asserted, and that a refusal leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from audit_pipeline.cli import main
+from audit_pipeline.cli.errors import run_command
+from audit_pipeline.ledger.keys import init_key
+
+CLI = [sys.executable, "-m", "audit_pipeline.cli"]
+START, END = "2026-11-28T00", "2026-11-28T02"
+
+
+@pytest.fixture
+def signing_key(tmp_path, monkeypatch) -> Path:
+    """A signing key outside any data directory, trusted by nothing yet."""
+    key = tmp_path / "keys" / "signing-key"
+    init_key(tmp_path / "scratch", key, name="test", now=int(time.time()) - 86_400)
+    monkeypatch.setenv("AUDIT_SIGNING_KEY", str(key))
+    monkeypatch.setenv("SLACK_AUDIT_TOKEN", "xoxp-not-used")
+    return key
+
+
+def _first_line(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[0]
+
+
+def _sync(data_dir: str | Path, *extra: str) -> int:
+    return main(["sync", "--start", START, "--end", END, "--data-dir", str(data_dir), *extra])
+
+
+def test_sync_into_an_impossible_directory_is_an_io_error(signing_key, capsys):
+    assert _sync("/proc/x") == 3
+    assert _first_line(capsys) == (
+        "audit-pipeline sync: error: cannot create data directory /proc/x: "
+        "/proc: No such file or directory"
+    )
+
+
+def test_sync_into_a_file_is_an_io_error(signing_key, tmp_path, capsys):
+    (tmp_path / "README.md").write_text("not a directory")
+    assert _sync(tmp_path / "README.md") == 3
+    assert _first_line(capsys) == (
+        f"audit-pipeline sync: error: data directory {tmp_path / 'README.md'} is not a directory"
+    )
+
+
+def test_sync_into_a_fresh_directory_refuses_before_any_call_and_leaves_nothing(
+    signing_key, tmp_path, capsys
+):
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    # an unreachable API: had sync called it first, the error would be a network one (3)
+    assert _sync(fresh, "--base-url", "http://127.0.0.1:9/", "--max-retries", "0") == 2
+    line = _first_line(capsys)
+    assert line.startswith(f"audit-pipeline sync: error: no keyring at {fresh}/ledger/keys/")
+    assert f"keys init --data-dir {fresh}" in line and "--trusted-keys" not in line
+    assert list(fresh.iterdir()) == []  # no ledger/lock left behind
+
+
+def test_keys_init_into_an_impossible_directory(tmp_path, capsys):
+    code = main(["keys", "init", "--data-dir", "/proc/x", "--key-file", str(tmp_path / "k")])
+    assert code == 3
+    assert _first_line(capsys) == (
+        "audit-pipeline keys init: error: cannot create data directory /proc/x: "
+        "/proc: No such file or directory"
+    )
+    assert not (tmp_path / "k").exists()
+
+
+def test_report_into_an_impossible_path(tmp_path, capsys):
+    assert main(["report", "--data-dir", str(tmp_path), "--out", "/proc/report.html"]) == 3
+    assert _first_line(capsys) == (
+        "audit-pipeline report: error: cannot write report /proc/report.html: "
+        "/proc: No such file or directory"
+    )
+
+
+def test_export_evidence_into_an_impossible_path(tmp_path, capsys):
+    argv = ["export-evidence", "--start", START, "--end", END, "--data-dir", str(tmp_path)]
+    assert main([*argv, "--out", "/proc/ev.zip"]) == 3
+    assert _first_line(capsys) == (
+        "audit-pipeline export-evidence: error: cannot write evidence bundle /proc/ev.zip: "
+        "/proc: No such file or directory"
+    )
+
+
+def test_sync_before_march_2018_is_a_usage_error(signing_key, tmp_path, capsys):
+    code = main(
+        ["sync", "--start", "2017-01-01T00", "--end", "2017-01-01T02", "--data-dir", str(tmp_path)]
+    )
+    assert code == 2
+    line = _first_line(capsys)
+    assert line.startswith("audit-pipeline sync: error: --start 2017-01-01T00:00Z")
+    assert "no audit log data from before March 2018" in line
+
+
+def test_sync_into_the_future_names_the_largest_end(signing_key, tmp_path, capsys):
+    code = main(["sync", "--start", START, "--end", "2999-01-01T00", "--data-dir", str(tmp_path)])
+    assert code == 2
+    line = _first_line(capsys)
+    largest = time.strftime("%Y-%m-%dT%H:00Z", time.gmtime(time.time() // 3600 * 3600))
+    assert f"the largest allowed --end is {largest}" in line
+
+
+def test_missing_token_says_it_once(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("SLACK_AUDIT_TOKEN", raising=False)
+    assert _sync(tmp_path) == 2
+    line = _first_line(capsys)
+    assert line.startswith("audit-pipeline sync: error: no Slack token: set SLACK_AUDIT_TOKEN to ")
+    assert line.count("SLACK_AUDIT_TOKEN") == 1
+
+
+def test_verify_proof_names_a_missing_key_file(tmp_path, capsys):
+    proof = tmp_path / "p.json"
+    proof.write_text("{}")
+    assert main(["verify-proof", str(proof), "--public-key", "/nonexistent"]) == 2
+    assert _first_line(capsys) == (
+        "audit-pipeline verify-proof: error: --public-key /nonexistent: file not found "
+        "(give a vkey name+hash+key, or a file of vkeys or a keyring)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "line"),
+    [
+        (RecursionError("maximum recursion depth exceeded"), 3, "input nested too deeply"),
+        (PermissionError(13, "Permission denied", "/data/x"), 3, "/data/x: Permission denied"),
+        (ValueError("boom"), 3, "unexpected ValueError: boom (run with -v for the traceback)"),
+    ],
+)
+def test_no_traceback_without_verbose(exc, code, line, capsys):
+    def command(_args):
+        raise exc
+
+    args = argparse.Namespace(command="verify", verbose=0)
+    assert run_command(args, command) == code
+    err = capsys.readouterr().err
+    assert line in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    args.verbose = 1
+    assert run_command(args, command) == code
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_unreachable_api_prints_one_clean_line(tmp_path):
+    """No slack-sdk ERROR lines before the command's own message, no lock left behind."""
+    data_dir = tmp_path / "data"
+    key = tmp_path / "signing-key"
+    env = {
+        **os.environ,
+        "AUDIT_SIGNING_KEY": str(key),
+        "SLACK_AUDIT_TOKEN": "xoxp-not-used",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    subprocess.run([*CLI, "keys", "init", "--data-dir", str(data_dir)], env=env, check=True)
+    before = sorted(data_dir.rglob("*"))
+    proc = subprocess.run(
+        [*CLI, "sync", "--start", START, "--end", END, "--data-dir", str(data_dir),
+         "--base-url", "http://127.0.0.1:9/", "--max-retries", "1"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines() == [
+        "audit-pipeline sync: error: could not reach http://127.0.0.1:9/logs after 1 retry: "
+        "Connection refused"
+    ]
+    assert sorted(data_dir.rglob("*")) == before  # nothing written, nothing locked
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify"], ["checkpoint"], ["keys", "list"], ["dataset", "build"], ["query", "select 1"],
+        ["report", "--out", "r.html"], ["demo"],
+        ["export-evidence", "--start", START, "--end", END, "--out", "ev.zip"],
+    ],
+)  # fmt: skip
+def test_every_command_says_a_file_is_not_a_data_directory(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("a file")
+    assert main([*argv, "--data-dir", "README.md"]) == 3
+    command = " ".join(argv[:2] if argv[0] in ("keys", "dataset") else argv[:1])
+    assert _first_line(capsys) == (
+        f"audit-pipeline {command}: error: data directory README.md is not a directory"
+    )
