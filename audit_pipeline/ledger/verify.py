@@ -81,8 +81,8 @@ from audit_pipeline.ledger.manifest import (
     signature_status,
 )
 from audit_pipeline.ledger.note import Verifiers
-from audit_pipeline.ledger.several_hours import id_hashes, ids_in_several_hours
 from audit_pipeline.ledger.report_text import finding_lines
+from audit_pipeline.ledger.several_hours import id_hashes, ids_in_several_hours
 from audit_pipeline.text import plural
 
 REPORT_SCHEMA = "audit_pipeline.verify/v1"
