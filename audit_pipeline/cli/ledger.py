@@ -43,6 +43,12 @@ from audit_pipeline.ledger.proofs import (
     prove_event,
     verify_event_proof,
 )
+from audit_pipeline.ledger.signer_state import (
+    SIGNER_STATE_ENV,
+    load_signer_state,
+    reset_signer_state,
+    signer_state_path,
+)
 from audit_pipeline.ledger.verify import VerifyReport, check_data_range, verify_ledger
 
 VERIFY_TRIGGER = "audit-pipeline verify"
@@ -157,6 +163,27 @@ def _keys_revoke(args: argparse.Namespace) -> int:
     _err(
         f"revoked {key.name}+{key.key_id} from {_iso(at)}: its signatures made from then on "
         "fail verification with key_revoked"
+    )
+    return 0
+
+
+def _keys_restart_signer(args: argparse.Namespace) -> int:
+    from audit_pipeline.lake import PARQUET_FORMAT
+
+    state_path = Path(args.state).expanduser() if args.state else signer_state_path(_key_path(args))
+    data_dir = resolve_data_dir(args.data_dir)
+    adopt = None
+    if (data_dir / LEDGER).is_dir():
+        adopt = Ledger(data_dir, file_format=PARQUET_FORMAT).latest_checkpoint()
+    if adopt is not None:
+        open_checkpoint(adopt, load_keyring(data_dir).verifiers())
+    previous = load_signer_state(state_path)
+    state = reset_signer_state(state_path, reason=args.reason, now=int(time.time()), adopt=adopt)
+    forgot = f"size {previous.size} of {previous.origin}" if previous else "nothing"
+    continues = f"size {state.size} of {state.origin} ({data_dir})" if adopt else "no log yet"
+    _err(
+        f"signer restarted on purpose ({args.reason!r}): forgot {forgot}; continues from "
+        f"{continues}; recorded in {state_path} ({len(state.resets)} restarts so far)"
     )
     return 0
 
@@ -416,6 +443,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     revoke.add_argument("--at", metavar="TIME", help="Unix seconds or ISO 8601 (default: now)")
     _data_dir_option(revoke)
     revoke.set_defaults(func=_keys_revoke)
+
+    restart = _parser(
+        keys_sub,
+        "restart-signer",
+        help="start the signer over on purpose (new data directory, restored backup)",
+        description="The signer refuses to sign a checkpoint that does not extend the last\n"
+        "one it signed (kept beside the key, in the signer state file). After a deliberate\n"
+        "restart, such as restoring a backup, this continues from the data directory's\n"
+        "newest checkpoint (or from no log) and records the reason and what was forgotten.",
+    )
+    restart.add_argument("--reason", required=True, help="why the signer starts over (recorded)")
+    restart.add_argument(
+        "--state",
+        metavar="PATH",
+        help=f"signer state file (default: ${SIGNER_STATE_ENV}, else the key file + .state)",
+    )
+    _key_file_option(restart)
+    _data_dir_option(restart)
+    restart.set_defaults(func=_keys_restart_signer)
 
     public = _parser(keys_sub, "public", help="print the current public key (vkey)")
     _key_file_option(public)

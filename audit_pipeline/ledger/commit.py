@@ -79,6 +79,7 @@ from audit_pipeline.ledger.manifest import (
     sign_manifest,
 )
 from audit_pipeline.ledger.note import Signer
+from audit_pipeline.ledger.signer_state import check_extension, load_signer_state, record_signed
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,10 @@ class Ledger:
 
     ``signer`` is needed only to commit. ``origin`` names the log (default: the chain's own,
     else ``audit-pipeline/ledger``). ``clock`` gives the signing time; a manifest's
-    ``created`` never goes backwards along the chain.
+    ``created`` never goes backwards along the chain. ``signer_state`` is the file, beside
+    the key and outside the data directory, where the signer keeps the newest checkpoint it
+    signed (see ``signer_state.py``): with it, a truncated or forked log is refused before
+    anything is written; the CLI and Dagster always pass it.
     """
 
     def __init__(
@@ -230,8 +234,10 @@ class Ledger:
         signer: Signer | None = None,
         origin: str | None = None,
         clock: Callable[[], float] = time.time,
+        signer_state: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.signer_state = None if signer_state is None else Path(signer_state)
         self.file_format = file_format
         self.signer = signer
         self.origin = origin
@@ -363,6 +369,7 @@ class Ledger:
         with self.storage.lock():
             self._step("locked")
             chain = self._load_chain()
+            self._check_signer_state(chain)
             self._recover(chain)
             batches = [m for m in chain if m.manifest.window_start == window_start]
             held = self._window_ids(batches, window_start)
@@ -552,18 +559,35 @@ class Ledger:
             )
         return cp.tree_size, previous
 
+    def _check_signer_state(self, chain: Sequence[SignedManifest]) -> None:
+        """_check_signer_state refuses, before anything is written, a log that does not
+        extend the newest checkpoint this signer signed (truncated or forked)."""
+        if self.signer_state is not None:
+            state = load_signer_state(self.signer_state)
+            check_extension(state, self._origin(chain), [m.leaf_hash for m in chain])
+
     def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest]) -> bytes:
-        """_write_checkpoint signs and publishes the checkpoint for ``len(chain)``."""
+        """_write_checkpoint signs and publishes the checkpoint for ``len(chain)``; with a
+        signer state, only as a consistent extension of it, recorded there before it is
+        published (a crash in between re-signs the same bytes: Ed25519 is deterministic)."""
+        leaves = [m.leaf_hash for m in chain]
+        state = None if self.signer_state is None else load_signer_state(self.signer_state)
+        if self.signer_state is not None:
+            check_extension(state, chain[0].manifest.origin, leaves)
         tip = self._checked_tip(chain)
         if tip is not None and tip[0] == len(chain):
-            return tip[1]
-        checkpoint = Checkpoint(
-            origin=chain[0].manifest.origin,
-            tree_size=len(chain),
-            root_hash=merkle.root_hash([m.leaf_hash for m in chain]),
-        )
-        signed = sign_checkpoint(checkpoint, signer)
-        self.storage.create_exclusive(checkpoint_path(len(chain)), signed, mode=0o444)
+            signed = tip[1]
+        else:
+            checkpoint = Checkpoint(
+                origin=chain[0].manifest.origin,
+                tree_size=len(chain),
+                root_hash=merkle.root_hash(leaves),
+            )
+            signed = sign_checkpoint(checkpoint, signer)
+        if self.signer_state is not None and (state is None or state.size < len(chain)):
+            record_signed(self.signer_state, state, signed, now=int(self.clock()), step=self._step)
+        if tip is None or tip[0] < len(chain):
+            self.storage.create_exclusive(checkpoint_path(len(chain)), signed, mode=0o444)
         return signed
 
     def _recover(self, chain: list[SignedManifest]) -> None:

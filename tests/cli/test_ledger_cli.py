@@ -279,3 +279,16 @@ def test_help_documents_exit_codes(capsys, command: list[str]) -> None:
         main([*command, "--help"])
     assert info.value.code == 0
     assert "exit codes: 0" in capsys.readouterr().out
+
+
+def test_keys_restart_signer_is_recorded(capsys, four_hours: Ledger, tmp_path: Path) -> None:
+    from audit_pipeline.ledger.signer_state import load_signer_state
+
+    state = tmp_path / "state"
+    args = ("--state", str(state), "--data-dir", str(four_hours.data_dir))
+    with pytest.raises(SystemExit):  # --reason is required
+        run(capsys, "keys", "restart-signer", *args)
+    code, _, err = run(capsys, "keys", "restart-signer", "--reason", "restored backup", *args)
+    assert code == 0 and "restarted on purpose" in err and "continues from size 4" in err
+    recorded = load_signer_state(state)
+    assert recorded.size == 4 and recorded.resets[0]["reason"] == "restored backup"
