@@ -59,8 +59,11 @@ from audit_pipeline.ledger.layout import (
     CHECKPOINTS,
     HOUR,
     KEYRING,
+    LocalStorage,
     format_hour,
+    make_dirs,
     manifest_path,
+    open_regular,
     parse_numbered_name,
 )
 from audit_pipeline.ledger.verify import Finding, FindingCode, check_data_range
@@ -214,9 +217,12 @@ def export_evidence(
 
 
 def _copy(src_root: Path, dst_root: Path, rel: str) -> None:
+    """_copy copies a regular file only (never a link, FIFO or device; NotRegularFileError)."""
     target = dst_root / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src_root / rel, target)
+    make_dirs(target.parent)
+    source = LocalStorage(src_root).regular_path(rel)
+    with os.fdopen(open_regular(source), "rb") as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def _sha256(path: Path) -> str:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.ledger.layout import make_dirs
 
 RUNS_LOG = "verification/runs.jsonl"
 RUN_SCHEMA = "audit_pipeline.verification_run/v1"
@@ -129,9 +130,10 @@ def record(data_dir: Path, report: Any, *, trigger: str) -> VerificationRun:
 
 @contextlib.contextmanager
 def _locked_append(path: Path) -> Iterator[int]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    make_dirs(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
+        os.fchmod(fd, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd
     finally:

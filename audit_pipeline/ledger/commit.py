@@ -34,9 +34,11 @@ import base64
 import binascii
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +54,7 @@ from audit_pipeline.ledger.events import (
     record_mismatch,
     unique_events,
 )
-from audit_pipeline.ledger.keys import Keyring, KeyStatus, key_id, load_keyring
+from audit_pipeline.ledger.keys import Keyring, KeyStatus, TrustedKey, key_id, load_keyring
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
     CHECKPOINTS,
@@ -62,11 +64,13 @@ from audit_pipeline.ledger.layout import (
     MANIFESTS,
     PENDING,
     LocalStorage,
+    NotRegularFileError,
     batch_data_path,
     checkpoint_path,
     format_hour,
     intent_path,
     manifest_path,
+    open_regular,
     parse_numbered_name,
 )
 from audit_pipeline.ledger.manifest import (
@@ -188,7 +192,7 @@ def parse_intent(raw: bytes) -> Intent:
 def file_digest(path: Path) -> tuple[int, str]:
     """file_digest returns (size, hex SHA-256) of a file, read in 1 MiB chunks."""
     digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
+    with os.fdopen(open_regular(path), "rb") as fh:
         while chunk := fh.read(_CHUNK):
             size += len(chunk)
             digest.update(chunk)
@@ -591,32 +595,82 @@ class Ledger:
         return signed
 
     def _recover(self, chain: list[SignedManifest]) -> None:
-        """_recover removes what a crashed commit left and signs a missing tip checkpoint."""
+        """_recover removes what a crashed commit left and signs a missing tip checkpoint.
+
+        It acts only on intents signed by this signer's own key (the data directory's
+        keyring is not trusted for this) naming the one lake path their batch may have, and
+        never through a linked directory: a forged intent deletes nothing.
+        """
         referenced = {m.manifest.data.path for m in chain if m.manifest.data}
         for name in self.storage.list_dir(PENDING):
             rel = f"{PENDING}/{name}"
             if parse_numbered_name(name, INTENT_SUFFIX) is None:
-                self.storage.remove(rel)
-                log.info("removed staged file %s of an interrupted commit", rel)
+                self._remove_staged(rel)
                 continue
             try:
                 intent = parse_intent(self.storage.read(rel))
-            except LedgerError:
-                log.warning("removing unreadable intent %s", rel)
-                self.storage.remove(rel)
+            except LedgerError as exc:
+                log.warning("removing unreadable intent %s: %s", rel, exc)
+                self._remove_staged(rel)
                 continue
-            if intent.path not in referenced and self.storage.exists(intent.path):
-                if file_digest(self.storage.path(intent.path)) == (intent.size, intent.sha256):
-                    self.storage.remove(intent.path)
-                    log.info(
-                        "removed uncommitted leftover %s (batch %d)", intent.path, intent.sequence
-                    )
-                else:
-                    log.warning("%s differs from its intent; left for the verifier", intent.path)
-            self.storage.remove(rel)
+            if self._intent_is_ours(intent, len(chain)) and intent.path not in referenced:
+                self._remove_leftover(intent)
+            elif intent.path not in referenced:
+                log.warning(
+                    "intent %s is not authenticated by this signer or names a foreign path; "
+                    "its file is left for the verifier",
+                    rel,
+                )
+            self._remove_staged(rel)
         tip = self._checked_tip(chain)
         if chain and (tip is None or tip[0] < len(chain)):
             self._write_checkpoint(self._require_signer(), chain)
+
+    def _intent_is_ours(self, intent: Intent, size: int) -> bool:
+        signer = self._require_signer()
+        own = Keyring(keys=(TrustedKey.from_vkey(signer.vkey),), source="signer")
+        if not intent.signature_ok(own) or intent.sequence < size:
+            return False
+        window = _window_of(intent.path)
+        if window is None:
+            return False
+        suffix = self.file_format.suffix
+        return intent.path in {
+            batch_data_path(window, intent.sequence, kind, suffix) for kind in ("hour", "late")
+        }
+
+    def _remove_leftover(self, intent: Intent) -> None:
+        try:
+            digest = file_digest(self.storage.regular_path(intent.path))
+        except FileNotFoundError:
+            return
+        except NotRegularFileError as exc:
+            log.warning("uncommitted leftover not removed: %s", exc)
+            return
+        if digest == (intent.size, intent.sha256):
+            self.storage.remove(intent.path)
+            log.info("removed uncommitted leftover %s (batch %d)", intent.path, intent.sequence)
+        else:
+            log.warning("%s differs from its intent; left for the verifier", intent.path)
+
+    def _remove_staged(self, rel: str) -> None:
+        if os.path.isdir(self.storage.path(rel)) and not os.path.islink(self.storage.path(rel)):
+            log.warning("%s is a directory, not a staged file; left for the verifier", rel)
+            return
+        self.storage.remove(rel)
+        log.info("removed staged file %s of an interrupted commit", rel)
+
+
+def _window_of(path: str) -> int | None:
+    """_window_of reads the hour a lake path claims (None if it is not a lake data path)."""
+    parts = path.split("/")
+    if len(parts) != 4 or parts[0] != "lake":
+        return None
+    try:
+        moment = datetime.strptime(f"{parts[1]}/{parts[2]}", "date=%Y-%m-%d/hour=%H")
+    except ValueError:
+        return None
+    return int(moment.replace(tzinfo=UTC).timestamp())
 
 
 def _ranges(numbers: Sequence[int]) -> str:

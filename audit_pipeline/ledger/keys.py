@@ -231,11 +231,13 @@ def load_keyring(data_dir: Path) -> Keyring:
     """load_keyring reads the data directory's own keyring (ConfigurationError if absent)."""
     path = keyring_file(data_dir)
     try:
-        data = path.read_bytes()
+        data = LocalStorage(Path(data_dir)).read(KEYRING)
     except FileNotFoundError:
         raise ConfigurationError(
             f"no keyring at {path}: run 'audit-pipeline keys init' or pass --trusted-keys"
         ) from None
+    except LedgerError as exc:
+        raise ConfigurationError(f"cannot read keyring {path}: {exc}") from None
     except OSError as exc:
         raise ConfigurationError(f"cannot read keyring {path}: {exc.strerror}") from exc
     return Keyring.from_bytes(data, source=str(path))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -66,10 +67,12 @@ from audit_pipeline.ledger.layout import (
     MANIFESTS,
     PENDING,
     LocalStorage,
+    NotRegularFileError,
     batch_data_path,
     checkpoint_path,
     format_hour,
     manifest_path,
+    open_regular,
     parse_numbered_name,
 )
 from audit_pipeline.ledger.manifest import (
@@ -126,6 +129,8 @@ class FindingCode(enum.StrEnum):
     CONSISTENCY_FAILURE = "consistency_failure"
     STALE_LOG = "stale_log"
     RANGE_NOT_COVERED = "range_not_covered"
+    NOT_REGULAR_FILE = "not_regular_file"
+    LINKED_DIRECTORY = "linked_directory"
 
 
 _KEY_CODES = {
@@ -516,7 +521,11 @@ class _Run:
             if seq is None:
                 self.add(FindingCode.UNEXPECTED_FILE, rel, "not a manifest file name")
                 continue
-            raw = self.storage.read(rel)
+            try:
+                raw = self.storage.read(rel)
+            except NotRegularFileError as exc:
+                self.add(FindingCode.NOT_REGULAR_FILE, rel, str(exc))
+                continue
             signed = None
             try:
                 signed = parse_manifest(raw)
@@ -720,6 +729,7 @@ class _Run:
             data = with_data[seq].manifest.data
             assert data is not None
             try:
+                os.close(open_regular(self.storage.regular_path(data.path)))
                 records = self.file_format.read_events(self.storage.path(data.path))
             except (LedgerError, FileNotFoundError):
                 continue
@@ -791,11 +801,12 @@ class _Run:
                 rel,
                 f"intent of an interrupted commit of batch {intent.sequence}",
             )
-        for rel in self.storage.walk_files(LAKE):
+        linked: list[str] = []
+        for rel in self.storage.walk_files(LAKE, linked):
             if rel in referenced:
                 continue
             intent = leftovers.get(rel)
-            if intent is not None and file_digest(self.storage.path(rel)) == (
+            if intent is not None and _digest_or_none(self.storage, rel) == (
                 intent.size,
                 intent.sha256,
             ):
@@ -810,6 +821,13 @@ class _Run:
                 FindingCode.UNREFERENCED_FILE,
                 rel,
                 "no manifest references this file (it is not part of the ledger)",
+            )
+        for rel in sorted({*linked, *self.storage.linked_directories(skip=(LAKE,))}):
+            self.add(
+                FindingCode.LINKED_DIRECTORY,
+                rel,
+                "a symbolic link to a directory inside the data directory: nothing verified "
+                "lies behind it, yet globbing readers (pyarrow, DuckDB) would follow it",
             )
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -908,6 +926,9 @@ class _Run:
             self.checked["checkpoints"] += 1
             try:
                 cp, opened = open_checkpoint(self.storage.read(rel), verifiers)
+            except NotRegularFileError as exc:
+                self.add(FindingCode.NOT_REGULAR_FILE, rel, str(exc))
+                continue
             except UnknownKeyError as exc:
                 self.add(FindingCode.UNKNOWN_KEY, rel, str(exc))
                 continue
@@ -1053,7 +1074,10 @@ def _check_data_file(
 
     path = storage.path(data.path)
     try:
-        size, sha256 = file_digest(path)
+        size, sha256 = file_digest(storage.regular_path(data.path))
+    except NotRegularFileError as exc:
+        add(FindingCode.NOT_REGULAR_FILE, str(exc))
+        return _DataResult(findings, None, 0, 0)
     except FileNotFoundError:
         if may_be_absent:
             return _DataResult(findings, None, 0, 0, absent_outside_range=True)
@@ -1134,6 +1158,13 @@ class _PrefixRoots:
 
     def root(self, size: int) -> bytes:
         return self._roots[size]
+
+
+def _digest_or_none(storage: LocalStorage, rel: str) -> tuple[int, str] | None:
+    try:
+        return file_digest(storage.regular_path(rel))
+    except (NotRegularFileError, FileNotFoundError):
+        return None
 
 
 def _sha256(raw: bytes) -> str:
