@@ -31,6 +31,7 @@ from audit_pipeline.ledger.keys import (
     load_keyring,
     load_signing_key,
     load_trusted_keys,
+    log_size,
     parse_trusted_keys,
     revoke_key,
     rotate_key,
@@ -159,10 +160,18 @@ def _keys_rotate(args: argparse.Namespace) -> int:
 def _keys_revoke(args: argparse.Namespace) -> int:
     data_dir = _ledger_dir(args)
     at = parse_time(args.at) if args.at else int(time.time())
-    key = revoke_key(data_dir, args.key, at=at)
+    key_path = _key_path(args)
+    signer = load_signing_key(key_path) if key_path.exists() else None
+    key = revoke_key(data_dir, args.key, at=at, at_size=args.at_size, signer=signer)
     _err(
-        f"revoked {key.name}+{key.key_id} from {_iso(at)}: its signatures made from then on "
-        "fail verification with key_revoked"
+        f"revoked {key.name}+{key.key_id} from batch {key.revoked_at_size} on (and from "
+        f"{_iso(at)}): its signatures on batches from there fail verification with "
+        "key_revoked, whatever time they claim; "
+        + (
+            f"entry signed by {signer.name}+{signer.key_hash:08x}"
+            if signer
+            else "entry unsigned (no signing key)"
+        )
     )
     return 0
 
@@ -194,20 +203,32 @@ def _keys_public(args: argparse.Namespace) -> int:
 
 
 def _keys_list(args: argparse.Namespace) -> int:
-    keyring = load_keyring(_ledger_dir(args))
-    now = int(time.time())
+    data_dir = _ledger_dir(args)
+    keyring = load_keyring(data_dir)
+    now, size = int(time.time()), log_size(data_dir)
     if args.json:
         rows = [
-            {**k.to_dict(), "name": k.name, "key_id": k.key_id, "status_now": k.status_at(now)}
+            {
+                **k.to_dict(),
+                "name": k.name,
+                "key_id": k.key_id,
+                "status_now": k.status_at(now, size),
+            }
             for k in keyring.keys
         ]
         print(json.dumps({"keyring": keyring.source, "keys": rows}, indent=2))
         return 0
-    print(f"{'KEY':<40} {'VALID FROM':<21} {'VALID UNTIL':<21} {'REVOKED AT':<21} NOW")
+    print(
+        f"{'KEY':<40} {'VALID FROM':<21} {'VALID UNTIL':<21} {'REVOKED AT':<21} {'BATCHES':<16} NOW"
+    )
     for k in keyring.keys:
+        end = min(
+            (s for s in (k.valid_until_size, k.revoked_at_size) if s is not None), default=None
+        )
+        batches = f"{k.valid_from_size or 0}..{'' if end is None else end - 1}"
         print(
             f"{k.name + '+' + k.key_id:<40} {_iso(k.valid_from):<21} {_iso(k.valid_until):<21} "
-            f"{_iso(k.revoked_at):<21} {k.status_at(now)}"
+            f"{_iso(k.revoked_at):<21} {batches:<16} {k.status_at(now, size)}"
         )
     return 0
 
@@ -436,11 +457,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         keys_sub,
         "revoke",
         help="revoke a key from a given time on",
-        description="Mark a keyring key revoked: signatures it made at or after\n"
-        "--at fail verification with key_revoked.",
+        description="Mark a keyring key revoked from a log position (tree size) on:\n"
+        "its signatures on batches at or past it fail verification with key_revoked,\n"
+        "whatever time they claim. The entry is signed by the current signing key.",
     )
     revoke.add_argument("key", metavar="KEYID", help="hex key id, name+keyid, or the vkey")
     revoke.add_argument("--at", metavar="TIME", help="Unix seconds or ISO 8601 (default: now)")
+    revoke.add_argument(
+        "--at-size",
+        metavar="N",
+        type=int,
+        help="log position (tree size) from which it is revoked (default: the log's size now)",
+    )
+    _key_file_option(revoke)
     _data_dir_option(revoke)
     revoke.set_defaults(func=_keys_revoke)
 

@@ -410,7 +410,7 @@ class Ledger:
         seq = len(chain)
         origin = self._origin(chain)
         created = max(int(self.clock()), chain[-1].manifest.created if chain else 0)
-        self._check_signing_key(signer, created)
+        self._check_signing_key(signer, created, seq)
         data, records = None, []
         if events:
             data, records = self._publish_data(
@@ -530,13 +530,14 @@ class Ledger:
     def _keyring(self) -> Keyring:
         return load_keyring(self.data_dir)
 
-    def _check_signing_key(self, signer: Signer, created: int) -> None:
+    def _check_signing_key(self, signer: Signer, created: int, position: int) -> None:
         """_check_signing_key refuses to sign what the verifier would reject."""
-        status = self._keyring().status(signer.name, signer.key_hash, created)
+        status = self._keyring().status(signer.name, signer.key_hash, created, position)
         if status is not KeyStatus.VALID:
             raise ConfigurationError(
                 f"signing key {signer.name}+{key_id(signer.key_hash)} is {status.value} in "
-                f"the data directory's keyring at {created}; see 'audit-pipeline keys list'"
+                f"the data directory's keyring at batch {position} ({created}); see "
+                "'audit-pipeline keys list'"
             )
 
     def _checked_tip(self, chain: Sequence[SignedManifest]) -> tuple[int, bytes] | None:

@@ -315,11 +315,11 @@ def _check_manifest_signature(
     if not verifier.verify(signed.manifest.signed_bytes, sig.sig):
         raise InvalidSignatureError(sig.name, sig.key_hash)
     if keyring is not None:
-        status = keyring.status(sig.name, sig.key_hash, signed.manifest.created)
+        status = keyring.status(sig.name, sig.key_hash, signed.manifest.created, signed.sequence)
         if status is not KeyStatus.VALID:
             raise EventProofError(
-                f"manifest signed by {sig.name}+{sig.key_id}: {status.value} at "
-                f"created={signed.manifest.created}"
+                f"manifest {signed.sequence} signed by {sig.name}+{sig.key_id}: "
+                f"{status.value} at that position (created={signed.manifest.created})"
             )
 
 

@@ -61,6 +61,7 @@ from audit_pipeline.ledger.layout import (
     CHECKPOINTS,
     HOUR,
     INTENT_SUFFIX,
+    KEYRING,
     LAKE,
     LEDGER,
     MANIFEST_SUFFIX,
@@ -131,6 +132,7 @@ class FindingCode(enum.StrEnum):
     RANGE_NOT_COVERED = "range_not_covered"
     NOT_REGULAR_FILE = "not_regular_file"
     LINKED_DIRECTORY = "linked_directory"
+    KEYRING_ENTRY_FORGED = "keyring_entry_forged"
 
 
 _KEY_CODES = {
@@ -483,6 +485,8 @@ class _Run:
         start = trusted.tree_size if (incremental and trusted is not None) else 0
         self.progress(f"read {len(batches)} manifests; checking from batch {start}")
 
+        if not trusted_keys:
+            self._check_keyring_statements()
         self._check_manifests(batches, start, origin)
         self._check_windows(parsed, start)
         self._check_data(parsed, start)
@@ -510,6 +514,31 @@ class _Run:
             missing_sequences=tuple(missing),
             data_range=self.data_range,
         )
+
+    # -- keyring ---------------------------------------------------------------------------
+
+    def _check_keyring_statements(self) -> None:
+        """Each entry of the data directory's keyring names the keyring key that signed it
+        (itself when added, the outgoing key on rotation, the current key on revocation).
+        A statement that does not verify is a forged entry; a missing one (a v1 keyring, a
+        revocation made without the key) is a notice. An auditor's --trusted-keys copy is
+        taken as given."""
+        for key in self.keyring.keys:
+            where = f"{KEYRING}#{key.name}+{key.key_id}"
+            if not key.statement:
+                self.notice(
+                    "keyring_entry_unsigned",
+                    where,
+                    "keyring entry carries no signed statement: anyone who can write the data "
+                    "directory could have written it (pass --trusted-keys)",
+                )
+            elif key.statement_signer(self.keyring) is None:
+                self.add(
+                    FindingCode.KEYRING_ENTRY_FORGED,
+                    where,
+                    f"the entry's statement by {key.statement.get('by')} does not verify: "
+                    "its windows or revocation were edited, or its signer is not in the keyring",
+                )
 
     # -- manifests -------------------------------------------------------------------------
 
@@ -963,13 +992,15 @@ class _Run:
             signed_at = parsed.get(cp.tree_size - 1)
             if signed_at is not None:
                 for sig in opened.sigs:
-                    status = self.keyring.status(sig.name, sig.key_hash, signed_at.manifest.created)
+                    status = self.keyring.status(
+                        sig.name, sig.key_hash, signed_at.manifest.created, cp.tree_size - 1
+                    )
                     if status is not KeyStatus.VALID:
                         self.add(
                             _KEY_CODES[status.value],
                             rel,
                             f"checkpoint signed by {sig.name}+{key_id(sig.key_hash)}, "
-                            f"{status.value} when batch {cp.tree_size - 1} was created",
+                            f"{status.value} at batch {cp.tree_size - 1}",
                         )
             if 0 < cp.tree_size <= contiguous and roots.root(cp.tree_size) != cp.root_hash:
                 self.add(

@@ -163,3 +163,64 @@ def test_explicit_modes_whatever_the_umask(data_dir: Path, key_path: Path, lh) -
             assert mode & 0o022 == 0, f"{rel} is {mode:04o}"
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
     assert stat.S_IMODE(signer_state_path(key_path, {}).stat().st_mode) == 0o600
+
+
+def test_revoked_key_cannot_backdate_a_batch(six_hours: Ledger, tmp_path: Path, lh) -> None:
+    """Case 3: after a revocation at tree size 7, the stolen key appends a ``late`` batch
+    dated before the revocation. Judged by position it is key_revoked."""
+    from audit_pipeline.ledger.keys import keyring_file, load_keyring, revoke_key
+
+    data_dir, signer = six_hours.data_dir, six_hours.signer
+    before_revocation = keyring_file(data_dir).read_bytes()
+    trusted_checkpoint = six_hours.latest_checkpoint()
+    revoked = revoke_key(data_dir, signer.vkey, at=lh.CLOCK_START + 50_000, signer=signer)
+    assert revoked.revoked_at_size == 7
+    auditor_keys = load_keyring(data_dir)
+    with pytest.raises(Exception, match="key_revoked in the data directory's keyring at batch 7"):
+        lh.commit(six_hours, 1, lh.make_events(1, 1, prefix="forged"))
+
+    # The insider's own tool: the keyring as it was, a clock before the revocation.
+    keyring_file(data_dir).write_bytes(before_revocation)
+    six_hours.clock.now = lh.CLOCK_START + 2000
+    forged = lh.commit(six_hours, 1, lh.make_events(1, 1, prefix="forged"))
+    assert forged.sequence == 7
+    assert six_hours.manifests()[7].manifest.created < revoked.revoked_at
+
+    report = lh.verify(data_dir, keyring=auditor_keys, trusted_checkpoint=trusted_checkpoint)
+    assert found(report, "key_revoked") == [
+        manifest_path(7),
+        "ledger/checkpoints/00000008.checkpoint",
+    ]
+    assert not report.intact
+
+
+def test_edited_keyring_entry_is_forged(six_hours: Ledger, lh) -> None:
+    from audit_pipeline.ledger.keys import keyring_file, revoke_key
+
+    data_dir, signer = six_hours.data_dir, six_hours.signer
+    revoke_key(data_dir, signer.vkey, at=lh.CLOCK_START + 50_000, at_size=5, signer=signer)
+    assert found(lh.verify(data_dir), "key_revoked")
+    path = keyring_file(data_dir)
+    path.write_bytes(path.read_bytes().replace(b'"revoked_at_size": 5', b'"revoked_at_size": 99'))
+    report = lh.verify(data_dir)
+    assert found(report, "keyring_entry_forged") and not found(report, "key_revoked")
+
+
+def test_rotation_by_position_keeps_old_batches_valid(
+    six_hours: Ledger, key_path: Path, lh
+) -> None:
+    from audit_pipeline.ledger.keys import load_keyring, rotate_key
+
+    old, new = rotate_key(six_hours.data_dir, key_path, now=lh.CLOCK_START + 1500)
+    keyring = load_keyring(six_hours.data_dir)
+    assert keyring.find(old.name, old.key_hash).valid_until_size == 7
+    assert keyring.find(new.name, new.key_hash).valid_from_size == 7
+    rotated = Ledger(
+        six_hours.data_dir, file_format=lh.JSONL, signer=new, clock=lh.Clock(lh.CLOCK_START + 1600)
+    )
+    lh.commit(rotated, 6)
+    report = lh.verify(six_hours.data_dir)
+    assert report.ok and report.tree_size == 8, report.summary()
+    assert not [n for n in report.notices if n.code == "keyring_entry_unsigned"]
+    with pytest.raises(Exception, match="key_expired"):
+        lh.commit(Ledger(six_hours.data_dir, file_format=lh.JSONL, signer=old), 7)
