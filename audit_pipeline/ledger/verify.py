@@ -45,6 +45,7 @@ from typing import Any
 
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ledger import merkle
+from audit_pipeline.ledger.anchors import UncheckedAttack, not_ruled_out
 from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint
 from audit_pipeline.ledger.commit import file_digest, parse_intent
 from audit_pipeline.ledger.errors import (
@@ -211,6 +212,22 @@ class VerifyReport:
     incremental_from: int | None = None
     missing_sequences: tuple[int, ...] = field(default=())
     data_range: tuple[int, int] | None = None
+    trusted_checkpoint: bool = False
+    max_lag: int | None = None
+
+    @property
+    def not_ruled_out(self) -> tuple[UncheckedAttack, ...]:
+        """not_ruled_out: the attacks this run's anchors (if any) could not expose."""
+        return not_ruled_out(
+            trusted_checkpoint=self.trusted_checkpoint,
+            trusted_keys=self.trusted_keys,
+            max_lag=self.max_lag is not None,
+        )
+
+    @property
+    def anchored(self) -> bool:
+        """anchored: an outside checkpoint and outside keys were given (nothing above open)."""
+        return not self.not_ruled_out
 
     def __bool__(self) -> bool:
         return not self.findings
@@ -245,6 +262,8 @@ class VerifyReport:
             "root_hash": merkle_b64(self.root_hash),
             "checkpoint": self.checkpoint.decode() if self.checkpoint else None,
             "keyring": {"source": self.keyring_source, "trusted": self.trusted_keys},
+            "anchored": self.anchored,
+            "not_ruled_out": [a.to_dict() for a in self.not_ruled_out],
             "incremental_from": self.incremental_from,
             "data_range": (
                 None
@@ -296,6 +315,12 @@ class VerifyReport:
                 "  keys: used the data directory's own keyring, which anyone who can write "
                 "the directory can edit; pass --trusted-keys FILE to use keys held elsewhere"
             )
+        if not self.anchored:
+            lines.append(
+                "  anchored: false: checked against the data directory only, so these were "
+                "not ruled out:"
+            )
+            lines.extend(f"    {attack.line()}" for attack in self.not_ruled_out)
         return "\n".join(lines)
 
 
@@ -513,6 +538,8 @@ class _Run:
             incremental_from=start if incremental else None,
             missing_sequences=tuple(missing),
             data_range=self.data_range,
+            trusted_checkpoint=trusted_raw is not None,
+            max_lag=max_lag,
         )
 
     # -- keyring ---------------------------------------------------------------------------

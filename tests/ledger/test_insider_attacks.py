@@ -224,3 +224,30 @@ def test_rotation_by_position_keeps_old_batches_valid(
     assert not [n for n in report.notices if n.code == "keyring_entry_unsigned"]
     with pytest.raises(Exception, match="key_expired"):
         lh.commit(Ledger(six_hours.data_dir, file_format=lh.JSONL, signer=old), 7)
+
+
+def test_unanchored_verdict_says_what_it_could_not_rule_out(six_hours: Ledger, lh) -> None:
+    """Case 5: after tail truncation, plain verify is intact but says it is unanchored and
+    which flag closes each attack; with the anchors the truncation is a finding."""
+    from audit_pipeline.ledger.keys import load_keyring
+
+    data_dir = six_hours.data_dir
+    checkpoint, keys = six_hours.latest_checkpoint(), load_keyring(data_dir)
+    (data_dir / manifest_path(6)).unlink()
+    (data_dir / "ledger/checkpoints/00000007.checkpoint").unlink()
+    data_file_6 = next((data_dir / "lake").rglob("00000006-*"))
+    data_file_6.unlink()
+
+    plain = lh.verify(data_dir)
+    assert plain.ok and not plain.anchored
+    open_attacks = {a["attack"]: a["closed_by"] for a in plain.to_json()["not_ruled_out"]}
+    assert open_attacks["tail_truncation"] == ["--trusted-checkpoint", "--max-lag"]
+    assert open_attacks["key_substitution"] == ["--trusted-keys"]
+    assert plain.to_json()["anchored"] is False
+    assert "anchored: false" in plain.summary()
+    assert "tail_truncation" in plain.summary() and "--trusted-checkpoint" in plain.summary()
+
+    anchored = lh.verify(data_dir, keyring=keys, trusted_checkpoint=checkpoint)
+    assert anchored.anchored and anchored.to_json()["not_ruled_out"] == []
+    assert found(anchored, "tail_truncated")
+    assert "anchored: false" not in anchored.summary()
