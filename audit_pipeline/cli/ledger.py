@@ -277,9 +277,23 @@ def _verify(args: argparse.Namespace) -> int:
         _err(f"data range {format_hour(start)}..{format_hour(end)} from {source}")
     _err(report.summary())
     _record(args, data_dir, report, bundle)
+    sealed = _dataset_seal(data_dir)
+    if sealed is not None:
+        _err(sealed.line())
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-    return 0 if report.ok else 1
+        doc = report.to_json()
+        doc["dataset"] = None if sealed is None else sealed.to_dict()
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+    return 0 if report.ok and (sealed is None or sealed.ok) else 1
+
+
+def _dataset_seal(data_dir: Path) -> Any:
+    """_dataset_seal checks the auditors' dataset against its seal, when there is one."""
+    from audit_pipeline.dataset.build import dataset_path
+    from audit_pipeline.dataset.seal import check_seal
+
+    path = dataset_path(data_dir)
+    return check_seal(path, data_dir) if path.is_file() else None
 
 
 def _record(args: argparse.Namespace, data_dir: Path, report: VerifyReport, bundle: bool) -> None:
@@ -377,7 +391,7 @@ def _dataset_batches(data_dir: Path, event_id: str) -> tuple[list[int], str]:
     if not path.is_file():
         return [], f"no dataset at {path}; searched newest first"
     try:
-        con = open_dataset(path)
+        con = open_dataset(path, sealed=False)  # a hint only: the batch is checked anyway
     except AuditPipelineError as exc:
         return [], f"dataset unusable ({exc}); searched newest first"
     try:

@@ -84,6 +84,7 @@ from audit_pipeline.dataset.schema import (
     comment_tables,
     create_tables,
 )
+from audit_pipeline.dataset.seal import check_seal, write_seal
 from audit_pipeline.dataset.views import create_views
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import EVENT_SCHEMA, PARQUET_FORMAT, SCHEMA_VERSION
@@ -232,6 +233,14 @@ def build_dataset(
         except BaseException:
             _discard(tmp)
             raise
+        write_seal(
+            target,
+            origin=report.origin,
+            tree_size=report.tree_size,
+            root_hash=run.root_hash,
+            checkpoint=run.checkpoint,
+            verification_run_id=run.run_id,
+        )
     result = BuildResult(
         path=target,
         tree_size=report.tree_size,
@@ -536,6 +545,9 @@ def _write_incremental(
     try:
         con.execute("SET TimeZone = 'UTC'")
         previous = _previous_batches(con, report, chain)
+        sealed = check_seal(target)
+        if not sealed.ok:
+            raise _NotIncremental(f"the previous dataset is not reused: {sealed.problem}")
         reused = previous.size
         new = chain.manifests(reused)
         new_files = _storage_order(new)
