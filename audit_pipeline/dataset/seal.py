@@ -25,7 +25,6 @@ verifier does not hold.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -35,17 +34,16 @@ from typing import Any
 from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.canonical import canonical_json, parse_canonical
+from audit_pipeline.ledger.commit import file_digest
 from audit_pipeline.ledger.layout import (
     DATA_MODE,
     LocalStorage,
     NotRegularFileError,
     manifest_path,
-    open_regular,
 )
 
 SEAL_SCHEMA = "audit_pipeline.dataset-seal/v1"
 SEAL_SUFFIX = ".seal"
-_CHUNK = 1 << 20
 
 
 class DatasetTamperedError(AuditPipelineError):
@@ -147,15 +145,6 @@ def seal_path(dataset: Path) -> Path:
     return Path(dataset).with_name(Path(dataset).name + SEAL_SUFFIX)
 
 
-def file_sha256(path: Path) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
-    with os.fdopen(open_regular(path), "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            size += len(chunk)
-            digest.update(chunk)
-    return size, digest.hexdigest()
-
-
 def write_seal(
     dataset: Path,
     *,
@@ -166,7 +155,7 @@ def write_seal(
     verification_run_id: str,
 ) -> Seal:
     """write_seal seals the file at ``dataset`` as built (atomically, mode 0444)."""
-    size, sha256 = file_sha256(dataset)
+    size, sha256 = file_digest(dataset)
     seal = Seal(
         sha256,
         size,
@@ -230,7 +219,7 @@ def check_seal(dataset: Path, data_dir: Path | None = None) -> SealStatus:
     except ValueError as exc:
         return SealStatus(dataset, None, f"dataset {dataset}: {exc}", checked_at=now)
     try:
-        size, sha256 = file_sha256(dataset)
+        size, sha256 = file_digest(dataset)
     except (OSError, NotRegularFileError) as exc:
         return SealStatus(dataset, seal, f"dataset {dataset} cannot be read: {exc}", checked_at=now)
     if dataset.with_name(dataset.name + ".wal").exists():
