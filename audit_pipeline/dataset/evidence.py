@@ -191,6 +191,8 @@ def export_evidence(
             "batches_in_range": [m.sequence for m in in_range],
             "data_files": files,
             "events_in_range": events,
+            "formats": sorted({m.manifest.format for m in chain}),
+            "anchored": report.anchored,
         }
         (staging / EVIDENCE_FILE).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         (staging / README_FILE).write_text(_readme(doc, len(chain)))
@@ -257,8 +259,11 @@ It holds:
 - `ledger/manifests/`: all {manifests} signed batch manifests from the start of the log.
   Each one names a data file with its size and SHA-256 and links to the previous manifest;
 - `ledger/checkpoints/`: signed checkpoints (Merkle tree heads over the manifests);
-- `ledger/keys/keyring.json`: the public keys that signed them;
-- `EVIDENCE.json`: what was exported, with the hash of every data file.
+- `ledger/keys/keyring.json`: the public keys that signed them, each with the log positions
+  (tree sizes) where its trust starts and stops or where it was revoked, and a statement
+  signed by the key that made the entry;
+- `EVIDENCE.json`: what was exported, with the hash of every data file and the manifest
+  formats present (`audit_pipeline.manifest/v2`; older `v1` manifests verify too).
 
 Log: `{doc["origin"]}`, size {doc["tree_size"]}, root hash `{doc["root_hash"]}`.
 
@@ -278,6 +283,12 @@ Log: `{doc["origin"]}`, size {doc["tree_size"]}, root hash `{doc["root_hash"]}`.
 3. Compare the root hash printed by the verifier with one the owner published or sent
    you separately (a checkpoint held outside this folder). With such a checkpoint file,
    add `--trusted-checkpoint FILE` and the verifier proves this log extends it.
+
+A signature counts only if its key was trusted at the manifest's *position* in the log: a
+revoked key cannot add a batch after its revocation by dating it earlier. The verifier
+prints `anchored: false` and the attacks it could not rule out (truncation, rollback,
+rewritten history, substituted keys) unless both `--trusted-keys` and
+`--trusted-checkpoint` come from outside this folder.
 
 The check passes only if every signature, every hash link between manifests, every data
 file's hash and the Merkle root of its events, and every checkpoint agree. Changing,
