@@ -54,6 +54,7 @@ from audit_pipeline.ledger import (
     resolve_data_dir,
     verify_ledger,
 )
+from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
     CHECKPOINTS,
@@ -65,6 +66,7 @@ from audit_pipeline.ledger.layout import (
     manifest_path,
     open_regular,
     parse_numbered_name,
+    read_regular,
 )
 from audit_pipeline.ledger.verify import Finding, FindingCode, check_data_range
 
@@ -307,10 +309,10 @@ def load_evidence(bundle: Path) -> dict[str, Any]:
     """load_evidence reads ``EVIDENCE.json`` (EvidenceError if absent or not a bundle)."""
     path = Path(bundle) / EVIDENCE_FILE
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         raise EvidenceError(f"{bundle} is not an evidence bundle (no {EVIDENCE_FILE})") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, LedgerError) as exc:
         raise EvidenceError(f"cannot read {path}: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("schema") != EVIDENCE_SCHEMA:
         raise EvidenceError(f"{path} is not an {EVIDENCE_SCHEMA} document")

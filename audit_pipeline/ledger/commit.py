@@ -328,10 +328,16 @@ class Ledger:
             if signed.manifest.window_start != window_start or data is None:
                 continue
             try:
+                os.close(open_regular(self.storage.regular_path(data.path)))
                 records = self.file_format.read_events(self.storage.path(data.path))
             except FileNotFoundError:
                 raise LedgerStateError(
                     f"data file of batch {signed.sequence} is missing: {data.path}"
+                ) from None
+            except NotRegularFileError as exc:
+                raise LedgerStateError(
+                    f"data file of batch {signed.sequence} is not readable as a file: {exc}; "
+                    "run 'audit-pipeline verify'"
                 ) from None
             ids.update(r.event_id for r in records)
         return ids

@@ -81,3 +81,30 @@ def test_missing_seal_is_refused(scenario_ledger, data_dir: Path) -> None:
     seal_path(path).unlink()
     with pytest.raises(DatasetTamperedError, match="has no seal"):
         open_dataset(path)
+
+
+def test_dataset_modes_whatever_the_umask(scenario_ledger, data_dir: Path) -> None:
+    import os
+
+    old = os.umask(0)
+    try:
+        path = build_dataset(data_dir).path
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert stat.S_IMODE(seal_path(path).stat().st_mode) == 0o444
+    runs = data_dir / "verification" / "runs.jsonl"
+    assert stat.S_IMODE(runs.stat().st_mode) == 0o644
+    assert stat.S_IMODE(runs.parent.stat().st_mode) == 0o755
+
+
+def test_a_fifo_history_does_not_hang_the_build(scenario_ledger, data_dir: Path) -> None:
+    import os
+
+    from audit_pipeline.dataset.history import HistoryError, load_runs
+
+    runs = data_dir / "verification" / "runs.jsonl"
+    runs.parent.mkdir(exist_ok=True)
+    os.mkfifo(runs)
+    with pytest.raises(HistoryError, match="FIFO"):
+        load_runs(data_dir)

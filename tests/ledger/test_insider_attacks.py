@@ -251,3 +251,12 @@ def test_unanchored_verdict_says_what_it_could_not_rule_out(six_hours: Ledger, l
     assert anchored.anchored and anchored.to_json()["not_ruled_out"] == []
     assert found(anchored, "tail_truncated")
     assert "anchored: false" not in anchored.summary()
+
+
+def test_commit_into_an_hour_whose_file_is_a_fifo_refuses_quickly(six_hours: Ledger, lh) -> None:
+    from audit_pipeline.ledger.commit import LedgerStateError
+
+    target = data_file(six_hours, 1)  # hour 1 has batches 1 and 6
+    _replace(target, os.mkfifo)
+    with pytest.raises(LedgerStateError, match="not readable as a file"):
+        within_seconds(lambda: lh.commit(six_hours, 1, lh.make_events(1, 1, prefix="new")))
