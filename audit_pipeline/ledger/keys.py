@@ -47,6 +47,7 @@ from audit_pipeline.ledger.layout import (
     MANIFEST_SUFFIX,
     MANIFESTS,
     LocalStorage,
+    checkpoint_path,
     parse_numbered_name,
 )
 
@@ -439,6 +440,12 @@ def rotate_key(
                 f"the current key {old.name}+{key_id(old.key_hash)} is not in the keyring"
             )
         size = log_size(data_dir)
+        if size and not storage.exists(checkpoint_path(size)):
+            raise ConfigurationError(
+                f"the checkpoint of the log's {size} batches is missing (an interrupted "
+                "commit): let the next sync sign it before rotating, so the outgoing key "
+                "signs everything up to the rotation"
+            )
         new = create_signing_key(staged, name or old.name)
         closed = replace(old_entry, valid_until=now, valid_until_size=size).signed_by(old)
         opened = TrustedKey.from_vkey(new.vkey, valid_from=now, valid_from_size=size)

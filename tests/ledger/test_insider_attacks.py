@@ -260,3 +260,16 @@ def test_commit_into_an_hour_whose_file_is_a_fifo_refuses_quickly(six_hours: Led
     _replace(target, os.mkfifo)
     with pytest.raises(LedgerStateError, match="not readable as a file"):
         within_seconds(lambda: lh.commit(six_hours, 1, lh.make_events(1, 1, prefix="new")))
+
+
+def test_rotation_waits_for_an_interrupted_commits_checkpoint(
+    six_hours: Ledger, key_path: Path, lh
+) -> None:
+    from audit_pipeline.errors import ConfigurationError
+    from audit_pipeline.ledger.keys import rotate_key
+
+    (six_hours.data_dir / "ledger/checkpoints/00000007.checkpoint").unlink()
+    with pytest.raises(ConfigurationError, match="checkpoint of the log's 7 batches is missing"):
+        rotate_key(six_hours.data_dir, key_path, now=lh.CLOCK_START + 1500)
+    lh.commit(six_hours, 6)  # the next commit signs the missing checkpoint first
+    rotate_key(six_hours.data_dir, key_path, now=lh.CLOCK_START + 5000)
