@@ -245,6 +245,14 @@ def _verify(args: argparse.Namespace) -> int:
     trusted = None
     if args.trusted_checkpoint:
         trusted = _read_file(args.trusted_checkpoint, "trusted checkpoint")
+    if args.signer_state:
+        if trusted is not None:
+            raise ConfigurationError("pass --trusted-checkpoint or --signer-state, not both")
+        state = load_signer_state(Path(args.signer_state).expanduser())
+        if state is None or not state.size:
+            raise ConfigurationError(f"no signed checkpoint in signer state {args.signer_state}")
+        trusted = state.checkpoint.encode()
+        _err(f"trusted checkpoint: size {state.size} from the signer state {args.signer_state}")
     if args.incremental and trusted is None:
         raise ConfigurationError("--incremental needs --trusted-checkpoint FILE")
     if args.jobs < 1:
@@ -537,6 +545,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--trusted-checkpoint",
         metavar="FILE",
         help="signed checkpoint held elsewhere ('-' = stdin)",
+    )
+    verify.add_argument(
+        "--signer-state",
+        metavar="FILE",
+        help="use the newest checkpoint the signer signed (its state file, beside the "
+        "private key) as the trusted checkpoint: catches truncation and rollback on the "
+        "signer's host",
     )
     verify.add_argument(
         "--trusted-keys", metavar="FILE", help="keyring JSON or vkeys (one a line) held elsewhere"

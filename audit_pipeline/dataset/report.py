@@ -181,13 +181,19 @@ def _banner(
                 "are below."
             )
             return "fail", "EARLIER VERIFICATION FAILED", detail, list(latest.findings)
-        scope = current.report.incremental_from if current.report else None
-        how = (
-            f"the ledger from batch {scope} on, older data files by SHA-256, the dataset by "
-            "its seal"
-            if scope
-            else "every signature, hash link, data file and checkpoint, the dataset by its seal"
-        )
+        report = current.report
+        scope = report.incremental_from if report else None
+        if not scope:
+            how = "every signature, hash link, data file and checkpoint, the dataset by its seal"
+        elif report is not None and scope < report.tree_size:
+            how = (
+                f"batches {scope}..{report.tree_size - 1} in full, every manifest and "
+                "checkpoint, older data files by SHA-256, the dataset by its seal"
+            )
+        else:
+            how = (
+                "every manifest and checkpoint, every data file by SHA-256, the dataset by its seal"
+            )
         return "ok", "VERIFIED", f"{when}: no findings; checked {how}.", []
     if latest is None:
         return "fail", "NOT VERIFIED", "No verification recorded.", []
