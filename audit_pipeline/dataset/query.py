@@ -57,7 +57,7 @@ def open_dataset(
             "audit_dataset asset) first"
         )
     if sealed:
-        check_seal(path, Path(data_dir) if data_dir else _ledger_beside(path)).require()
+        check_seal(path, Path(data_dir) if data_dir else ledger_beside(path)).require()
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -73,8 +73,9 @@ def open_dataset(
     return con
 
 
-def _ledger_beside(path: Path) -> Path | None:
-    """_ledger_beside: the data directory holding the dataset, when it has a ledger."""
+def ledger_beside(path: Path) -> Path | None:
+    """ledger_beside: the data directory holding the dataset, when it has a ledger."""
+    path = Path(path)
     return path.parent if (path.parent / "ledger").is_dir() else None
 
 

@@ -24,7 +24,7 @@ import duckdb
 from audit_pipeline import __version__
 from audit_pipeline.dataset import charts, history
 from audit_pipeline.dataset.build import dataset_path
-from audit_pipeline.dataset.query import open_dataset
+from audit_pipeline.dataset.query import ledger_beside, open_dataset
 from audit_pipeline.dataset.verdict import Verdict, verdict_now
 from audit_pipeline.ledger import resolve_data_dir
 
@@ -93,15 +93,18 @@ def write_report(
 ) -> Path:
     """write_report renders the report from the dataset and the verification history."""
     path = dataset_path(data_dir, database)
-    ledger_dir = resolve_data_dir(data_dir) if data_dir else None
-    con = open_dataset(path, data_dir=ledger_dir)
+    ledger_dir = resolve_data_dir(data_dir) if data_dir else ledger_beside(path)
+    current = None
+    if ledger_dir is not None and (ledger_dir / "ledger").is_dir() and path.is_file():
+        current = verdict_now(ledger_dir, path)  # the seal is checked once, here
+        current.seal.require()
+        con = open_dataset(path, sealed=False)
+    else:
+        con = open_dataset(path)
     try:
         info = dict(con.sql("SELECT key, value FROM dataset_info").fetchall())
         runs_dir = ledger_dir or Path(info.get("data_dir", ""))
         runs = history.load_runs(runs_dir) if runs_dir and runs_dir.is_dir() else []
-        current = None
-        if runs_dir and (runs_dir / "ledger").is_dir():
-            current = verdict_now(runs_dir, path)
         page = render_report(con, runs, dataset=path, current=current)
     finally:
         con.close()

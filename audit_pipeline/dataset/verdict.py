@@ -102,8 +102,11 @@ def verdict_now(data_dir: Path, dataset: Path, *, keyring: Keyring | None = None
     data_dir = Path(data_dir)
     now = int(time.time())
     seal = check_seal(dataset, data_dir)
+    if not seal.ok or seal.ledger_changed:
+        # Nothing the dataset shows can be vouched for: say so without verifying further.
+        return Verdict(now, None, seal, error="the dataset does not match its seal or ledger")
     trusted = None
-    if seal.ok and not seal.ledger_changed and seal.seal and seal.seal.checkpoint:
+    if seal.seal and seal.seal.checkpoint:
         trusted = seal.seal.checkpoint.encode()
     try:
         report = verify_ledger(
