@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -200,6 +201,7 @@ def run_query_command(args: argparse.Namespace) -> int:
         sealed.require()
         # Say what the rows are (a verified build, and when), not only the rows.
         _progress(sealed.line() + "; rows not re-verified now: 'audit-pipeline verify'")
+        _warn_failed_verification(ledger_dir)
     con = open_dataset(path, lock_down=True, sealed=False)
     try:
         result = run_query(con, sql)
@@ -207,6 +209,27 @@ def run_query_command(args: argparse.Namespace) -> int:
         con.close()
     sys.stdout.write(format_result(result, args.format, max_cell=None if args.full else 60))
     return 0
+
+
+def _warn_failed_verification(data_dir: Path | None) -> None:
+    """_warn_failed_verification says loudly when the newest recorded verification failed:
+    the dataset still holds what was verified before, the ledger no longer verifies."""
+    from audit_pipeline.dataset import history
+
+    if data_dir is None:
+        return
+    try:
+        runs = history.load_runs(data_dir)
+    except history.HistoryError as exc:
+        _progress(f"WARNING: the verification history cannot be read: {exc}")
+        return
+    if runs and not runs[-1].ok:
+        latest = runs[-1]
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(latest.verified_at))
+        _progress(
+            f"WARNING: the latest verification ({when}, {latest.trigger}) FAILED with "
+            f"{len(latest.findings)} findings; these rows predate it: run 'audit-pipeline verify'"
+        )
 
 
 def run_export(args: argparse.Namespace) -> int:

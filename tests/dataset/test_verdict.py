@@ -45,3 +45,13 @@ def test_new_batches_after_the_build_are_verified_fully(scenario_ledger, data_di
     assert verdict.ok, verdict.findings()
     assert verdict.report.incremental_from == built.tree_size
     assert verdict.seal.ok and verdict.checked_at > 0
+
+
+def test_query_warns_after_a_failed_verification(scenario_ledger, data_dir: Path, cli) -> None:
+    build_dataset(data_dir)
+    code, _, err = cli("query", "--data-dir", str(data_dir), "select 1")
+    assert code == 0 and "matches its seal" in err and "WARNING" not in err
+    _cut_in_half(data_dir, 1)
+    assert cli("verify", "--data-dir", str(data_dir))[0] == 1  # recorded as failed
+    code, _, err = cli("query", "--data-dir", str(data_dir), "select 1")
+    assert code == 0 and "WARNING: the latest verification" in err and "FAILED" in err
