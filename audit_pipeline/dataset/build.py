@@ -229,18 +229,19 @@ def build_dataset(
                 say,
                 "a full build was asked for" if full else None,
             )
+            write_seal(
+                target,
+                built=tmp,
+                origin=report.origin,
+                tree_size=report.tree_size,
+                root_hash=run.root_hash,
+                checkpoint=run.checkpoint,
+                verification_run_id=run.run_id,
+            )
             _publish(tmp, target)
         except BaseException:
             _discard(tmp)
             raise
-        write_seal(
-            target,
-            origin=report.origin,
-            tree_size=report.tree_size,
-            root_hash=run.root_hash,
-            checkpoint=run.checkpoint,
-            verification_run_id=run.run_id,
-        )
     result = BuildResult(
         path=target,
         tree_size=report.tree_size,

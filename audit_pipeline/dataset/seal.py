@@ -15,6 +15,11 @@ said; the ledger changed since is a failure). ``query``, the notebook and the re
 a dataset that does not match its seal, an incremental build never reuses one, and
 ``verify`` reports it.
 
+A build seals the new file before renaming it into place (a crash in between leaves the
+old file under a new seal: refused until the next build, which then builds in full), and a
+reader that sees a mismatch checks once more, so a build running while someone queries is
+not mistaken for tampering.
+
 What it cannot do: the seal lives beside the dataset, so an insider who rewrites the file
 *and* its seal (recomputing the digest) is not caught by the seal alone; ``dataset build
 --full`` replaces the file from the verified ledger whatever it held, and the sealed
@@ -153,9 +158,11 @@ def write_seal(
     root_hash: str | None,
     checkpoint: str | None,
     verification_run_id: str,
+    built: Path | None = None,
 ) -> Seal:
-    """write_seal seals the file at ``dataset`` as built (atomically, mode 0444)."""
-    size, sha256 = file_digest(dataset)
+    """write_seal seals ``dataset`` (atomically, mode 0444) with the digest of ``built``,
+    the file about to be renamed to it (default: ``dataset`` itself)."""
+    size, sha256 = file_digest(built or dataset)
     seal = Seal(
         sha256,
         size,
@@ -211,8 +218,19 @@ def read_seal(dataset: Path) -> Seal:
 
 def check_seal(dataset: Path, data_dir: Path | None = None) -> SealStatus:
     """check_seal compares the dataset file with its seal and, given ``data_dir``, the
-    sealed root with the ledger's manifests now."""
-    dataset = Path(dataset)
+    sealed root with the ledger's manifests now.
+
+    A build writes the new seal, then renames the new file over the old one: a reader
+    between the two sees a mismatch for a moment, so a mismatch is checked once more.
+    """
+    status = _check_seal(Path(dataset), data_dir)
+    if status.problem and status.seal is not None:
+        time.sleep(0.05)
+        status = _check_seal(Path(dataset), data_dir)
+    return status
+
+
+def _check_seal(dataset: Path, data_dir: Path | None) -> SealStatus:
     now = int(time.time())
     try:
         seal = read_seal(dataset)
