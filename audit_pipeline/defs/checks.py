@@ -52,7 +52,7 @@ class LedgerCheck:
 C = FindingCode
 LEDGER_CHAIN_INTACT = LedgerCheck(
     "ledger_chain_intact",
-    "Every manifest is present, canonical, signed by a key valid when it was created, and "
+    "Every manifest is present, canonical, signed by a key trusted at its position in the log, and "
     "links to the SHA-256 of its predecessor; stored checkpoints match the log.",
     frozenset(
         {

@@ -5,24 +5,32 @@ The private signing key is one file in Go's ``note`` skey format
 data directory: ``$AUDIT_SIGNING_KEY`` or ``$XDG_CONFIG_HOME/audit-pipeline/signing-key``
 (``~/.config/...``). Its text never appears in logs or error messages.
 
-The keyring ``ledger/keys/keyring.json`` lists the public keys (``vkey`` in signed-note
-form) whose signatures the verifier accepts, each with a half-open validity window::
+The keyring ``ledger/keys/keyring.json`` (``audit_pipeline.keyring/v2``; v1 is still read)
+lists the public keys (``vkey`` in signed-note form) whose signatures the verifier accepts,
+each with the log positions (tree sizes) and times it may sign at, and a statement signed
+by the key that made the entry::
 
     {
       "keys": [
         {"revoked_at": null, "valid_from": 1735689600, "valid_until": 1738368000,
-         "vkey": "audit-pipeline+1c2a3b4d+AXk..."},
+         "valid_from_size": 0, "valid_until_size": 744,
+         "vkey": "audit-pipeline+1c2a3b4d+AXk...",
+         "statement": {"by": "audit-pipeline+1c2a3b4d", "sig": "<base64>"}},
         {"revoked_at": null, "valid_from": 1738368000, "valid_until": null,
-         "vkey": "audit-pipeline+9f8e7d6c+AbQ..."}
+         "valid_from_size": 744,
+         "vkey": "audit-pipeline+9f8e7d6c+AbQ...",
+         "statement": {"by": "audit-pipeline+1c2a3b4d", "sig": "<base64>"}}
       ],
-      "schema": "audit_pipeline.keyring/v1"
+      "schema": "audit_pipeline.keyring/v2"
     }
 
-A signature made at time t (the manifest's signed ``created`` time) is accepted when
-``valid_from <= t < valid_until`` and not ``t >= revoked_at`` (null = unbounded). Rotation
-closes the old key's window at the instant the new key's opens. Anyone who can write the
-data directory can edit this file, so an auditor passes a keyring or vkeys held elsewhere
-(``verify --trusted-keys``) and the data directory's own keyring is only a convenience.
+The manifest at sequence s is accepted when ``valid_from_size <= s < valid_until_size`` and
+not ``s >= revoked_at_size`` (absent/null = unbounded), whatever ``created`` it claims; the
+time window (``valid_from <= created < valid_until``, not ``created >= revoked_at``) is
+checked on top. Rotation closes the old key's window at the size where the new key's opens.
+Anyone who can write the data directory can edit this file (or put an older signed entry
+back), so an auditor passes a keyring or vkeys held elsewhere (``verify --trusted-keys``)
+and the data directory's own keyring is only a convenience.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ What is checked (each failure is a :class:`Finding` with a :class:`FindingCode`)
 - every manifest parses strictly (canonical bytes, allow-listed algorithms), sits at the
   file name its ``sequence`` says, links to the SHA-256 of its predecessor's bytes (the
   genesis to 32 zero bytes, and no other manifest may), carries the log's origin, and is
-  signed by a keyring key valid at its ``created`` time;
+  signed by a keyring key trusted at its position in the log (and at its ``created`` time
+  where the keyring gives times); each keyring entry's signed statement verifies;
 - sequence numbers run from 0 without a gap (every missing number is reported);
 - each batch is well formed (one UTC hour, kind consistent with its data, data at the one
   path its window, sequence and kind allow), windows have one ``hour``/``empty`` batch
@@ -16,6 +17,8 @@ What is checked (each failure is a :class:`Finding` with a :class:`FindingCode`)
 - no file under ``lake/`` that no manifest references (an uncommitted leftover of a
   crashed commit, proven by a signed intent, is a notice, not a finding);
 - every hour from the first to the last committed one has a manifest;
+- no symbolic link, FIFO or device is followed or waited on (``not_regular_file``), and no
+  directory under the data directory is a symbolic link (``linked_directory``);
 - every stored checkpoint: signature, key window, origin, and root equal to the log's
   root at its size (a checkpoint larger than the log means the tail was cut);
 - with a trusted checkpoint held elsewhere: an RFC 6962 consistency proof that today's log
