@@ -467,8 +467,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rotate",
         help="replace the signing key",
         description="Create a new signing key in place of the current one. The old\n"
-        "key's validity window closes now and the new key's opens: manifests signed\n"
-        "by the old key keep verifying. Prints the new public key.",
+        "key's window closes now, at the log's current size, and the new key's opens\n"
+        "there: batches signed by the old key before it keep verifying. Prints the new\n"
+        "public key.",
     )
     rotate.add_argument("--name", help="name of the new key (default: the old key's)")
     _key_file_option(rotate)
