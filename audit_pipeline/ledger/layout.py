@@ -337,6 +337,7 @@ class LocalStorage:
         something is already there. The staged name is removed afterwards."""
         target = self.path(rel)
         self._make_parent(target)
+        self.regular_path(rel)  # never publish through a linked directory
         if mode is not None:
             os.chmod(staged, mode)
         os.link(staged, target)

@@ -273,3 +273,17 @@ def test_rotation_waits_for_an_interrupted_commits_checkpoint(
         rotate_key(six_hours.data_dir, key_path, now=lh.CLOCK_START + 1500)
     lh.commit(six_hours, 6)  # the next commit signs the missing checkpoint first
     rotate_key(six_hours.data_dir, key_path, now=lh.CLOCK_START + 5000)
+
+
+def test_commit_never_writes_through_a_linked_directory(
+    six_hours: Ledger, tmp_path: Path, lh
+) -> None:
+    from audit_pipeline.ledger.layout import NotRegularFileError
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (six_hours.data_dir / "lake" / "date=2025-01-01" / "hour=07").symlink_to(outside)
+    with pytest.raises(NotRegularFileError, match="reached through a symbolic link"):
+        lh.commit(six_hours, 7)
+    assert list(outside.iterdir()) == []
+    assert six_hours.tree_size() == 7
