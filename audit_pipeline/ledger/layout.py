@@ -308,7 +308,7 @@ class LocalStorage:
         """stage_path returns a fresh path under ``ledger/pending/`` for a file being built."""
         pending = self.path(PENDING)
         make_dirs(pending)
-        target = pending / name
+        target = self.regular_path(f"{PENDING}/{name}")
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
         return target
@@ -359,6 +359,7 @@ class LocalStorage:
         """replace atomically swaps in new contents (for mutable config such as the keyring)."""
         target = self.path(rel)
         self._make_parent(target)
+        self.regular_path(rel)  # never write through a linked directory
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         try:
