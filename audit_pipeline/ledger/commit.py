@@ -634,17 +634,30 @@ class Ledger:
             self._write_checkpoint(self._require_signer(), chain)
 
     def _intent_is_ours(self, intent: Intent, size: int) -> bool:
-        signer = self._require_signer()
-        own = Keyring(keys=(TrustedKey.from_vkey(signer.vkey),), source="signer")
-        if not intent.signature_ok(own) or intent.sequence < size:
-            return False
+        """_intent_is_ours: the intent is for the batch the next commit will write (a crash
+        can leave no other), at that batch's one lake path, and signed by this signer's
+        key, or by a key of the keyring trusted at that position (an intent of the key
+        rotated out just before). The path rule is what makes acting on it harmless: the
+        only file it can name is the one this commit is about to write."""
         window = _window_of(intent.path)
-        if window is None:
+        if intent.sequence != size or window is None:
             return False
         suffix = self.file_format.suffix
-        return intent.path in {
-            batch_data_path(window, intent.sequence, kind, suffix) for kind in ("hour", "late")
-        }
+        paths = {batch_data_path(window, size, kind, suffix) for kind in ("hour", "late")}
+        if intent.path not in paths:
+            return False
+        signer = self._require_signer()
+        own = Keyring(keys=(TrustedKey.from_vkey(signer.vkey),), source="signer")
+        if intent.signature_ok(own):
+            return True
+        keyring = self._keyring()
+        key = keyring.find(intent.key_name, int(intent.key_id, 16))
+        return (
+            key is not None
+            and key.valid_until_size == size
+            and key.revoked_at_size is None
+            and intent.signature_ok(keyring)
+        )
 
     def _remove_leftover(self, intent: Intent) -> None:
         try:

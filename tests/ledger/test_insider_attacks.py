@@ -287,3 +287,27 @@ def test_commit_never_writes_through_a_linked_directory(
         lh.commit(six_hours, 7)
     assert list(outside.iterdir()) == []
     assert six_hours.tree_size() == 7
+
+
+def test_leftover_of_the_key_rotated_out_is_still_cleaned_up(
+    six_hours: Ledger, key_path: Path, tmp_path: Path, lh
+) -> None:
+    """A crash leaves an intent signed by the old key, then the key is rotated: the next
+    commit (new key) still removes the leftover instead of tripping over it."""
+    from audit_pipeline.ledger.keys import rotate_key
+
+    data_dir, old = six_hours.data_dir, six_hours.signer
+    rel = "lake/date=2025-01-01/hour=06/00000007-hour.jsonl"
+    leftover = data_dir / rel
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half\n")
+    digest = hashlib.sha256(b"half\n").hexdigest()
+    intent = sign_intent(old, origin=lh.ORIGIN, sequence=7, path=rel, size=5, sha256=digest)
+    (data_dir / intent_path(7)).write_bytes(intent)
+    _, new = rotate_key(data_dir, key_path, now=lh.CLOCK_START + 1500)
+    rotated = Ledger(
+        data_dir, file_format=lh.JSONL, signer=new, clock=lh.Clock(lh.CLOCK_START + 1600)
+    )
+    assert lh.commit(rotated, 6).sequence == 7
+    report = lh.verify(data_dir)
+    assert report.ok and not [n for n in report.notices if n.code == "uncommitted_leftover"]
