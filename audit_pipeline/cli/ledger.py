@@ -162,6 +162,8 @@ def _keys_revoke(args: argparse.Namespace) -> int:
     at = parse_time(args.at) if args.at else int(time.time())
     key_path = _key_path(args)
     signer = load_signing_key(key_path) if key_path.exists() else None
+    if signer is not None and load_keyring(data_dir).find(signer.name, signer.key_hash) is None:
+        signer = None  # a key this keyring does not trust cannot vouch for its entries
     key = revoke_key(data_dir, args.key, at=at, at_size=args.at_size, signer=signer)
     _err(
         f"revoked {key.name}+{key.key_id} from batch {key.revoked_at_size} on (and from "

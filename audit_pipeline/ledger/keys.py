@@ -482,6 +482,11 @@ def revoke_key(
         size = log_size(data_dir) if at_size is None else at_size
         revoked = replace(entry, revoked_at=at, revoked_at_size=size, statement=None)
         if signer is not None:
+            if keyring.find(signer.name, signer.key_hash) is None:
+                raise ConfigurationError(
+                    f"{signer.name}+{key_id(signer.key_hash)} is not in the keyring: it cannot "
+                    "sign the revocation"
+                )
             revoked = revoked.signed_by(signer)
         save_keyring(data_dir, keyring.with_replaced(entry, revoked))
     return revoked
