@@ -311,3 +311,46 @@ def test_leftover_of_the_key_rotated_out_is_still_cleaned_up(
     assert lh.commit(rotated, 6).sequence == 7
     report = lh.verify(data_dir)
     assert report.ok and not [n for n in report.notices if n.code == "uncommitted_leftover"]
+
+
+def test_a_v1_ledger_still_verifies_and_extends(six_hours: Ledger, lh) -> None:
+    """A ledger written by the previous version (manifest/v1, keyring/v1, no signer state)
+    verifies, and the next commit appends a v2 manifest to it."""
+    import json
+
+    from audit_pipeline.ledger import merkle
+    from audit_pipeline.ledger.checkpoint import Checkpoint, sign_checkpoint
+    from audit_pipeline.ledger.manifest import GENESIS_PREV
+
+    data_dir, signer = six_hours.data_dir, six_hours.signer
+    prev, leaves = GENESIS_PREV, []
+    for seq in range(7):
+
+        def to_v1(payload, prev=prev):
+            payload.update(format="audit_pipeline.manifest/v1", prev_manifest_sha256=prev)
+
+        raw = lh.resign(data_dir, seq, signer, to_v1)
+        prev = hashlib.sha256(raw).hexdigest()
+        leaves.append(merkle.leaf_hash(raw))
+    for size in range(1, 8):
+        path = data_dir / f"ledger/checkpoints/{size:08d}.checkpoint"
+        path.chmod(0o644)
+        cp = Checkpoint(lh.ORIGIN, size, merkle.root_hash(leaves[:size]))
+        path.write_bytes(sign_checkpoint(cp, signer))
+    keyring = data_dir / "ledger/keys/keyring.json"
+    doc = json.loads(keyring.read_text())
+    doc["schema"] = "audit_pipeline.keyring/v1"
+    doc["keys"] = [
+        {k: e.get(k) for k in ("vkey", "valid_from", "valid_until", "revoked_at")}
+        for e in doc["keys"]
+    ]
+    keyring.write_text(json.dumps(doc))
+
+    report = lh.verify(data_dir)
+    assert report.ok, report.summary()
+    assert {n.code for n in report.notices} == {"keyring_entry_unsigned"}
+    fresh = Ledger(data_dir, file_format=lh.JSONL, signer=signer, clock=six_hours.clock)
+    assert lh.commit(fresh, 6).sequence == 7
+    formats = [m.manifest.format for m in fresh.manifests()]
+    assert formats == ["audit_pipeline.manifest/v1"] * 7 + ["audit_pipeline.manifest/v2"]
+    assert lh.verify(data_dir).ok
