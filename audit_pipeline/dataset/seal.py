@@ -21,10 +21,11 @@ reader that sees a mismatch checks once more, so a build running while someone q
 not mistaken for tampering.
 
 What it cannot do: the seal lives beside the dataset, so an insider who rewrites the file
-*and* its seal (recomputing the digest) is not caught by the seal alone; ``dataset build
---full`` replaces the file from the verified ledger whatever it held, and the sealed
-checkpoint is checked against the ledger, so the forged rows cannot claim a log the
-verifier does not hold.
+*and* its seal (recomputing the digest) is not caught by the seal alone. The
+``audit_dataset`` asset also records the digest in Dagster's event log, outside the data
+directory, and rebuilds in full when the seal disagrees with it; ``dataset build --full``
+replaces the file from the verified ledger whatever it held; and the sealed checkpoint is
+checked against the ledger, so forged rows cannot claim a log the verifier does not hold.
 """
 
 from __future__ import annotations

@@ -133,3 +133,42 @@ def test_edited_dataset_is_not_reused_by_the_asset(pipeline, monkeypatch):
     finally:
         con.close()
     assert forged == [(0,)]
+
+
+def test_dataset_edited_and_resealed_is_caught_by_the_event_log(pipeline, monkeypatch):
+    """The insider edits the file and rewrites its seal to match: the seal alone is fooled,
+    the digest Dagster recorded (outside the data directory) is not."""
+    from audit_pipeline.dataset.seal import check_seal, read_seal, write_seal
+
+    monkeypatch.delenv("AUDIT_DATASET", raising=False)
+    _synced(pipeline)
+    assert _materialize_dataset(pipeline).success
+    path = dataset_path(pipeline.data_dir)
+    before = read_seal(path)
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE audit_events SET actor_user_email = 'mallory@example.com'")
+    con.close()
+    path.with_name(path.name + ".seal").unlink()
+    write_seal(
+        path,
+        origin=before.origin,
+        tree_size=before.tree_size,
+        root_hash=before.root_hash,
+        checkpoint=before.checkpoint,
+        verification_run_id=before.verification_run_id,
+    )
+    assert check_seal(path, pipeline.data_dir).ok  # fooled
+
+    again = _materialize_dataset(pipeline)
+    assert again.success
+    (event,) = again.get_asset_materialization_events()
+    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert meta["build"] == "full"
+    con = open_dataset(path)
+    try:
+        forged = con.sql(
+            "SELECT count(*) FROM audit_events WHERE actor_user_email = 'mallory@example.com'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert forged == [(0,)]
