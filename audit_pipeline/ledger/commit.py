@@ -575,6 +575,13 @@ class Ledger:
         extend the newest checkpoint this signer signed (truncated or forked)."""
         if self.signer_state is not None:
             state = load_signer_state(self.signer_state)
+            if state is None and chain:
+                log.warning(
+                    "no signer state at %s: this signer has no memory of what it signed; "
+                    "it starts one now from this log of %d batches",
+                    self.signer_state,
+                    len(chain),
+                )
             check_extension(state, self._origin(chain), [m.leaf_hash for m in chain])
 
     def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest]) -> bytes:
