@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import Progress
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger.layout import resolve_data_dir
+from audit_pipeline.text import plural
 
 if TYPE_CHECKING:
     from audit_pipeline.ledger import Keyring
@@ -128,6 +130,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.set_defaults(func=run_report)
 
 
+def _note(message: str) -> None:
+    """_note prints one line for the person on stderr (stdout carries the query's rows)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def _check_data_dir(args: argparse.Namespace) -> None:
     """A data directory that is a file or unreadable is an environment problem (exit 3)."""
     readable_dir(resolve_data_dir(args.data_dir))
@@ -200,11 +207,20 @@ def run_query_command(args: argparse.Namespace) -> int:
         require_one_statement,
         run_query,
     )
+    from audit_pipeline.dataset.seal import check_seal
 
     sql = sys.stdin.read() if args.sql == "-" else args.sql
     if not sql.strip():
         raise ConfigurationError("no SQL given")
-    con = open_dataset(dataset_path(args.data_dir, args.database), lock_down=True)
+    path = dataset_path(args.data_dir, args.database)
+    ledger_dir = path.parent if (path.parent / "ledger").is_dir() else None
+    if path.is_file():
+        sealed = check_seal(path, ledger_dir)
+        sealed.require()
+        # Say what the rows are (a verified build, and when), not only the rows.
+        _note(sealed.line() + "; rows not re-verified now: 'audit-pipeline verify'")
+        _warn_failed_verification(ledger_dir)
+    con = open_dataset(path, lock_down=True, sealed=False)
     try:
         require_one_statement(con, sql)
         result = run_query(con, sql)
@@ -212,6 +228,28 @@ def run_query_command(args: argparse.Namespace) -> int:
         con.close()
     sys.stdout.write(format_result(result, args.format, max_cell=None if args.full else 60))
     return 0
+
+
+def _warn_failed_verification(data_dir: Path | None) -> None:
+    """_warn_failed_verification says loudly when the newest recorded verification failed:
+    the dataset still holds what was verified before, the ledger no longer verifies."""
+    from audit_pipeline.dataset import history
+
+    if data_dir is None:
+        return
+    try:
+        runs = history.load_runs(data_dir)
+    except history.HistoryError as exc:
+        _note(f"WARNING: the verification history cannot be read: {exc}")
+        return
+    if runs and not runs[-1].ok:
+        latest = runs[-1]
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(latest.verified_at))
+        _note(
+            f"WARNING: the latest verification ({when}, {latest.trigger}) FAILED with "
+            f"{plural(len(latest.findings), 'finding')}; these rows predate it: "
+            "run 'audit-pipeline verify'"
+        )
 
 
 def run_export(args: argparse.Namespace) -> int:

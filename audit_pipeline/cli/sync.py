@@ -37,6 +37,7 @@ from audit_pipeline.ledger import Ledger, verify_ledger
 from audit_pipeline.ledger.keys import default_signing_key_path, init_key, load_signing_key
 from audit_pipeline.ledger.layout import format_hour, resolve_data_dir
 from audit_pipeline.ledger.note import Signer
+from audit_pipeline.ledger.signer_state import signer_state_path
 from audit_pipeline.slack.client import AUDIT_HISTORY_START, AuditApiSettings, AuditLogSource
 from audit_pipeline.text import plural
 
@@ -187,10 +188,15 @@ def run_sync(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"{data_dir} holds emulator demo data; real syncs go to another data directory"
         )
-    signer = load_signing_key(default_signing_key_path())
+    key_path = default_signing_key_path()
+    signer = load_signing_key(key_path)
     ready_to_commit(data_dir, signer)
     ledger = Ledger(
-        data_dir, file_format=PARQUET_FORMAT, signer=signer, origin=os.environ.get(ORIGIN_ENV)
+        data_dir,
+        file_format=PARQUET_FORMAT,
+        signer=signer,
+        origin=os.environ.get(ORIGIN_ENV),
+        signer_state=signer_state_path(key_path),
     )
     report = sync_hours(
         start=start,
@@ -251,7 +257,13 @@ def run_demo(args: argparse.Namespace) -> int:
         settings = AuditApiSettings(
             token=emulator.token, base_url=emulator.base_url, max_calls_per_minute=0
         )
-        ledger = Ledger(data_dir, file_format=PARQUET_FORMAT, signer=signer, origin=DEMO_ORIGIN)
+        ledger = Ledger(
+            data_dir,
+            file_format=PARQUET_FORMAT,
+            signer=signer,
+            origin=DEMO_ORIGIN,
+            signer_state=signer_state_path(data_dir / DEMO_KEY_FILE, {}),
+        )
         report = sync_hours(
             start=start,
             end=end,

@@ -84,6 +84,7 @@ from audit_pipeline.dataset.schema import (
     comment_tables,
     create_tables,
 )
+from audit_pipeline.dataset.seal import check_seal, write_seal
 from audit_pipeline.dataset.storage import (
     STORAGE_COMPATIBILITY,
     STORAGE_VERSION_NUMBER,
@@ -110,6 +111,9 @@ from audit_pipeline.ledger.canonical import canonical_json
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
     CHECKPOINTS,
+    DATA_MODE,
+    LocalStorage,
+    make_dirs,
     manifest_path,
     parse_numbered_name,
 )
@@ -221,7 +225,7 @@ def build_dataset(
             f"{shown}{more}); the dataset was not rebuilt. Run 'audit-pipeline verify' for "
             "the full report."
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(target.parent)
     with _build_lock(target):
         _remove_stale_temporaries(target)
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
@@ -234,6 +238,15 @@ def build_dataset(
                 run,
                 say,
                 "a full build was asked for" if full else None,
+            )
+            write_seal(
+                target,
+                built=tmp,
+                origin=report.origin,
+                tree_size=report.tree_size,
+                root_hash=run.root_hash,
+                checkpoint=run.checkpoint,
+                verification_run_id=run.run_id,
             )
             _publish(tmp, target)
         except BaseException:
@@ -254,8 +267,13 @@ def build_dataset(
 @contextlib.contextmanager
 def _build_lock(target: Path) -> Iterator[None]:
     """_build_lock serializes builders of one target (readers never take it)."""
-    fd = os.open(target.with_name(target.name + ".build-lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(
+        target.with_name(target.name + ".build-lock"),
+        os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+        0o644,
+    )
     try:
+        os.fchmod(fd, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -275,8 +293,10 @@ def _discard(tmp: Path) -> None:
 
 
 def _publish(tmp: Path, target: Path) -> None:
+    """_publish makes the built file read-only (whatever the umask), durable, then current."""
     fd = os.open(tmp, os.O_RDONLY)
     try:
+        os.fchmod(fd, DATA_MODE)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -323,11 +343,11 @@ def _read_chain(data_dir: Path, report: VerifyReport) -> _Chain:
     raws = []
     for sequence in range(report.tree_size):
         try:
-            raws.append((data_dir / manifest_path(sequence)).read_bytes())
-        except OSError as exc:
+            raws.append(LocalStorage(data_dir).read(manifest_path(sequence)))
+        except (OSError, LedgerError) as exc:
             raise DatasetIntegrityError(
-                f"manifest {sequence} cannot be read after verification: {exc.strerror}; "
-                "nothing was published"
+                f"manifest {sequence} cannot be read after verification: "
+                f"{getattr(exc, 'strerror', None) or exc}; nothing was published"
             ) from exc
     chain = _Chain(raws)
     if report.tree_size and chain.roots[-1] != report.root_hash:
@@ -347,10 +367,9 @@ def _read_verified_file(data_dir: Path, signed: SignedManifest) -> pa.Table:
     """_read_verified_file reads a data file once and parses the bytes it hashed."""
     data = signed.manifest.data
     assert data is not None
-    path = data_dir / data.path
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
+        raw = LocalStorage(data_dir).read(data.path)
+    except (OSError, LedgerError) as exc:
         raise DatasetIntegrityError(
             f"data file of batch {signed.sequence} cannot be read after verification: {exc}"
         ) from exc
@@ -543,6 +562,9 @@ def _write_incremental(
     try:
         con.execute("SET TimeZone = 'UTC'")
         previous = _previous_batches(con, report, chain)
+        sealed = check_seal(target)
+        if not sealed.ok:
+            raise _NotIncremental(f"the previous dataset is not reused: {sealed.problem}")
         reused = previous.size
         new = chain.manifests(reused)
         new_files = _storage_order(new)

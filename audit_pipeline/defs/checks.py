@@ -52,7 +52,7 @@ class LedgerCheck:
 C = FindingCode
 LEDGER_CHAIN_INTACT = LedgerCheck(
     "ledger_chain_intact",
-    "Every manifest is present, canonical, signed by a key valid when it was created, and "
+    "Every manifest is present, canonical, signed by a key trusted at its position in the log, and "
     "links to the SHA-256 of its predecessor; stored checkpoints match the log.",
     frozenset(
         {
@@ -77,6 +77,7 @@ LEDGER_CHAIN_INTACT = LedgerCheck(
             C.UNEXPECTED_FILE,
             C.MALFORMED_CHECKPOINT,
             C.CHECKPOINT_MISMATCH,
+            C.KEYRING_ENTRY_FORGED,
         }
     ),
 )
@@ -95,13 +96,14 @@ LEDGER_FILES_MATCH_MANIFESTS = LedgerCheck(
             C.EVENT_RANGE_MISMATCH,
             C.EVENT_RECORD_MISMATCH,
             C.EVENT_OUTSIDE_WINDOW,
+            C.NOT_REGULAR_FILE,
         }
     ),
 )
 LEDGER_HAS_NO_UNREFERENCED_FILES = LedgerCheck(
     "ledger_has_no_unreferenced_files",
     "No file under lake/ is outside the ledger (injected files never reach auditors).",
-    frozenset({C.UNREFERENCED_FILE}),
+    frozenset({C.UNREFERENCED_FILE, C.LINKED_DIRECTORY}),
 )
 LEDGER_EVENT_IDS_UNIQUE = LedgerCheck(
     "ledger_event_ids_unique",

@@ -9,16 +9,21 @@ old file open are never blocked. It is incremental: the previous file's rows are
 it was built from a prefix of the verified chain, so an hourly run reads only the new
 batches (``full_rebuild`` reads every data file again). A ledger with findings fails this
 asset and leaves the last good dataset in place; every verification lands in the history
-the dataset carries.
+the dataset carries. The published file's SHA-256 is recorded in the materialization
+(``dataset_sha256``): a dataset edited and resealed in the data directory disagrees with
+it and is rebuilt in full.
 """
 
 # No ``from __future__ import annotations``: Dagster reads the config parameter's
 # annotation without resolving strings, so it must be the class itself.
+import time
+
 import dagster as dg
 from pydantic import Field
 
 from audit_pipeline.dataset.build import dataset_path
 from audit_pipeline.dataset.schema import EVENT_COLUMNS, PROVENANCE_DOCS
+from audit_pipeline.dataset.seal import read_seal
 from audit_pipeline.defs.assets import GROUP, OWNERS, recorded_verification
 from audit_pipeline.defs.resources import LedgerResource
 from audit_pipeline.errors import ConfigurationError
@@ -75,14 +80,16 @@ def audit_dataset(
         trusted = None
         report = ledger.verify(trusted_checkpoint=None, incremental=False)
     data_dir = ledger.resolved_data_dir()
+    full = config.full_rebuild or _seal_rewritten(context, dataset_path(data_dir))
     result = build_dataset(
         data_dir,
         database=dataset_path(data_dir),
         report=report,
         trigger=f"dagster run {context.run.run_id}",
         progress=context.log.info,
-        full=config.full_rebuild,
+        full=full,
     )
+    sealed = read_seal(result.path)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(result.path)),
@@ -98,9 +105,34 @@ def audit_dataset(
             if trusted is None
             else f"incremental from {report.incremental_from}",
             "verification_run_id": result.verification_run_id,
+            "verified_at": dg.MetadataValue.timestamp(time.time()),
+            "dataset_sha256": sealed.dataset_sha256,
+            "anchored": report.anchored,
             "build": result.mode,
             "build_reason": result.reason,
             "data_files_read": result.files_read,
             "build_seconds": round(result.seconds, 3),
         }
     )
+
+
+def _seal_rewritten(context: dg.AssetExecutionContext, path) -> bool:
+    """_seal_rewritten compares the dataset's seal with the digest Dagster's event log
+    recorded when this asset last published it: the event log is outside the data
+    directory, so a file edited *and* resealed there is caught and rebuilt in full."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    materialization = event.asset_materialization if event else None
+    recorded = materialization.metadata.get("dataset_sha256") if materialization else None
+    if recorded is None or not path.exists():
+        return False
+    try:
+        current = read_seal(path).dataset_sha256
+    except ValueError:
+        return False  # no usable seal: the build itself will not reuse the file
+    if current != recorded.value:
+        context.log.warning(
+            f"the dataset's seal says {current}, but this asset last published {recorded.value}:"
+            " the dataset and its seal were rewritten; rebuilding in full"
+        )
+        return True
+    return False
