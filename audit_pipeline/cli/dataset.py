@@ -212,6 +212,7 @@ def run_query_command(args: argparse.Namespace) -> int:
     sql = sys.stdin.read() if args.sql == "-" else args.sql
     if not sql.strip():
         raise ConfigurationError("no SQL given")
+    require_one_statement(sql)
     path = dataset_path(args.data_dir, args.database)
     ledger_dir = path.parent if (path.parent / "ledger").is_dir() else None
     if path.is_file():
@@ -222,7 +223,6 @@ def run_query_command(args: argparse.Namespace) -> int:
         _warn_failed_verification(ledger_dir)
     con = open_dataset(path, lock_down=True, sealed=False)
     try:
-        require_one_statement(con, sql)
         result = run_query(con, sql)
     finally:
         con.close()

@@ -85,13 +85,17 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
-def require_one_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+def require_one_statement(sql: str) -> None:
     """require_one_statement refuses SQL holding several statements, which ``run_query``
-    would run all of while showing only the last result."""
+    would run all of while showing only the last result. It parses in a scratch in-memory
+    database, so the refusal comes before the dataset is opened or checked."""
+    con = duckdb.connect(":memory:")
     try:
         count = len(con.extract_statements(sql))
     except duckdb.Error:
         return  # run_query reports the syntax error itself
+    finally:
+        con.close()
     if count > 1:
         raise QueryError(
             f"{count} statements given; query runs exactly one (run them one at a time)"
