@@ -25,6 +25,14 @@ from pydantic import Field
 
 from audit_pipeline.dataset import history
 from audit_pipeline.defs import env_int
+from audit_pipeline.defs.anchors import (
+    CLOCK_SKEW_SECONDS,
+    checkpoint_body,
+    checkpoint_tree_size,
+    events_anchors,
+    external_anchors,
+    review_anchors,
+)
 from audit_pipeline.defs.checks import (
     LEDGER_ASSET,
     LEDGER_CHECK_SPECS,
@@ -39,9 +47,10 @@ from audit_pipeline.defs.resources import (
     SlackNotifier,
 )
 from audit_pipeline.defs.schedules import SYNC_MINUTE
+from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, HOUR, SyncReport, format_hour, sync_hours
 from audit_pipeline.lake import COLUMN_DOCS, EVENT_SCHEMA
-from audit_pipeline.ledger import Checkpoint, LedgerError, VerifyReport, parse_checkpoint
+from audit_pipeline.ledger import LedgerError, VerifyReport
 from audit_pipeline.ledger.layout import MANIFESTS, LocalStorage
 from audit_pipeline.ledger.manifest import parse_manifest
 
@@ -52,6 +61,7 @@ BACKFILL_HOURS_PER_RUN = env_int("AUDIT_BACKFILL_HOURS_PER_RUN", 24, minimum=1)
 FRESHNESS_HOURS = env_int("AUDIT_FRESHNESS_HOURS", 2, minimum=1)
 FULL_VERIFY_EVERY_HOURS = env_int("AUDIT_FULL_VERIFY_HOURS", 24, minimum=1)
 MAX_TABLE_ROWS = 30
+PASSED, FAILED = "passed", "failed"  # audit_ledger's recorded verification_status
 
 EVENTS_DESCRIPTION = (
     "Every Slack Enterprise Grid audit event of one UTC hour, read from the Audit Logs API "
@@ -109,7 +119,15 @@ class VerifyConfig(dg.Config):
     full: bool = Field(
         default=False,
         description="Re-hash every data file, not only those committed since the checkpoint "
-        f"Dagster recorded (done anyway every {FULL_VERIFY_EVERY_HOURS} hours).",
+        f"Dagster recorded (done anyway every {FULL_VERIFY_EVERY_HOURS} hours, and on every "
+        "run after a failed verification until a full one passes).",
+    )
+    adopt_unrecorded_ledger: bool = Field(
+        default=False,
+        description="Accept that Dagster's recorded checkpoint is missing, smaller than "
+        "another anchor or rewritten (a new Dagster instance over an existing ledger, or "
+        "after a wipe you have investigated): verifies fully and records the result. Never "
+        "accepts a ledger smaller than an anchor has seen.",
     )
 
 
@@ -229,35 +247,25 @@ class RecordedVerification:
 
     checkpoint: bytes | None = None
     last_full_verification: float | None = None
+    failed: bool = False  # that verification found something: the next one is full
+    storage_id: int | None = None  # where the record sits in the event log
 
     @property
     def tree_size(self) -> int | None:
         return None if self.checkpoint is None else checkpoint_tree_size(self.checkpoint)
 
 
-def checkpoint_body(signed: bytes) -> Checkpoint | None:
-    """checkpoint_body parses the text of a signed checkpoint (its signature unchecked)."""
-    text, sep, _ = signed.decode("utf-8", "replace").partition("\n\n")
-    try:
-        return parse_checkpoint(text + "\n") if sep else None
-    except LedgerError:
-        return None
-
-
-def checkpoint_tree_size(signed: bytes) -> int | None:
-    body = checkpoint_body(signed)
-    return None if body is None else body.tree_size
-
-
 def recorded_verification(instance: dg.DagsterInstance) -> RecordedVerification:
     """recorded_verification reads the checkpoint Dagster's event log holds for the ledger."""
-    event = instance.get_latest_materialization_event(LEDGER_ASSET)
-    materialization = event.asset_materialization if event else None
-    if materialization is None:
+    records = instance.fetch_materializations(LEDGER_ASSET, limit=1).records
+    record = records[0] if records else None
+    materialization = record.asset_materialization if record else None
+    if record is None or materialization is None:
         return RecordedVerification()
     metadata = materialization.metadata
     checkpoint = metadata.get("checkpoint")
     last_full = metadata.get("last_full_verification")
+    status = metadata.get("verification_status")
     return RecordedVerification(
         checkpoint=(
             checkpoint.value.encode() if isinstance(checkpoint, dg.TextMetadataValue) else None
@@ -265,6 +273,8 @@ def recorded_verification(instance: dg.DagsterInstance) -> RecordedVerification:
         last_full_verification=(
             float(last_full.value) if isinstance(last_full, dg.TimestampMetadataValue) else None
         ),
+        failed=isinstance(status, dg.TextMetadataValue) and status.value == FAILED,
+        storage_id=record.storage_id,
     )
 
 
@@ -315,23 +325,28 @@ def build_audit_ledger(
         ) -> dg.MaterializeResult:
             now = clock()
             recorded = recorded_verification(context.instance)
-            trusted = recorded.checkpoint
-            full = (
-                config.full
-                or trusted is None
-                or recorded.last_full_verification is None
-                or now - recorded.last_full_verification >= full_every_hours * HOUR
-            )
-            context.log.info(
-                "verifying %s from %s",
-                "fully" if full else "incrementally",
-                "scratch"
-                if trusted is None
-                else f"recorded checkpoint of size {recorded.tree_size}",
-            )
-            report = ledger.verify(trusted_checkpoint=trusted, incremental=not full)
+            plan = plan_verification(config, recorded, now=now, full_every_hours=full_every_hours)
+            context.log.info(f"verifying {plan.describe(recorded)}")
+            report = run_verification(ledger, plan.trusted, full=plan.full)
             context.log.info(report.summary())
             history_run = _record_in_history(context, ledger, report)
+            review = review_anchors(
+                recorded_checkpoint=recorded.checkpoint,
+                last_full_verification=recorded.last_full_verification,
+                anchors_before_record=(
+                    []
+                    if recorded.storage_id is None
+                    else events_anchors(context.instance, before_storage_id=recorded.storage_id)
+                ),
+                anchors=external_anchors(context.instance),
+                ledger_size=report.tree_size,
+                ledger_created_by_this_run=recorded.checkpoint is None
+                and created_by_run(ledger, context.run.run_id),
+                now=now,
+                adopt=config.adopt_unrecorded_ledger,
+            )
+            for problem in review.problems:
+                context.log.error(problem)
 
             through = last_settled_hour(now, settle_minutes)
             coverage = Coverage.of(
@@ -344,18 +359,24 @@ def build_audit_ledger(
                 coverage=coverage,
                 freshness_limit_hours=freshness_hours,
                 now=now,
-                recorded_checkpoint_size=recorded.tree_size,
+                anchors=review,
             )
-            new_checkpoint = report.checkpoint if report.intact else None
+            verified = report.intact and not review.problems
+            new_checkpoint = report.checkpoint if verified else None
             witnessed = new_checkpoint or recorded.checkpoint
             metadata: dict[str, Any] = {
                 "verified": new_checkpoint is not None,
+                "verification_status": PASSED if verified else FAILED,
                 "verification": "full"
-                if full
+                if plan.full
                 else f"incremental from batch {report.incremental_from}",
+                "verification_reason": plan.reason,
                 "tree_size": report.tree_size,
                 "findings": len(report.findings),
                 "integrity_findings": len(report.integrity_findings),
+                "anchor_problems": len(review.problems),
+                "keys": report.keyring_source
+                + ("" if report.trusted_keys else " (the data directory's own: unanchored)"),
                 "events_checked": report.checked.get("events", 0),
                 "data_files_checked": report.checked.get("data_files", 0),
                 "bytes_hashed": report.checked.get("bytes_hashed", 0),
@@ -363,9 +384,7 @@ def build_audit_ledger(
                 "report": dg.MetadataValue.json(_trimmed_report(report)),
                 "verification_run_id": history_run,
             }
-            last_full = (
-                now if full and new_checkpoint is not None else recorded.last_full_verification
-            )
+            last_full = now if plan.full and verified else plan.valid_last_full
             if last_full is not None:
                 metadata["last_full_verification"] = dg.MetadataValue.timestamp(float(last_full))
             if witnessed is not None:
@@ -386,6 +405,84 @@ def build_audit_ledger(
             return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return audit_ledger
+
+
+@dataclass(frozen=True)
+class VerificationPlan:
+    """VerificationPlan is how this run verifies, decided from the validated record."""
+
+    full: bool
+    reason: str
+    trusted: bytes | None  # the recorded checkpoint, when it can be parsed
+    valid_last_full: float | None  # the recorded time, unless it is in the future
+
+    def describe(self, recorded: RecordedVerification) -> str:
+        how = "fully" if self.full else "incrementally"
+        start = (
+            "scratch"
+            if self.trusted is None
+            else f"recorded checkpoint of size {recorded.tree_size}"
+        )
+        return f"{how} from {start} ({self.reason})"
+
+
+def plan_verification(
+    config: VerifyConfig, recorded: RecordedVerification, *, now: float, full_every_hours: int
+) -> VerificationPlan:
+    """plan_verification chooses full or incremental; recorded state is never taken on faith.
+
+    A failed verification keeps every later run full until one passes, and a last full
+    verification time in the future (impossible, so rewritten) counts as none.
+    """
+    trusted = recorded.checkpoint
+    if trusted is not None and checkpoint_body(trusted) is None:
+        trusted = None  # unreadable: reported by the anchor review
+    last_full = recorded.last_full_verification
+    if last_full is not None and last_full > now + CLOCK_SKEW_SECONDS:
+        last_full = None
+    reasons = [
+        (config.full, "requested"),
+        (config.adopt_unrecorded_ledger, "adopting the ledger"),
+        (trusted is None, "no usable recorded checkpoint"),
+        (recorded.failed, "the last verification failed; full until one passes"),
+        (
+            recorded.last_full_verification is not None and last_full is None,
+            "the recorded last full verification is in the future",
+        ),
+        (last_full is None, "no full verification recorded"),
+        (
+            last_full is not None and now - last_full >= full_every_hours * HOUR,
+            f"the last full verification is over {full_every_hours} hours old",
+        ),
+    ]
+    reason = next((why for due, why in reasons if due), None)
+    return VerificationPlan(
+        full=reason is not None,
+        reason=reason or f"a full verification passed within {full_every_hours} hours",
+        trusted=trusted,
+        valid_last_full=last_full,
+    )
+
+
+def run_verification(ledger: LedgerResource, trusted: bytes | None, *, full: bool) -> VerifyReport:
+    """run_verification runs the verifier; what stops it reaches the UI as one message."""
+    try:
+        return ledger.verify(trusted_checkpoint=trusted, incremental=not full)
+    except AuditPipelineError as exc:
+        raise dg.Failure(
+            description=f"the ledger could not be verified: {exc}",
+            metadata={"error": type(exc).__name__, "data_dir": str(ledger.resolved_data_dir())},
+        ) from None
+
+
+def created_by_run(ledger: LedgerResource, run_id: str) -> bool:
+    """created_by_run says whether every batch of the ledger was committed by this run (a
+    new deployment's first sync: the one case where no recorded checkpoint is expected)."""
+    try:
+        manifests = list(ledger.reader().manifests())
+    except (LedgerError, OSError):
+        return False
+    return bool(manifests) and all(m.manifest.run_id == run_id for m in manifests)
 
 
 def _record_in_history(

@@ -20,6 +20,7 @@ from typing import Any
 
 import dagster as dg
 
+from audit_pipeline.defs.anchors import AnchorReview, anchor_metadata
 from audit_pipeline.ingest import format_hour
 from audit_pipeline.ledger import Finding, FindingCode, VerifyReport
 
@@ -112,8 +113,18 @@ LEDGER_CONSISTENT_WITH_RECORDED_CHECKPOINT = LedgerCheck(
     "ledger_consistent_with_recorded_checkpoint",
     "Today's log extends the signed checkpoint Dagster recorded at the last verification "
     "(an RFC 6962 consistency proof), and that checkpoint still verifies with the keyring: "
-    "catches removed newest batches, rollback, forks and swapped keys.",
+    "catches removed newest batches, rollback, forks and swapped keys. The record itself "
+    "must exist for a non-empty ledger and be no smaller than any other anchor (the "
+    "checkpoints recorded by each sync, the signer's state, witnesses); recorded state "
+    "that cannot be true (a last full verification in the future) fails too.",
     frozenset({C.TAIL_TRUNCATED, C.CONSISTENCY_FAILURE}),
+)
+LEDGER_KEYS_ANCHORED = LedgerCheck(
+    "ledger_keys_anchored",
+    "Signatures were checked against public keys held outside the data directory "
+    "(AUDIT_TRUSTED_KEYS), not the data directory's own keyring, which whoever can write "
+    "the directory can extend with a key of their own.",
+    frozenset(),
 )
 LEDGER_COVERS_EVERY_HOUR = LedgerCheck(
     "ledger_covers_every_hour",
@@ -135,6 +146,7 @@ LEDGER_CHECKS: tuple[LedgerCheck, ...] = (
     LEDGER_HAS_NO_UNREFERENCED_FILES,
     LEDGER_EVENT_IDS_UNIQUE,
     LEDGER_CONSISTENT_WITH_RECORDED_CHECKPOINT,
+    LEDGER_KEYS_ANCHORED,
     LEDGER_COVERS_EVERY_HOUR,
     LEDGER_FRESH,
 )
@@ -215,7 +227,7 @@ def ledger_check_results(
     coverage: Coverage,
     freshness_limit_hours: int,
     now: float,
-    recorded_checkpoint_size: int | None,
+    anchors: AnchorReview,
 ) -> list[dg.AssetCheckResult]:
     """ledger_check_results maps one verification to one result per ledger check."""
     grouped = findings_by_check(report.findings)
@@ -242,10 +254,12 @@ def ledger_check_results(
                 else f"batches from {report.incremental_from} (after the recorded checkpoint)"
             )
         elif check is LEDGER_CONSISTENT_WITH_RECORDED_CHECKPOINT:
-            metadata["recorded_checkpoint_size"] = (
-                -1 if recorded_checkpoint_size is None else recorded_checkpoint_size
-            )
+            metadata.update(anchor_metadata(anchors))
             metadata["consistency_proofs"] = checked.get("consistency_proofs", 0)
+            passed = passed and not anchors.problems
+        elif check is LEDGER_KEYS_ANCHORED:
+            metadata["keyring"] = report.keyring_source
+            passed = report.trusted_keys
         elif check is LEDGER_COVERS_EVERY_HOUR:
             passed = passed and not coverage.missing
             metadata["expected_from"] = format_hour(coverage.expected_from)
@@ -273,17 +287,28 @@ def ledger_check_results(
                 passed=passed,
                 severity=check.severity,
                 metadata=metadata,
-                description=None if passed else _failure_description(check, findings, coverage),
+                description=None
+                if passed
+                else _failure_description(check, findings, coverage, anchors),
             )
         )
     return results
 
 
 def _failure_description(
-    check: LedgerCheck, findings: Sequence[Finding], coverage: Coverage
+    check: LedgerCheck, findings: Sequence[Finding], coverage: Coverage, anchors: AnchorReview
 ) -> str:
+    if check is LEDGER_CONSISTENT_WITH_RECORDED_CHECKPOINT and anchors.problems:
+        problems = "; ".join(anchors.problems)
+        first = f"; first finding: {findings[0].line()}" if findings else ""
+        return (problems + first)[:1000]
     if findings:
         return f"{len(findings)} findings; first: {findings[0].line()}"[:1000]
+    if check is LEDGER_KEYS_ANCHORED:
+        return (
+            "the keys are unanchored: signatures were checked only against the data "
+            "directory's own keyring; set AUDIT_TRUSTED_KEYS to a keys file kept elsewhere"
+        )
     if check is LEDGER_COVERS_EVERY_HOUR:
         hours = ", ".join(format_hour(h) for h in coverage.missing[:5])
         return f"{len(coverage.missing)} hours have no batch: {hours}"

@@ -8,6 +8,7 @@ instance per test, so the checkpoint Dagster records in one run is the one the n
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -60,6 +61,15 @@ def emulator() -> Iterator[Emulator]:
 def key_path(tmp_path: Path, data_dir: Path) -> Path:
     path = tmp_path / "keys" / "signing-key"
     init_key(data_dir, path, name="dagster-test", now=KEY_EPOCH)
+    return path
+
+
+@pytest.fixture
+def trusted_keys(tmp_path: Path, data_dir: Path, key_path: Path) -> Path:
+    """trusted_keys is a copy of the keyring held outside the data directory (as deployed)."""
+    path = tmp_path / "trusted" / "keyring.json"
+    path.parent.mkdir()
+    shutil.copyfile(data_dir / "ledger" / "keys" / "keyring.json", path)
     return path
 
 
@@ -116,15 +126,16 @@ class Pipeline:
             )
         )
 
-    def verify(self, *, full: bool = False) -> Outcome:
+    def verify(self, *, full: bool = False, adopt: bool = False) -> Outcome:
         """verify materializes only ``audit_ledger`` (and what depends on it)."""
+        config = {"full": full, "adopt_unrecorded_ledger": adopt}
         return Outcome(
             dg.materialize(
                 [self.events, self.ledger, self.published],
                 selection=["audit_ledger", "published"],
                 instance=self.instance,
                 resources=self.resources,
-                run_config={"ops": {"audit_ledger": {"config": {"full": full}}}},
+                run_config={"ops": {"audit_ledger": {"config": config}}},
                 raise_on_error=False,
             )
         )
@@ -175,17 +186,25 @@ def notifier_server() -> Iterator[SlackRecorder]:
 
 
 @pytest.fixture
-def pipeline_factory(emulator: Emulator, data_dir: Path, key_path: Path):
-    """pipeline_factory(instance=None, notifier=None) builds a Pipeline on this test's ledger."""
+def pipeline_factory(emulator: Emulator, data_dir: Path, key_path: Path, trusted_keys: Path):
+    """pipeline_factory(instance=None, notifier=None, anchored_keys=True) builds a Pipeline on
+    this test's ledger (``anchored_keys`` False: no AUDIT_TRUSTED_KEYS, as an unset deployment)."""
 
     def build(
-        instance: dg.DagsterInstance | None = None, notifier: SlackNotifier | None = None
+        instance: dg.DagsterInstance | None = None,
+        notifier: SlackNotifier | None = None,
+        *,
+        anchored_keys: bool = True,
     ) -> Pipeline:
         resources = {
             "slack_audit": SlackAuditResource(
                 token=emulator.token, base_url=emulator.base_url, max_calls_per_minute=0
             ),
-            "ledger": LedgerResource(data_dir=str(data_dir), signing_key=str(key_path)),
+            "ledger": LedgerResource(
+                data_dir=str(data_dir),
+                signing_key=str(key_path),
+                trusted_keys=str(trusted_keys) if anchored_keys else None,
+            ),
             "slack_notifier": notifier or SlackNotifier(),
         }
         return Pipeline(instance or dg.DagsterInstance.ephemeral(), resources, data_dir)

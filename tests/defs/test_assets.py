@@ -18,6 +18,7 @@ LEDGER_CHECKS = {
     "ledger_has_no_unreferenced_files",
     "ledger_event_ids_unique",
     "ledger_consistent_with_recorded_checkpoint",
+    "ledger_keys_anchored",
     "ledger_covers_every_hour",
     "ledger_fresh",
 }
@@ -248,8 +249,11 @@ def test_freshness_fails_when_the_newest_hour_is_over_two_hours_old(pipeline, ho
     assert md["hours_since_newest_hour_closed"] == pytest.approx(hours_late, abs=0.01)
 
 
-def test_swapped_keys_fail_against_the_checkpoint_dagster_recorded(pipeline, tmp_path):
-    _synced(pipeline)
+def test_swapped_keys_fail_against_the_checkpoint_dagster_recorded(pipeline_factory, tmp_path):
+    # Without AUDIT_TRUSTED_KEYS the data directory's keyring is all there is to check with.
+    pipeline = pipeline_factory(anchored_keys=False)
+    first = pipeline.sync(0, 1, 2, 3)
+    assert first.failed_checks == {"ledger_keys_anchored"}
     # An attacker re-keys the data directory so a rewritten history would verify with it.
     keyring = pipeline.data_dir / "ledger" / "keys" / "keyring.json"
     keyring.unlink()
