@@ -34,6 +34,12 @@ EVENTS_SOURCE = "dagster: checkpoint recorded by slack_audit_events after a comm
 EVENTS_RECORDS_READ = 200
 # Clock skew tolerated before a recorded time counts as "in the future".
 CLOCK_SKEW_SECONDS = 300
+# Tags on each run whose audit_ledger verified and recorded a checkpoint. Run records are
+# not touched by an asset wipe, so they show that this instance has verified before.
+VERIFIED_TAG = "audit_pipeline/ledger_verified"
+VERIFIED_SIZE_TAG = "audit_pipeline/ledger_verified_tree_size"
+RUNS_SOURCE = "dagster: run tags of the runs that verified the ledger"
+RUN_RECORDS_READ = 50
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,31 @@ def events_anchors(
     return [Anchor(EVENTS_SOURCE, max(sizes))] if sizes else []
 
 
+def verified_runs_anchors(instance: dg.DagsterInstance) -> list[Anchor]:
+    """verified_runs_anchors is the largest size the newest verifying runs were tagged with."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={VERIFIED_TAG: "true"}), limit=RUN_RECORDS_READ
+    )
+    sizes = []
+    for record in records:
+        raw = record.dagster_run.tags.get(VERIFIED_SIZE_TAG, "")
+        if raw.isdigit():
+            sizes.append(int(raw))
+    return [Anchor(RUNS_SOURCE, max(sizes))] if sizes else []
+
+
+def verified_run_tags(tree_size: int) -> dict[str, str]:
+    return {VERIFIED_TAG: "true", VERIFIED_SIZE_TAG: str(tree_size)}
+
+
+def committed_by_this_instance(instance: dg.DagsterInstance, run_ids: set[str]) -> bool:
+    """committed_by_this_instance: every batch's run is a run this instance knows."""
+    if not run_ids:
+        return False
+    known = instance.get_run_records(filters=dg.RunsFilter(run_ids=sorted(run_ids)))
+    return {r.dagster_run.run_id for r in known} == run_ids
+
+
 def signer_state_anchor() -> Anchor | None:
     """HOOK (issue 10): the size in the signer-state file kept beside the signing key.
 
@@ -99,7 +130,12 @@ def witness_anchors() -> list[Anchor]:
 def external_anchors(instance: dg.DagsterInstance) -> list[Anchor]:
     """external_anchors collects every anchor besides audit_ledger's own record, as of now."""
     signer = signer_state_anchor()
-    return [*events_anchors(instance), *([signer] if signer else []), *witness_anchors()]
+    return [
+        *events_anchors(instance),
+        *verified_runs_anchors(instance),
+        *([signer] if signer else []),
+        *witness_anchors(),
+    ]
 
 
 @dataclass(frozen=True)
@@ -128,7 +164,7 @@ def review_anchors(
     anchors_before_record: Sequence[Anchor],
     anchors: Sequence[Anchor],
     ledger_size: int,
-    ledger_created_by_this_run: bool,
+    first_verification_here: bool,
     now: float,
     adopt: bool = False,
 ) -> AnchorReview:
@@ -136,9 +172,10 @@ def review_anchors(
 
     The record is compared with ``anchors_before_record`` (what was seen before it was
     written: it must cover all of it), the ledger with ``anchors`` (everything seen up to
-    now). A missing record is fine only for a ledger this very run created (a new
-    deployment's first sync); anything else with batches and no record was wiped or never
-    verified here. ``adopt`` (a person's decision in the run config) accepts the record's
+    now). A missing record is fine only for the first verification of a ledger this
+    instance's own runs committed (a new deployment); a ledger with batches and no record
+    is otherwise one whose record was wiped, or one this instance never committed to.
+    ``adopt`` (a person's decision in the run config) accepts the record's
     problems, never the ledger's.
     """
     record: list[str] = []
@@ -146,7 +183,7 @@ def review_anchors(
         None if recorded_checkpoint is None else checkpoint_tree_size(recorded_checkpoint)
     )
     if recorded_checkpoint is None:
-        if ledger_size > 0 and not ledger_created_by_this_run:
+        if ledger_size > 0 and not first_verification_here:
             record.append(
                 f"Dagster holds no recorded checkpoint for a ledger of {ledger_size} batches: "
                 "the audit_ledger record was wiped (or this instance never verified this "

@@ -29,9 +29,12 @@ from audit_pipeline.defs.anchors import (
     CLOCK_SKEW_SECONDS,
     checkpoint_body,
     checkpoint_tree_size,
+    committed_by_this_instance,
     events_anchors,
     external_anchors,
     review_anchors,
+    verified_run_tags,
+    verified_runs_anchors,
 )
 from audit_pipeline.defs.checks import (
     LEDGER_ASSET,
@@ -39,7 +42,13 @@ from audit_pipeline.defs.checks import (
     Coverage,
     ledger_check_results,
 )
-from audit_pipeline.defs.partitions import START_HOUR, hourly_partition, hours_of_window
+from audit_pipeline.defs.partitions import (
+    START_HOUR,
+    hourly_partition,
+    hours_of_window,
+    partition_key_for_hour,
+)
+from audit_pipeline.defs.range_sync import HourSync, RangeSync, sync_range
 from audit_pipeline.defs.resources import (
     LedgerResource,
     SlackAuditResource,
@@ -48,11 +57,12 @@ from audit_pipeline.defs.resources import (
 )
 from audit_pipeline.defs.schedules import SYNC_MINUTE
 from audit_pipeline.errors import AuditPipelineError
-from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, HOUR, SyncReport, format_hour, sync_hours
+from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, HOUR, format_hour
 from audit_pipeline.lake import COLUMN_DOCS, EVENT_SCHEMA
 from audit_pipeline.ledger import LedgerError, VerifyReport
 from audit_pipeline.ledger.layout import MANIFESTS, LocalStorage
 from audit_pipeline.ledger.manifest import parse_manifest
+from audit_pipeline.slack.client import FetchStats
 
 OWNERS = ["team:security"]
 GROUP = "audit"
@@ -60,6 +70,8 @@ SYNC_POOL = "slack_audit_api"
 BACKFILL_HOURS_PER_RUN = env_int("AUDIT_BACKFILL_HOURS_PER_RUN", 24, minimum=1)
 FRESHNESS_HOURS = env_int("AUDIT_FRESHNESS_HOURS", 2, minimum=1)
 FULL_VERIFY_EVERY_HOURS = env_int("AUDIT_FULL_VERIFY_HOURS", 24, minimum=1)
+COVERAGE_TOLERANCE_HOURS = env_int("AUDIT_COVERAGE_TOLERANCE_HOURS", 6, minimum=0)
+RUN_TAG_PREFIX = "audit_pipeline/"  # run totals of a sync, as run tags
 MAX_TABLE_ROWS = 30
 PASSED, FAILED = "passed", "failed"  # audit_ledger's recorded verification_status
 
@@ -146,18 +158,17 @@ def action_histogram(actions: Counter[str]) -> dg.MetadataValue:
     return dg.MetadataValue.md(_markdown_table(("action", "events"), rows))
 
 
-def sync_metadata(report: SyncReport, *, start: int, end: int, rows_held: int) -> dict[str, Any]:
-    """sync_metadata is what one sync tells the UI about the hours it covered."""
-    batches = report.batches
+def hour_metadata(synced: HourSync) -> dict[str, Any]:
+    """hour_metadata is what one hour's partition tells the UI: its own events and batches."""
+    windows = [w for w in synced.report.windows if w.window_start == synced.hour]
+    batches = [w for w in windows if w.sequence is not None]
     metadata: dict[str, Any] = {
-        "dagster/row_count": rows_held,
+        "dagster/row_count": synced.rows_held,
         "dagster/column_schema": EVENTS_TABLE_SCHEMA,
-        "hours": (end - start) // HOUR,
-        "first_hour": format_hour(start),
-        "last_hour": format_hour(end - HOUR),
-        "events_committed": report.events_committed,
-        "late_events": report.late_events,
-        "quarantined": report.quarantined,
+        "hour": format_hour(synced.hour),
+        "events_committed": sum(w.events_committed for w in windows),
+        "late_events": sum(w.events_committed for w in windows if w.kind == "late"),
+        "quarantined": sum(w.quarantined for w in windows),
         "batches_committed": len(batches),
         "batch_sequences": dg.MetadataValue.json([w.sequence for w in batches]),
         "batches": dg.MetadataValue.md(
@@ -168,17 +179,33 @@ def sync_metadata(report: SyncReport, *, start: int, end: int, rows_held: int) -
             if batches
             else "nothing new to commit"
         ),
-        "actions": action_histogram(report.actions),
-        "api_requests": report.stats.requests,
-        "api_pages": report.stats.pages,
-        "api_retries": report.stats.retries,
-        "api_rate_limited": report.stats.rate_limited,
-        "api_window_restarts": report.stats.window_restarts,
-        "missing_from_source": len(report.missing_from_source),
+        "actions": action_histogram(synced.report.actions),
+        "missing_from_source": sum(len(w.missing_from_source) for w in windows),
     }
-    if report.checkpoint:
-        metadata["checkpoint"] = dg.MetadataValue.text(report.checkpoint.decode())
+    if synced.report.checkpoint:
+        metadata["checkpoint"] = dg.MetadataValue.text(synced.report.checkpoint.decode())
     return metadata
+
+
+def run_totals(outcome: RangeSync, stats: FetchStats) -> dict[str, str]:
+    """run_totals is what the whole run did, kept on the run (tags), not on each hour."""
+    reports = [outcome.lookback, *(h.report for h in outcome.committed)]
+    return {
+        f"{RUN_TAG_PREFIX}{name}": str(value)
+        for name, value in {
+            "hours_committed": len(outcome.committed),
+            "hours_failed": len(outcome.failed),
+            "events_committed": sum(r.events_committed for r in reports),
+            "late_events": sum(r.late_events for r in reports),
+            "quarantined": sum(r.quarantined for r in reports),
+            "batches_committed": sum(len(r.batches) for r in reports),
+            "lookback_hours_failed": len(outcome.lookback_failed),
+            "api_requests": stats.requests,
+            "api_pages": stats.pages,
+            "api_retries": stats.retries,
+            "api_rate_limited": stats.rate_limited,
+        }.items()
+    }
 
 
 def build_slack_audit_events(
@@ -186,8 +213,11 @@ def build_slack_audit_events(
     partitions_def: dg.TimeWindowPartitionsDefinition = hourly_partition,
     backfill_hours_per_run: int = BACKFILL_HOURS_PER_RUN,
     freshness_hours: int = FRESHNESS_HOURS,
+    coverage_start: int = START_HOUR,
+    clock: Callable[[], float] = time.time,
 ) -> dg.AssetsDefinition:
-    """build_slack_audit_events makes the hourly events asset."""
+    """build_slack_audit_events makes the hourly events asset (``coverage_start`` and
+    ``clock`` are for the verification it runs when the ledger refuses a commit)."""
 
     with _beta_apis():
 
@@ -215,24 +245,73 @@ def build_slack_audit_events(
             ledger: LedgerResource,
         ) -> dg.MaterializeResult:
             start, end = hours_of_window(context.partition_time_window)
-            writer = ledger.writer()
-            report = sync_hours(
-                start=start,
-                end=end,
-                source=slack_audit.source(),
-                ledger=writer,
-                run_id=context.run.run_id,
-                lookback_hours=config.lookback_hours,
-                progress=context.log.info,
-            )
-            context.log.info(report.summary())
-            rows_held = sum(
-                m.manifest.event_count
-                for m in writer.manifests()
-                if start <= m.manifest.window_start < end
-            )
-            return dg.MaterializeResult(
-                metadata=sync_metadata(report, start=start, end=end, rows_held=rows_held)
+            source = slack_audit.source()
+            try:
+                outcome = sync_range(
+                    start=start,
+                    end=end,
+                    source=source,
+                    ledger=ledger.writer(),
+                    run_id=context.run.run_id,
+                    lookback_hours=config.lookback_hours,
+                    progress=context.log.info,
+                )
+            except AuditPipelineError as exc:
+                raise dg.Failure(
+                    description=f"the sync could not start: {exc}",
+                    metadata={"error": type(exc).__name__},
+                ) from None
+            context.instance.add_run_tags(context.run.run_id, run_totals(outcome, source.stats))
+            for hour, why in sorted(outcome.lookback_failed.items()):
+                context.log.warning(f"lookback hour {format_hour(hour)} not re-read: {why}")
+            if outcome.complete:
+                for synced in outcome.committed:
+                    context.add_asset_metadata(
+                        hour_metadata(synced), partition_key=partition_key_for_hour(synced.hour)
+                    )
+                return dg.MaterializeResult()
+            # Only the committed hours are materialized; the run fails naming the others.
+            for synced in outcome.committed:
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=context.asset_key,
+                        partition=partition_key_for_hour(synced.hour),
+                        metadata=hour_metadata(synced),
+                    )
+                )
+            failure_metadata: dict[str, Any] = {
+                "hours_committed": dg.MetadataValue.json(
+                    [format_hour(h.hour) for h in outcome.committed]
+                ),
+                "hours_failed": dg.MetadataValue.json(outcome.failed_lines()),
+            }
+            if outcome.refused is not None:
+                verified, checks = verification_result(
+                    context,
+                    VerifyConfig(full=True),
+                    ledger,
+                    SlackNotifier(),
+                    settings=VerificationSettings(
+                        coverage_start=coverage_start,
+                        freshness_hours=freshness_hours,
+                        now=clock(),
+                    ),
+                )
+                log_ledger_verification(context, verified, checks)
+                failed = [r for r in checks if not r.passed]
+                failure_metadata["failed_checks"] = dg.MetadataValue.json(
+                    [r.check_name for r in failed]
+                )
+                raise dg.Failure(
+                    description=f"the ledger refused the commit: {outcome.refused}; the ledger "
+                    f"checks ran: {', '.join(r.check_name for r in failed) or 'none failed'}",
+                    metadata=failure_metadata,
+                )
+            raise dg.Failure(
+                description=f"{len(outcome.failed)} of {(end - start) // HOUR} hours could not "
+                f"be synced (the others were committed and materialized): "
+                + "; ".join(outcome.failed_lines()[:5]),
+                metadata=failure_metadata,
             )
 
     return slack_audit_events
@@ -301,6 +380,7 @@ def build_audit_ledger(
     settle_minutes: int = SYNC_MINUTE,
     freshness_hours: int = FRESHNESS_HOURS,
     full_every_hours: int = FULL_VERIFY_EVERY_HOURS,
+    coverage_tolerance_hours: int = COVERAGE_TOLERANCE_HOURS,
     clock: Callable[[], float] = time.time,
 ) -> dg.AssetsDefinition:
     """build_audit_ledger makes the ledger asset and its checks."""
@@ -323,88 +403,154 @@ def build_audit_ledger(
             ledger: LedgerResource,
             slack_notifier: SlackNotifier,
         ) -> dg.MaterializeResult:
-            now = clock()
-            recorded = recorded_verification(context.instance)
-            plan = plan_verification(config, recorded, now=now, full_every_hours=full_every_hours)
-            context.log.info(f"verifying {plan.describe(recorded)}")
-            report = run_verification(ledger, plan.trusted, full=plan.full)
-            context.log.info(report.summary())
-            history_run = _record_in_history(context, ledger, report)
-            review = review_anchors(
-                recorded_checkpoint=recorded.checkpoint,
-                last_full_verification=recorded.last_full_verification,
-                anchors_before_record=(
-                    []
-                    if recorded.storage_id is None
-                    else events_anchors(context.instance, before_storage_id=recorded.storage_id)
+            metadata, checks = verification_result(
+                context,
+                config,
+                ledger,
+                slack_notifier,
+                settings=VerificationSettings(
+                    coverage_start=coverage_start,
+                    settle_minutes=settle_minutes,
+                    freshness_hours=freshness_hours,
+                    full_every_hours=full_every_hours,
+                    coverage_tolerance_hours=coverage_tolerance_hours,
+                    now=clock(),
                 ),
-                anchors=external_anchors(context.instance),
-                ledger_size=report.tree_size,
-                ledger_created_by_this_run=recorded.checkpoint is None
-                and created_by_run(ledger, context.run.run_id),
-                now=now,
-                adopt=config.adopt_unrecorded_ledger,
             )
-            for problem in review.problems:
-                context.log.error(problem)
-
-            through = last_settled_hour(now, settle_minutes)
-            coverage = Coverage.of(
-                committed_hours(ledger.resolved_data_dir()),
-                start=coverage_start,
-                through=through if through >= coverage_start else None,
-            )
-            checks = ledger_check_results(
-                report,
-                coverage=coverage,
-                freshness_limit_hours=freshness_hours,
-                now=now,
-                anchors=review,
-            )
-            verified = report.intact and not review.problems
-            new_checkpoint = report.checkpoint if verified else None
-            witnessed = new_checkpoint or recorded.checkpoint
-            metadata: dict[str, Any] = {
-                "verified": new_checkpoint is not None,
-                "verification_status": PASSED if verified else FAILED,
-                "verification": "full"
-                if plan.full
-                else f"incremental from batch {report.incremental_from}",
-                "verification_reason": plan.reason,
-                "tree_size": report.tree_size,
-                "findings": len(report.findings),
-                "integrity_findings": len(report.integrity_findings),
-                "anchor_problems": len(review.problems),
-                "keys": report.keyring_source
-                + ("" if report.trusted_keys else " (the data directory's own: unanchored)"),
-                "events_checked": report.checked.get("events", 0),
-                "data_files_checked": report.checked.get("data_files", 0),
-                "bytes_hashed": report.checked.get("bytes_hashed", 0),
-                "verified_at": dg.MetadataValue.timestamp(float(now)),
-                "report": dg.MetadataValue.json(_trimmed_report(report)),
-                "verification_run_id": history_run,
-            }
-            last_full = now if plan.full and verified else plan.valid_last_full
-            if last_full is not None:
-                metadata["last_full_verification"] = dg.MetadataValue.timestamp(float(last_full))
-            if witnessed is not None:
-                # The checkpoint the next verification trusts: the new one when this run
-                # verified, else the last one that did (a failed run must not reset the witness).
-                metadata["checkpoint"] = dg.MetadataValue.text(witnessed.decode())
-                metadata["checkpoint_tree_size"] = checkpoint_tree_size(witnessed) or 0
-            if report.root_hash is not None:
-                metadata["root_hash"] = report.root_hash.hex()
-            if (
-                new_checkpoint is not None
-                and new_checkpoint != recorded.checkpoint
-                and slack_notifier.checkpoints_enabled
-            ):
-                metadata["slack_witness"] = _post_checkpoint(
-                    context, slack_notifier, new_checkpoint
-                )
             return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return audit_ledger
+
+
+@dataclass(frozen=True)
+class VerificationSettings:
+    """VerificationSettings are the deployment's knobs for one verification."""
+
+    now: float
+    coverage_start: int = START_HOUR
+    settle_minutes: int = SYNC_MINUTE
+    freshness_hours: int = FRESHNESS_HOURS
+    full_every_hours: int = FULL_VERIFY_EVERY_HOURS
+    coverage_tolerance_hours: int = COVERAGE_TOLERANCE_HOURS
+
+
+def verification_result(
+    context: dg.AssetExecutionContext,
+    config: VerifyConfig,
+    ledger: LedgerResource,
+    slack_notifier: SlackNotifier,
+    *,
+    settings: VerificationSettings,
+) -> tuple[dict[str, Any], list[dg.AssetCheckResult]]:
+    """verification_result verifies the ledger against the recorded state and the anchors;
+    returns audit_ledger's materialization metadata and one result per ledger check."""
+    now = settings.now
+    recorded = recorded_verification(context.instance)
+    plan = plan_verification(config, recorded, now=now, full_every_hours=settings.full_every_hours)
+    context.log.info(f"verifying {plan.describe(recorded)}")
+    report = run_verification(ledger, plan.trusted, full=plan.full)
+    context.log.info(report.summary())
+    history_run = _record_in_history(context, ledger, report)
+    review = review_anchors(
+        recorded_checkpoint=recorded.checkpoint,
+        last_full_verification=recorded.last_full_verification,
+        anchors_before_record=(
+            []
+            if recorded.storage_id is None
+            else [
+                *events_anchors(context.instance, before_storage_id=recorded.storage_id),
+                *verified_runs_anchors(context.instance),
+            ]
+        ),
+        anchors=external_anchors(context.instance),
+        ledger_size=report.tree_size,
+        first_verification_here=recorded.checkpoint is None
+        and first_verification_here(context.instance, ledger),
+        now=now,
+        adopt=config.adopt_unrecorded_ledger,
+    )
+    for problem in review.problems:
+        context.log.error(problem)
+
+    through = last_settled_hour(now, settings.settle_minutes)
+    coverage = Coverage.of(
+        committed_hours(ledger.resolved_data_dir()),
+        start=settings.coverage_start,
+        through=through if through >= settings.coverage_start else None,
+    )
+    checks = ledger_check_results(
+        report,
+        coverage=coverage,
+        freshness_limit_hours=settings.freshness_hours,
+        coverage_tolerance_hours=settings.coverage_tolerance_hours,
+        now=now,
+        anchors=review,
+    )
+    verified = report.intact and not review.problems
+    new_checkpoint = report.checkpoint if verified else None
+    witnessed = new_checkpoint or recorded.checkpoint
+    metadata: dict[str, Any] = {
+        "verified": new_checkpoint is not None,
+        "verification_status": PASSED if verified else FAILED,
+        "verification": "full"
+        if plan.full
+        else f"incremental from batch {report.incremental_from}",
+        "verification_reason": plan.reason,
+        "tree_size": report.tree_size,
+        "findings": len(report.findings),
+        "integrity_findings": len(report.integrity_findings),
+        "anchor_problems": len(review.problems),
+        "keys": report.keyring_source
+        + ("" if report.trusted_keys else " (the data directory's own: unanchored)"),
+        "events_checked": report.checked.get("events", 0),
+        "data_files_checked": report.checked.get("data_files", 0),
+        "bytes_hashed": report.checked.get("bytes_hashed", 0),
+        "verified_at": dg.MetadataValue.timestamp(float(now)),
+        "report": dg.MetadataValue.json(_trimmed_report(report)),
+        "verification_run_id": history_run,
+    }
+    if verified and report.checkpoint is not None:
+        context.instance.add_run_tags(context.run.run_id, verified_run_tags(report.tree_size))
+    last_full = now if plan.full and verified else plan.valid_last_full
+    if last_full is not None:
+        metadata["last_full_verification"] = dg.MetadataValue.timestamp(float(last_full))
+    if witnessed is not None:
+        # The checkpoint the next verification trusts: the new one when this run
+        # verified, else the last one that did (a failed run must not reset the witness).
+        metadata["checkpoint"] = dg.MetadataValue.text(witnessed.decode())
+        metadata["checkpoint_tree_size"] = checkpoint_tree_size(witnessed) or 0
+    if report.root_hash is not None:
+        metadata["root_hash"] = report.root_hash.hex()
+    if (
+        new_checkpoint is not None
+        and new_checkpoint != recorded.checkpoint
+        and slack_notifier.checkpoints_enabled
+    ):
+        metadata["slack_witness"] = _post_checkpoint(context, slack_notifier, new_checkpoint)
+    return metadata, checks
+
+
+def log_ledger_verification(
+    context: dg.AssetExecutionContext,
+    metadata: dict[str, Any],
+    checks: list[dg.AssetCheckResult],
+) -> None:
+    """log_ledger_verification records a verification made outside audit_ledger's own step
+    (the sync step, when the ledger refused a commit) so its checks show what was found."""
+    context.log_event(dg.AssetMaterialization(asset_key=LEDGER_ASSET, metadata=metadata))
+    blocking = {spec.name: spec.blocking for spec in LEDGER_CHECK_SPECS}
+    for result in checks:
+        context.log_event(
+            dg.AssetCheckEvaluation(
+                asset_key=LEDGER_ASSET,
+                check_name=str(result.check_name),
+                passed=result.passed,
+                metadata=result.metadata,
+                severity=result.severity,
+                description=result.description,
+                blocking=blocking.get(str(result.check_name)),
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -475,14 +621,17 @@ def run_verification(ledger: LedgerResource, trusted: bytes | None, *, full: boo
         ) from None
 
 
-def created_by_run(ledger: LedgerResource, run_id: str) -> bool:
-    """created_by_run says whether every batch of the ledger was committed by this run (a
-    new deployment's first sync: the one case where no recorded checkpoint is expected)."""
+def first_verification_here(instance: dg.DagsterInstance, ledger: LedgerResource) -> bool:
+    """first_verification_here: no run of this instance ever verified the ledger, and this
+    instance's runs committed every batch (a new deployment: the one case where no recorded
+    checkpoint is expected)."""
+    if verified_runs_anchors(instance):
+        return False
     try:
-        manifests = list(ledger.reader().manifests())
+        run_ids = {m.manifest.run_id for m in ledger.reader().manifests()}
     except (LedgerError, OSError):
         return False
-    return bool(manifests) and all(m.manifest.run_id == run_id for m in manifests)
+    return committed_by_this_instance(instance, run_ids)
 
 
 def _record_in_history(

@@ -128,9 +128,10 @@ LEDGER_KEYS_ANCHORED = LedgerCheck(
 )
 LEDGER_COVERS_EVERY_HOUR = LedgerCheck(
     "ledger_covers_every_hour",
-    "Every closed hour from the first partition to the last settled hour has a batch.",
+    "Every closed hour from the first partition to the last settled hour has a batch. Up "
+    "to AUDIT_COVERAGE_TOLERANCE_HOURS (6) missing hours fail as a warning while the "
+    "gap-filling sensor retries them; more block the dataset.",
     frozenset({C.HOUR_MISSING, C.RANGE_NOT_COVERED}),
-    blocking=False,
 )
 LEDGER_FRESH = LedgerCheck(
     "ledger_fresh",
@@ -228,6 +229,7 @@ def ledger_check_results(
     freshness_limit_hours: int,
     now: float,
     anchors: AnchorReview,
+    coverage_tolerance_hours: int = 0,
 ) -> list[dg.AssetCheckResult]:
     """ledger_check_results maps one verification to one result per ledger check."""
     grouped = findings_by_check(report.findings)
@@ -237,6 +239,7 @@ def ledger_check_results(
         findings = grouped[check.name]
         metadata: dict[str, Any] = {"tree_size": report.tree_size, **_finding_metadata(findings)}
         passed = not findings
+        severity = check.severity
         if check is LEDGER_CHAIN_INTACT:
             metadata["manifests_checked"] = checked.get("manifests", 0)
             metadata["signatures_checked"] = checked.get("signatures", 0)
@@ -262,6 +265,9 @@ def ledger_check_results(
             passed = report.trusted_keys
         elif check is LEDGER_COVERS_EVERY_HOUR:
             passed = passed and not coverage.missing
+            metadata["tolerance_hours"] = coverage_tolerance_hours
+            if max(len(coverage.missing), len(findings)) <= coverage_tolerance_hours:
+                severity = dg.AssetCheckSeverity.WARN  # within tolerance: shown, not blocking
             metadata["expected_from"] = format_hour(coverage.expected_from)
             if coverage.expected_through is not None:
                 metadata["expected_through"] = format_hour(coverage.expected_through)
@@ -285,7 +291,7 @@ def ledger_check_results(
                 check_name=check.name,
                 asset_key=LEDGER_ASSET,
                 passed=passed,
-                severity=check.severity,
+                severity=severity,
                 metadata=metadata,
                 description=None
                 if passed

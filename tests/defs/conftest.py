@@ -23,6 +23,8 @@ import pytest
 
 from audit_pipeline.defs.assets import build_audit_ledger, build_slack_audit_events
 from audit_pipeline.defs.resources import LedgerResource, SlackAuditResource, SlackNotifier
+from audit_pipeline.lake import PARQUET_FORMAT
+from audit_pipeline.ledger import Ledger
 from audit_pipeline.ledger.keys import init_key
 from audit_pipeline.slack.emulator import Emulator, running_emulator
 
@@ -84,7 +86,9 @@ class Pipeline:
     downstream_runs: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.events = build_slack_audit_events(partitions_def=test_partitions)
+        self.events = build_slack_audit_events(
+            partitions_def=test_partitions, coverage_start=H0, clock=lambda: self.now
+        )
         self.ledger = build_audit_ledger(coverage_start=H0, clock=lambda: self.now)
 
         @dg.asset(deps=["audit_ledger"])
@@ -110,7 +114,8 @@ class Pipeline:
                     instance=self.instance,
                     resources=self.resources,
                     raise_on_error=False,
-                )
+                ),
+                self.instance,
             )
         tags = {
             "dagster/asset_partition_range_start": key_of(min(indexes)),
@@ -123,8 +128,13 @@ class Pipeline:
                 instance=self.instance,
                 resources=self.resources,
                 raise_on_error=False,
-            )
+            ),
+            self.instance,
         )
+
+    def ledger_windows(self) -> set[int]:
+        """ledger_windows is the set of hours the ledger on disk holds a batch for."""
+        return Ledger(self.data_dir, file_format=PARQUET_FORMAT).committed_windows()
 
     def verify(self, *, full: bool = False, adopt: bool = False) -> Outcome:
         """verify materializes only ``audit_ledger`` (and what depends on it)."""
@@ -137,7 +147,8 @@ class Pipeline:
                 resources=self.resources,
                 run_config={"ops": {"audit_ledger": {"config": config}}},
                 raise_on_error=False,
-            )
+            ),
+            self.instance,
         )
 
 
@@ -146,6 +157,7 @@ class Outcome:
     """Outcome wraps one in-process run with the views the tests read."""
 
     result: dg.ExecuteInProcessResult
+    instance: dg.DagsterInstance | None = None
 
     @property
     def success(self) -> bool:
@@ -157,7 +169,17 @@ class Outcome:
 
     @property
     def checks(self) -> dict[str, dg.AssetCheckEvaluation]:
-        return {e.check_name: e for e in self.result.get_asset_check_evaluations()}
+        """checks are every check evaluation the run recorded, whichever step logged it."""
+        if self.instance is None:
+            return {e.check_name: e for e in self.result.get_asset_check_evaluations()}
+        logs = self.instance.all_logs(
+            self.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+        return {
+            e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data
+            for e in logs
+            if e.dagster_event is not None
+        }
 
     @property
     def failed_checks(self) -> set[str]:
