@@ -74,6 +74,7 @@ COVERAGE_TOLERANCE_HOURS = env_int("AUDIT_COVERAGE_TOLERANCE_HOURS", 6, minimum=
 RUN_TAG_PREFIX = "audit_pipeline/"  # run totals of a sync, as run tags
 MAX_TABLE_ROWS = 30
 PASSED, FAILED = "passed", "failed"  # audit_ledger's recorded verification_status
+HISTORY_ERROR = "history_error"  # metadata key: the verification history was not written
 
 EVENTS_DESCRIPTION = (
     "Every Slack Enterprise Grid audit event of one UTC hour, read from the Audit Logs API "
@@ -417,6 +418,14 @@ def build_audit_ledger(
                     now=clock(),
                 ),
             )
+            if HISTORY_ERROR in metadata:
+                # The checks still show what was found; the run fails like audit_dataset's.
+                log_ledger_verification(context, metadata, checks)
+                raise dg.Failure(
+                    description="the verification could not be recorded in the verification "
+                    f"history auditors query: {metadata[HISTORY_ERROR]}",
+                    metadata={"error": "HistoryError"},
+                )
             return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return audit_ledger
@@ -450,7 +459,7 @@ def verification_result(
     context.log.info(f"verifying {plan.describe(recorded)}")
     report = run_verification(ledger, plan.trusted, full=plan.full)
     context.log.info(report.summary())
-    history_run = _record_in_history(context, ledger, report)
+    history_run, history_error = _record_in_history(context, ledger, report)
     review = review_anchors(
         recorded_checkpoint=recorded.checkpoint,
         last_full_verification=recorded.last_full_verification,
@@ -507,8 +516,10 @@ def verification_result(
         "bytes_hashed": report.checked.get("bytes_hashed", 0),
         "verified_at": dg.MetadataValue.timestamp(float(now)),
         "report": dg.MetadataValue.json(_trimmed_report(report)),
-        "verification_run_id": history_run,
+        "verification_run_id": history_run or "not recorded",
     }
+    if history_error is not None:
+        metadata[HISTORY_ERROR] = history_error
     if verified and report.checkpoint is not None:
         context.instance.add_run_tags(context.run.run_id, verified_run_tags(report.tree_size))
     last_full = now if plan.full and verified else plan.valid_last_full
@@ -636,15 +647,15 @@ def first_verification_here(instance: dg.DagsterInstance, ledger: LedgerResource
 
 def _record_in_history(
     context: dg.AssetExecutionContext, ledger: LedgerResource, report: VerifyReport
-) -> str:
+) -> tuple[str | None, str | None]:
     """_record_in_history appends the run to the verification history auditors query
-    (``verification_runs``); a history that cannot be written is a warning, not a failure."""
+    (``verification_runs``); returns (run id, None) or (None, why it could not)."""
     trigger = f"dagster audit_ledger run {context.run.run_id}"
     try:
-        return history.record(ledger.resolved_data_dir(), report, trigger=trigger).run_id
+        return history.record(ledger.resolved_data_dir(), report, trigger=trigger).run_id, None
     except history.HistoryError as exc:
-        context.log.warning(f"verification not recorded in the history: {exc}")
-        return f"not recorded: {exc}"
+        context.log.error(f"verification not recorded in the history: {exc}")
+        return None, str(exc)
 
 
 def _trimmed_report(report: VerifyReport) -> dict[str, Any]:
