@@ -5,10 +5,12 @@ The ledger is a global property, so the checks sit on the unpartitioned ``audit_
 runs). ``audit_ledger`` runs the verifier once and turns its report into one
 :class:`dagster.AssetCheckResult` per check here; every finding code of the verifier
 belongs to exactly one check (codes added later fall to ``ledger_chain_intact``, so
-none is ever ignored). Integrity checks are blocking: a failure fails the run and keeps
-the auditor dataset from advancing past an unverified ledger. Coverage and freshness
-are not blocking: a gap is work for the gap-filling sensor, and an old ledger is still
-a verified one.
+none is ever ignored). Integrity checks, ``ledger_keys_anchored`` and the anchor review
+of ``ledger_consistent_with_recorded_checkpoint`` are blocking: a failure fails the run and
+keeps the auditor dataset from advancing past an unverified ledger. Coverage blocks only
+beyond ``AUDIT_COVERAGE_TOLERANCE_HOURS`` missing hours (up to that, a failure at WARN
+severity while the gap-filling sensor retries them). Freshness never blocks: an old
+ledger is still a verified one.
 """
 
 from __future__ import annotations
