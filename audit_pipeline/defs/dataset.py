@@ -92,6 +92,14 @@ def audit_dataset(
             description=f"the ledger could not be verified for the dataset: {exc}",
             metadata={"error": type(exc).__name__},
         ) from None
+    if not report.trusted_keys:
+        # Run alone (outside hourly_sync, where ledger_keys_anchored blocks it), the dataset
+        # still refuses to publish what only the data directory's own keyring vouches for.
+        raise dg.Failure(
+            description="the keys are unanchored: signatures verified only with the data "
+            "directory's own keyring; set AUDIT_TRUSTED_KEYS to a keys file kept elsewhere",
+            metadata={"keyring": report.keyring_source},
+        )
     data_dir = ledger.resolved_data_dir()
     try:
         result = build_dataset(
