@@ -188,11 +188,19 @@ def run_path(args: argparse.Namespace) -> int:
 def run_query_command(args: argparse.Namespace) -> int:
     from audit_pipeline.dataset.build import dataset_path
     from audit_pipeline.dataset.query import format_result, open_dataset, run_query
+    from audit_pipeline.dataset.seal import check_seal
 
     sql = sys.stdin.read() if args.sql == "-" else args.sql
     if not sql.strip():
         raise ConfigurationError("no SQL given")
-    con = open_dataset(dataset_path(args.data_dir, args.database), lock_down=True)
+    path = dataset_path(args.data_dir, args.database)
+    ledger_dir = path.parent if (path.parent / "ledger").is_dir() else None
+    if path.is_file():
+        sealed = check_seal(path, ledger_dir)
+        sealed.require()
+        # Say what the rows are (a verified build, and when), not only the rows.
+        _progress(sealed.line() + "; rows not re-verified now: 'audit-pipeline verify'")
+    con = open_dataset(path, lock_down=True, sealed=False)
     try:
         result = run_query(con, sql)
     finally:

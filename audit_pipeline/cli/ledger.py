@@ -31,6 +31,7 @@ from audit_pipeline.ledger.keys import (
     load_keyring,
     load_signing_key,
     load_trusted_keys,
+    log_size,
     parse_trusted_keys,
     revoke_key,
     rotate_key,
@@ -42,6 +43,12 @@ from audit_pipeline.ledger.proofs import (
     proof_bytes,
     prove_event,
     verify_event_proof,
+)
+from audit_pipeline.ledger.signer_state import (
+    SIGNER_STATE_ENV,
+    load_signer_state,
+    reset_signer_state,
+    signer_state_path,
 )
 from audit_pipeline.ledger.verify import VerifyReport, check_data_range, verify_ledger
 
@@ -153,10 +160,39 @@ def _keys_rotate(args: argparse.Namespace) -> int:
 def _keys_revoke(args: argparse.Namespace) -> int:
     data_dir = _ledger_dir(args)
     at = parse_time(args.at) if args.at else int(time.time())
-    key = revoke_key(data_dir, args.key, at=at)
+    key_path = _key_path(args)
+    signer = load_signing_key(key_path) if key_path.exists() else None
+    key = revoke_key(data_dir, args.key, at=at, at_size=args.at_size, signer=signer)
     _err(
-        f"revoked {key.name}+{key.key_id} from {_iso(at)}: its signatures made from then on "
-        "fail verification with key_revoked"
+        f"revoked {key.name}+{key.key_id} from batch {key.revoked_at_size} on (and from "
+        f"{_iso(at)}): its signatures on batches from there fail verification with "
+        "key_revoked, whatever time they claim; "
+        + (
+            f"entry signed by {signer.name}+{signer.key_hash:08x}"
+            if signer
+            else "entry unsigned (no signing key)"
+        )
+    )
+    return 0
+
+
+def _keys_restart_signer(args: argparse.Namespace) -> int:
+    from audit_pipeline.lake import PARQUET_FORMAT
+
+    state_path = Path(args.state).expanduser() if args.state else signer_state_path(_key_path(args))
+    data_dir = resolve_data_dir(args.data_dir)
+    adopt = None
+    if (data_dir / LEDGER).is_dir():
+        adopt = Ledger(data_dir, file_format=PARQUET_FORMAT).latest_checkpoint()
+    if adopt is not None:
+        open_checkpoint(adopt, load_keyring(data_dir).verifiers())
+    previous = load_signer_state(state_path)
+    state = reset_signer_state(state_path, reason=args.reason, now=int(time.time()), adopt=adopt)
+    forgot = f"size {previous.size} of {previous.origin}" if previous else "nothing"
+    continues = f"size {state.size} of {state.origin} ({data_dir})" if adopt else "no log yet"
+    _err(
+        f"signer restarted on purpose ({args.reason!r}): forgot {forgot}; continues from "
+        f"{continues}; recorded in {state_path} ({len(state.resets)} restarts so far)"
     )
     return 0
 
@@ -167,20 +203,32 @@ def _keys_public(args: argparse.Namespace) -> int:
 
 
 def _keys_list(args: argparse.Namespace) -> int:
-    keyring = load_keyring(_ledger_dir(args))
-    now = int(time.time())
+    data_dir = _ledger_dir(args)
+    keyring = load_keyring(data_dir)
+    now, size = int(time.time()), log_size(data_dir)
     if args.json:
         rows = [
-            {**k.to_dict(), "name": k.name, "key_id": k.key_id, "status_now": k.status_at(now)}
+            {
+                **k.to_dict(),
+                "name": k.name,
+                "key_id": k.key_id,
+                "status_now": k.status_at(now, size),
+            }
             for k in keyring.keys
         ]
         print(json.dumps({"keyring": keyring.source, "keys": rows}, indent=2))
         return 0
-    print(f"{'KEY':<40} {'VALID FROM':<21} {'VALID UNTIL':<21} {'REVOKED AT':<21} NOW")
+    print(
+        f"{'KEY':<40} {'VALID FROM':<21} {'VALID UNTIL':<21} {'REVOKED AT':<21} {'BATCHES':<16} NOW"
+    )
     for k in keyring.keys:
+        end = min(
+            (s for s in (k.valid_until_size, k.revoked_at_size) if s is not None), default=None
+        )
+        batches = f"{k.valid_from_size or 0}..{'' if end is None else end - 1}"
         print(
             f"{k.name + '+' + k.key_id:<40} {_iso(k.valid_from):<21} {_iso(k.valid_until):<21} "
-            f"{_iso(k.revoked_at):<21} {k.status_at(now)}"
+            f"{_iso(k.revoked_at):<21} {batches:<16} {k.status_at(now, size)}"
         )
     return 0
 
@@ -197,6 +245,14 @@ def _verify(args: argparse.Namespace) -> int:
     trusted = None
     if args.trusted_checkpoint:
         trusted = _read_file(args.trusted_checkpoint, "trusted checkpoint")
+    if args.signer_state:
+        if trusted is not None:
+            raise ConfigurationError("pass --trusted-checkpoint or --signer-state, not both")
+        state = load_signer_state(Path(args.signer_state).expanduser())
+        if state is None or not state.size:
+            raise ConfigurationError(f"no signed checkpoint in signer state {args.signer_state}")
+        trusted = state.checkpoint.encode()
+        _err(f"trusted checkpoint: size {state.size} from the signer state {args.signer_state}")
     if args.incremental and trusted is None:
         raise ConfigurationError("--incremental needs --trusted-checkpoint FILE")
     if args.jobs < 1:
@@ -229,9 +285,23 @@ def _verify(args: argparse.Namespace) -> int:
         _err(f"data range {format_hour(start)}..{format_hour(end)} from {source}")
     _err(report.summary())
     _record(args, data_dir, report, bundle)
+    sealed = _dataset_seal(data_dir)
+    if sealed is not None:
+        _err(sealed.line())
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-    return 0 if report.ok else 1
+        doc = report.to_json()
+        doc["dataset"] = None if sealed is None else sealed.to_dict()
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+    return 0 if report.ok and (sealed is None or sealed.ok) else 1
+
+
+def _dataset_seal(data_dir: Path) -> Any:
+    """_dataset_seal checks the auditors' dataset against its seal, when there is one."""
+    from audit_pipeline.dataset.build import dataset_path
+    from audit_pipeline.dataset.seal import check_seal
+
+    path = dataset_path(data_dir)
+    return check_seal(path, data_dir) if path.is_file() else None
 
 
 def _record(args: argparse.Namespace, data_dir: Path, report: VerifyReport, bundle: bool) -> None:
@@ -329,7 +399,7 @@ def _dataset_batches(data_dir: Path, event_id: str) -> tuple[list[int], str]:
     if not path.is_file():
         return [], f"no dataset at {path}; searched newest first"
     try:
-        con = open_dataset(path)
+        con = open_dataset(path, sealed=False)  # a hint only: the batch is checked anyway
     except AuditPipelineError as exc:
         return [], f"dataset unusable ({exc}); searched newest first"
     try:
@@ -409,13 +479,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         keys_sub,
         "revoke",
         help="revoke a key from a given time on",
-        description="Mark a keyring key revoked: signatures it made at or after\n"
-        "--at fail verification with key_revoked.",
+        description="Mark a keyring key revoked from a log position (tree size) on:\n"
+        "its signatures on batches at or past it fail verification with key_revoked,\n"
+        "whatever time they claim. The entry is signed by the current signing key.",
     )
     revoke.add_argument("key", metavar="KEYID", help="hex key id, name+keyid, or the vkey")
     revoke.add_argument("--at", metavar="TIME", help="Unix seconds or ISO 8601 (default: now)")
+    revoke.add_argument(
+        "--at-size",
+        metavar="N",
+        type=int,
+        help="log position (tree size) from which it is revoked (default: the log's size now)",
+    )
+    _key_file_option(revoke)
     _data_dir_option(revoke)
     revoke.set_defaults(func=_keys_revoke)
+
+    restart = _parser(
+        keys_sub,
+        "restart-signer",
+        help="start the signer over on purpose (new data directory, restored backup)",
+        description="The signer refuses to sign a checkpoint that does not extend the last\n"
+        "one it signed (kept beside the key, in the signer state file). After a deliberate\n"
+        "restart, such as restoring a backup, this continues from the data directory's\n"
+        "newest checkpoint (or from no log) and records the reason and what was forgotten.",
+    )
+    restart.add_argument("--reason", required=True, help="why the signer starts over (recorded)")
+    restart.add_argument(
+        "--state",
+        metavar="PATH",
+        help=f"signer state file (default: ${SIGNER_STATE_ENV}, else the key file + .state)",
+    )
+    _key_file_option(restart)
+    _data_dir_option(restart)
+    restart.set_defaults(func=_keys_restart_signer)
 
     public = _parser(keys_sub, "public", help="print the current public key (vkey)")
     _key_file_option(public)
@@ -448,6 +545,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--trusted-checkpoint",
         metavar="FILE",
         help="signed checkpoint held elsewhere ('-' = stdin)",
+    )
+    verify.add_argument(
+        "--signer-state",
+        metavar="FILE",
+        help="use the newest checkpoint the signer signed (its state file, beside the "
+        "private key) as the trusted checkpoint: catches truncation and rollback on the "
+        "signer's host",
     )
     verify.add_argument(
         "--trusted-keys", metavar="FILE", help="keyring JSON or vkeys (one a line) held elsewhere"

@@ -34,6 +34,7 @@ from audit_pipeline.ledger import Ledger, verify_ledger
 from audit_pipeline.ledger.keys import default_signing_key_path, init_key, load_signing_key
 from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.ledger.note import Signer
+from audit_pipeline.ledger.signer_state import signer_state_path
 from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
 
 DEMO_DATA_DIR = Path("data/demo")
@@ -153,9 +154,13 @@ def run_sync(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"{data_dir} holds emulator demo data; real syncs go to another data directory"
         )
-    signer = load_signing_key(default_signing_key_path())
+    key_path = default_signing_key_path()
     ledger = Ledger(
-        data_dir, file_format=PARQUET_FORMAT, signer=signer, origin=os.environ.get(ORIGIN_ENV)
+        data_dir,
+        file_format=PARQUET_FORMAT,
+        signer=load_signing_key(key_path),
+        origin=os.environ.get(ORIGIN_ENV),
+        signer_state=signer_state_path(key_path),
     )
     report = sync_hours(
         start=start,
@@ -206,7 +211,13 @@ def run_demo(args: argparse.Namespace) -> int:
         settings = AuditApiSettings(
             token=emulator.token, base_url=emulator.base_url, max_calls_per_minute=0
         )
-        ledger = Ledger(data_dir, file_format=PARQUET_FORMAT, signer=signer, origin=DEMO_ORIGIN)
+        ledger = Ledger(
+            data_dir,
+            file_format=PARQUET_FORMAT,
+            signer=signer,
+            origin=DEMO_ORIGIN,
+            signer_state=signer_state_path(data_dir / DEMO_KEY_FILE, {}),
+        )
         report = sync_hours(
             start=start,
             end=end,

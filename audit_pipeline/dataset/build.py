@@ -84,6 +84,7 @@ from audit_pipeline.dataset.schema import (
     comment_tables,
     create_tables,
 )
+from audit_pipeline.dataset.seal import check_seal, write_seal
 from audit_pipeline.dataset.views import create_views
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import EVENT_SCHEMA, PARQUET_FORMAT, SCHEMA_VERSION
@@ -103,6 +104,9 @@ from audit_pipeline.ledger.canonical import canonical_json
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
     CHECKPOINTS,
+    DATA_MODE,
+    LocalStorage,
+    make_dirs,
     manifest_path,
     parse_numbered_name,
 )
@@ -211,7 +215,7 @@ def build_dataset(
             f"{shown}{more}); the dataset was not rebuilt. Run 'audit-pipeline verify' for "
             "the full report."
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(target.parent)
     with _build_lock(target):
         _remove_stale_temporaries(target)
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
@@ -229,6 +233,14 @@ def build_dataset(
         except BaseException:
             _discard(tmp)
             raise
+        write_seal(
+            target,
+            origin=report.origin,
+            tree_size=report.tree_size,
+            root_hash=run.root_hash,
+            checkpoint=run.checkpoint,
+            verification_run_id=run.run_id,
+        )
     result = BuildResult(
         path=target,
         tree_size=report.tree_size,
@@ -244,8 +256,13 @@ def build_dataset(
 @contextlib.contextmanager
 def _build_lock(target: Path) -> Iterator[None]:
     """_build_lock serializes builders of one target (readers never take it)."""
-    fd = os.open(target.with_name(target.name + ".build-lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(
+        target.with_name(target.name + ".build-lock"),
+        os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+        0o644,
+    )
     try:
+        os.fchmod(fd, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -265,8 +282,10 @@ def _discard(tmp: Path) -> None:
 
 
 def _publish(tmp: Path, target: Path) -> None:
+    """_publish makes the built file read-only (whatever the umask), durable, then current."""
     fd = os.open(tmp, os.O_RDONLY)
     try:
+        os.fchmod(fd, DATA_MODE)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -313,11 +332,11 @@ def _read_chain(data_dir: Path, report: VerifyReport) -> _Chain:
     raws = []
     for sequence in range(report.tree_size):
         try:
-            raws.append((data_dir / manifest_path(sequence)).read_bytes())
-        except OSError as exc:
+            raws.append(LocalStorage(data_dir).read(manifest_path(sequence)))
+        except (OSError, LedgerError) as exc:
             raise DatasetIntegrityError(
-                f"manifest {sequence} cannot be read after verification: {exc.strerror}; "
-                "nothing was published"
+                f"manifest {sequence} cannot be read after verification: "
+                f"{getattr(exc, 'strerror', None) or exc}; nothing was published"
             ) from exc
     chain = _Chain(raws)
     if report.tree_size and chain.roots[-1] != report.root_hash:
@@ -337,10 +356,9 @@ def _read_verified_file(data_dir: Path, signed: SignedManifest) -> pa.Table:
     """_read_verified_file reads a data file once and parses the bytes it hashed."""
     data = signed.manifest.data
     assert data is not None
-    path = data_dir / data.path
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
+        raw = LocalStorage(data_dir).read(data.path)
+    except (OSError, LedgerError) as exc:
         raise DatasetIntegrityError(
             f"data file of batch {signed.sequence} cannot be read after verification: {exc}"
         ) from exc
@@ -527,6 +545,9 @@ def _write_incremental(
     try:
         con.execute("SET TimeZone = 'UTC'")
         previous = _previous_batches(con, report, chain)
+        sealed = check_seal(target)
+        if not sealed.ok:
+            raise _NotIncremental(f"the previous dataset is not reused: {sealed.problem}")
         reused = previous.size
         new = chain.manifests(reused)
         new_files = _storage_order(new)

@@ -54,14 +54,19 @@ from audit_pipeline.ledger import (
     resolve_data_dir,
     verify_ledger,
 )
+from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
     CHECKPOINTS,
     HOUR,
     KEYRING,
+    LocalStorage,
     format_hour,
+    make_dirs,
     manifest_path,
+    open_regular,
     parse_numbered_name,
+    read_regular,
 )
 from audit_pipeline.ledger.verify import Finding, FindingCode, check_data_range
 
@@ -188,6 +193,8 @@ def export_evidence(
             "batches_in_range": [m.sequence for m in in_range],
             "data_files": files,
             "events_in_range": events,
+            "formats": sorted({m.manifest.format for m in chain}),
+            "anchored": report.anchored,
         }
         (staging / EVIDENCE_FILE).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         (staging / README_FILE).write_text(_readme(doc, len(chain)))
@@ -214,9 +221,12 @@ def export_evidence(
 
 
 def _copy(src_root: Path, dst_root: Path, rel: str) -> None:
+    """_copy copies a regular file only (never a link, FIFO or device; NotRegularFileError)."""
     target = dst_root / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src_root / rel, target)
+    make_dirs(target.parent)
+    source = LocalStorage(src_root).regular_path(rel)
+    with os.fdopen(open_regular(source), "rb") as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def _sha256(path: Path) -> str:
@@ -251,8 +261,11 @@ It holds:
 - `ledger/manifests/`: all {manifests} signed batch manifests from the start of the log.
   Each one names a data file with its size and SHA-256 and links to the previous manifest;
 - `ledger/checkpoints/`: signed checkpoints (Merkle tree heads over the manifests);
-- `ledger/keys/keyring.json`: the public keys that signed them;
-- `EVIDENCE.json`: what was exported, with the hash of every data file.
+- `ledger/keys/keyring.json`: the public keys that signed them, each with the log positions
+  (tree sizes) where its trust starts and stops or where it was revoked, and a statement
+  signed by the key that made the entry;
+- `EVIDENCE.json`: what was exported, with the hash of every data file and the manifest
+  formats present (`audit_pipeline.manifest/v2`; older `v1` manifests verify too).
 
 Log: `{doc["origin"]}`, size {doc["tree_size"]}, root hash `{doc["root_hash"]}`.
 
@@ -273,6 +286,12 @@ Log: `{doc["origin"]}`, size {doc["tree_size"]}, root hash `{doc["root_hash"]}`.
    you separately (a checkpoint held outside this folder). With such a checkpoint file,
    add `--trusted-checkpoint FILE` and the verifier proves this log extends it.
 
+A signature counts only if its key was trusted at the manifest's *position* in the log: a
+revoked key cannot add a batch after its revocation by dating it earlier. The verifier
+prints `anchored: false` and the attacks it could not rule out (truncation, rollback,
+rewritten history, substituted keys) unless both `--trusted-keys` and
+`--trusted-checkpoint` come from outside this folder.
+
 The check passes only if every signature, every hash link between manifests, every data
 file's hash and the Merkle root of its events, and every checkpoint agree. Changing,
 removing or adding any byte of the log data or the signed files makes it fail and says
@@ -290,10 +309,10 @@ def load_evidence(bundle: Path) -> dict[str, Any]:
     """load_evidence reads ``EVIDENCE.json`` (EvidenceError if absent or not a bundle)."""
     path = Path(bundle) / EVIDENCE_FILE
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         raise EvidenceError(f"{bundle} is not an evidence bundle (no {EVIDENCE_FILE})") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, LedgerError) as exc:
         raise EvidenceError(f"cannot read {path}: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("schema") != EVIDENCE_SCHEMA:
         raise EvidenceError(f"{path} is not an {EVIDENCE_SCHEMA} document")

@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.ledger.errors import LedgerError
+from audit_pipeline.ledger.layout import make_dirs, read_regular
 
 RUNS_LOG = "verification/runs.jsonl"
 RUN_SCHEMA = "audit_pipeline.verification_run/v1"
@@ -129,9 +131,10 @@ def record(data_dir: Path, report: Any, *, trigger: str) -> VerificationRun:
 
 @contextlib.contextmanager
 def _locked_append(path: Path) -> Iterator[int]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    make_dirs(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
+        os.fchmod(fd, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd
     finally:
@@ -162,10 +165,10 @@ def load_runs(data_dir: Path) -> list[VerificationRun]:
     """
     path = runs_log_path(data_dir)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_regular(path).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return []
-    except OSError as exc:
+    except (OSError, LedgerError) as exc:
         raise HistoryError(f"cannot read the verification history {path}: {exc}") from exc
     runs: list[VerificationRun] = []
     for number, line in enumerate(text.splitlines(), 1):

@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from audit_pipeline.dataset.build import DatasetMissingError
+from audit_pipeline.dataset.seal import check_seal
 from audit_pipeline.errors import ConfigurationError
 
 FORMATS = ("table", "csv", "json")
@@ -36,14 +37,27 @@ class QueryError(ConfigurationError):
     """The SQL is not valid, or asks for something the read-only dataset does not allow."""
 
 
-def open_dataset(path: str | Path, *, lock_down: bool = False) -> duckdb.DuckDBPyConnection:
-    """open_dataset returns a read-only connection whose default schema is the dataset's."""
+def open_dataset(
+    path: str | Path,
+    *,
+    lock_down: bool = False,
+    sealed: bool = True,
+    data_dir: str | Path | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """open_dataset returns a read-only connection whose default schema is the dataset's.
+
+    With ``sealed`` (the default) a dataset that does not match its seal, or whose ledger
+    (``data_dir``, default: the one the dataset records beside it) no longer holds what it
+    was built from, is refused (DatasetTamperedError) before a row is read.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetMissingError(
             f"no dataset at {path}: run 'audit-pipeline dataset build' (or materialize the "
             "audit_dataset asset) first"
         )
+    if sealed:
+        check_seal(path, Path(data_dir) if data_dir else _ledger_beside(path)).require()
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -57,6 +71,11 @@ def open_dataset(path: str | Path, *, lock_down: bool = False) -> duckdb.DuckDBP
         con.close()
         raise ConfigurationError(f"{path} is not a readable DuckDB dataset: {exc}") from exc
     return con
+
+
+def _ledger_beside(path: Path) -> Path | None:
+    """_ledger_beside: the data directory holding the dataset, when it has a ledger."""
+    return path.parent if (path.parent / "ledger").is_dir() else None
 
 
 @dataclass(frozen=True)

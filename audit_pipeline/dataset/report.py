@@ -2,8 +2,11 @@
 
 Everything is inline (CSS in a ``<style>`` element, charts as SVG), so the file opens the
 same way offline, in an e-mail attachment or in an evidence archive years later. Facts
-come from the dataset; the verification history comes from the append-only run log, so a
-failed verification after the last successful build still shows, in red, at the top.
+come from the dataset, which must match its seal; the verdict is checked when the page is
+made (``verdict.py``: the ledger incrementally from the dataset's checkpoint, older data
+files by SHA-256), never copied from an earlier run, and the tiles about the ledger come
+from that same check. A failed verification recorded after the last successful one still
+shows, in red, at the top.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from audit_pipeline import __version__
 from audit_pipeline.dataset import charts, history
 from audit_pipeline.dataset.build import dataset_path
 from audit_pipeline.dataset.query import open_dataset
+from audit_pipeline.dataset.verdict import Verdict, verdict_now
 from audit_pipeline.ledger import resolve_data_dir
 
 _CSS = """
@@ -89,12 +93,16 @@ def write_report(
 ) -> Path:
     """write_report renders the report from the dataset and the verification history."""
     path = dataset_path(data_dir, database)
-    con = open_dataset(path)
+    ledger_dir = resolve_data_dir(data_dir) if data_dir else None
+    con = open_dataset(path, data_dir=ledger_dir)
     try:
         info = dict(con.sql("SELECT key, value FROM dataset_info").fetchall())
-        runs_dir = resolve_data_dir(data_dir) if data_dir else Path(info.get("data_dir", ""))
+        runs_dir = ledger_dir or Path(info.get("data_dir", ""))
         runs = history.load_runs(runs_dir) if runs_dir and runs_dir.is_dir() else []
-        page = render_report(con, runs, dataset=path)
+        current = None
+        if runs_dir and (runs_dir / "ledger").is_dir():
+            current = verdict_now(runs_dir, path)
+        page = render_report(con, runs, dataset=path, current=current)
     finally:
         con.close()
     out = Path(out)
@@ -110,9 +118,12 @@ def render_report(
     runs: Sequence[history.VerificationRun],
     *,
     dataset: Path | None = None,
+    current: Verdict | None = None,
 ) -> str:
     """render_report returns the HTML page. ``runs`` (from the history log) wins over the
-    dataset's copy, which ends at the dataset's own build."""
+    dataset's copy, which ends at the dataset's own build. ``current`` is the verdict
+    checked now: the banner, the tiles that depend on it and the checkpoint's state come
+    from it; without it the page says it shows a recorded verdict, and when."""
     info = dict(con.sql("SELECT key, value FROM dataset_info").fetchall())
     if not runs:
         runs = [
@@ -135,11 +146,11 @@ def render_report(
         f"{_e(__version__)} from the dataset built {_ts(int(info.get('built_at', 0)))}"
         + (f" (<span class=mono>{_e(dataset)}</span>)" if dataset else "")
         + ".</p>",
-        _verification_section(con, runs, info),
+        _verification_section(con, runs, info, current),
         _coverage_section(con),
         _volume_section(con),
         _actions_section(con),
-        _checkpoint_section(con, info),
+        _checkpoint_section(con, info, current),
         _runs_section(runs),
     ]
     return (
@@ -150,25 +161,60 @@ def render_report(
     )
 
 
+def _banner(
+    runs: Sequence[history.VerificationRun], current: Verdict | None
+) -> tuple[str, str, str, list[dict[str, Any]]]:
+    """_banner returns (css class, headline, detail, findings) for the verdict shown."""
+    latest = runs[-1] if runs else None
+    if current is not None:
+        findings = current.findings()
+        when = f"Checked now ({_ts(current.checked_at)})"
+        if not current.ok:
+            n = len(findings)
+            word = "VERIFICATION FAILED" if not current.intact else "GAPS IN COVERAGE"
+            detail = f"{when}: {n} finding{'s' if n != 1 else ''}; see below."
+            return "fail", word, detail, findings
+        if latest is not None and not latest.ok:
+            detail = (
+                f"{when}: no findings. The latest recorded verification "
+                f"({_ts(latest.verified_at)}, {_e(latest.trigger)}) failed; its findings "
+                "are below."
+            )
+            return "fail", "EARLIER VERIFICATION FAILED", detail, list(latest.findings)
+        report = current.report
+        scope = report.incremental_from if report else None
+        if not scope:
+            how = "every signature, hash link, data file and checkpoint, the dataset by its seal"
+        elif report is not None and scope < report.tree_size:
+            how = (
+                f"batches {scope}..{report.tree_size - 1} in full, every manifest and "
+                "checkpoint, older data files by SHA-256, the dataset by its seal"
+            )
+        else:
+            how = (
+                "every manifest and checkpoint, every data file by SHA-256, the dataset by its seal"
+            )
+        return "ok", "VERIFIED", f"{when}: no findings; checked {how}.", []
+    if latest is None:
+        return "fail", "NOT VERIFIED", "No verification recorded.", []
+    n = len(latest.findings)
+    detail = (
+        f"Recorded verdict of {_ts(latest.verified_at)} ({_e(latest.trigger)}), not checked "
+        "again for this page: the data may have changed since. "
+        + ("No findings then." if latest.ok else f"{n} finding{'s' if n != 1 else ''}; see below.")
+    )
+    css, word = ("ok", "VERIFIED") if latest.ok else ("fail", "VERIFICATION FAILED")
+    return css, word, detail, list(latest.findings)
+
+
 def _verification_section(
     con: duckdb.DuckDBPyConnection,
     runs: Sequence[history.VerificationRun],
     info: Mapping[str, str],
+    current: Verdict | None = None,
 ) -> str:
-    latest = runs[-1] if runs else None
-    if latest is None:
-        verdict = (
-            '<div class="verdict fail">NOT VERIFIED<small>No verification recorded.</small></div>'
-        )
-    else:
-        css, word = ("ok", "VERIFIED") if latest.ok else ("fail", "VERIFICATION FAILED")
-        n = len(latest.findings)
-        detail = (
-            f"Latest verification {_ts(latest.verified_at)} ({_e(latest.trigger)}): "
-            + ("no findings; every signature, hash link, data file and checkpoint agree."
-               if latest.ok else f"{n} finding{'s' if n != 1 else ''}; see below.")
-        )  # fmt: skip
-        verdict = f'<div class="verdict {css}">{word}<small>{detail}</small></div>'
+    css, word, detail, found = _banner(runs, current)
+    verdict = f'<div class="verdict {css}">{word}<small>{detail}</small></div>'
     facts = _one(
         con,
         """SELECT (SELECT count(*) FROM audit_events), (SELECT count(*) FROM quarantine),
@@ -179,27 +225,37 @@ def _verification_section(
     )
     events, quarantined, batches, late, gaps, first, last = facts
     failed = sum(1 for r in runs if not r.ok)
+    log_size = _e(info.get("tree_size", "-"))
+    missing = _flag(gaps)
+    if current is not None:
+        # The tiles about the ledger come from the same check as the banner.
+        if current.report is not None:
+            log_size = f"{current.report.tree_size:,}"
+            missing = _flag(current.hours_missing or 0)
+        if not current.intact:
+            log_size = f'<span class="bad">{log_size} (failed)</span>'
+            missing = '<span class="bad">unknown (verification failed)</span>'
     cells = [
         ("Events", f"{events:,}"),
         ("Batches (late)", f"{batches:,} ({late:,})"),
-        ("Hours missing", _flag(gaps)),
+        ("Hours missing", missing),
         ("Quarantined", f"{quarantined:,}"),
         ("Covered from", _ts(first)),
         ("Covered to", _ts(last)),
         ("Verifications (failed)", f"{len(runs):,} ({_flag(failed)})"),
-        ("Log size", _e(info.get("tree_size", "-"))),
+        ("Log size", log_size),
     ]
     facts_html = "".join(f'<div class="fact">{k}<b>{v}</b></div>' for k, v in cells)
     findings = ""
-    if latest is not None and latest.findings:
+    if found:
         rows = "".join(
             f"<tr><td class=mono>{_e(f.get('code'))}</td><td class=mono>{_e(f.get('location'))}"
             f"</td><td>{_e(f.get('detail'))}</td></tr>"
-            for f in latest.findings[:200]
+            for f in found[:200]
         )
-        more = len(latest.findings) - 200
+        more = len(found) - 200
         findings = (
-            "<h2 style='margin-top:16px'>Findings of the latest verification</h2>"
+            "<h2 style='margin-top:16px'>Findings</h2>"
             f"<table><tr><th>Code</th><th>Where</th><th>What</th></tr>{rows}</table>"
         )
         if more > 0:
@@ -257,7 +313,9 @@ def _actions_section(con: duckdb.DuckDBPyConnection) -> str:
     )
 
 
-def _checkpoint_section(con: duckdb.DuckDBPyConnection, info: Mapping[str, str]) -> str:
+def _checkpoint_section(
+    con: duckdb.DuckDBPyConnection, info: Mapping[str, str], current: Verdict | None = None
+) -> str:
     cp = _rows(con, "SELECT * FROM checkpoints ORDER BY tree_size DESC LIMIT 1")
     keys = _rows(con, "SELECT * FROM keys ORDER BY valid_from NULLS FIRST, name")
     if cp:
@@ -267,6 +325,10 @@ def _checkpoint_section(con: duckdb.DuckDBPyConnection, info: Mapping[str, str])
             if c["matches_ledger"]
             else '<span class="bad">does NOT match the manifests</span>'
         )
+        if current is not None and not current.intact:
+            state = (
+                '<span class="bad">not confirmed: the verification made for this page failed</span>'
+            )
         checkpoint = (
             f"<table><tr><th>Origin</th><td class=mono>{_e(c['origin'])}</td></tr>"
             f"<tr><th>Tree size</th><td>{c['tree_size']:,} batches</td></tr>"

@@ -8,8 +8,8 @@ has seen the log at some size is compared with it, and the comparison is part of
 
 - the checkpoints ``slack_audit_events`` recorded after each commit (same event log,
   other rows: a rollback of the ledger record alone shows);
-- :func:`signer_state_anchor`: the signer's own record beside the private key (issue 10's
-  ``audit_pipeline/ledger/signer_state.py``), wired in at merge;
+- :func:`signer_state_anchor`: the signer's own record beside the private key
+  (``audit_pipeline/ledger/signer_state.py``);
 - :func:`witness_anchors`: cosigned checkpoints of the witnesses (issue 11), wired in at merge.
 
 The recorded checkpoint missing for a non-empty ledger, smaller than any anchor, or
@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 
 from audit_pipeline.ingest import format_hour
 from audit_pipeline.ledger import Checkpoint, LedgerError, parse_checkpoint
+from audit_pipeline.ledger.signer_state import load_signer_state
 
 EVENTS_ASSET = dg.AssetKey("slack_audit_events")
 RECORDED_SOURCE = "dagster: audit_ledger's recorded checkpoint"
@@ -40,6 +42,7 @@ VERIFIED_TAG = "audit_pipeline/ledger_verified"
 VERIFIED_SIZE_TAG = "audit_pipeline/ledger_verified_tree_size"
 RUNS_SOURCE = "dagster: run tags of the runs that verified the ledger"
 RUN_RECORDS_READ = 50
+SIGNER_SOURCE = "signer state: the newest checkpoint the signing key signed"
 
 
 @dataclass(frozen=True)
@@ -112,14 +115,19 @@ def committed_by_this_instance(instance: dg.DagsterInstance, run_ids: set[str]) 
     return {r.dagster_run.run_id for r in known} == run_ids
 
 
-def signer_state_anchor() -> Anchor | None:
-    """HOOK (issue 10): the size in the signer-state file kept beside the signing key.
+def signer_state_anchor(state_path: Path | None) -> Anchor | None:
+    """signer_state_anchor is the size in the signer's state beside the private key (issue
+    10's ``signer_state.py``: ``$AUDIT_SIGNER_STATE``, else the key's path + ``.state``).
 
-    Issue 10 adds ``audit_pipeline/ledger/signer_state.py`` (``$AUDIT_SIGNER_STATE``, else the
-    signing key's path + ``.state``); at merge this returns ``Anchor("signer state", size)``
-    from it. Until then there is no signer anchor, and the report says so.
+    None when there is no state (no key here, or nothing signed yet); an unreadable state
+    is a configuration error the run reports, never an anchor quietly dropped.
     """
-    return None
+    if state_path is None:
+        return None
+    state = load_signer_state(state_path)
+    if state is None or state.size == 0:
+        return None
+    return Anchor(SIGNER_SOURCE, state.size)
 
 
 def witness_anchors() -> list[Anchor]:
@@ -127,9 +135,11 @@ def witness_anchors() -> list[Anchor]:
     return []
 
 
-def external_anchors(instance: dg.DagsterInstance) -> list[Anchor]:
+def external_anchors(
+    instance: dg.DagsterInstance, *, signer_state: Path | None = None
+) -> list[Anchor]:
     """external_anchors collects every anchor besides audit_ledger's own record, as of now."""
-    signer = signer_state_anchor()
+    signer = signer_state_anchor(signer_state)
     return [
         *events_anchors(instance),
         *verified_runs_anchors(instance),
@@ -238,6 +248,6 @@ def anchor_metadata(review: AnchorReview) -> dict[str, object]:
 def _hooks_present(anchors: Iterable[Anchor]) -> list[tuple[str, bool]]:
     sources = {a.source for a in anchors}
     return [
-        ("signer state (issue 10)", any(s.startswith("signer state") for s in sources)),
+        ("signer state (no state file beside the signing key)", SIGNER_SOURCE in sources),
         ("witnesses (issue 11)", any(s.startswith("witness") for s in sources)),
     ]

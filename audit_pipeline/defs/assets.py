@@ -27,6 +27,7 @@ from audit_pipeline.dataset import history
 from audit_pipeline.defs import env_int
 from audit_pipeline.defs.anchors import (
     CLOCK_SKEW_SECONDS,
+    Anchor,
     checkpoint_body,
     checkpoint_tree_size,
     committed_by_this_instance,
@@ -62,6 +63,7 @@ from audit_pipeline.lake import COLUMN_DOCS, EVENT_SCHEMA
 from audit_pipeline.ledger import LedgerError, VerifyReport
 from audit_pipeline.ledger.layout import MANIFESTS, LocalStorage
 from audit_pipeline.ledger.manifest import parse_manifest
+from audit_pipeline.ledger.signer_state import signer_state_path
 from audit_pipeline.slack.client import FetchStats
 
 OWNERS = ["team:security"]
@@ -471,7 +473,7 @@ def verification_result(
                 *verified_runs_anchors(context.instance),
             ]
         ),
-        anchors=external_anchors(context.instance),
+        anchors=current_anchors(context.instance, ledger),
         ledger_size=report.tree_size,
         first_verification_here=recorded.checkpoint is None
         and first_verification_here(context.instance, ledger),
@@ -629,6 +631,17 @@ def run_verification(ledger: LedgerResource, trusted: bytes | None, *, full: boo
         raise dg.Failure(
             description=f"the ledger could not be verified: {exc}",
             metadata={"error": type(exc).__name__, "data_dir": str(ledger.resolved_data_dir())},
+        ) from None
+
+
+def current_anchors(instance: dg.DagsterInstance, ledger: LedgerResource) -> list[Anchor]:
+    """current_anchors: every anchor as of now, the signer's state among them."""
+    try:
+        return external_anchors(instance, signer_state=signer_state_path(ledger.signing_key_path()))
+    except AuditPipelineError as exc:
+        raise dg.Failure(
+            description=f"an anchor of the ledger could not be read: {exc}",
+            metadata={"error": type(exc).__name__},
         ) from None
 
 

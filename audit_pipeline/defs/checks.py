@@ -80,6 +80,7 @@ LEDGER_CHAIN_INTACT = LedgerCheck(
             C.UNEXPECTED_FILE,
             C.MALFORMED_CHECKPOINT,
             C.CHECKPOINT_MISMATCH,
+            C.KEYRING_ENTRY_FORGED,
         }
     ),
 )
@@ -98,13 +99,14 @@ LEDGER_FILES_MATCH_MANIFESTS = LedgerCheck(
             C.EVENT_RANGE_MISMATCH,
             C.EVENT_RECORD_MISMATCH,
             C.EVENT_OUTSIDE_WINDOW,
+            C.NOT_REGULAR_FILE,
         }
     ),
 )
 LEDGER_HAS_NO_UNREFERENCED_FILES = LedgerCheck(
     "ledger_has_no_unreferenced_files",
     "No file under lake/ is outside the ledger (injected files never reach auditors).",
-    frozenset({C.UNREFERENCED_FILE}),
+    frozenset({C.UNREFERENCED_FILE, C.LINKED_DIRECTORY}),
 )
 LEDGER_EVENT_IDS_UNIQUE = LedgerCheck(
     "ledger_event_ids_unique",

@@ -14,6 +14,8 @@ the dataset carries.
 
 # No ``from __future__ import annotations``: Dagster reads the config parameter's
 # annotation without resolving strings, so it must be the class itself.
+import time
+
 import dagster as dg
 from pydantic import Field
 
@@ -130,6 +132,8 @@ def audit_dataset(
             if trusted is None
             else f"incremental from {report.incremental_from}",
             "verification_run_id": result.verification_run_id,
+            "verified_at": dg.MetadataValue.timestamp(time.time()),
+            "anchored": report.anchored,
             "build": result.mode,
             "build_reason": result.reason,
             "data_files_read": result.files_read,

@@ -26,6 +26,7 @@ from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import Keyring, Ledger, VerifyReport, load_trusted_keys, verify_ledger
 from audit_pipeline.ledger.keys import default_signing_key_path, load_signing_key
 from audit_pipeline.ledger.layout import resolve_data_dir
+from audit_pipeline.ledger.signer_state import signer_state_path
 from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class LedgerResource(dg.ConfigurableResource):
             file_format=PARQUET_FORMAT,
             signer=signer,
             origin=self.resolved_origin(),
+            signer_state=signer_state_path(self.signing_key_path()),
         )
 
     def verify(self, *, trusted_checkpoint: bytes | None, incremental: bool) -> VerifyReport:

@@ -45,6 +45,12 @@ from audit_pipeline.ledger.proofs import (
     prove_event,
     verify_event_proof,
 )
+from audit_pipeline.ledger.signer_state import (
+    SignerRefusal,
+    SignerState,
+    load_signer_state,
+    signer_state_path,
+)
 from audit_pipeline.ledger.verify import (
     Finding,
     FindingCode,
@@ -78,6 +84,8 @@ __all__ = [
     "RootMismatchError",
     "SignedManifest",
     "Signer",
+    "SignerRefusal",
+    "SignerState",
     "TrustedKey",
     "UnknownKeyError",
     "VerificationIncompleteError",
@@ -89,6 +97,7 @@ __all__ = [
     "default_signing_key_path",
     "events_root",
     "load_keyring",
+    "load_signer_state",
     "load_signing_key",
     "load_trusted_keys",
     "open_checkpoint",
@@ -96,6 +105,7 @@ __all__ = [
     "parse_manifest",
     "prove_event",
     "resolve_data_dir",
+    "signer_state_path",
     "verify_event_proof",
     "verify_ledger",
 ]

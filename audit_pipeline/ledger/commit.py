@@ -34,9 +34,11 @@ import base64
 import binascii
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +54,7 @@ from audit_pipeline.ledger.events import (
     record_mismatch,
     unique_events,
 )
-from audit_pipeline.ledger.keys import Keyring, KeyStatus, key_id, load_keyring
+from audit_pipeline.ledger.keys import Keyring, KeyStatus, TrustedKey, key_id, load_keyring
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
     CHECKPOINTS,
@@ -62,11 +64,13 @@ from audit_pipeline.ledger.layout import (
     MANIFESTS,
     PENDING,
     LocalStorage,
+    NotRegularFileError,
     batch_data_path,
     checkpoint_path,
     format_hour,
     intent_path,
     manifest_path,
+    open_regular,
     parse_numbered_name,
 )
 from audit_pipeline.ledger.manifest import (
@@ -79,6 +83,7 @@ from audit_pipeline.ledger.manifest import (
     sign_manifest,
 )
 from audit_pipeline.ledger.note import Signer
+from audit_pipeline.ledger.signer_state import check_extension, load_signer_state, record_signed
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +192,7 @@ def parse_intent(raw: bytes) -> Intent:
 def file_digest(path: Path) -> tuple[int, str]:
     """file_digest returns (size, hex SHA-256) of a file, read in 1 MiB chunks."""
     digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
+    with os.fdopen(open_regular(path), "rb") as fh:
         while chunk := fh.read(_CHUNK):
             size += len(chunk)
             digest.update(chunk)
@@ -219,7 +224,10 @@ class Ledger:
 
     ``signer`` is needed only to commit. ``origin`` names the log (default: the chain's own,
     else ``audit-pipeline/ledger``). ``clock`` gives the signing time; a manifest's
-    ``created`` never goes backwards along the chain.
+    ``created`` never goes backwards along the chain. ``signer_state`` is the file, beside
+    the key and outside the data directory, where the signer keeps the newest checkpoint it
+    signed (see ``signer_state.py``): with it, a truncated or forked log is refused before
+    anything is written; the CLI and Dagster always pass it.
     """
 
     def __init__(
@@ -230,8 +238,10 @@ class Ledger:
         signer: Signer | None = None,
         origin: str | None = None,
         clock: Callable[[], float] = time.time,
+        signer_state: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.signer_state = None if signer_state is None else Path(signer_state)
         self.file_format = file_format
         self.signer = signer
         self.origin = origin
@@ -318,10 +328,16 @@ class Ledger:
             if signed.manifest.window_start != window_start or data is None:
                 continue
             try:
+                os.close(open_regular(self.storage.regular_path(data.path)))
                 records = self.file_format.read_events(self.storage.path(data.path))
             except FileNotFoundError:
                 raise LedgerStateError(
                     f"data file of batch {signed.sequence} is missing: {data.path}"
+                ) from None
+            except NotRegularFileError as exc:
+                raise LedgerStateError(
+                    f"data file of batch {signed.sequence} is not readable as a file: {exc}; "
+                    "run 'audit-pipeline verify'"
                 ) from None
             ids.update(r.event_id for r in records)
         return ids
@@ -363,6 +379,7 @@ class Ledger:
         with self.storage.lock():
             self._step("locked")
             chain = self._load_chain()
+            self._check_signer_state(chain)
             self._recover(chain)
             batches = [m for m in chain if m.manifest.window_start == window_start]
             held = self._window_ids(batches, window_start)
@@ -399,7 +416,7 @@ class Ledger:
         seq = len(chain)
         origin = self._origin(chain)
         created = max(int(self.clock()), chain[-1].manifest.created if chain else 0)
-        self._check_signing_key(signer, created)
+        self._check_signing_key(signer, created, seq)
         data, records = None, []
         if events:
             data, records = self._publish_data(
@@ -519,13 +536,14 @@ class Ledger:
     def _keyring(self) -> Keyring:
         return load_keyring(self.data_dir)
 
-    def _check_signing_key(self, signer: Signer, created: int) -> None:
+    def _check_signing_key(self, signer: Signer, created: int, position: int) -> None:
         """_check_signing_key refuses to sign what the verifier would reject."""
-        status = self._keyring().status(signer.name, signer.key_hash, created)
+        status = self._keyring().status(signer.name, signer.key_hash, created, position)
         if status is not KeyStatus.VALID:
             raise ConfigurationError(
                 f"signing key {signer.name}+{key_id(signer.key_hash)} is {status.value} in "
-                f"the data directory's keyring at {created}; see 'audit-pipeline keys list'"
+                f"the data directory's keyring at batch {position} ({created}); see "
+                "'audit-pipeline keys list'"
             )
 
     def _checked_tip(self, chain: Sequence[SignedManifest]) -> tuple[int, bytes] | None:
@@ -552,47 +570,114 @@ class Ledger:
             )
         return cp.tree_size, previous
 
+    def _check_signer_state(self, chain: Sequence[SignedManifest]) -> None:
+        """_check_signer_state refuses, before anything is written, a log that does not
+        extend the newest checkpoint this signer signed (truncated or forked)."""
+        if self.signer_state is not None:
+            state = load_signer_state(self.signer_state)
+            check_extension(state, self._origin(chain), [m.leaf_hash for m in chain])
+
     def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest]) -> bytes:
-        """_write_checkpoint signs and publishes the checkpoint for ``len(chain)``."""
+        """_write_checkpoint signs and publishes the checkpoint for ``len(chain)``; with a
+        signer state, only as a consistent extension of it, recorded there before it is
+        published (a crash in between re-signs the same bytes: Ed25519 is deterministic)."""
+        leaves = [m.leaf_hash for m in chain]
+        state = None if self.signer_state is None else load_signer_state(self.signer_state)
+        if self.signer_state is not None:
+            check_extension(state, chain[0].manifest.origin, leaves)
         tip = self._checked_tip(chain)
         if tip is not None and tip[0] == len(chain):
-            return tip[1]
-        checkpoint = Checkpoint(
-            origin=chain[0].manifest.origin,
-            tree_size=len(chain),
-            root_hash=merkle.root_hash([m.leaf_hash for m in chain]),
-        )
-        signed = sign_checkpoint(checkpoint, signer)
-        self.storage.create_exclusive(checkpoint_path(len(chain)), signed, mode=0o444)
+            signed = tip[1]
+        else:
+            checkpoint = Checkpoint(
+                origin=chain[0].manifest.origin,
+                tree_size=len(chain),
+                root_hash=merkle.root_hash(leaves),
+            )
+            signed = sign_checkpoint(checkpoint, signer)
+        if self.signer_state is not None and (state is None or state.size < len(chain)):
+            record_signed(self.signer_state, state, signed, now=int(self.clock()), step=self._step)
+        if tip is None or tip[0] < len(chain):
+            self.storage.create_exclusive(checkpoint_path(len(chain)), signed, mode=0o444)
         return signed
 
     def _recover(self, chain: list[SignedManifest]) -> None:
-        """_recover removes what a crashed commit left and signs a missing tip checkpoint."""
+        """_recover removes what a crashed commit left and signs a missing tip checkpoint.
+
+        It acts only on intents signed by this signer's own key (the data directory's
+        keyring is not trusted for this) naming the one lake path their batch may have, and
+        never through a linked directory: a forged intent deletes nothing.
+        """
         referenced = {m.manifest.data.path for m in chain if m.manifest.data}
         for name in self.storage.list_dir(PENDING):
             rel = f"{PENDING}/{name}"
             if parse_numbered_name(name, INTENT_SUFFIX) is None:
-                self.storage.remove(rel)
-                log.info("removed staged file %s of an interrupted commit", rel)
+                self._remove_staged(rel)
                 continue
             try:
                 intent = parse_intent(self.storage.read(rel))
-            except LedgerError:
-                log.warning("removing unreadable intent %s", rel)
-                self.storage.remove(rel)
+            except LedgerError as exc:
+                log.warning("removing unreadable intent %s: %s", rel, exc)
+                self._remove_staged(rel)
                 continue
-            if intent.path not in referenced and self.storage.exists(intent.path):
-                if file_digest(self.storage.path(intent.path)) == (intent.size, intent.sha256):
-                    self.storage.remove(intent.path)
-                    log.info(
-                        "removed uncommitted leftover %s (batch %d)", intent.path, intent.sequence
-                    )
-                else:
-                    log.warning("%s differs from its intent; left for the verifier", intent.path)
-            self.storage.remove(rel)
+            if self._intent_is_ours(intent, len(chain)) and intent.path not in referenced:
+                self._remove_leftover(intent)
+            elif intent.path not in referenced:
+                log.warning(
+                    "intent %s is not authenticated by this signer or names a foreign path; "
+                    "its file is left for the verifier",
+                    rel,
+                )
+            self._remove_staged(rel)
         tip = self._checked_tip(chain)
         if chain and (tip is None or tip[0] < len(chain)):
             self._write_checkpoint(self._require_signer(), chain)
+
+    def _intent_is_ours(self, intent: Intent, size: int) -> bool:
+        signer = self._require_signer()
+        own = Keyring(keys=(TrustedKey.from_vkey(signer.vkey),), source="signer")
+        if not intent.signature_ok(own) or intent.sequence < size:
+            return False
+        window = _window_of(intent.path)
+        if window is None:
+            return False
+        suffix = self.file_format.suffix
+        return intent.path in {
+            batch_data_path(window, intent.sequence, kind, suffix) for kind in ("hour", "late")
+        }
+
+    def _remove_leftover(self, intent: Intent) -> None:
+        try:
+            digest = file_digest(self.storage.regular_path(intent.path))
+        except FileNotFoundError:
+            return
+        except NotRegularFileError as exc:
+            log.warning("uncommitted leftover not removed: %s", exc)
+            return
+        if digest == (intent.size, intent.sha256):
+            self.storage.remove(intent.path)
+            log.info("removed uncommitted leftover %s (batch %d)", intent.path, intent.sequence)
+        else:
+            log.warning("%s differs from its intent; left for the verifier", intent.path)
+
+    def _remove_staged(self, rel: str) -> None:
+        if os.path.isdir(self.storage.path(rel)) and not os.path.islink(self.storage.path(rel)):
+            log.warning("%s is a directory, not a staged file; left for the verifier", rel)
+            return
+        self.storage.remove(rel)
+        log.info("removed staged file %s of an interrupted commit", rel)
+
+
+def _window_of(path: str) -> int | None:
+    """_window_of reads the hour a lake path claims (None if it is not a lake data path)."""
+    parts = path.split("/")
+    if len(parts) != 4 or parts[0] != "lake":
+        return None
+    try:
+        moment = datetime.strptime(f"{parts[1]}/{parts[2]}", "date=%Y-%m-%d/hour=%H")
+    except ValueError:
+        return None
+    return int(moment.replace(tzinfo=UTC).timestamp())
 
 
 def _ranges(numbers: Sequence[int]) -> str:

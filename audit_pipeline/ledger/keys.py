@@ -27,6 +27,8 @@ data directory can edit this file, so an auditor passes a keyring or vkeys held 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import json
 import os
@@ -38,12 +40,21 @@ from typing import Any
 
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger import note
-from audit_pipeline.ledger.canonical import parse_json_strict
+from audit_pipeline.ledger.canonical import canonical_json, parse_json_strict
 from audit_pipeline.ledger.errors import LedgerError
-from audit_pipeline.ledger.layout import KEYRING, LocalStorage
+from audit_pipeline.ledger.layout import (
+    KEYRING,
+    MANIFEST_SUFFIX,
+    MANIFESTS,
+    LocalStorage,
+    checkpoint_path,
+    parse_numbered_name,
+)
 
 SIGNING_KEY_ENV = "AUDIT_SIGNING_KEY"
-KEYRING_SCHEMA = "audit_pipeline.keyring/v1"
+KEYRING_SCHEMA_V1 = "audit_pipeline.keyring/v1"
+KEYRING_SCHEMA = "audit_pipeline.keyring/v2"
+KEYRING_SCHEMAS = (KEYRING_SCHEMA_V1, KEYRING_SCHEMA)
 DEFAULT_KEY_NAME = "audit-pipeline"
 
 
@@ -61,18 +72,28 @@ def key_id(key_hash: int) -> str:
     return f"{key_hash:08x}"
 
 
+_POSITIONS = ("valid_from_size", "valid_until_size", "revoked_at_size")
+_TIMES = ("valid_from", "valid_until", "revoked_at")
+ENTRY_CONTEXT = b"audit_pipeline.keyring-entry/v2\x00"
+
+
 @dataclass(frozen=True)
 class TrustedKey:
-    """TrustedKey is one keyring entry: a public key and the times it may sign."""
+    """TrustedKey is one keyring entry: a public key, the log positions (tree sizes) and
+    times it may sign at, and the signature of the key that made the entry."""
 
     vkey: str
     verifier: note.Verifier = field(compare=False, repr=False)
     valid_from: int | None = None
     valid_until: int | None = None
     revoked_at: int | None = None
+    valid_from_size: int | None = None
+    valid_until_size: int | None = None
+    revoked_at_size: int | None = None
+    statement: Mapping[str, str] | None = field(default=None, compare=False)
 
     @classmethod
-    def from_vkey(cls, vkey: str, **window: int | None) -> TrustedKey:
+    def from_vkey(cls, vkey: str, **window: Any) -> TrustedKey:
         return cls(vkey, note.Verifier.from_vkey(vkey), **window)
 
     @property
@@ -87,7 +108,21 @@ class TrustedKey:
     def key_id(self) -> str:
         return key_id(self.verifier.key_hash)
 
-    def status_at(self, when: int | float) -> KeyStatus:
+    def status_at(self, when: int | float, position: int | None = None) -> KeyStatus:
+        """status_at judges a signature made at log position ``position`` (a manifest's
+        sequence number; ``tree size - 1`` for a checkpoint) claiming time ``when``.
+
+        Positions decide whatever the claimed time: a revoked key cannot sign past the
+        recorded tree size by dating its signature earlier. Time windows still apply on
+        top (v1 keyrings have nothing else).
+        """
+        if position is not None:
+            if self.revoked_at_size is not None and position >= self.revoked_at_size:
+                return KeyStatus.REVOKED
+            if self.valid_from_size is not None and position < self.valid_from_size:
+                return KeyStatus.NOT_YET_VALID
+            if self.valid_until_size is not None and position >= self.valid_until_size:
+                return KeyStatus.EXPIRED
         if self.revoked_at is not None and when >= self.revoked_at:
             return KeyStatus.REVOKED
         if self.valid_from is not None and when < self.valid_from:
@@ -96,13 +131,46 @@ class TrustedKey:
             return KeyStatus.EXPIRED
         return KeyStatus.VALID
 
-    def to_dict(self) -> dict[str, Any]:
+    def body(self) -> dict[str, Any]:
+        """body is the entry without its statement: what the statement signs."""
         return {
             "revoked_at": self.revoked_at,
+            "revoked_at_size": self.revoked_at_size,
             "valid_from": self.valid_from,
+            "valid_from_size": self.valid_from_size,
             "valid_until": self.valid_until,
+            "valid_until_size": self.valid_until_size,
             "vkey": self.vkey,
         }
+
+    def signed_by(self, signer: note.Signer) -> TrustedKey:
+        """signed_by returns the entry with a statement signed by ``signer``."""
+        sig = signer.sign(ENTRY_CONTEXT + canonical_json(self.body()))
+        statement = {
+            "by": f"{signer.name}+{key_id(signer.key_hash)}",
+            "sig": base64.b64encode(sig).decode(),
+        }
+        return replace(self, statement=statement)
+
+    def statement_signer(self, keyring: Keyring) -> TrustedKey | None:
+        """statement_signer returns the keyring key whose signature on this entry verifies
+        (None: unsigned, unknown signer, or a signature that does not verify)."""
+        if not self.statement:
+            return None
+        name, _, hex_id = str(self.statement.get("by", "")).rpartition("+")
+        try:
+            signer = keyring.find(name, int(hex_id, 16))
+            sig = base64.b64decode(str(self.statement.get("sig", "")), validate=True)
+        except (ValueError, binascii.Error):
+            return None
+        message = ENTRY_CONTEXT + canonical_json(self.body())
+        return signer if signer is not None and signer.verifier.verify(message, sig) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {k: v for k, v in self.body().items() if v is not None or k in _TIMES}
+        if self.statement:
+            doc["statement"] = dict(self.statement)
+        return doc
 
 
 class MalformedKeyringError(ConfigurationError):
@@ -136,9 +204,11 @@ class Keyring:
                 return key
         return None
 
-    def status(self, name: str, key_hash: int, when: int | float) -> KeyStatus:
+    def status(
+        self, name: str, key_hash: int, when: int | float, position: int | None = None
+    ) -> KeyStatus:
         key = self.find(name, key_hash)
-        return KeyStatus.UNKNOWN if key is None else key.status_at(when)
+        return KeyStatus.UNKNOWN if key is None else key.status_at(when, position)
 
     def verifiers(self) -> note.Verifiers:
         return note.Verifiers(k.verifier for k in self.keys)
@@ -169,26 +239,36 @@ class Keyring:
             doc = parse_json_strict(data)
         except LedgerError as exc:
             raise MalformedKeyringError(f"{source}: {exc}") from exc
-        if not isinstance(doc, dict) or doc.get("schema") != KEYRING_SCHEMA:
+        if not isinstance(doc, dict) or doc.get("schema") not in KEYRING_SCHEMAS:
             raise MalformedKeyringError(f"{source}: not a keyring (schema {KEYRING_SCHEMA})")
         if set(doc) != {"schema", "keys"} or not isinstance(doc["keys"], list):
             raise MalformedKeyringError(f"{source}: expected exactly 'schema' and a 'keys' list")
-        return cls(tuple(_key_from_dict(e, source, i) for i, e in enumerate(doc["keys"])), source)
+        v1 = doc["schema"] == KEYRING_SCHEMA_V1
+        keys = tuple(_key_from_dict(e, source, i, v1=v1) for i, e in enumerate(doc["keys"]))
+        return cls(keys, source)
 
 
-def _key_from_dict(entry: Any, source: str, index: int) -> TrustedKey:
+def _key_from_dict(entry: Any, source: str, index: int, *, v1: bool = False) -> TrustedKey:
     where = f"{source}: keys[{index}]"
     if not isinstance(entry, Mapping):
         raise MalformedKeyringError(f"{where}: not an object")
-    unknown = set(entry) - {"vkey", "valid_from", "valid_until", "revoked_at"}
+    allowed = {"vkey", *_TIMES} if v1 else {"vkey", "statement", *_TIMES, *_POSITIONS}
+    unknown = set(entry) - allowed
     if unknown or "vkey" not in entry:
         raise MalformedKeyringError(f"{where}: needs 'vkey'; unknown fields {sorted(unknown)}")
-    times: dict[str, int | None] = {}
-    for name in ("valid_from", "valid_until", "revoked_at"):
+    times: dict[str, Any] = {}
+    for name in (*_TIMES, *_POSITIONS):
         value = entry.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise MalformedKeyringError(f"{where}: {name} must be Unix seconds or null")
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            raise MalformedKeyringError(f"{where}: {name} must be a non-negative integer or null")
         times[name] = value
+    statement = entry.get("statement")
+    if statement is not None:
+        if not isinstance(statement, Mapping) or set(statement) != {"by", "sig"}:
+            raise MalformedKeyringError(f"{where}: statement must be {{'by', 'sig'}}")
+        times["statement"] = {k: str(v) for k, v in statement.items()}
     if (
         times["valid_from"] is not None
         and times["valid_until"] is not None
@@ -231,11 +311,13 @@ def load_keyring(data_dir: Path) -> Keyring:
     """load_keyring reads the data directory's own keyring (ConfigurationError if absent)."""
     path = keyring_file(data_dir)
     try:
-        data = path.read_bytes()
+        data = LocalStorage(Path(data_dir)).read(KEYRING)
     except FileNotFoundError:
         raise ConfigurationError(
             f"no keyring at {path}: run 'audit-pipeline keys init' or pass --trusted-keys"
         ) from None
+    except LedgerError as exc:
+        raise ConfigurationError(f"cannot read keyring {path}: {exc}") from None
     except OSError as exc:
         raise ConfigurationError(f"cannot read keyring {path}: {exc.strerror}") from exc
     return Keyring.from_bytes(data, source=str(path))
@@ -302,10 +384,18 @@ def load_signing_key(path: Path) -> note.Signer:
         raise ConfigurationError(f"{path} does not hold a valid signing key") from None
 
 
+def log_size(data_dir: Path) -> int:
+    """log_size is the number of manifests in the data directory: the log position from
+    which a keyring change takes effect (read under the ledger lock, as commits are)."""
+    names = LocalStorage(Path(data_dir)).list_dir(MANIFESTS)
+    return sum(parse_numbered_name(n, MANIFEST_SUFFIX) is not None for n in names)
+
+
 def init_key(
     data_dir: Path, key_path: Path, *, name: str, now: int
 ) -> tuple[note.Signer, bool, bool]:
-    """init_key makes sure a signing key exists and the keyring trusts it from ``now``.
+    """init_key makes sure a signing key exists and the keyring trusts it from ``now`` and
+    from the log's current size on (a self-signed entry).
 
     Returns (signer, key file created, key added to the keyring). Safe to repeat.
     """
@@ -318,15 +408,19 @@ def init_key(
         keyring = load_keyring(data_dir) if path.exists() else Keyring(source=str(path))
         if keyring.find(signer.name, signer.key_hash) is not None:
             return signer, created, False
-        save_keyring(data_dir, keyring.with_key(TrustedKey.from_vkey(signer.vkey, valid_from=now)))
+        entry = TrustedKey.from_vkey(
+            signer.vkey, valid_from=now, valid_from_size=log_size(data_dir)
+        ).signed_by(signer)
+        save_keyring(data_dir, keyring.with_key(entry))
     return signer, created, True
 
 
 def rotate_key(
     data_dir: Path, key_path: Path, *, now: int, name: str | None = None
 ) -> tuple[note.Signer, note.Signer]:
-    """rotate_key replaces the signing key: the old key's window closes at ``now``, the new
-    one's opens at ``now``. Returns (old signer, new signer)."""
+    """rotate_key replaces the signing key: the old key's window closes at ``now`` and at the
+    log's current size, the new one's opens there; the outgoing key signs both entries.
+    Returns (old signer, new signer)."""
     key_path = Path(key_path)
     old = load_signing_key(key_path)
     storage = LocalStorage(Path(data_dir))
@@ -345,22 +439,41 @@ def rotate_key(
             raise ConfigurationError(
                 f"the current key {old.name}+{key_id(old.key_hash)} is not in the keyring"
             )
+        size = log_size(data_dir)
+        if size and not storage.exists(checkpoint_path(size)):
+            raise ConfigurationError(
+                f"the checkpoint of the log's {size} batches is missing (an interrupted "
+                "commit): let the next sync sign it before rotating, so the outgoing key "
+                "signs everything up to the rotation"
+            )
         new = create_signing_key(staged, name or old.name)
-        closed = replace(old_entry, valid_until=now)
-        keyring = keyring.with_replaced(old_entry, closed)
-        keyring = keyring.with_key(TrustedKey.from_vkey(new.vkey, valid_from=now))
+        closed = replace(old_entry, valid_until=now, valid_until_size=size).signed_by(old)
+        opened = TrustedKey.from_vkey(new.vkey, valid_from=now, valid_from_size=size)
+        keyring = keyring.with_replaced(old_entry, closed).with_key(opened.signed_by(old))
         save_keyring(data_dir, keyring)
         os.replace(staged, key_path)
     return old, new
 
 
-def revoke_key(data_dir: Path, ref: str, *, at: int) -> TrustedKey:
-    """revoke_key marks a keyring key revoked from ``at`` on; signatures made at or after
-    ``at`` fail with ``key_revoked``."""
+def revoke_key(
+    data_dir: Path,
+    ref: str,
+    *,
+    at: int,
+    at_size: int | None = None,
+    signer: note.Signer | None = None,
+) -> TrustedKey:
+    """revoke_key marks a keyring key revoked from log position ``at_size`` (default: the
+    log's current size) and time ``at`` on: its signatures on batches at or past that
+    position fail with ``key_revoked`` whatever time they claim. ``signer`` (the current
+    signing key) signs the entry; without it the entry is left unsigned."""
     storage = LocalStorage(Path(data_dir))
     with storage.lock():
         keyring = load_keyring(data_dir)
         entry = keyring.select(ref)
-        revoked = replace(entry, revoked_at=at)
+        size = log_size(data_dir) if at_size is None else at_size
+        revoked = replace(entry, revoked_at=at, revoked_at_size=size, statement=None)
+        if signer is not None:
+            revoked = revoked.signed_by(signer)
         save_keyring(data_dir, keyring.with_replaced(entry, revoked))
     return revoked

@@ -28,11 +28,13 @@ import errno
 import fcntl
 import os
 import re
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.ledger.errors import LedgerError
 
 HOUR = 3600
 SEQ_WIDTH = 8
@@ -52,6 +54,81 @@ MANIFEST_SUFFIX = ".json"
 CHECKPOINT_SUFFIX = ".checkpoint"
 INTENT_SUFFIX = ".intent"
 _NUMBERED = re.compile(r"^([0-9]+)(\.[a-z]+)$")
+DIR_MODE = 0o755
+DATA_MODE = 0o444
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class NotRegularFileError(LedgerError):
+    """A symbolic link, FIFO, device or directory stands where a regular file should be
+    (or the path runs through a linked directory): it is never followed nor waited on."""
+
+    def __init__(self, path: str | Path, kind: str) -> None:
+        self.path = str(path)
+        self.kind = kind
+        super().__init__(f"{path} is {kind}, not a regular file: not followed, not read")
+
+
+def file_kind(mode: int) -> str:
+    """file_kind names a file type the way a finding says it."""
+    for test, name in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def open_regular(path: str | Path) -> int:
+    """open_regular opens a file for reading only if it is a regular file: the last
+    component is not followed (``O_NOFOLLOW``), a FIFO does not block the open
+    (``O_NONBLOCK``), and the type is checked on the open descriptor (``fstat``) before a
+    byte is read. NotRegularFileError otherwise; FileNotFoundError if absent."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegularFileError(path, "a symbolic link") from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):
+            raise NotRegularFileError(path, file_kind(os.lstat(path).st_mode)) from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegularFileError(path, file_kind(mode))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_regular(path: str | Path) -> bytes:
+    """read_regular returns the bytes of a regular file (see :func:`open_regular`)."""
+    with os.fdopen(open_regular(path), "rb") as fh:
+        return fh.read()
+
+
+def make_dir(path: Path) -> None:
+    """make_dir creates one directory with mode 0755 whatever the umask."""
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        return
+    os.chmod(path, DIR_MODE)
+
+
+def make_dirs(path: Path) -> None:
+    """make_dirs creates ``path`` and its missing parents, each 0755 whatever the umask."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        make_dir(directory)
 
 
 def resolve_data_dir(explicit: str | Path | None = None) -> Path:
@@ -135,7 +212,25 @@ class LocalStorage:
         return self.path(rel).exists()
 
     def read(self, rel: str) -> bytes:
-        return self.path(rel).read_bytes()
+        """read returns a regular file's bytes (NotRegularFileError for a link, FIFO,
+        device, or a path through a linked directory: never followed, never waited on)."""
+        return read_regular(self.regular_path(rel))
+
+    def regular_path(self, rel: str) -> Path:
+        """regular_path returns the path of ``rel`` after checking that no directory on
+        the way down from the root is a symbolic link (the file itself is checked when
+        opened with :func:`open_regular`)."""
+        path = self.path(rel)
+        current = self.root
+        for part in rel.split("/")[:-1]:
+            current = current / part
+            try:
+                mode = os.lstat(current).st_mode
+            except FileNotFoundError:
+                return path
+            if not stat.S_ISDIR(mode):
+                raise NotRegularFileError(path, f"reached through {file_kind(mode)} ({current})")
+        return path
 
     def read_all(self, rels: list[str]) -> list[bytes]:
         """read_all reads many small files (a year of manifests) without per-path objects;
@@ -145,7 +240,7 @@ class LocalStorage:
         root = str(self.root)
         out = []
         for rel in rels:
-            with open(f"{root}/{rel}", "rb") as f:
+            with os.fdopen(open_regular(f"{root}/{rel}"), "rb") as f:
                 out.append(f.read())
         return out
 
@@ -159,19 +254,43 @@ class LocalStorage:
         except FileNotFoundError:
             return []
 
-    def walk_files(self, rel: str) -> list[str]:
-        """walk_files returns every non-directory path under ``rel``, relative to the root."""
+    def walk_files(self, rel: str, linked_dirs: list[str] | None = None) -> list[str]:
+        """walk_files returns every non-directory path under ``rel``, relative to the root,
+        without following links; a symbolic link to a directory is listed in
+        ``linked_dirs`` (when given), never entered."""
         base = self.path(rel)
         found: list[str] = []
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()
+            for name in list(dirnames):
+                if os.path.islink(os.path.join(dirpath, name)):
+                    dirnames.remove(name)
+                    if linked_dirs is not None:
+                        linked_dirs.append(self._relative(dirpath, name))
             for name in sorted(filenames):
-                found.append((Path(dirpath) / name).relative_to(self.root).as_posix())
+                found.append(self._relative(dirpath, name))
         return found
+
+    def linked_directories(self, skip: tuple[str, ...] = ()) -> list[str]:
+        """linked_directories lists every symbolic link to a directory under the root (and
+        the root's own top-level entries), not entering ``skip`` (walked elsewhere)."""
+        found: list[str] = []
+        for dirpath, dirnames, _ in os.walk(self.root):
+            for name in list(dirnames):
+                rel = self._relative(dirpath, name)
+                if os.path.islink(os.path.join(dirpath, name)):
+                    found.append(rel)
+                    dirnames.remove(name)
+                elif rel in skip:
+                    dirnames.remove(name)
+        return sorted(found)
+
+    def _relative(self, dirpath: str, name: str) -> str:
+        return (Path(dirpath) / name).relative_to(self.root).as_posix()
 
     def ensure_dirs(self) -> None:
         for rel in (LAKE, MANIFESTS, CHECKPOINTS, KEYS, PENDING):
-            self.path(rel).mkdir(parents=True, exist_ok=True)
+            make_dirs(self.path(rel))
 
     def _make_parent(self, target: Path) -> None:
         parent = target.parent
@@ -182,14 +301,13 @@ class LocalStorage:
             missing.append(parent)
             parent = parent.parent
         for directory in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                directory.mkdir()
+            make_dir(directory)
             _fsync_dir(directory.parent)
 
     def stage_path(self, name: str) -> Path:
         """stage_path returns a fresh path under ``ledger/pending/`` for a file being built."""
         pending = self.path(PENDING)
-        pending.mkdir(parents=True, exist_ok=True)
+        make_dirs(pending)
         target = pending / name
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
@@ -197,8 +315,9 @@ class LocalStorage:
 
     def write_staged(self, name: str, data: bytes) -> Path:
         staged = self.stage_path(name)
-        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
+            os.fchmod(fd, 0o644)
             _write_all(fd, data)
             os.fsync(fd)
         finally:
@@ -207,7 +326,7 @@ class LocalStorage:
 
     @staticmethod
     def fsync_file(path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_regular(path)
         try:
             os.fsync(fd)
         finally:
@@ -240,8 +359,9 @@ class LocalStorage:
         target = self.path(rel)
         self._make_parent(target)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         try:
+            os.fchmod(fd, mode)
             _write_all(fd, data)
             os.fsync(fd)
         finally:
@@ -250,9 +370,10 @@ class LocalStorage:
         _fsync_dir(target.parent)
 
     def remove(self, rel: str) -> bool:
-        """remove deletes one file (read-only files too: only the directory is written)."""
+        """remove deletes one file (read-only files too: only the directory is written),
+        never through a linked directory (NotRegularFileError): it stays inside the root."""
         try:
-            self.path(rel).unlink()
+            self.regular_path(rel).unlink()
         except FileNotFoundError:
             return False
         _fsync_dir(self.path(rel).parent)
@@ -262,9 +383,9 @@ class LocalStorage:
     def lock(self) -> Iterator[None]:
         """lock holds an exclusive ``flock(2)`` on ``ledger/lock`` (blocks until free)."""
         target = self.path(LOCK)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(target.parent)
         try:
-            fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
                 raise ConfigurationError(f"cannot lock the ledger at {target}: {exc}") from exc

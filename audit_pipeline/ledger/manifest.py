@@ -6,8 +6,8 @@ code point, no whitespace; see ``canonical.py``) of an envelope::
     {"signatures":[{"key_id":"<hex8>","name":"<key name>","sig":"<base64, 64 bytes>"}],
      "signed":{<payload>}}
 
-and the payload (``format`` audit_pipeline.manifest/v1) holds every field a verifier needs,
-all inside the signed bytes::
+and the payload (``format`` audit_pipeline.manifest/v2; v1 is still read and verified)
+holds every field a verifier needs, all inside the signed bytes::
 
     {"algorithms":{"canonicalization":"canonical-json/v1","file_hash":"sha256",
                    "merkle":"rfc6962-sha256","signature":"ed25519"},
@@ -16,7 +16,7 @@ all inside the signed bytes::
              "rows":2,"sha256":"<hex>","size":5123}   # null for kind "empty"
      "events":{"count":2,"max_date_create":1735690000,"merkle_root":"<hex>",
                "min_date_create":1735689700}        # min/max null when count is 0
-     "format":"audit_pipeline.manifest/v1",
+     "format":"audit_pipeline.manifest/v2",
      "key":{"key_id":"<hex8>","name":"audit-pipeline"},
      "kind":"hour",                              # "hour" | "late" | "empty"
      "origin":"audit-pipeline/ledger",           # the log's name, as in its checkpoints
@@ -25,15 +25,18 @@ all inside the signed bytes::
      "source":{"api_url":"...","oldest":...,"latest":...,"pages":...},
      "window":{"end":1735693200,"start":1735689600}}   # [start, end), one UTC hour
 
-The signature is Ed25519 over ``b"audit_pipeline.manifest/v1\\x00" || canonical payload``
-(the NUL context keeps it from ever being a valid signed-note signature). The genesis
-manifest (sequence 0) links to 32 zero bytes. The manifest's leaf in the log tree is
+The signature is Ed25519 over ``<format> || 0x00 || canonical payload`` (the NUL context
+keeps it from ever being a valid signed-note signature). The genesis manifest (sequence 0)
+links to 32 zero bytes. The manifest's leaf in the log tree is
 ``leaf_hash(exact file bytes)``; verifiers hash what is on disk, never a re-serialization.
 
 Compatibility: readers refuse envelopes that are not canonical, have duplicate keys, extra
 envelope fields (they would be unsigned), or algorithm names outside the allow-list.
 Unknown payload fields are kept and round-tripped (they are signed); a change old readers
-must not accept gets a new ``format``.
+must not accept gets a new ``format``. v2 has v1's fields; what changed is the meaning a
+v1 reader would get wrong: the signing key's validity is judged by the manifest's position
+in the log (its sequence number against the keyring's tree-size windows), never by the
+``created`` time the signer chose, so a v1 reader must not accept v2 manifests.
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ from audit_pipeline.ledger.errors import MalformedError
 from audit_pipeline.ledger.keys import Keyring, KeyStatus, key_id
 from audit_pipeline.ledger.note import Signer
 
-MANIFEST_FORMAT = "audit_pipeline.manifest/v1"
+MANIFEST_FORMAT_V1 = "audit_pipeline.manifest/v1"
+MANIFEST_FORMAT = "audit_pipeline.manifest/v2"
+MANIFEST_FORMATS = (MANIFEST_FORMAT_V1, MANIFEST_FORMAT)
 SIGNING_CONTEXT = MANIFEST_FORMAT.encode() + b"\x00"
 ALGORITHMS: Mapping[str, str] = {
     "canonicalization": "canonical-json/v1",
@@ -119,6 +124,7 @@ class Manifest:
     key_id: str
     algorithms: Mapping[str, str] = field(default_factory=lambda: dict(ALGORITHMS))
     unrecognized_fields: Mapping[str, Any] = field(default_factory=dict)
+    format: str = MANIFEST_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
         data = None
@@ -140,7 +146,7 @@ class Manifest:
                 "merkle_root": self.events_root,
                 "min_date_create": self.min_date_create,
             },
-            "format": MANIFEST_FORMAT,
+            "format": self.format,
             "key": {"key_id": self.key_id, "name": self.key_name},
             "kind": self.kind,
             "origin": self.origin,
@@ -154,7 +160,7 @@ class Manifest:
     @property
     def signed_bytes(self) -> bytes:
         """signed_bytes is the exact message the signature covers."""
-        return SIGNING_CONTEXT + canonical_json(self.to_dict())
+        return self.format.encode() + b"\x00" + canonical_json(self.to_dict())
 
     @classmethod
     def from_dict(cls, payload: Any) -> Manifest:
@@ -163,7 +169,7 @@ class Manifest:
         missing = [f for f in _FIELDS if f not in d]
         if missing:
             raise MalformedError(f"manifest payload lacks {', '.join(missing)}")
-        if d["format"] != MANIFEST_FORMAT:
+        if d["format"] not in MANIFEST_FORMATS:
             raise MalformedError(f"unsupported manifest format {d['format']!r}")
         algorithms = _obj(d["algorithms"], "algorithms", set(ALGORITHMS))
         for name, value in algorithms.items():
@@ -210,6 +216,7 @@ class Manifest:
             key_id=_hex8(key["key_id"], "key.key_id"),
             algorithms=dict(algorithms),
             unrecognized_fields={k: v for k, v in d.items() if k not in _FIELDS},
+            format=d["format"],
         )
 
 
@@ -304,7 +311,8 @@ def parse_manifest(raw: bytes) -> SignedManifest:
 
 
 def signature_status(signed: SignedManifest, keyring: Keyring) -> str:
-    """signature_status checks the signature and the key's window at the ``created`` time.
+    """signature_status checks the signature and the key's window at the manifest's
+    position in the log (and at its ``created`` time, for windows given in seconds).
 
     Returns ``"valid"``, one of the :class:`KeyStatus` failure values, or ``bad_signature``.
     A signature is checked before the window, so a forged signature under a revoked key id
@@ -316,7 +324,7 @@ def signature_status(signed: SignedManifest, keyring: Keyring) -> str:
         return KeyStatus.UNKNOWN.value
     if not key.verifier.verify(signed.manifest.signed_bytes, sig.sig):
         return BAD_SIGNATURE
-    return key.status_at(signed.manifest.created).value
+    return key.status_at(signed.manifest.created, position=signed.sequence).value
 
 
 def _obj(value: Any, where: str, fields: set[str], *, required: bool = True) -> dict[str, Any]:

@@ -26,6 +26,7 @@ events (17 hashes), the proof is about 3 KB plus the event itself.
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,12 @@ from audit_pipeline.ledger.errors import (
 )
 from audit_pipeline.ledger.events import BatchFileFormat
 from audit_pipeline.ledger.keys import Keyring, KeyStatus, load_keyring
-from audit_pipeline.ledger.layout import batch_data_dir, batch_data_path, manifest_path
+from audit_pipeline.ledger.layout import (
+    batch_data_dir,
+    batch_data_path,
+    manifest_path,
+    open_regular,
+)
 from audit_pipeline.ledger.manifest import Manifest, SignedManifest, parse_manifest
 from audit_pipeline.ledger.note import Verifiers
 
@@ -197,6 +203,7 @@ def _find_event(
         ):
             continue
         try:
+            os.close(open_regular(ledger.storage.regular_path(data.path)))
             records = ledger.file_format.read_events(ledger.storage.path(data.path))
         except FileNotFoundError:
             if batch_hint is not None:
@@ -308,11 +315,11 @@ def _check_manifest_signature(
     if not verifier.verify(signed.manifest.signed_bytes, sig.sig):
         raise InvalidSignatureError(sig.name, sig.key_hash)
     if keyring is not None:
-        status = keyring.status(sig.name, sig.key_hash, signed.manifest.created)
+        status = keyring.status(sig.name, sig.key_hash, signed.manifest.created, signed.sequence)
         if status is not KeyStatus.VALID:
             raise EventProofError(
-                f"manifest signed by {sig.name}+{sig.key_id}: {status.value} at "
-                f"created={signed.manifest.created}"
+                f"manifest {signed.sequence} signed by {sig.name}+{sig.key_id}: "
+                f"{status.value} at that position (created={signed.manifest.created})"
             )
 
 

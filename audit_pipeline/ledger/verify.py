@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -44,6 +45,7 @@ from typing import Any
 
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ledger import merkle
+from audit_pipeline.ledger.anchors import UncheckedAttack, not_ruled_out
 from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint
 from audit_pipeline.ledger.commit import file_digest, parse_intent
 from audit_pipeline.ledger.errors import (
@@ -60,16 +62,19 @@ from audit_pipeline.ledger.layout import (
     CHECKPOINTS,
     HOUR,
     INTENT_SUFFIX,
+    KEYRING,
     LAKE,
     LEDGER,
     MANIFEST_SUFFIX,
     MANIFESTS,
     PENDING,
     LocalStorage,
+    NotRegularFileError,
     batch_data_path,
     checkpoint_path,
     format_hour,
     manifest_path,
+    open_regular,
     parse_numbered_name,
 )
 from audit_pipeline.ledger.manifest import (
@@ -126,6 +131,9 @@ class FindingCode(enum.StrEnum):
     CONSISTENCY_FAILURE = "consistency_failure"
     STALE_LOG = "stale_log"
     RANGE_NOT_COVERED = "range_not_covered"
+    NOT_REGULAR_FILE = "not_regular_file"
+    LINKED_DIRECTORY = "linked_directory"
+    KEYRING_ENTRY_FORGED = "keyring_entry_forged"
 
 
 _KEY_CODES = {
@@ -204,6 +212,22 @@ class VerifyReport:
     incremental_from: int | None = None
     missing_sequences: tuple[int, ...] = field(default=())
     data_range: tuple[int, int] | None = None
+    trusted_checkpoint: bool = False
+    max_lag: int | None = None
+
+    @property
+    def not_ruled_out(self) -> tuple[UncheckedAttack, ...]:
+        """not_ruled_out: the attacks this run's anchors (if any) could not expose."""
+        return not_ruled_out(
+            trusted_checkpoint=self.trusted_checkpoint,
+            trusted_keys=self.trusted_keys,
+            max_lag=self.max_lag is not None,
+        )
+
+    @property
+    def anchored(self) -> bool:
+        """anchored: an outside checkpoint and outside keys were given (nothing above open)."""
+        return not self.not_ruled_out
 
     def __bool__(self) -> bool:
         return not self.findings
@@ -238,6 +262,8 @@ class VerifyReport:
             "root_hash": merkle_b64(self.root_hash),
             "checkpoint": self.checkpoint.decode() if self.checkpoint else None,
             "keyring": {"source": self.keyring_source, "trusted": self.trusted_keys},
+            "anchored": self.anchored,
+            "not_ruled_out": [a.to_dict() for a in self.not_ruled_out],
             "incremental_from": self.incremental_from,
             "data_range": (
                 None
@@ -289,6 +315,12 @@ class VerifyReport:
                 "  keys: used the data directory's own keyring, which anyone who can write "
                 "the directory can edit; pass --trusted-keys FILE to use keys held elsewhere"
             )
+        if not self.anchored:
+            lines.append(
+                "  anchored: false: checked against the data directory only, so these were "
+                "not ruled out:"
+            )
+            lines.extend(f"    {attack.line()}" for attack in self.not_ruled_out)
         return "\n".join(lines)
 
 
@@ -478,6 +510,8 @@ class _Run:
         start = trusted.tree_size if (incremental and trusted is not None) else 0
         self.progress(f"read {len(batches)} manifests; checking from batch {start}")
 
+        if not trusted_keys:
+            self._check_keyring_statements()
         self._check_manifests(batches, start, origin)
         self._check_windows(parsed, start)
         self._check_data(parsed, start)
@@ -504,7 +538,34 @@ class _Run:
             incremental_from=start if incremental else None,
             missing_sequences=tuple(missing),
             data_range=self.data_range,
+            trusted_checkpoint=trusted_raw is not None,
+            max_lag=max_lag,
         )
+
+    # -- keyring ---------------------------------------------------------------------------
+
+    def _check_keyring_statements(self) -> None:
+        """Each entry of the data directory's keyring names the keyring key that signed it
+        (itself when added, the outgoing key on rotation, the current key on revocation).
+        A statement that does not verify is a forged entry; a missing one (a v1 keyring, a
+        revocation made without the key) is a notice. An auditor's --trusted-keys copy is
+        taken as given."""
+        for key in self.keyring.keys:
+            where = f"{KEYRING}#{key.name}+{key.key_id}"
+            if not key.statement:
+                self.notice(
+                    "keyring_entry_unsigned",
+                    where,
+                    "keyring entry carries no signed statement: anyone who can write the data "
+                    "directory could have written it (pass --trusted-keys)",
+                )
+            elif key.statement_signer(self.keyring) is None:
+                self.add(
+                    FindingCode.KEYRING_ENTRY_FORGED,
+                    where,
+                    f"the entry's statement by {key.statement.get('by')} does not verify: "
+                    "its windows or revocation were edited, or its signer is not in the keyring",
+                )
 
     # -- manifests -------------------------------------------------------------------------
 
@@ -516,7 +577,11 @@ class _Run:
             if seq is None:
                 self.add(FindingCode.UNEXPECTED_FILE, rel, "not a manifest file name")
                 continue
-            raw = self.storage.read(rel)
+            try:
+                raw = self.storage.read(rel)
+            except NotRegularFileError as exc:
+                self.add(FindingCode.NOT_REGULAR_FILE, rel, str(exc))
+                continue
             signed = None
             try:
                 signed = parse_manifest(raw)
@@ -720,6 +785,7 @@ class _Run:
             data = with_data[seq].manifest.data
             assert data is not None
             try:
+                os.close(open_regular(self.storage.regular_path(data.path)))
                 records = self.file_format.read_events(self.storage.path(data.path))
             except (LedgerError, FileNotFoundError):
                 continue
@@ -791,11 +857,12 @@ class _Run:
                 rel,
                 f"intent of an interrupted commit of batch {intent.sequence}",
             )
-        for rel in self.storage.walk_files(LAKE):
+        linked: list[str] = []
+        for rel in self.storage.walk_files(LAKE, linked):
             if rel in referenced:
                 continue
             intent = leftovers.get(rel)
-            if intent is not None and file_digest(self.storage.path(rel)) == (
+            if intent is not None and _digest_or_none(self.storage, rel) == (
                 intent.size,
                 intent.sha256,
             ):
@@ -810,6 +877,13 @@ class _Run:
                 FindingCode.UNREFERENCED_FILE,
                 rel,
                 "no manifest references this file (it is not part of the ledger)",
+            )
+        for rel in sorted({*linked, *self.storage.linked_directories(skip=(LAKE,))}):
+            self.add(
+                FindingCode.LINKED_DIRECTORY,
+                rel,
+                "a symbolic link to a directory inside the data directory: nothing verified "
+                "lies behind it, yet globbing readers (pyarrow, DuckDB) would follow it",
             )
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -908,6 +982,9 @@ class _Run:
             self.checked["checkpoints"] += 1
             try:
                 cp, opened = open_checkpoint(self.storage.read(rel), verifiers)
+            except NotRegularFileError as exc:
+                self.add(FindingCode.NOT_REGULAR_FILE, rel, str(exc))
+                continue
             except UnknownKeyError as exc:
                 self.add(FindingCode.UNKNOWN_KEY, rel, str(exc))
                 continue
@@ -942,13 +1019,15 @@ class _Run:
             signed_at = parsed.get(cp.tree_size - 1)
             if signed_at is not None:
                 for sig in opened.sigs:
-                    status = self.keyring.status(sig.name, sig.key_hash, signed_at.manifest.created)
+                    status = self.keyring.status(
+                        sig.name, sig.key_hash, signed_at.manifest.created, cp.tree_size - 1
+                    )
                     if status is not KeyStatus.VALID:
                         self.add(
                             _KEY_CODES[status.value],
                             rel,
                             f"checkpoint signed by {sig.name}+{key_id(sig.key_hash)}, "
-                            f"{status.value} when batch {cp.tree_size - 1} was created",
+                            f"{status.value} at batch {cp.tree_size - 1}",
                         )
             if 0 < cp.tree_size <= contiguous and roots.root(cp.tree_size) != cp.root_hash:
                 self.add(
@@ -1053,7 +1132,10 @@ def _check_data_file(
 
     path = storage.path(data.path)
     try:
-        size, sha256 = file_digest(path)
+        size, sha256 = file_digest(storage.regular_path(data.path))
+    except NotRegularFileError as exc:
+        add(FindingCode.NOT_REGULAR_FILE, str(exc))
+        return _DataResult(findings, None, 0, 0)
     except FileNotFoundError:
         if may_be_absent:
             return _DataResult(findings, None, 0, 0, absent_outside_range=True)
@@ -1134,6 +1216,13 @@ class _PrefixRoots:
 
     def root(self, size: int) -> bytes:
         return self._roots[size]
+
+
+def _digest_or_none(storage: LocalStorage, rel: str) -> tuple[int, str] | None:
+    try:
+        return file_digest(storage.regular_path(rel))
+    except (NotRegularFileError, FileNotFoundError):
+        return None
 
 
 def _sha256(raw: bytes) -> str:

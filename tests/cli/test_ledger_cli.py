@@ -279,3 +279,36 @@ def test_help_documents_exit_codes(capsys, command: list[str]) -> None:
         main([*command, "--help"])
     assert info.value.code == 0
     assert "exit codes: 0" in capsys.readouterr().out
+
+
+def test_keys_restart_signer_is_recorded(capsys, four_hours: Ledger, tmp_path: Path) -> None:
+    from audit_pipeline.ledger.signer_state import load_signer_state
+
+    state = tmp_path / "state"
+    args = ("--state", str(state), "--data-dir", str(four_hours.data_dir))
+    with pytest.raises(SystemExit):  # --reason is required
+        run(capsys, "keys", "restart-signer", *args)
+    code, _, err = run(capsys, "keys", "restart-signer", "--reason", "restored backup", *args)
+    assert code == 0 and "restarted on purpose" in err and "continues from size 4" in err
+    recorded = load_signer_state(state)
+    assert recorded.size == 4 and recorded.resets[0]["reason"] == "restored backup"
+
+
+def test_verify_against_the_signer_state_sees_truncation(
+    capsys, four_hours: Ledger, tmp_path: Path
+) -> None:
+    from audit_pipeline.ledger.signer_state import reset_signer_state
+
+    data_dir = four_hours.data_dir
+    state = tmp_path / "signing-key.state"
+    newest = (data_dir / "ledger/checkpoints/00000004.checkpoint").read_bytes()
+    reset_signer_state(state, reason="test", now=1, adopt=newest)
+    (data_dir / manifest_path(3)).unlink()
+    (data_dir / "ledger/checkpoints/00000004.checkpoint").unlink()
+    for path in (data_dir / "lake").rglob("00000003-*"):
+        path.unlink()
+    assert run(capsys, "verify", "--no-record", "--data-dir", str(data_dir))[0] == 0
+    code, _, err = run(
+        capsys, "verify", "--no-record", "--signer-state", str(state), "--data-dir", str(data_dir)
+    )
+    assert code == 1 and "tail_truncated" in err and "tail_truncation" not in err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from audit_pipeline.defs.anchors import SIGNER_SOURCE
 from audit_pipeline.defs.resources import LedgerResource
 from audit_pipeline.ledger.keys import init_key
 
@@ -207,3 +208,16 @@ def test_a_failed_full_verification_stays_failed_until_a_full_one_passes(pipelin
     restored = pipeline.verify()
     assert restored.success and restored.metadata("audit_ledger")["verification"] == "full"
     assert pipeline.verify().metadata("audit_ledger")["verification"].startswith("incremental")
+
+
+def test_a_new_dagster_instance_cannot_adopt_a_ledger_the_signer_saw_longer(pipeline_factory):
+    first = pipeline_factory()
+    _synced(first, 0, 1, 2, 3)
+    _drop_tail(first, 3, 2)
+    # Every Dagster record is gone (a new instance); the signer's state beside the key is not.
+    fresh = pipeline_factory(instance=dg.DagsterInstance.ephemeral())
+    outcome = fresh.verify(adopt=True)
+    assert not outcome.success and CONSISTENCY in outcome.failed_checks
+    anchors = outcome.check_metadata(CONSISTENCY)["anchors"]
+    assert {"source": SIGNER_SOURCE, "tree_size": 4} in anchors
+    assert any("the ledger has 2 batches but signer state" in p for p in _problems(outcome))

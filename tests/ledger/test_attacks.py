@@ -156,7 +156,9 @@ def test_05_revoked_key(six_hours: Ledger, lh, signing_key: Signer) -> None:
     keyring = load_keyring(data_dir)
     entry = keyring.find(signing_key.name, signing_key.key_hash)
     revoked_at = payload_of(six_hours, 3)["created"]
-    save_keyring(data_dir, keyring.with_replaced(entry, replace(entry, revoked_at=revoked_at)))
+    # A revocation is made by a key holder (keyring entries are signed since keyring/v2).
+    revoked = replace(entry, revoked_at=revoked_at).signed_by(signing_key)
+    save_keyring(data_dir, keyring.with_replaced(entry, revoked))
     report = lh.verify(data_dir)
     assert found(report, "key_revoked") == [manifest_path(s) for s in (3, 4, 5, 6)] + [
         checkpoint_path(size) for size in (4, 5, 6, 7)

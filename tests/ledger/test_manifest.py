@@ -63,7 +63,7 @@ def test_round_trip_is_exact(signer: Signer) -> None:
     assert again.manifest == signed.manifest and again.raw == signed.raw
     assert again.signature.sig == signed.signature.sig
     payload = envelope(signed.raw)["signed"]
-    assert payload["format"] == "audit_pipeline.manifest/v1"
+    assert payload["format"] == "audit_pipeline.manifest/v2"
     assert payload["algorithms"] == dict(ALGORITHMS)
     assert set(payload) >= {
         "origin",
@@ -78,6 +78,17 @@ def test_round_trip_is_exact(signer: Signer) -> None:
         "created",
         "key",
     }
+
+
+def test_v1_manifests_are_still_read_and_verified(signer: Signer) -> None:
+    signed = sign_manifest(sample(signer, format="audit_pipeline.manifest/v1"), signer)
+    payload = canonical_json(signed.manifest.to_dict())
+    assert signer.verifier.verify(b"audit_pipeline.manifest/v1\x00" + payload, signed.signature.sig)
+    again = parse_manifest(signed.raw)
+    assert again.manifest.format == "audit_pipeline.manifest/v1" and again.raw == signed.raw
+    assert again.manifest.signed_bytes.startswith(b"audit_pipeline.manifest/v1\x00")
+    with pytest.raises(MalformedError, match="unsupported manifest format"):
+        Manifest.from_dict({**signed.manifest.to_dict(), "format": "audit_pipeline.manifest/v3"})
 
 
 def test_signature_covers_context_and_payload(signer: Signer) -> None:
@@ -142,7 +153,7 @@ BAD_EDITS = {
     "signature by another key": lambda d: d["signatures"][0].update(key_id="00000000"),
     "missing field": lambda d: d["signed"].pop("run_id"),
     "unknown kind": lambda d: d["signed"].update(kind="hourly"),
-    "future format": lambda d: d["signed"].update(format="audit_pipeline.manifest/v2"),
+    "future format": lambda d: d["signed"].update(format="audit_pipeline.manifest/v3"),
     "negative sequence": lambda d: d["signed"].update(sequence=-1),
     "bool sequence": lambda d: d["signed"].update(sequence=True),
     "string created": lambda d: d["signed"].update(created="2025-01-01"),
