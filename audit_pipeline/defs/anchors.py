@@ -10,7 +10,10 @@ has seen the log at some size is compared with it, and the comparison is part of
   other rows: a rollback of the ledger record alone shows);
 - :func:`signer_state_anchor`: the signer's own record beside the private key
   (``audit_pipeline/ledger/signer_state.py``);
-- :func:`witness_anchors`: cosigned checkpoints of the witnesses (issue 11), wired in at merge.
+- the tree sizes tagged on the runs that verified (run records survive an asset wipe);
+- :func:`witness_anchors`: HOOK for the witnesses' cosigned checkpoints (issue 11): the
+  lead connects it at merge; until then it returns none and the check lists it as
+  unavailable.
 
 The recorded checkpoint missing for a non-empty ledger, smaller than any anchor, or
 unreadable, and recorded state that cannot be true (a last full verification in the

@@ -5,7 +5,8 @@ committed on its own: an hour the API would not serve is recorded as failed and 
 goes on with the next, so every hour that can be committed is, and exactly those are
 marked materialized (the gap-filling sensor retries the others). Two things stop the run
 at once, since every later hour would meet them too: the ledger refusing a commit (its
-chain on disk is not what it signed) and a configuration error (a refused token, a
+chain or a data file on disk is not what it signed: any ledger error) and a configuration
+error (a refused token, a
 ledger opened without its key).
 """
 
@@ -24,7 +25,7 @@ from audit_pipeline.ingest import (
     sync_hours,
     sync_window,
 )
-from audit_pipeline.ledger import Ledger, LedgerError, LedgerStateError
+from audit_pipeline.ledger import Ledger, LedgerError
 from audit_pipeline.slack.client import AuditLogSource, SlackApiError
 
 
@@ -45,10 +46,10 @@ class RangeSync:
     failed: dict[int, str] = field(default_factory=dict)  # hour -> why it was not committed
     lookback: SyncReport = field(default_factory=SyncReport)
     lookback_failed: dict[int, str] = field(default_factory=dict)
-    refused: LedgerStateError | None = None  # the ledger on disk refused a commit
+    refused: LedgerError | None = None  # the ledger on disk refused a commit (or a read)
     stopped_by: str | None = None  # why the remaining hours were not attempted
 
-    def refuse(self, exc: LedgerStateError) -> None:
+    def refuse(self, exc: LedgerError) -> None:
         """refuse records that the ledger refused to be extended: nothing more is tried."""
         self.refused = exc
         self.stopped_by = f"the ledger refused the commit ({exc})"
@@ -76,7 +77,7 @@ def sync_range(
     outcome = RangeSync(lookback=SyncReport(stats=source.stats))
     try:
         held = ledger.committed_windows()
-    except LedgerStateError as exc:
+    except LedgerError as exc:
         held = set()
         outcome.refuse(exc)
     for hour in range(start - lookback_hours * HOUR, start, HOUR):
@@ -93,7 +94,7 @@ def sync_range(
                     actions=outcome.lookback.actions,
                 )
             )
-        except LedgerStateError as exc:
+        except LedgerError as exc:
             outcome.refuse(exc)
         except SlackApiError as exc:
             if isinstance(exc, ConfigurationError):
@@ -113,7 +114,7 @@ def sync_range(
                 lookback_hours=0,
                 progress=progress,
             )
-        except LedgerStateError as exc:
+        except LedgerError as exc:
             outcome.refuse(exc)
             outcome.failed[hour] = str(outcome.stopped_by)
         except SlackApiError as exc:

@@ -106,3 +106,23 @@ def test_checks_run_and_fail_when_the_sync_refuses_a_tampered_ledger(pipeline):
     recorded = pipeline.instance.fetch_materializations(dg.AssetKey("audit_ledger"), limit=1)
     md = recorded.records[0].asset_materialization.metadata
     assert md["verification_status"].value == "failed"
+
+
+def test_a_corrupted_data_file_met_by_the_sync_fails_the_checks_not_a_traceback(pipeline):
+    assert pipeline.sync(0, 1, 2, 3).success
+    victim = sorted((pipeline.data_dir / "lake").rglob("*.parquet"))[3]
+    victim.chmod(0o644)
+    data = bytearray(victim.read_bytes())
+    for i in range(100, len(data) - 100):
+        data[i] ^= 0x5A  # the zstd pages and footer no longer decode
+    victim.write_bytes(bytes(data))
+
+    outcome = pipeline.sync(3)  # a rerun of the hour reads the file back
+    assert not outcome.success
+    [failure] = outcome.result.get_step_failure_events()
+    user = failure.step_failure_data.user_failure_data
+    assert user is not None and "the ledger refused the commit" in user.description
+    assert "unreadable Parquet" in user.description
+    assert outcome.failed_checks == {"ledger_files_match_manifests"}
+    md = outcome.check_metadata("ledger_files_match_manifests")
+    assert md["failed_locations"] == [victim.relative_to(pipeline.data_dir).as_posix()]
