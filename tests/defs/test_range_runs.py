@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from audit_pipeline.defs.assets import build_audit_ledger
 from audit_pipeline.defs.resources import SlackAuditResource
 
 EVENTS = dg.AssetKey("slack_audit_events")
@@ -126,3 +127,24 @@ def test_a_corrupted_data_file_met_by_the_sync_fails_the_checks_not_a_traceback(
     assert outcome.failed_checks == {"ledger_files_match_manifests"}
     md = outcome.check_metadata("ledger_files_match_manifests")
     assert md["failed_locations"] == [victim.relative_to(pipeline.data_dir).as_posix()]
+
+
+def test_missing_hours_beyond_the_tolerance_block_the_dataset(pipeline):
+    pipeline.ledger = build_audit_ledger(
+        coverage_start=pipeline.h0, clock=lambda: pipeline.now, coverage_tolerance_hours=1
+    )
+    pipeline.now = pipeline.h0 + 3600 + 20 * 60  # only hour 0 has closed
+    assert pipeline.sync(0).success
+    pipeline.now += 3600  # hour 1 missing: within the tolerance
+    within = pipeline.verify()
+    assert within.success and within.failed_checks == {"ledger_covers_every_hour"}
+    assert within.checks["ledger_covers_every_hour"].severity == dg.AssetCheckSeverity.WARN
+
+    pipeline.now += 3600  # hours 1 and 2 missing: beyond it
+    beyond = pipeline.verify()
+    # (the newest hour is now over two hours old too: ledger_fresh warns, never blocks)
+    assert not beyond.success
+    assert beyond.failed_checks == {"ledger_covers_every_hour", "ledger_fresh"}
+    assert beyond.checks["ledger_covers_every_hour"].severity == dg.AssetCheckSeverity.ERROR
+    assert beyond.run_id not in pipeline.downstream_runs
+    assert beyond.check_metadata("ledger_covers_every_hour")["tolerance_hours"] == 1
