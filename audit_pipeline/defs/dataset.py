@@ -25,8 +25,9 @@ from audit_pipeline.dataset.schema import (
     PROVENANCE_DOCS,
     audit_events_column_types,
 )
-from audit_pipeline.defs.assets import GROUP, OWNERS, recorded_verification
+from audit_pipeline.defs.assets import GROUP, OWNERS
 from audit_pipeline.defs.resources import LedgerResource
+from audit_pipeline.defs.verification import recorded_verification
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import COLUMN_DOCS
 

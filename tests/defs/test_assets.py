@@ -7,7 +7,7 @@ from collections import Counter
 import dagster as dg
 import pytest
 
-from audit_pipeline.defs.assets import checkpoint_tree_size
+from audit_pipeline.defs.anchors import checkpoint_tree_size
 from audit_pipeline.lake import EVENT_SCHEMA, PARQUET_FORMAT
 from audit_pipeline.ledger import Ledger
 from audit_pipeline.ledger.keys import init_key
