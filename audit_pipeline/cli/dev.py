@@ -2,10 +2,12 @@
 
 What ``make dev`` runs. It starts the Audit Logs API emulator in this process, makes sure
 the demo data directory has a signing key, copies the instance template to
-``$DAGSTER_HOME/dagster.yaml`` the first time, syncs (through the real ``hourly_sync`` job,
-recorded in the persistent instance) the closed hours Dagster has not materialized yet,
-then runs ``dagster dev -w workspace.yaml`` on loopback with every setting in its
-environment, prints the URL, and stops both on Ctrl-C or SIGTERM.
+``$DAGSTER_HOME/dagster.yaml`` the first time, keeps a copy of the demo keyring there as
+the trusted keys (``AUDIT_TRUSTED_KEYS``: taken once, on first use), syncs (through the
+real ``hourly_sync`` job, recorded in the persistent instance) the closed hours Dagster has
+not materialized yet, then runs ``dagster dev -w workspace.yaml`` on loopback with every
+setting in its environment, prints the URL, and stops both on Ctrl-C or SIGTERM.
+``DAGSTER_HOME`` (``.dagster_home/`` by default) is refused inside any data directory.
 
 ``dagster dev`` started from a script inherits ignored SIGINT/SIGTERM handlers and then
 cannot be stopped (Dagster maps SIGTERM to the inherited SIGINT handler), so it is started
@@ -39,11 +41,15 @@ from audit_pipeline.cli.sync import (
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ingest import HOUR, format_hour, last_closed_hour, parse_hour
 from audit_pipeline.ledger.layout import format_hour as hour_label
+from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.text import plural
 
 DEFAULT_PORT = DEV_PORT
 DAGSTER_LOG = "dagster-dev.log"
-DAGSTER_HOME_DIR = Path("data/dagster_home")
+# Dagster's record of the ledger (the recorded checkpoints) must not sit where whoever
+# writes the data can rewrite it: never inside a data directory.
+DAGSTER_HOME_DIR = Path(".dagster_home")
+TRUSTED_KEYS_FILE = "trusted-keys.json"
 MAX_HOURS_PER_RUN = 24
 TEMPLATE = Path(__file__).resolve().parents[1] / "dagster.yaml"
 READY_TIMEOUT = 180.0
@@ -74,6 +80,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--workspace", type=Path, default=Path("workspace.yaml"), help="Dagster workspace file"
     )
     parser.set_defaults(func=run_dev)
+
+
+def check_dagster_home(home: Path, data_dirs: list[Path]) -> None:
+    """check_dagster_home refuses a DAGSTER_HOME inside (or equal to) a data directory."""
+    for data_dir in data_dirs:
+        if home == data_dir or data_dir in home.parents:
+            raise ConfigurationError(
+                f"DAGSTER_HOME {home} is inside the data directory {data_dir}: Dagster's record "
+                "of the ledger must live where whoever writes the data cannot rewrite it; "
+                "pass --dagster-home outside it"
+            )
+
+
+def install_trusted_keys(home: Path, data_dir: Path) -> Path:
+    """install_trusted_keys copies the demo keyring beside the instance the first time (trust
+    on first use: later keys added to the data directory are not trusted by it)."""
+    target = home / TRUSTED_KEYS_FILE
+    if not target.exists():
+        shutil.copyfile(data_dir / "ledger" / "keys" / "keyring.json", target)
+    return target
 
 
 def _install_instance_template(home: Path, template: Path = TEMPLATE) -> Path:
@@ -118,6 +144,7 @@ def dagster_environment(
         "DAGSTER_HOME": str(dagster_home),
         "AUDIT_DATA_DIR": str(data_dir),
         "AUDIT_SIGNING_KEY": str(key_path),
+        "AUDIT_TRUSTED_KEYS": str(dagster_home / TRUSTED_KEYS_FILE),
         "AUDIT_START_HOUR": format_hour(start_hour),
         "AUDIT_DAGSTER_URL": f"http://127.0.0.1:{port}",
         "SLACK_AUDIT_TOKEN": emulator_token,
@@ -135,6 +162,7 @@ def sync_missing_hours(env: Mapping[str, str], log=print) -> int:
         import dagster as dg
 
         from audit_pipeline.definitions import defs
+        from audit_pipeline.defs.anchors import verified_runs_anchors
 
         definitions = defs()
         partitions = definitions.resolve_assets_def("slack_audit_events").partitions_def
@@ -143,19 +171,28 @@ def sync_missing_hours(env: Mapping[str, str], log=print) -> int:
         with dg.DagsterInstance.get() as instance:
             done = instance.get_materialized_partitions(dg.AssetKey("slack_audit_events"))
             missing = [k for k in partitions.get_partition_keys() if k not in done]
+            # A new Dagster home over an existing demo ledger: adopting it is this command's
+            # decision (the demo's), said out loud; a real deployment adopts by hand.
+            adopt = not verified_runs_anchors(instance)
             for chunk in _contiguous_runs(missing, partitions):
                 first, last = (hour_label(parse_hour(k)) for k in (chunk[0], chunk[-1]))
                 log(f"dev: syncing {first}..{last} through hourly_sync")
+                if adopt:
+                    log("dev: first verification in this Dagster home: adopting the demo ledger")
                 result = job.execute_in_process(
                     instance=instance,
-                    # the run's events are in the UI; the console shows only problems
-                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                    run_config={
+                        # the run's events are in the UI; the console shows only problems
+                        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                        "ops": {"audit_ledger": {"config": {"adopt_unrecorded_ledger": adopt}}},
+                    },
                     tags={
                         "dagster/asset_partition_range_start": chunk[0],
                         "dagster/asset_partition_range_end": chunk[-1],
                     },
                     raise_on_error=False,
                 )
+                adopt = False
                 runs += 1
                 if not result.success:
                     raise AuditPipelineError(
@@ -250,11 +287,13 @@ def run_dev(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--hours must be at least 1, got {args.hours}")
     data_dir = args.data_dir.resolve()
     home = args.dagster_home.resolve()
+    check_dagster_home(home, [data_dir, resolve_data_dir().resolve()])
     data_dir.mkdir(parents=True, exist_ok=True)
     _install_instance_template(home)
     now = time.time()
     key_path = data_dir / DEMO_KEY_FILE
     prepare_demo_data_dir(data_dir, now=now)
+    install_trusted_keys(home, data_dir)
     start = _demo_start_hour(data_dir, args.hours, now)
 
     with demo_emulator(start, now, args.events_per_hour) as emulator:

@@ -45,6 +45,13 @@ def _duckdb_type(field: pa.Field) -> str:
     raise TypeError(f"no DuckDB type for lake column {field.name} ({field.type})")
 
 
+def audit_events_column_types() -> dict[str, str]:
+    """audit_events_column_types maps each audit_events column to its DuckDB type."""
+    by_name = {f.name: f for f in EVENT_SCHEMA}
+    types = {name: _duckdb_type(by_name[name]) for name in EVENT_COLUMNS}
+    return {**types, "batch_sequence": "BIGINT", "row_index": "BIGINT"}
+
+
 def _columns_ddl(names: tuple[str, ...]) -> str:
     by_name = {f.name: f for f in EVENT_SCHEMA}
     parts = []

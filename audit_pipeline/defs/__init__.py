@@ -11,6 +11,10 @@ variable                            meaning                                     
                                     the hour just closed (the settle delay)
 ``AUDIT_BACKFILL_HOURS_PER_RUN``    hours one backfill run syncs                24
 ``AUDIT_GAP_FILL_MAX_RUNS``         runs the gap-filling sensor asks per tick   24
+``AUDIT_GAP_FILL_RETRY_MINUTES``    first retry of a failed hour (doubles each  10
+                                    attempt)
+``AUDIT_GAP_FILL_MAX_ATTEMPTS``     attempts per hour before the sensor leaves  6
+                                    it to a person (and names it)
 ``AUDIT_AUTOMATION``                ``on``: schedule and gap-filling sensor     on
                                     start running; ``off``: they start stopped
 ``AUDIT_FRESHNESS_HOURS``           newest hour older than this fails           2
@@ -18,6 +22,8 @@ variable                            meaning                                     
 ``AUDIT_FULL_VERIFY_HOURS``         hours between full verifications (others    24
                                     check only what is new since the recorded
                                     checkpoint)
+``AUDIT_COVERAGE_TOLERANCE_HOURS``  missing hours ``ledger_covers_every_hour``  6
+                                    shows as a warning; more block the dataset
 ``AUDIT_SLACK_CHANNEL``             channel for failure alerts (alerts are off  unset
                                     unless it and the bot token are set)
 ``AUDIT_SLACK_CHECKPOINT_CHANNEL``  channel that witnesses each new checkpoint  unset
@@ -27,7 +33,9 @@ variable                            meaning                                     
 
 Run-time settings are read by the resources in ``resources.py``: ``AUDIT_DATA_DIR``,
 ``AUDIT_SIGNING_KEY``, ``AUDIT_LOG_ORIGIN`` and the ``SLACK_AUDIT_*`` API settings, the same
-variables the command line reads.
+variables the command line reads, and ``AUDIT_TRUSTED_KEYS``: the public keys (keyring JSON
+or vkeys) signatures are checked against, a file outside the data directory (refused
+inside it), as ``verify --trusted-keys``. Unset, ``ledger_keys_anchored`` fails and blocks.
 
 The values of secrets (``SLACK_AUDIT_TOKEN``, ``AUDIT_SLACK_BOT_TOKEN``) are never read here:
 resources take them through ``dagster.EnvVar``, resolved only inside a run or sensor tick.

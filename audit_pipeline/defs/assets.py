@@ -1,10 +1,12 @@
 """The assets: ``slack_audit_events`` (hourly, from the API into the ledger) and
 ``audit_ledger`` (verification of the whole ledger, with its checks).
 
-Both are thin: they read the partition window or the recorded checkpoint, call
-:func:`audit_pipeline.ingest.sync_hours` or the ledger verifier, and report what happened as
-materialization metadata. The factories exist so tests can build the same assets with
-their own partition start and clock; the code location uses the module-level instances.
+Both are thin: they read the partition window, call
+:func:`audit_pipeline.defs.range_sync.sync_range` (hour by hour) or
+:func:`audit_pipeline.defs.verification.verification_result`, and report what happened as
+materialization metadata (each hour its own). The factories exist so tests can build the
+same assets with their own partition start and clock; the code location uses the
+module-level instances.
 """
 
 # No ``from __future__ import annotations`` here: Dagster 1.13 reads the ``config``
@@ -15,42 +17,47 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from audit_pipeline.dataset import history
 from audit_pipeline.defs import env_int
-from audit_pipeline.defs.checks import (
-    LEDGER_ASSET,
-    LEDGER_CHECK_SPECS,
-    Coverage,
-    ledger_check_results,
+from audit_pipeline.defs.checks import LEDGER_CHECK_SPECS
+from audit_pipeline.defs.partitions import (
+    START_HOUR,
+    hourly_partition,
+    hours_of_window,
+    partition_key_for_hour,
 )
-from audit_pipeline.defs.partitions import START_HOUR, hourly_partition, hours_of_window
+from audit_pipeline.defs.range_sync import HourSync, RangeSync, sync_range
 from audit_pipeline.defs.resources import (
     LedgerResource,
     SlackAuditResource,
-    SlackNotificationError,
     SlackNotifier,
 )
 from audit_pipeline.defs.schedules import SYNC_MINUTE
-from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, HOUR, SyncReport, format_hour, sync_hours
+from audit_pipeline.defs.verification import (
+    COVERAGE_TOLERANCE_HOURS,
+    FRESHNESS_HOURS,
+    FULL_VERIFY_EVERY_HOURS,
+    HISTORY_ERROR,
+    VerificationSettings,
+    VerifyConfig,
+    log_ledger_verification,
+    verification_result,
+)
+from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, HOUR, format_hour
 from audit_pipeline.lake import COLUMN_DOCS, EVENT_SCHEMA
-from audit_pipeline.ledger import Checkpoint, LedgerError, VerifyReport, parse_checkpoint
-from audit_pipeline.ledger.layout import MANIFESTS, LocalStorage
-from audit_pipeline.ledger.manifest import parse_manifest
+from audit_pipeline.slack.client import FetchStats
 
 OWNERS = ["team:security"]
 GROUP = "audit"
 SYNC_POOL = "slack_audit_api"
 BACKFILL_HOURS_PER_RUN = env_int("AUDIT_BACKFILL_HOURS_PER_RUN", 24, minimum=1)
-FRESHNESS_HOURS = env_int("AUDIT_FRESHNESS_HOURS", 2, minimum=1)
-FULL_VERIFY_EVERY_HOURS = env_int("AUDIT_FULL_VERIFY_HOURS", 24, minimum=1)
+RUN_TAG_PREFIX = "audit_pipeline/"  # run totals of a sync, as run tags
 MAX_TABLE_ROWS = 30
 
 EVENTS_DESCRIPTION = (
@@ -103,16 +110,6 @@ class SyncConfig(dg.Config):
     )
 
 
-class VerifyConfig(dg.Config):
-    """Run configuration of ``audit_ledger``."""
-
-    full: bool = Field(
-        default=False,
-        description="Re-hash every data file, not only those committed since the checkpoint "
-        f"Dagster recorded (done anyway every {FULL_VERIFY_EVERY_HOURS} hours).",
-    )
-
-
 def _markdown_table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows[:MAX_TABLE_ROWS]]
@@ -128,18 +125,17 @@ def action_histogram(actions: Counter[str]) -> dg.MetadataValue:
     return dg.MetadataValue.md(_markdown_table(("action", "events"), rows))
 
 
-def sync_metadata(report: SyncReport, *, start: int, end: int, rows_held: int) -> dict[str, Any]:
-    """sync_metadata is what one sync tells the UI about the hours it covered."""
-    batches = report.batches
+def hour_metadata(synced: HourSync) -> dict[str, Any]:
+    """hour_metadata is what one hour's partition tells the UI: its own events and batches."""
+    windows = [w for w in synced.report.windows if w.window_start == synced.hour]
+    batches = [w for w in windows if w.sequence is not None]
     metadata: dict[str, Any] = {
-        "dagster/row_count": rows_held,
+        "dagster/row_count": synced.rows_held,
         "dagster/column_schema": EVENTS_TABLE_SCHEMA,
-        "hours": (end - start) // HOUR,
-        "first_hour": format_hour(start),
-        "last_hour": format_hour(end - HOUR),
-        "events_committed": report.events_committed,
-        "late_events": report.late_events,
-        "quarantined": report.quarantined,
+        "hour": format_hour(synced.hour),
+        "events_committed": sum(w.events_committed for w in windows),
+        "late_events": sum(w.events_committed for w in windows if w.kind == "late"),
+        "quarantined": sum(w.quarantined for w in windows),
         "batches_committed": len(batches),
         "batch_sequences": dg.MetadataValue.json([w.sequence for w in batches]),
         "batches": dg.MetadataValue.md(
@@ -150,23 +146,39 @@ def sync_metadata(report: SyncReport, *, start: int, end: int, rows_held: int) -
             if batches
             else "nothing new to commit"
         ),
-        "actions": action_histogram(report.actions),
-        "api_requests": report.stats.requests,
-        "api_pages": report.stats.pages,
-        "api_retries": report.stats.retries,
-        "api_rate_limited": report.stats.rate_limited,
-        "api_window_restarts": report.stats.window_restarts,
-        "missing_from_source": len(report.missing_from_source),
-        "revisions": len(report.revisions),
+        "actions": action_histogram(synced.report.actions),
+        "missing_from_source": sum(len(w.missing_from_source) for w in windows),
+        "revisions": len(synced.report.revisions),
         "revised_events": dg.MetadataValue.md(
-            _markdown_table(("hour", "event id"), report.revisions)
-            if report.revisions
+            _markdown_table(("hour", "event id"), synced.report.revisions)
+            if synced.report.revisions
             else "no committed event came back changed"
         ),
     }
-    if report.checkpoint:
-        metadata["checkpoint"] = dg.MetadataValue.text(report.checkpoint.decode())
+    if synced.report.checkpoint:
+        metadata["checkpoint"] = dg.MetadataValue.text(synced.report.checkpoint.decode())
     return metadata
+
+
+def run_totals(outcome: RangeSync, stats: FetchStats) -> dict[str, str]:
+    """run_totals is what the whole run did, kept on the run (tags), not on each hour."""
+    reports = [outcome.lookback, *(h.report for h in outcome.committed)]
+    return {
+        f"{RUN_TAG_PREFIX}{name}": str(value)
+        for name, value in {
+            "hours_committed": len(outcome.committed),
+            "hours_failed": len(outcome.failed),
+            "events_committed": sum(r.events_committed for r in reports),
+            "late_events": sum(r.late_events for r in reports),
+            "quarantined": sum(r.quarantined for r in reports),
+            "batches_committed": sum(len(r.batches) for r in reports),
+            "lookback_hours_failed": len(outcome.lookback_failed),
+            "api_requests": stats.requests,
+            "api_pages": stats.pages,
+            "api_retries": stats.retries,
+            "api_rate_limited": stats.rate_limited,
+        }.items()
+    }
 
 
 def build_slack_audit_events(
@@ -174,8 +186,11 @@ def build_slack_audit_events(
     partitions_def: dg.TimeWindowPartitionsDefinition = hourly_partition,
     backfill_hours_per_run: int = BACKFILL_HOURS_PER_RUN,
     freshness_hours: int = FRESHNESS_HOURS,
+    coverage_start: int = START_HOUR,
+    clock: Callable[[], float] = time.time,
 ) -> dg.AssetsDefinition:
-    """build_slack_audit_events makes the hourly events asset."""
+    """build_slack_audit_events makes the hourly events asset (``coverage_start`` and
+    ``clock`` are for the verification it runs when the ledger refuses a commit)."""
 
     with _beta_apis():
 
@@ -203,41 +218,73 @@ def build_slack_audit_events(
             ledger: LedgerResource,
         ) -> dg.MaterializeResult:
             start, end = hours_of_window(context.partition_time_window)
-            writer = ledger.writer()
-            report = sync_hours(
-                start=start,
-                end=end,
-                source=slack_audit.source(),
-                ledger=writer,
-                run_id=context.run.run_id,
-                lookback_hours=config.lookback_hours,
-                progress=context.log.info,
-            )
-            context.log.info(report.summary())
-            if report.failed:
-                # The other hours are committed; failing the run keeps these partitions
-                # unmaterialized so the gap-filling sensor and the next run retry them.
-                raise dg.Failure(
-                    description="hours not committed (a page the API sent cannot be "
-                    "parsed; raw pages kept in the data directory): "
-                    + "; ".join(f"{f.hour}: {f.message}" for f in report.failed),
-                    metadata={
-                        "failed_hours": dg.MetadataValue.json(
-                            [
-                                {"hour": f.hour, "offset": f.offset, "saved_page": f.saved_page}
-                                for f in report.failed
-                            ]
-                        ),
-                        "events_committed": report.events_committed,
-                    },
+            source = slack_audit.source()
+            try:
+                outcome = sync_range(
+                    start=start,
+                    end=end,
+                    source=source,
+                    ledger=ledger.writer(),
+                    run_id=context.run.run_id,
+                    lookback_hours=config.lookback_hours,
+                    progress=context.log.info,
                 )
-            rows_held = sum(
-                m.manifest.event_count
-                for m in writer.manifests()
-                if start <= m.manifest.window_start < end
-            )
-            return dg.MaterializeResult(
-                metadata=sync_metadata(report, start=start, end=end, rows_held=rows_held)
+            except AuditPipelineError as exc:
+                raise dg.Failure(
+                    description=f"the sync could not start: {exc}",
+                    metadata={"error": type(exc).__name__},
+                ) from None
+            context.instance.add_run_tags(context.run.run_id, run_totals(outcome, source.stats))
+            for hour, why in sorted(outcome.lookback_failed.items()):
+                context.log.warning(f"lookback hour {format_hour(hour)} not re-read: {why}")
+            if outcome.complete:
+                for synced in outcome.committed:
+                    context.add_asset_metadata(
+                        hour_metadata(synced), partition_key=partition_key_for_hour(synced.hour)
+                    )
+                return dg.MaterializeResult()
+            # Only the committed hours are materialized; the run fails naming the others.
+            for synced in outcome.committed:
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=context.asset_key,
+                        partition=partition_key_for_hour(synced.hour),
+                        metadata=hour_metadata(synced),
+                    )
+                )
+            failure_metadata: dict[str, Any] = {
+                "hours_committed": dg.MetadataValue.json(
+                    [format_hour(h.hour) for h in outcome.committed]
+                ),
+                "hours_failed": dg.MetadataValue.json(outcome.failed_lines()),
+            }
+            if outcome.refused is not None:
+                verified, checks = verification_result(
+                    context,
+                    VerifyConfig(full=True),
+                    ledger,
+                    SlackNotifier(),
+                    settings=VerificationSettings(
+                        coverage_start=coverage_start,
+                        freshness_hours=freshness_hours,
+                        now=clock(),
+                    ),
+                )
+                log_ledger_verification(context, verified, checks)
+                failed = [r for r in checks if not r.passed]
+                failure_metadata["failed_checks"] = dg.MetadataValue.json(
+                    [r.check_name for r in failed]
+                )
+                raise dg.Failure(
+                    description=f"the ledger refused the commit: {outcome.refused}; the ledger "
+                    f"checks ran: {', '.join(r.check_name for r in failed) or 'none failed'}",
+                    metadata=failure_metadata,
+                )
+            raise dg.Failure(
+                description=f"{len(outcome.failed)} of {(end - start) // HOUR} hours could not "
+                f"be synced (the others were committed and materialized): "
+                + "; ".join(outcome.failed_lines()[:5]),
+                metadata=failure_metadata,
             )
 
     return slack_audit_events
@@ -246,74 +293,13 @@ def build_slack_audit_events(
 # -- audit_ledger ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RecordedVerification:
-    """RecordedVerification is what the last ``audit_ledger`` materialization recorded."""
-
-    checkpoint: bytes | None = None
-    last_full_verification: float | None = None
-
-    @property
-    def tree_size(self) -> int | None:
-        return None if self.checkpoint is None else checkpoint_tree_size(self.checkpoint)
-
-
-def checkpoint_body(signed: bytes) -> Checkpoint | None:
-    """checkpoint_body parses the text of a signed checkpoint (its signature unchecked)."""
-    text, sep, _ = signed.decode("utf-8", "replace").partition("\n\n")
-    try:
-        return parse_checkpoint(text + "\n") if sep else None
-    except LedgerError:
-        return None
-
-
-def checkpoint_tree_size(signed: bytes) -> int | None:
-    body = checkpoint_body(signed)
-    return None if body is None else body.tree_size
-
-
-def recorded_verification(instance: dg.DagsterInstance) -> RecordedVerification:
-    """recorded_verification reads the checkpoint Dagster's event log holds for the ledger."""
-    event = instance.get_latest_materialization_event(LEDGER_ASSET)
-    materialization = event.asset_materialization if event else None
-    if materialization is None:
-        return RecordedVerification()
-    metadata = materialization.metadata
-    checkpoint = metadata.get("checkpoint")
-    last_full = metadata.get("last_full_verification")
-    return RecordedVerification(
-        checkpoint=(
-            checkpoint.value.encode() if isinstance(checkpoint, dg.TextMetadataValue) else None
-        ),
-        last_full_verification=(
-            float(last_full.value) if isinstance(last_full, dg.TimestampMetadataValue) else None
-        ),
-    )
-
-
-def committed_hours(data_dir: Path) -> set[int]:
-    """committed_hours lists the windows of every readable manifest, gaps or not."""
-    storage = LocalStorage(data_dir)
-    hours = set()
-    for name in storage.list_dir(MANIFESTS):
-        try:
-            hours.add(parse_manifest(storage.read(f"{MANIFESTS}/{name}")).manifest.window_start)
-        except (LedgerError, OSError):
-            continue  # the verifier reports unreadable manifests
-    return hours
-
-
-def last_settled_hour(now: float, settle_minutes: int) -> int:
-    """last_settled_hour is the newest hour that ended at least ``settle_minutes`` ago."""
-    return int((now - settle_minutes * 60) // HOUR) * HOUR - HOUR
-
-
 def build_audit_ledger(
     *,
     coverage_start: int = START_HOUR,
     settle_minutes: int = SYNC_MINUTE,
     freshness_hours: int = FRESHNESS_HOURS,
     full_every_hours: int = FULL_VERIFY_EVERY_HOURS,
+    coverage_tolerance_hours: int = COVERAGE_TOLERANCE_HOURS,
     clock: Callable[[], float] = time.time,
 ) -> dg.AssetsDefinition:
     """build_audit_ledger makes the ledger asset and its checks."""
@@ -336,118 +322,31 @@ def build_audit_ledger(
             ledger: LedgerResource,
             slack_notifier: SlackNotifier,
         ) -> dg.MaterializeResult:
-            now = clock()
-            recorded = recorded_verification(context.instance)
-            trusted = recorded.checkpoint
-            full = (
-                config.full
-                or trusted is None
-                or recorded.last_full_verification is None
-                or now - recorded.last_full_verification >= full_every_hours * HOUR
-            )
-            context.log.info(
-                "verifying %s from %s",
-                "fully" if full else "incrementally",
-                "scratch"
-                if trusted is None
-                else f"recorded checkpoint of size {recorded.tree_size}",
-            )
-            report = ledger.verify(trusted_checkpoint=trusted, incremental=not full)
-            context.log.info(report.summary())
-            history_run = _record_in_history(context, ledger, report)
-
-            through = last_settled_hour(now, settle_minutes)
-            coverage = Coverage.of(
-                committed_hours(ledger.resolved_data_dir()),
-                start=coverage_start,
-                through=through if through >= coverage_start else None,
-            )
-            checks = ledger_check_results(
-                report,
-                coverage=coverage,
-                freshness_limit_hours=freshness_hours,
-                now=now,
-                recorded_checkpoint_size=recorded.tree_size,
-            )
-            new_checkpoint = report.checkpoint if report.intact else None
-            witnessed = new_checkpoint or recorded.checkpoint
-            metadata: dict[str, Any] = {
-                "verified": new_checkpoint is not None,
-                "verification": "full"
-                if full
-                else f"incremental from batch {report.incremental_from}",
-                "tree_size": report.tree_size,
-                "findings": len(report.findings),
-                "integrity_findings": len(report.integrity_findings),
-                "events_checked": report.checked.get("events", 0),
-                "data_files_checked": report.checked.get("data_files", 0),
-                "bytes_hashed": report.checked.get("bytes_hashed", 0),
-                "verified_at": dg.MetadataValue.timestamp(float(now)),
-                "report": dg.MetadataValue.json(_trimmed_report(report)),
-                "verification_run_id": history_run,
-                # Ids committed in more than one hour (a notice; details in the report).
-                "batches_with_ids_in_several_hours": sum(
-                    n.code == "event_id_in_several_hours" for n in report.notices
+            metadata, checks = verification_result(
+                context,
+                config,
+                ledger,
+                slack_notifier,
+                settings=VerificationSettings(
+                    coverage_start=coverage_start,
+                    settle_minutes=settle_minutes,
+                    freshness_hours=freshness_hours,
+                    full_every_hours=full_every_hours,
+                    coverage_tolerance_hours=coverage_tolerance_hours,
+                    now=clock(),
                 ),
-            }
-            last_full = (
-                now if full and new_checkpoint is not None else recorded.last_full_verification
             )
-            if last_full is not None:
-                metadata["last_full_verification"] = dg.MetadataValue.timestamp(float(last_full))
-            if witnessed is not None:
-                # The checkpoint the next verification trusts: the new one when this run
-                # verified, else the last one that did (a failed run must not reset the witness).
-                metadata["checkpoint"] = dg.MetadataValue.text(witnessed.decode())
-                metadata["checkpoint_tree_size"] = checkpoint_tree_size(witnessed) or 0
-            if report.root_hash is not None:
-                metadata["root_hash"] = report.root_hash.hex()
-            if (
-                new_checkpoint is not None
-                and new_checkpoint != recorded.checkpoint
-                and slack_notifier.checkpoints_enabled
-            ):
-                metadata["slack_witness"] = _post_checkpoint(
-                    context, slack_notifier, new_checkpoint
+            if HISTORY_ERROR in metadata:
+                # The checks still show what was found; the run fails like audit_dataset's.
+                log_ledger_verification(context, metadata, checks)
+                raise dg.Failure(
+                    description="the verification could not be recorded in the verification "
+                    f"history auditors query: {metadata[HISTORY_ERROR]}",
+                    metadata={"error": "HistoryError"},
                 )
             return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return audit_ledger
-
-
-def _record_in_history(
-    context: dg.AssetExecutionContext, ledger: LedgerResource, report: VerifyReport
-) -> str:
-    """_record_in_history appends the run to the verification history auditors query
-    (``verification_runs``); a history that cannot be written is a warning, not a failure."""
-    trigger = f"dagster audit_ledger run {context.run.run_id}"
-    try:
-        return history.record(ledger.resolved_data_dir(), report, trigger=trigger).run_id
-    except history.HistoryError as exc:
-        context.log.warning(f"verification not recorded in the history: {exc}")
-        return f"not recorded: {exc}"
-
-
-def _trimmed_report(report: VerifyReport) -> dict[str, Any]:
-    data = report.to_json()
-    data["findings"] = data["findings"][:50]
-    data["notices"] = data["notices"][:50]
-    return data
-
-
-def _post_checkpoint(
-    context: dg.AssetExecutionContext, notifier: SlackNotifier, checkpoint: bytes
-) -> str:
-    text = (
-        f"audit ledger verified at tree size {checkpoint_tree_size(checkpoint)}; "
-        f"signed checkpoint:\n```{checkpoint.decode()}```"
-    )
-    try:
-        ts = notifier.post(str(notifier.checkpoint_channel), text)
-    except SlackNotificationError as exc:
-        context.log.warning(f"checkpoint not posted to Slack: {exc}")
-        return f"not posted: {exc}"
-    return f"posted to {notifier.checkpoint_channel} (ts {ts})"
 
 
 with _beta_apis():

@@ -5,10 +5,12 @@ The ledger is a global property, so the checks sit on the unpartitioned ``audit_
 runs). ``audit_ledger`` runs the verifier once and turns its report into one
 :class:`dagster.AssetCheckResult` per check here; every finding code of the verifier
 belongs to exactly one check (codes added later fall to ``ledger_chain_intact``, so
-none is ever ignored). Integrity checks are blocking: a failure fails the run and keeps
-the auditor dataset from advancing past an unverified ledger. Coverage and freshness
-are not blocking: a gap is work for the gap-filling sensor, and an old ledger is still
-a verified one.
+none is ever ignored). Integrity checks, ``ledger_keys_anchored`` and the anchor review
+of ``ledger_consistent_with_recorded_checkpoint`` are blocking: a failure fails the run and
+keeps the auditor dataset from advancing past an unverified ledger. Coverage blocks only
+beyond ``AUDIT_COVERAGE_TOLERANCE_HOURS`` missing hours (up to that, a failure at WARN
+severity while the gap-filling sensor retries them). Freshness never blocks: an old
+ledger is still a verified one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import dagster as dg
 
+from audit_pipeline.defs.anchors import AnchorReview, anchor_metadata
 from audit_pipeline.ingest import format_hour
 from audit_pipeline.ledger import Finding, FindingCode, VerifyReport
 
@@ -114,14 +117,25 @@ LEDGER_CONSISTENT_WITH_RECORDED_CHECKPOINT = LedgerCheck(
     "ledger_consistent_with_recorded_checkpoint",
     "Today's log extends the signed checkpoint Dagster recorded at the last verification "
     "(an RFC 6962 consistency proof), and that checkpoint still verifies with the keyring: "
-    "catches removed newest batches, rollback, forks and swapped keys.",
+    "catches removed newest batches, rollback, forks and swapped keys. The record itself "
+    "must exist for a non-empty ledger and be no smaller than any other anchor (the "
+    "checkpoints recorded by each sync, the signer's state, witnesses); recorded state "
+    "that cannot be true (a last full verification in the future) fails too.",
     frozenset({C.TAIL_TRUNCATED, C.CONSISTENCY_FAILURE}),
+)
+LEDGER_KEYS_ANCHORED = LedgerCheck(
+    "ledger_keys_anchored",
+    "Signatures were checked against public keys held outside the data directory "
+    "(AUDIT_TRUSTED_KEYS), not the data directory's own keyring, which whoever can write "
+    "the directory can extend with a key of their own.",
+    frozenset(),
 )
 LEDGER_COVERS_EVERY_HOUR = LedgerCheck(
     "ledger_covers_every_hour",
-    "Every closed hour from the first partition to the last settled hour has a batch.",
+    "Every closed hour from the first partition to the last settled hour has a batch. Up "
+    "to AUDIT_COVERAGE_TOLERANCE_HOURS (6) missing hours fail as a warning while the "
+    "gap-filling sensor retries them; more block the dataset.",
     frozenset({C.HOUR_MISSING, C.RANGE_NOT_COVERED}),
-    blocking=False,
 )
 LEDGER_FRESH = LedgerCheck(
     "ledger_fresh",
@@ -137,6 +151,7 @@ LEDGER_CHECKS: tuple[LedgerCheck, ...] = (
     LEDGER_HAS_NO_UNREFERENCED_FILES,
     LEDGER_EVENT_IDS_UNIQUE,
     LEDGER_CONSISTENT_WITH_RECORDED_CHECKPOINT,
+    LEDGER_KEYS_ANCHORED,
     LEDGER_COVERS_EVERY_HOUR,
     LEDGER_FRESH,
 )
@@ -217,7 +232,8 @@ def ledger_check_results(
     coverage: Coverage,
     freshness_limit_hours: int,
     now: float,
-    recorded_checkpoint_size: int | None,
+    anchors: AnchorReview,
+    coverage_tolerance_hours: int = 0,
 ) -> list[dg.AssetCheckResult]:
     """ledger_check_results maps one verification to one result per ledger check."""
     grouped = findings_by_check(report.findings)
@@ -227,6 +243,7 @@ def ledger_check_results(
         findings = grouped[check.name]
         metadata: dict[str, Any] = {"tree_size": report.tree_size, **_finding_metadata(findings)}
         passed = not findings
+        severity = check.severity
         if check is LEDGER_CHAIN_INTACT:
             metadata["manifests_checked"] = checked.get("manifests", 0)
             metadata["signatures_checked"] = checked.get("signatures", 0)
@@ -244,12 +261,17 @@ def ledger_check_results(
                 else f"batches from {report.incremental_from} (after the recorded checkpoint)"
             )
         elif check is LEDGER_CONSISTENT_WITH_RECORDED_CHECKPOINT:
-            metadata["recorded_checkpoint_size"] = (
-                -1 if recorded_checkpoint_size is None else recorded_checkpoint_size
-            )
+            metadata.update(anchor_metadata(anchors))
             metadata["consistency_proofs"] = checked.get("consistency_proofs", 0)
+            passed = passed and not anchors.problems
+        elif check is LEDGER_KEYS_ANCHORED:
+            metadata["keyring"] = report.keyring_source
+            passed = report.trusted_keys
         elif check is LEDGER_COVERS_EVERY_HOUR:
             passed = passed and not coverage.missing
+            metadata["tolerance_hours"] = coverage_tolerance_hours
+            if max(len(coverage.missing), len(findings)) <= coverage_tolerance_hours:
+                severity = dg.AssetCheckSeverity.WARN  # within tolerance: shown, not blocking
             metadata["expected_from"] = format_hour(coverage.expected_from)
             if coverage.expected_through is not None:
                 metadata["expected_through"] = format_hour(coverage.expected_through)
@@ -273,19 +295,30 @@ def ledger_check_results(
                 check_name=check.name,
                 asset_key=LEDGER_ASSET,
                 passed=passed,
-                severity=check.severity,
+                severity=severity,
                 metadata=metadata,
-                description=None if passed else _failure_description(check, findings, coverage),
+                description=None
+                if passed
+                else _failure_description(check, findings, coverage, anchors),
             )
         )
     return results
 
 
 def _failure_description(
-    check: LedgerCheck, findings: Sequence[Finding], coverage: Coverage
+    check: LedgerCheck, findings: Sequence[Finding], coverage: Coverage, anchors: AnchorReview
 ) -> str:
+    if check is LEDGER_CONSISTENT_WITH_RECORDED_CHECKPOINT and anchors.problems:
+        problems = "; ".join(anchors.problems)
+        first = f"; first finding: {findings[0].line()}" if findings else ""
+        return (problems + first)[:1000]
     if findings:
         return f"{len(findings)} findings; first: {findings[0].line()}"[:1000]
+    if check is LEDGER_KEYS_ANCHORED:
+        return (
+            "the keys are unanchored: signatures were checked only against the data "
+            "directory's own keyring; set AUDIT_TRUSTED_KEYS to a keys file kept elsewhere"
+        )
     if check is LEDGER_COVERS_EVERY_HOUR:
         hours = ", ".join(format_hour(h) for h in coverage.missing[:5])
         return f"{len(coverage.missing)} hours have no batch: {hours}"

@@ -22,11 +22,16 @@ import dagster as dg
 from pydantic import Field
 
 from audit_pipeline.dataset.build import dataset_path
-from audit_pipeline.dataset.schema import EVENT_COLUMNS, PROVENANCE_DOCS
+from audit_pipeline.dataset.schema import (
+    EVENT_COLUMNS,
+    PROVENANCE_DOCS,
+    audit_events_column_types,
+)
 from audit_pipeline.dataset.seal import read_seal
-from audit_pipeline.defs.assets import GROUP, OWNERS, recorded_verification
+from audit_pipeline.defs.assets import GROUP, OWNERS
 from audit_pipeline.defs.resources import LedgerResource
-from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.defs.verification import recorded_verification
+from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import COLUMN_DOCS
 
 
@@ -44,9 +49,16 @@ class DatasetConfig(dg.Config):
     )
 
 
+_TYPES = audit_events_column_types()
 _COLUMNS = dg.TableSchema(
-    columns=[dg.TableColumn(name, description=COLUMN_DOCS[name]) for name in EVENT_COLUMNS]
-    + [dg.TableColumn(name, description=doc) for name, doc in PROVENANCE_DOCS.items()]
+    columns=[
+        dg.TableColumn(name, type=_TYPES[name], description=COLUMN_DOCS[name])
+        for name in EVENT_COLUMNS
+    ]
+    + [
+        dg.TableColumn(name, type=_TYPES[name], description=doc)
+        for name, doc in PROVENANCE_DOCS.items()
+    ]
 )
 
 
@@ -57,6 +69,7 @@ _COLUMNS = dg.TableSchema(
     group_name=GROUP,
     owners=OWNERS,
     tags={"layer": "dataset"},
+    metadata={"dagster/column_schema": _COLUMNS},
     description=(
         "DuckDB dataset for auditors (audit_events, batches, checkpoints, "
         "verification_runs, quarantine and audit views), built only from the verified "
@@ -72,23 +85,43 @@ def audit_dataset(
         None if config.full_verification else recorded_verification(context.instance).checkpoint
     )
     try:
-        report = ledger.verify(trusted_checkpoint=trusted, incremental=trusted is not None)
-    except ConfigurationError as exc:
-        if trusted is None:
-            raise
-        context.log.warning(f"recorded checkpoint unusable ({exc}); verifying fully")
-        trusted = None
-        report = ledger.verify(trusted_checkpoint=None, incremental=False)
+        try:
+            report = ledger.verify(trusted_checkpoint=trusted, incremental=trusted is not None)
+        except ConfigurationError as exc:
+            if trusted is None:
+                raise
+            context.log.warning(f"recorded checkpoint unusable ({exc}); verifying fully")
+            trusted = None
+            report = ledger.verify(trusted_checkpoint=None, incremental=False)
+    except AuditPipelineError as exc:
+        raise dg.Failure(
+            description=f"the ledger could not be verified for the dataset: {exc}",
+            metadata={"error": type(exc).__name__},
+        ) from None
+    if not report.trusted_keys:
+        # Run alone (outside hourly_sync, where ledger_keys_anchored blocks it), the dataset
+        # still refuses to publish what only the data directory's own keyring vouches for.
+        raise dg.Failure(
+            description="the keys are unanchored: signatures verified only with the data "
+            "directory's own keyring; set AUDIT_TRUSTED_KEYS to a keys file kept elsewhere",
+            metadata={"keyring": report.keyring_source},
+        )
     data_dir = ledger.resolved_data_dir()
     full = config.full_rebuild or _seal_rewritten(context, dataset_path(data_dir))
-    result = build_dataset(
-        data_dir,
-        database=dataset_path(data_dir),
-        report=report,
-        trigger=f"dagster run {context.run.run_id}",
-        progress=context.log.info,
-        full=full,
-    )
+    try:
+        result = build_dataset(
+            data_dir,
+            database=dataset_path(data_dir),
+            report=report,
+            trigger=f"dagster run {context.run.run_id}",
+            progress=context.log.info,
+            full=full,
+        )
+    except AuditPipelineError as exc:
+        raise dg.Failure(
+            description=f"the dataset was not built (the previous one stays): {exc}",
+            metadata={"error": type(exc).__name__},
+        ) from None
     sealed = read_seal(result.path)
     return dg.MaterializeResult(
         metadata={

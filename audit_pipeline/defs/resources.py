@@ -23,7 +23,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import PARQUET_FORMAT
-from audit_pipeline.ledger import Ledger, VerifyReport, verify_ledger
+from audit_pipeline.ledger import Keyring, Ledger, VerifyReport, load_trusted_keys, verify_ledger
 from audit_pipeline.ledger.keys import default_signing_key_path, load_signing_key
 from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.ledger.signer_state import signer_state_path
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 SLACK_WEB_API_URL = "https://slack.com/api/"
 ORIGIN_ENV = "AUDIT_LOG_ORIGIN"  # the same variable as ``audit-pipeline sync``
+# Public keys held outside the data directory: what ``verify --trusted-keys`` reads.
+TRUSTED_KEYS_ENV = "AUDIT_TRUSTED_KEYS"
 DEFAULT_WEBSERVER_URL = "http://127.0.0.1:3000"
 
 # Environment variables of the alerting channel (read when the code location loads).
@@ -81,6 +83,10 @@ class LedgerResource(dg.ConfigurableResource):
     ``data_dir`` None means ``$AUDIT_DATA_DIR``, else ``./data``; ``signing_key`` None
     means ``$AUDIT_SIGNING_KEY``, else ``$XDG_CONFIG_HOME/audit-pipeline/signing-key``;
     ``origin`` None means ``$AUDIT_LOG_ORIGIN``, else the ledger's own or its default.
+    ``trusted_keys`` None means ``$AUDIT_TRUSTED_KEYS``: the public keys signatures are
+    checked against, held where whoever writes the data directory cannot edit them (as
+    ``verify --trusted-keys``). Without it the data directory's own keyring is used and the
+    ``ledger_keys_anchored`` check fails, so nothing is published as verified.
     """
 
     data_dir: str | None = Field(default=None, description="Data directory (lake + ledger).")
@@ -89,6 +95,11 @@ class LedgerResource(dg.ConfigurableResource):
     )
     origin: str | None = Field(default=None, description="Log origin for a new ledger.")
     verify_jobs: int = Field(default=1, ge=1, description="Processes hashing files in verify.")
+    trusted_keys: str | None = Field(
+        default=None,
+        description="Keyring JSON or vkeys file outside the data directory (the public keys "
+        "signatures must verify with); None: $AUDIT_TRUSTED_KEYS.",
+    )
 
     def resolved_data_dir(self) -> Path:
         return resolve_data_dir(self.data_dir).resolve()
@@ -100,6 +111,26 @@ class LedgerResource(dg.ConfigurableResource):
 
     def resolved_origin(self) -> str | None:
         return self.origin or os.environ.get(ORIGIN_ENV) or None
+
+    def trusted_keys_path(self) -> Path | None:
+        """trusted_keys_path is the configured trusted-keys file, refused inside the data dir."""
+        raw = self.trusted_keys or os.environ.get(TRUSTED_KEYS_ENV, "").strip()
+        if not raw:
+            return None
+        path = Path(raw).expanduser().resolve()
+        data_dir = self.resolved_data_dir()
+        if path == data_dir or data_dir in path.parents:
+            raise ConfigurationError(
+                f"{TRUSTED_KEYS_ENV} points inside the data directory ({path}): whoever can "
+                "write the data directory could edit those keys; keep the trusted public keys "
+                f"outside {data_dir} (e.g. beside the Dagster instance's configuration)"
+            )
+        return path
+
+    def trusted_keyring(self) -> Keyring | None:
+        """trusted_keyring loads the trusted public keys (None: none configured)."""
+        path = self.trusted_keys_path()
+        return None if path is None else load_trusted_keys(path)
 
     def reader(self) -> Ledger:
         """reader opens the ledger for reading only (no key needed)."""
@@ -122,10 +153,12 @@ class LedgerResource(dg.ConfigurableResource):
         """verify runs the ledger verifier over the data directory; returns its report.
 
         ``incremental`` needs a trusted checkpoint; without one the whole ledger is checked.
+        Signatures are checked against :meth:`trusted_keyring` when one is configured.
         """
         return verify_ledger(
             self.resolved_data_dir(),
             file_format=PARQUET_FORMAT,
+            keyring=self.trusted_keyring(),
             trusted_checkpoint=trusted_checkpoint,
             incremental=incremental and trusted_checkpoint is not None,
             jobs=self.verify_jobs,

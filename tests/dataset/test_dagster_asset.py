@@ -3,6 +3,7 @@ tampered one while keeping the last good file."""
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import dagster as dg
@@ -18,10 +19,18 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
-def _materialize(data_dir, **config):
+def _materialize(data_dir, *, trusted_keys: bool = True, **config):
+    keys = None
+    if trusted_keys:  # a copy of the keyring held outside the data directory, as deployed
+        keys = data_dir.parent / "trusted-keyring.json"
+        shutil.copyfile(data_dir / "ledger" / "keys" / "keyring.json", keys)
     return dg.materialize(
         [audit_dataset],
-        resources={"ledger": LedgerResource(data_dir=str(data_dir))},
+        resources={
+            "ledger": LedgerResource(
+                data_dir=str(data_dir), trusted_keys=None if keys is None else str(keys)
+            )
+        },
         instance=dg.DagsterInstance.ephemeral(),
         run_config={"ops": {"audit_dataset": {"config": config}}} if config else None,
         raise_on_error=False,
@@ -79,3 +88,13 @@ def test_code_location_loads_the_asset():
 @pytest.fixture(autouse=True)
 def _no_env_dataset(monkeypatch):
     monkeypatch.delenv("AUDIT_DATASET", raising=False)
+
+
+def test_asset_refuses_to_publish_on_unanchored_keys(scenario_ledger, data_dir, monkeypatch):
+    monkeypatch.delenv("AUDIT_TRUSTED_KEYS", raising=False)
+    result = _materialize(data_dir, trusted_keys=False)
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    user = failure.step_failure_data.user_failure_data
+    assert user is not None and "unanchored" in user.description
+    assert not dataset_path(data_dir).exists()

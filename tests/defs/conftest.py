@@ -8,6 +8,7 @@ instance per test, so the checkpoint Dagster records in one run is the one the n
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,8 @@ import pytest
 
 from audit_pipeline.defs.assets import build_audit_ledger, build_slack_audit_events
 from audit_pipeline.defs.resources import LedgerResource, SlackAuditResource, SlackNotifier
+from audit_pipeline.lake import PARQUET_FORMAT
+from audit_pipeline.ledger import Ledger
 from audit_pipeline.ledger.keys import init_key
 from audit_pipeline.slack.emulator import Emulator, running_emulator
 
@@ -63,6 +66,15 @@ def key_path(tmp_path: Path, data_dir: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def trusted_keys(tmp_path: Path, data_dir: Path, key_path: Path) -> Path:
+    """trusted_keys is a copy of the keyring held outside the data directory (as deployed)."""
+    path = tmp_path / "trusted" / "keyring.json"
+    path.parent.mkdir()
+    shutil.copyfile(data_dir / "ledger" / "keys" / "keyring.json", path)
+    return path
+
+
 @dataclass
 class Pipeline:
     """Pipeline materializes the assets hour by hour into one Dagster instance."""
@@ -74,7 +86,9 @@ class Pipeline:
     downstream_runs: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.events = build_slack_audit_events(partitions_def=test_partitions)
+        self.events = build_slack_audit_events(
+            partitions_def=test_partitions, coverage_start=H0, clock=lambda: self.now
+        )
         self.ledger = build_audit_ledger(coverage_start=H0, clock=lambda: self.now)
 
         @dg.asset(deps=["audit_ledger"])
@@ -100,7 +114,8 @@ class Pipeline:
                     instance=self.instance,
                     resources=self.resources,
                     raise_on_error=False,
-                )
+                ),
+                self.instance,
             )
         tags = {
             "dagster/asset_partition_range_start": key_of(min(indexes)),
@@ -113,20 +128,27 @@ class Pipeline:
                 instance=self.instance,
                 resources=self.resources,
                 raise_on_error=False,
-            )
+            ),
+            self.instance,
         )
 
-    def verify(self, *, full: bool = False) -> Outcome:
+    def ledger_windows(self) -> set[int]:
+        """ledger_windows is the set of hours the ledger on disk holds a batch for."""
+        return Ledger(self.data_dir, file_format=PARQUET_FORMAT).committed_windows()
+
+    def verify(self, *, full: bool = False, adopt: bool = False) -> Outcome:
         """verify materializes only ``audit_ledger`` (and what depends on it)."""
+        config = {"full": full, "adopt_unrecorded_ledger": adopt}
         return Outcome(
             dg.materialize(
                 [self.events, self.ledger, self.published],
                 selection=["audit_ledger", "published"],
                 instance=self.instance,
                 resources=self.resources,
-                run_config={"ops": {"audit_ledger": {"config": {"full": full}}}},
+                run_config={"ops": {"audit_ledger": {"config": config}}},
                 raise_on_error=False,
-            )
+            ),
+            self.instance,
         )
 
 
@@ -135,6 +157,7 @@ class Outcome:
     """Outcome wraps one in-process run with the views the tests read."""
 
     result: dg.ExecuteInProcessResult
+    instance: dg.DagsterInstance | None = None
 
     @property
     def success(self) -> bool:
@@ -146,7 +169,17 @@ class Outcome:
 
     @property
     def checks(self) -> dict[str, dg.AssetCheckEvaluation]:
-        return {e.check_name: e for e in self.result.get_asset_check_evaluations()}
+        """checks are every check evaluation the run recorded, whichever step logged it."""
+        if self.instance is None:
+            return {e.check_name: e for e in self.result.get_asset_check_evaluations()}
+        logs = self.instance.all_logs(
+            self.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+        return {
+            e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data
+            for e in logs
+            if e.dagster_event is not None
+        }
 
     @property
     def failed_checks(self) -> set[str]:
@@ -175,17 +208,25 @@ def notifier_server() -> Iterator[SlackRecorder]:
 
 
 @pytest.fixture
-def pipeline_factory(emulator: Emulator, data_dir: Path, key_path: Path):
-    """pipeline_factory(instance=None, notifier=None) builds a Pipeline on this test's ledger."""
+def pipeline_factory(emulator: Emulator, data_dir: Path, key_path: Path, trusted_keys: Path):
+    """pipeline_factory(instance=None, notifier=None, anchored_keys=True) builds a Pipeline on
+    this test's ledger (``anchored_keys`` False: no AUDIT_TRUSTED_KEYS, as an unset deployment)."""
 
     def build(
-        instance: dg.DagsterInstance | None = None, notifier: SlackNotifier | None = None
+        instance: dg.DagsterInstance | None = None,
+        notifier: SlackNotifier | None = None,
+        *,
+        anchored_keys: bool = True,
     ) -> Pipeline:
         resources = {
             "slack_audit": SlackAuditResource(
                 token=emulator.token, base_url=emulator.base_url, max_calls_per_minute=0
             ),
-            "ledger": LedgerResource(data_dir=str(data_dir), signing_key=str(key_path)),
+            "ledger": LedgerResource(
+                data_dir=str(data_dir),
+                signing_key=str(key_path),
+                trusted_keys=str(trusted_keys) if anchored_keys else None,
+            ),
             "slack_notifier": notifier or SlackNotifier(),
         }
         return Pipeline(instance or dg.DagsterInstance.ephemeral(), resources, data_dir)

@@ -26,8 +26,13 @@ def test_each_audit_ledger_run_is_in_the_verification_history(pipeline):
     assert failed.run_id == tampered.metadata("audit_ledger")["verification_run_id"]
 
 
-def test_an_unwritable_history_does_not_fail_the_verification(pipeline):
+def test_an_unwritable_history_fails_the_verification_with_its_checks_shown(pipeline):
+    # As audit_dataset does: a verification auditors cannot find in the history is a failure.
     (pipeline.data_dir / "verification").write_text("a file where the directory belongs")
     outcome = pipeline.sync(0, 1, 2, 3)
-    assert outcome.success and outcome.failed_checks == set()
-    assert outcome.metadata("audit_ledger")["verification_run_id"].startswith("not recorded: ")
+    assert not outcome.success
+    assert outcome.failed_checks == set(), "the checks ran, passed, and are shown"
+    [failure] = outcome.result.get_step_failure_events()
+    user = failure.step_failure_data.user_failure_data
+    assert user is not None and "verification history" in user.description
+    assert outcome.run_id not in pipeline.downstream_runs

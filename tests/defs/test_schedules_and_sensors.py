@@ -11,7 +11,13 @@ import pytest
 
 from audit_pipeline.definitions import defs as load_defs
 from audit_pipeline.defs.schedules import SYNC_MINUTE, hourly_sync_schedule
-from audit_pipeline.defs.sensors import build_missing_hours_sensor, parse_cursor, plan_gap_fill
+from audit_pipeline.defs.sensors import (
+    Attempts,
+    RetryPolicy,
+    build_missing_hours_sensor,
+    parse_cursor,
+    plan_gap_fill,
+)
 
 HOUR = 3600
 H0 = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp())
@@ -63,23 +69,53 @@ def test_the_schedule_syncs_the_hour_that_just_closed(code_location, schedule_in
 # -- the gap planner -------------------------------------------------------------------------
 
 
+RETRY = RetryPolicy(first_delay=600, max_attempts=3)
+
+
 def test_plan_skips_materialized_in_flight_and_already_requested_hours():
+    now = H0 + 10 * HOUR
     plan = plan_gap_fill(
         wanted=[key(i) for i in range(8)],
         materialized={key(0), key(3)},
         in_flight={key(1)},
-        requested_before={key(2), key(3)},  # 3 has since materialized
+        # 2 failed 5 minutes ago (retry due after 10); 3 has since materialized
+        requested_before={key(2): Attempts(1, now - 300), key(3): Attempts(1, now - 300)},
         max_runs=3,
+        now=now,
+        retry=RETRY,
     )
-    assert plan.to_request == [key(4), key(5), key(6)]
-    assert plan.waiting == [key(2)]
+    assert plan.to_request == [(key(4), 1), (key(5), 1), (key(6), 1)]
+    assert plan.waiting == [(key(2), now + 300)]
     assert plan.missing == 5  # hours 1, 2, 4, 5, 6, 7 less the one in flight
-    assert parse_cursor(plan.cursor()) == {key(2), key(4), key(5), key(6)}
+    assert set(parse_cursor(plan.cursor())) == {key(2), key(4), key(5), key(6)}
 
 
-@pytest.mark.parametrize("cursor", [None, "", "not json", "[1, 2]", '{"requested": [1]}'])
+def test_failed_hours_are_retried_with_doubling_backoff_up_to_a_cap():
+    now = H0 + 10 * HOUR
+    cursor = {key(0): Attempts(1, now - 600), key(1): Attempts(2, now - 600)}
+    plan = plan_gap_fill(
+        wanted=[key(0), key(1), key(2)],
+        materialized=set(),
+        in_flight=set(),
+        requested_before={**cursor, key(2): Attempts(3, now - 10 * HOUR)},
+        max_runs=24,
+        now=now,
+        retry=RETRY,
+    )
+    # 0: first retry due after 10 min; 1: second retry due after 20; 2: out of attempts.
+    assert plan.to_request == [(key(0), 2)]
+    assert plan.waiting == [(key(1), now + 600)]
+    assert plan.given_up == [key(2)]
+    assert parse_cursor(plan.cursor())[key(0)] == Attempts(2, now)
+
+
+@pytest.mark.parametrize("cursor", [None, "", "not json", "[1, 2]", '{"requested": 3}'])
 def test_an_unreadable_cursor_means_nothing_was_requested(cursor):
-    assert parse_cursor(cursor) == set()
+    assert parse_cursor(cursor) == {}
+
+
+def test_an_older_list_cursor_counts_one_attempt_each():
+    assert parse_cursor('{"requested": ["a", 1]}') == {"a": Attempts(1, 0.0)}
 
 
 # -- the sensor, against a real instance ------------------------------------------------------
@@ -121,7 +157,10 @@ class SensorHarness:
         )
         data = self.sensor.evaluate_tick(context)
         requests = data.run_requests or []
-        assert all(r.run_key == r.partition_key for r in requests)
+        for r in requests:
+            attempt = int(r.tags["audit_pipeline/gap_fill_attempt"])
+            expected = r.partition_key if attempt == 1 else f"{r.partition_key}/attempt-{attempt}"
+            assert r.run_key == expected
         self.cursor = data.cursor
         return [r.partition_key for r in requests], data.skip_message
 
@@ -174,19 +213,19 @@ def test_a_day_of_downtime_is_caught_up_oldest_first(harness):
     second, _ = harness.tick()
     assert second == [key(i) for i in range(24, 30)]
 
-    # Runs for most of them succeed; the two that failed are named, never re-requested.
+    # Runs for most of them succeed; the two that failed are named and retried later.
     harness.materialize(*[i for i in range(30) if i not in (7, 29)])
     third, skip = harness.tick()
     assert third == []
-    assert skip is not None and key(7) in skip and key(29) in skip and "2 hours" in skip
-    assert parse_cursor(harness.cursor) == {key(7), key(29)}
+    assert skip is not None and key(7) in skip and key(29) in skip
+    assert "2 hours failed and will be retried" in skip
+    assert set(parse_cursor(harness.cursor)) == {key(7), key(29)}
 
-    # A rerun from the UI fills one; the next closed hour is picked up as usual.
-    harness.materialize(7)
+    # After the backoff both are asked again (new run keys); the next hour as usual.
     harness.now += HOUR
     fourth, _ = harness.tick()
-    assert fourth == [key(30)]
-    assert parse_cursor(harness.cursor) == {key(29), key(30)}
+    assert fourth == [key(7), key(29), key(30)]
+    assert parse_cursor(harness.cursor)[key(7)].count == 2
 
 
 def test_nothing_to_do_is_a_skip(harness):

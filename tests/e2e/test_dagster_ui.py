@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ LEDGER_CHECKS = {
     "ledger_has_no_unreferenced_files",
     "ledger_event_ids_unique",
     "ledger_consistent_with_recorded_checkpoint",
+    "ledger_keys_anchored",
     "ledger_covers_every_hour",
     "ledger_fresh",
 }
@@ -180,6 +182,34 @@ mutation ($params: ExecutionParams!) {
 """
 
 
+PARTITION_QUERY = """
+query ($key: AssetKeyInput!, $partition: String!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      assetMaterializations(partitions: [$partition], limit: 1) {
+        partition runId
+        metadataEntries { label ... on IntMetadataEntry { intValue } }
+      }
+    }
+  }
+}
+"""
+
+
+def _partition_row_count(server: DagsterServer, partition: str) -> tuple[int, str]:
+    """The row count and run of one partition's latest materialization."""
+    node = server.graphql(
+        PARTITION_QUERY, {"key": {"path": ["slack_audit_events"]}, "partition": partition}
+    )["assetNodeOrError"]
+    [materialization] = node["assetMaterializations"]
+    counts = {
+        e["label"]: e.get("intValue")
+        for e in materialization["metadataEntries"]
+        if e.get("intValue") is not None
+    }
+    return counts["dagster/row_count"], materialization["runId"]
+
+
 def _asset(server: DagsterServer, name: str) -> dict[str, Any]:
     return server.graphql(ASSET_QUERY, {"key": {"path": [name]}})["assetNodeOrError"]
 
@@ -217,7 +247,17 @@ def partition_run(dagster_server: DagsterServer) -> dict[str, Any]:
     assert len(partitions) == 2, seeded
     run_id = _launch_partition_run(dagster_server, partitions[-1])
     status = _wait_for_run(dagster_server, run_id)
-    return {"run_id": run_id, "status": status, "partition": partitions[-1]}
+    return {
+        "run_id": run_id,
+        "status": status,
+        "partition": partitions[-1],
+        "seeded": partitions,
+    }
+
+
+def _hour_label(partition: str) -> str:
+    """2026-12-05-04:00 -> 2026-12-05T04 (the ``hour`` metadata of a partition)."""
+    return f"{partition[:10]}T{partition[11:13]}"
 
 
 def test_a_partition_run_launched_through_graphql_succeeds_with_its_checks(
@@ -298,6 +338,22 @@ def test_the_ui_shows_the_assets_and_their_check_states(dagster_server, partitio
             page.get_by_text("Columns").first.wait_for()
             shots.append(tmp_path / "slack_audit_events.png")
             page.screenshot(path=shots[-1])
+
+            # One hour of the two-hour catch-up run: its own row count, not the run's total.
+            first = partition_run["seeded"][0]
+            rows, run_id = _partition_row_count(dagster_server, first)
+            other, _ = _partition_row_count(dagster_server, partition_run["seeded"][1])
+            assert run_id != partition_run["run_id"], "the first hour is from the ranged run"
+            assert rows > 0 and other > 0
+            page.goto(
+                f"{dagster_server.url}/assets/slack_audit_events?view=partitions"
+                f"&partition={urllib.parse.quote(first)}"
+            )
+            page.get_by_text(first).first.wait_for()
+            page.get_by_text(_hour_label(first)).first.wait_for()  # the "hour" metadata value
+            page.get_by_text(str(rows), exact=True).first.wait_for()
+            shots.append(tmp_path / "slack_audit_events_partition.png")
+            page.screenshot(path=shots[-1], full_page=True)
         finally:
             browser.close()
 
