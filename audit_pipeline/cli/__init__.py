@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "audit_pipeline.cli.ledger",
     "audit_pipeline.cli.dataset",
     "audit_pipeline.cli.dev",
+    "audit_pipeline.cli.witness",
 )
 
 EPILOG = "exit codes: 0 ok, 1 integrity findings, 2 usage/configuration error, 3 could not complete"

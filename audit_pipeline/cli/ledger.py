@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from audit_pipeline.cli.witness import add_witness_options, witness_keys
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ledger.canonical import parse_json_strict
 from audit_pipeline.ledger.checkpoint import open_checkpoint
@@ -213,6 +214,9 @@ def _verify(args: argparse.Namespace) -> int:
         "data_range": data_range,
         "progress": _err if args.verbose else None,
     }
+    if args.witness_key:
+        options["witness_keys"] = witness_keys(args.witness_key)
+        options["witness_quorum"] = args.witness_quorum
     bundle = evidence.is_bundle(data_dir)
     if bundle:
         report = evidence.verify_bundle(data_dir, **options)
@@ -360,7 +364,12 @@ def _verify_proof(args: argparse.Namespace) -> int:
         proof = parse_json_strict(sys.stdin.buffer.read())
     else:
         proof = load_proof(Path(args.file))
-    verified = verify_event_proof(proof, keys)
+    verified = verify_event_proof(
+        proof,
+        keys,
+        witness_keys=witness_keys(args.witness_key),
+        witness_quorum=args.witness_quorum,
+    )
     _err(verified.summary())
     print(json.dumps(dict(verified.event), indent=2, ensure_ascii=False, sort_keys=True))
     return 0
@@ -488,6 +497,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not append this run to the data directory's verification history",
     )
+    add_witness_options(verify)
     verify.set_defaults(func=_verify)
 
     checkpoint = _parser(
@@ -535,4 +545,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify_proof.add_argument(
         "--public-key", required=True, metavar="KEY", help="a vkey, or a file of vkeys or a keyring"
     )
+    add_witness_options(verify_proof)
     verify_proof.set_defaults(func=_verify_proof)

@@ -36,7 +36,7 @@ import enum
 import hashlib
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,7 @@ from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint
 from audit_pipeline.ledger.commit import file_digest, parse_intent
+from audit_pipeline.ledger.cosignature import WitnessKey
 from audit_pipeline.ledger.errors import (
     InvalidProofError,
     InvalidSignatureError,
@@ -80,6 +81,7 @@ from audit_pipeline.ledger.manifest import (
     signature_status,
 )
 from audit_pipeline.ledger.note import Verifiers
+from audit_pipeline.ledger.witnessed import WitnessVerdict, check_witnessed, default_quorum
 
 REPORT_SCHEMA = "audit_pipeline.verify/v1"
 MAX_CLOCK_SKEW = 300
@@ -126,6 +128,9 @@ class FindingCode(enum.StrEnum):
     CONSISTENCY_FAILURE = "consistency_failure"
     STALE_LOG = "stale_log"
     RANGE_NOT_COVERED = "range_not_covered"
+    WITNESS_QUORUM_MISSING = "witness_quorum_missing"
+    WITNESS_CONFLICT = "witness_conflict"
+    WITNESS_BAD_COSIGNATURE = "witness_bad_cosignature"
 
 
 _KEY_CODES = {
@@ -204,6 +209,7 @@ class VerifyReport:
     incremental_from: int | None = None
     missing_sequences: tuple[int, ...] = field(default=())
     data_range: tuple[int, int] | None = None
+    witnesses: WitnessVerdict | None = None
 
     def __bool__(self) -> bool:
         return not self.findings
@@ -249,6 +255,7 @@ class VerifyReport:
             "missing_sequences": list(self.missing_sequences),
             "findings": [f.to_dict() for f in self.findings],
             "notices": [n.to_dict() for n in self.notices],
+            "witnesses": None if self.witnesses is None else self.witnesses.to_dict(),
         }
 
     def summary(self) -> str:
@@ -283,6 +290,8 @@ class VerifyReport:
                     f"({_ranges(self.missing_sequences)})"
                 )
             lines.extend(f"  {f.line()}" for f in self.findings)
+        if self.witnesses is not None:
+            lines.append(f"  {self.witnesses.line()}")
         lines.extend(_notice_lines(self.notices))
         if not self.trusted_keys:
             lines.append(
@@ -338,6 +347,8 @@ def verify_ledger(
     max_lag: int | None = None,
     data_range: tuple[int, int] | None = None,
     progress: Callable[[str], None] | None = None,
+    witness_keys: Sequence[WitnessKey] = (),
+    witness_quorum: int | None = None,
 ) -> VerifyReport:
     """verify_ledger checks the data directory and returns every finding it has.
 
@@ -351,8 +362,10 @@ def verify_ledger(
     for a copy holding the data of those hours only: each of its hours must have a
     manifest, and a data file of a batch outside it may be absent (notice
     ``data_outside_range``); whoever chose the range decides what was checked, so callers
-    should say where it came from. Raises only for misuse (ConfigurationError) or when
-    files cannot be read (VerificationIncompleteError).
+    should say where it came from. With ``witness_keys`` the latest checkpoint must carry
+    ``witness_quorum`` (default: all of them) valid cosignatures and no witness may have
+    cosigned a history the log no longer extends (see :mod:`.witnessed`). Raises only for
+    misuse (ConfigurationError) or when files cannot be read (VerificationIncompleteError).
     """
     data_dir = Path(data_dir)
     if not (data_dir / LEDGER).is_dir():
@@ -363,6 +376,11 @@ def verify_ledger(
         raise ConfigurationError(f"jobs must be at least 1, got {jobs}")
     if data_range is not None:
         data_range = check_data_range(data_range)
+    quorum = default_quorum(witness_keys, witness_quorum)
+    if witness_keys and not 1 <= quorum <= len(witness_keys):
+        raise ConfigurationError(
+            f"witness quorum must be 1..{len(witness_keys)} (the witness keys given), got {quorum}"
+        )
     trusted_keys = keyring is not None
     if keyring is None:
         keyring = load_keyring(data_dir)
@@ -377,6 +395,7 @@ def verify_ledger(
         progress=progress or (lambda _msg: None),
         data_range=data_range,
     )
+    run.witness_keys, run.witness_quorum = tuple(witness_keys), quorum
     try:
         return run.verify(trusted_checkpoint, incremental, max_lag, trusted_keys)
     except PermissionError as exc:
@@ -426,6 +445,8 @@ class _Run:
         self.findings: list[Finding] = []
         self.notices: list[Notice] = []
         self.checked: Counter[str] = Counter()
+        self.witness_keys: tuple[WitnessKey, ...] = ()
+        self.witness_quorum = 0
 
     def add(
         self,
@@ -485,6 +506,7 @@ class _Run:
         self._check_checkpoints(parsed, origin, size, contiguous, roots, start)
         self._check_coverage(parsed, start, max_lag)
         self._check_range_coverage(parsed)
+        witnesses = self._check_witnesses(origin, size, contiguous, roots)
 
         root = roots.root(size) if contiguous == size and size else None
         current = None
@@ -504,7 +526,26 @@ class _Run:
             incremental_from=start if incremental else None,
             missing_sequences=tuple(missing),
             data_range=self.data_range,
+            witnesses=witnesses,
         )
+
+    def _check_witnesses(
+        self, origin: str | None, size: int, contiguous: int, roots: _PrefixRoots
+    ) -> WitnessVerdict | None:
+        if not self.witness_keys:
+            return None
+        verdict = check_witnessed(
+            self.storage,
+            self.witness_keys,
+            self.witness_quorum,
+            origin=origin,
+            size=size,
+            root_at=lambda n: roots.root(n) if 0 < n <= contiguous else None,
+        )
+        self.checked["witnessed_checkpoints"] += 1
+        for code, location, detail, expected, actual in verdict.problems:
+            self.add(FindingCode(code), location, detail, expected, actual)
+        return verdict
 
     # -- manifests -------------------------------------------------------------------------
 
