@@ -187,7 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
 def make_server(witness: Witness, host: str, port: int) -> ThreadingHTTPServer:
     """make_server binds the witness's HTTP server (port 0 picks a free port)."""
     handler = type("WitnessHandler", (_Handler,), {"witness": witness})
-    server = ThreadingHTTPServer((host, port), handler)
+    server_class = type("WitnessHTTPServer", (ThreadingHTTPServer,), {"request_queue_size": 128})
+    server = server_class((host, port), handler)
     server.daemon_threads = True
     return server
 
