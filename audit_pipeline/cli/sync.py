@@ -35,6 +35,8 @@ from audit_pipeline.ledger.keys import default_signing_key_path, init_key, load_
 from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.ledger.note import Signer
 from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
+from audit_pipeline.witness.committer import CommitWitnessing
+from audit_pipeline.witness.config import policy_from_env
 
 DEMO_DATA_DIR = Path("data/demo")
 DEMO_ORIGIN = "audit-pipeline.demo/emulator"
@@ -157,6 +159,7 @@ def run_sync(args: argparse.Namespace) -> int:
     ledger = Ledger(
         data_dir, file_format=PARQUET_FORMAT, signer=signer, origin=os.environ.get(ORIGIN_ENV)
     )
+    witnessing = CommitWitnessing(ledger, policy_from_env(), progress=_progress)
     report = sync_hours(
         start=start,
         end=end,
@@ -165,10 +168,20 @@ def run_sync(args: argparse.Namespace) -> int:
         ledger=ledger,
         run_id=args.run_id or f"cli-{uuid.uuid4()}",
         progress=_progress,
+        on_commit=witnessing if witnessing.policy else None,
     )
     print(report.summary(), file=sys.stderr)
     if args.json:
-        print(json.dumps(_report_json(report), indent=2))
+        summary = _report_json(report)
+        summary["witnesses"] = [r.to_dict() for r in witnessing.rounds]
+        print(json.dumps(summary, indent=2))
+    if witnessing.alarms:
+        print(
+            "INTEGRITY ALARM: witnesses refused because the log does not extend what they "
+            "cosigned: " + "; ".join(f"{o.label}: {o.detail}" for o in witnessing.alarms),
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -267,3 +267,38 @@ def _cosigned(
         return outcome(REFUSED, f"200 but no cosignature verifies with {endpoint.key.vkey}")
     best = found.valid[0]
     return outcome(COSIGNED, "cosigned", lines=(best.line,), timestamp=best.timestamp)
+
+
+class CommitWitnessing:
+    """CommitWitnessing is the after-commit hook: it asks the witnesses after each commit
+    and keeps every round, so the caller can report them and raise the alarm."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        policy: WitnessPolicy,
+        *,
+        progress: Callable[[str], None] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.ledger = ledger
+        self.policy = policy
+        self.progress = progress
+        self.timeout = timeout
+        self.rounds: list[WitnessRound] = []
+
+    def __call__(self, _committed: object = None) -> WitnessRound | None:
+        round_ = witness_latest(self.ledger, self.policy, timeout=self.timeout)
+        if round_ is not None:
+            self.rounds.append(round_)
+            if self.progress:
+                self.progress(round_.summary())
+        return round_
+
+    @property
+    def alarms(self) -> list[WitnessOutcome]:
+        return [o for r in self.rounds for o in r.alarms]
+
+    @property
+    def last(self) -> WitnessRound | None:
+        return self.rounds[-1] if self.rounds else None
