@@ -39,6 +39,7 @@ from audit_pipeline.defs.resources import (
     SlackNotifier,
 )
 from audit_pipeline.defs.schedules import SYNC_MINUTE
+from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, HOUR, SyncReport, format_hour, sync_hours
 from audit_pipeline.lake import COLUMN_DOCS, EVENT_SCHEMA
 from audit_pipeline.ledger import Checkpoint, LedgerError, VerifyReport, parse_checkpoint
@@ -195,9 +196,11 @@ def build_slack_audit_events(
             config: SyncConfig,
             slack_audit: SlackAuditResource,
             ledger: LedgerResource,
+            witnesses: WitnessSetResource,
         ) -> dg.MaterializeResult:
             start, end = hours_of_window(context.partition_time_window)
             writer = ledger.writer()
+            witnessing = witnesses.after_commit(writer, progress=context.log.info)
             report = sync_hours(
                 start=start,
                 end=end,
@@ -206,16 +209,20 @@ def build_slack_audit_events(
                 run_id=context.run.run_id,
                 lookback_hours=config.lookback_hours,
                 progress=context.log.info,
+                on_commit=witnessing if witnessing.policy else None,
             )
             context.log.info(report.summary())
+            for alarm in witnessing.alarms:
+                context.log.error(f"witness {alarm.label} refused: {alarm.detail}")
             rows_held = sum(
                 m.manifest.event_count
                 for m in writer.manifests()
                 if start <= m.manifest.window_start < end
             )
-            return dg.MaterializeResult(
-                metadata=sync_metadata(report, start=start, end=end, rows_held=rows_held)
-            )
+            metadata = sync_metadata(report, start=start, end=end, rows_held=rows_held)
+            if witnessing.last is not None:
+                metadata["witnesses"] = dg.MetadataValue.json(witnessing.last.to_dict())
+            return dg.MaterializeResult(metadata=metadata)
 
     return slack_audit_events
 
@@ -312,6 +319,7 @@ def build_audit_ledger(
             config: VerifyConfig,
             ledger: LedgerResource,
             slack_notifier: SlackNotifier,
+            witnesses: WitnessSetResource,
         ) -> dg.MaterializeResult:
             now = clock()
             recorded = recorded_verification(context.instance)
@@ -329,7 +337,13 @@ def build_audit_ledger(
                 if trusted is None
                 else f"recorded checkpoint of size {recorded.tree_size}",
             )
-            report = ledger.verify(trusted_checkpoint=trusted, incremental=not full)
+            policy = witnesses.policy()
+            report = ledger.verify(
+                trusted_checkpoint=trusted,
+                incremental=not full,
+                witness_keys=policy.keys,
+                witness_quorum=policy.quorum,
+            )
             context.log.info(report.summary())
             history_run = _record_in_history(context, ledger, report)
 

@@ -190,7 +190,11 @@ class IntegrityError(LedgerError):
 
 # Findings about the log's cadence (hours never committed, a log gone stale), not about the
 # integrity of what it holds: a ledger with only these is intact as far as it goes.
-COVERAGE_CODES = frozenset({FindingCode.HOUR_MISSING, FindingCode.STALE_LOG})
+# A latest checkpoint without its quorum of cosignatures (a witness was down) is a finding
+# for whoever asked for witnesses, but says nothing against what the log holds.
+COVERAGE_CODES = frozenset(
+    {FindingCode.HOUR_MISSING, FindingCode.STALE_LOG, FindingCode.WITNESS_QUORUM_MISSING}
+)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import pytest
 
 from audit_pipeline.defs.assets import build_audit_ledger, build_slack_audit_events
 from audit_pipeline.defs.resources import LedgerResource, SlackAuditResource, SlackNotifier
+from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.ledger.keys import init_key
 from audit_pipeline.slack.emulator import Emulator, running_emulator
 
@@ -187,6 +188,7 @@ def pipeline_factory(emulator: Emulator, data_dir: Path, key_path: Path):
             ),
             "ledger": LedgerResource(data_dir=str(data_dir), signing_key=str(key_path)),
             "slack_notifier": notifier or SlackNotifier(),
+            "witnesses": WitnessSetResource(witnesses=""),
         }
         return Pipeline(instance or dg.DagsterInstance.ephemeral(), resources, data_dir)
 
