@@ -204,6 +204,9 @@ def run_query_command(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from audit_pipeline.dataset.evidence import export_evidence
     from audit_pipeline.ingest import parse_hour
+    from audit_pipeline.witness.config import policy_from_env
+
+    witnesses = policy_from_env()
 
     start, end = parse_hour(args.start), parse_hour(args.end)
     result = export_evidence(
@@ -213,6 +216,8 @@ def run_export(args: argparse.Namespace) -> int:
         out=Path(args.out),
         keyring=_keyring(args.trusted_keys),
         trusted_checkpoint=_read_file(args.trusted_checkpoint, "trusted checkpoint"),
+        witness_keys=witnesses.keys,
+        witness_quorum=witnesses.quorum,
     )
     print(result.summary())
     return 0

@@ -92,6 +92,17 @@ def test_sync_with_two_witnesses_then_a_rewritten_hour(
         code, _, err = run(capsys, *check, "--witness-key", stranger)
         assert code == 1 and "quorum is 1" in err
 
+        bundle = tmp_path / "bundle"
+        code, _, err = run(
+            capsys, "export-evidence", "--start", hour_text(start), "--end", hour_text(end),
+            "--out", str(bundle), "--data-dir", str(data),
+        )  # fmt: skip
+        assert code == 0, err
+        assert (bundle / "WITNESS-KEYS.txt").read_text().split() == [w1.vkey, w2.vkey]
+        assert f"--witness-key {w1.vkey}" in (bundle / "README.md").read_text()
+        code, _, err = run(capsys, "verify", "--data-dir", str(bundle), *witness_args)
+        assert code == 0 and "cosigned by 2 of 2" in err, err
+
         # The insider deletes the newest batch and its checkpoint and syncs the hour again.
         (data / manifest.manifest.data.path).unlink()
         (data / manifest_path(1)).unlink()
