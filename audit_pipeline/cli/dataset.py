@@ -147,7 +147,9 @@ def _keyring(path: str | None) -> Keyring | None:
 
 def run_build(args: argparse.Namespace) -> int:
     from audit_pipeline.dataset.build import build_dataset
+    from audit_pipeline.witness.config import policy_from_env
 
+    witnesses = policy_from_env()
     result = build_dataset(
         args.data_dir,
         database=args.database,
@@ -155,6 +157,8 @@ def run_build(args: argparse.Namespace) -> int:
         trusted_checkpoint=_read_file(args.trusted_checkpoint, "trusted checkpoint"),
         progress=_progress,
         full=args.full,
+        witness_keys=witnesses.keys,
+        witness_quorum=witnesses.quorum,
     )
     if args.json:
         doc = {

@@ -21,6 +21,7 @@ from audit_pipeline.dataset.build import dataset_path
 from audit_pipeline.dataset.schema import EVENT_COLUMNS, PROVENANCE_DOCS
 from audit_pipeline.defs.assets import GROUP, OWNERS, recorded_verification
 from audit_pipeline.defs.resources import LedgerResource
+from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.lake import COLUMN_DOCS
 
@@ -59,21 +60,28 @@ _COLUMNS = dg.TableSchema(
     ),
 )
 def audit_dataset(
-    context: dg.AssetExecutionContext, config: DatasetConfig, ledger: LedgerResource
+    context: dg.AssetExecutionContext,
+    config: DatasetConfig,
+    ledger: LedgerResource,
+    witnesses: WitnessSetResource,
 ) -> dg.MaterializeResult:
     from audit_pipeline.dataset.build import build_dataset
 
     trusted = (
         None if config.full_verification else recorded_verification(context.instance).checkpoint
     )
+    policy = witnesses.policy()
+    witnessed = {"witness_keys": policy.keys, "witness_quorum": policy.quorum}
     try:
-        report = ledger.verify(trusted_checkpoint=trusted, incremental=trusted is not None)
+        report = ledger.verify(
+            trusted_checkpoint=trusted, incremental=trusted is not None, **witnessed
+        )
     except ConfigurationError as exc:
         if trusted is None:
             raise
         context.log.warning(f"recorded checkpoint unusable ({exc}); verifying fully")
         trusted = None
-        report = ledger.verify(trusted_checkpoint=None, incremental=False)
+        report = ledger.verify(trusted_checkpoint=None, incremental=False, **witnessed)
     data_dir = ledger.resolved_data_dir()
     result = build_dataset(
         data_dir,

@@ -92,6 +92,15 @@ def test_sync_with_two_witnesses_then_a_rewritten_hour(
         code, _, err = run(capsys, *check, "--witness-key", stranger)
         assert code == 1 and "quorum is 1" in err
 
+        code, _, err = run(capsys, "dataset", "build", "--data-dir", str(data))
+        assert code == 0, err
+        html = tmp_path / "report.html"
+        code, _, err = run(capsys, "report", "--data-dir", str(data), "--out", str(html))
+        assert code == 0, err
+        page = html.read_text()
+        assert "2 of 2 trusted witnesses cosigned size 2 (quorum 2)" in page
+        assert "witness.test/w1" in page and "witness.test/w2" in page
+
         bundle = tmp_path / "bundle"
         code, _, err = run(
             capsys, "export-evidence", "--start", hour_text(start), "--end", hour_text(end),

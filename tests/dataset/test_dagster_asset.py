@@ -13,6 +13,7 @@ from audit_pipeline.dataset.build import dataset_path
 from audit_pipeline.dataset.query import open_dataset
 from audit_pipeline.defs.dataset import audit_dataset
 from audit_pipeline.defs.resources import LedgerResource
+from audit_pipeline.defs.witnesses import WitnessSetResource
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -21,7 +22,10 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 def _materialize(data_dir, **config):
     return dg.materialize(
         [audit_dataset],
-        resources={"ledger": LedgerResource(data_dir=str(data_dir))},
+        resources={
+            "ledger": LedgerResource(data_dir=str(data_dir)),
+            "witnesses": WitnessSetResource(witnesses=""),
+        },
         instance=dg.DagsterInstance.ephemeral(),
         run_config={"ops": {"audit_dataset": {"config": config}}} if config else None,
         raise_on_error=False,
