@@ -32,10 +32,12 @@ from audit_pipeline.cli.sync import (
     DEMO_KEY_FILE,
     DEMO_ORIGIN,
     DEMO_SEED,
+    demo_witness_dir,
     prepare_demo_data_dir,
 )
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ingest import HOUR, format_hour, last_closed_hour
+from audit_pipeline.witness.local import running_local_witness
 
 DEFAULT_PORT = 3000
 DAGSTER_HOME_DIR = Path("data/dagster_home")
@@ -234,16 +236,22 @@ def run_dev(args: argparse.Namespace) -> int:
     _install_instance_template(home)
     now = time.time()
     key_path = data_dir / DEMO_KEY_FILE
-    prepare_demo_data_dir(data_dir, now=now)
+    fresh = not (data_dir / "ledger" / "manifests").is_dir()
+    signer = prepare_demo_data_dir(data_dir, now=now)
     start = _demo_start_hour(data_dir, args.hours, now)
 
-    with running_emulator(
-        start=start - 7 * 24 * HOUR,
-        end=last_closed_hour(now) + 8 * 24 * HOUR,  # entries after "now" are never served
-        events_per_hour=args.events_per_hour,
-        seed=DEMO_SEED,
-        rate_limit_per_min=0,
-    ) as emulator:
+    with (
+        running_emulator(
+            start=start - 7 * 24 * HOUR,
+            end=last_closed_hour(now) + 8 * 24 * HOUR,  # entries after "now" are never served
+            events_per_hour=args.events_per_hour,
+            seed=DEMO_SEED,
+            rate_limit_per_min=0,
+        ) as emulator,
+        running_local_witness(
+            demo_witness_dir(data_dir), DEMO_ORIGIN, signer.verifier, forget=fresh
+        ) as witness,
+    ):
         env = dagster_environment(
             os.environ,
             data_dir=data_dir,
@@ -255,7 +263,9 @@ def run_dev(args: argparse.Namespace) -> int:
             port=args.port,
         )
         env.setdefault("AUDIT_LOG_ORIGIN", DEMO_ORIGIN)
+        env.setdefault("AUDIT_WITNESSES", f"{witness.label} {witness.url} {witness.key.vkey}")
         print(f"dev: emulator serving {emulator.base_url}", file=sys.stderr, flush=True)
+        print(f"dev: witness {witness.key.vkey} at {witness.url}", file=sys.stderr, flush=True)
         runs = sync_missing_hours(env, log=lambda m: print(m, file=sys.stderr, flush=True))
         print(f"dev: {runs} catch-up runs; starting dagster dev", file=sys.stderr, flush=True)
         process = start_dagster_dev(workspace, args.port, env)

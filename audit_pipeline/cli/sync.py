@@ -36,7 +36,8 @@ from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.ledger.note import Signer
 from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
 from audit_pipeline.witness.committer import CommitWitnessing
-from audit_pipeline.witness.config import policy_from_env
+from audit_pipeline.witness.config import make_policy, policy_from_env
+from audit_pipeline.witness.local import running_local_witness
 
 DEMO_DATA_DIR = Path("data/demo")
 DEMO_ORIGIN = "audit-pipeline.demo/emulator"
@@ -185,6 +186,11 @@ def run_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_witness_dir(data_dir: Path) -> Path:
+    """demo_witness_dir: the local demo witness's key and state, beside the data directory."""
+    return Path(data_dir).resolve().parent / f"{Path(data_dir).name}-witness"
+
+
 def prepare_demo_data_dir(data_dir: Path, *, now: float) -> Signer:
     """prepare_demo_data_dir marks a directory as emulator data and gives it a signing key
     of its own (demo only: real keys live outside the data directory)."""
@@ -204,22 +210,30 @@ def run_demo(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir)
     now = time.time()
+    fresh = not (data_dir / "ledger" / "manifests").is_dir()
     signer = prepare_demo_data_dir(data_dir, now=now)
     end = last_closed_hour(now) + HOUR
     start = end - args.hours * HOUR
     _progress(f"demo: emulator data for {format_hour(start)} .. {format_hour(end - HOUR)} UTC")
-    with running_emulator(
-        start=start - DEFAULT_LOOKBACK_HOURS * HOUR,
-        end=end,
-        events_per_hour=args.events_per_hour,
-        seed=args.seed,
-        rate_limit_per_min=0,
-    ) as emulator:
+    with (
+        running_emulator(
+            start=start - DEFAULT_LOOKBACK_HOURS * HOUR,
+            end=end,
+            events_per_hour=args.events_per_hour,
+            seed=args.seed,
+            rate_limit_per_min=0,
+        ) as emulator,
+        running_local_witness(
+            demo_witness_dir(data_dir), DEMO_ORIGIN, signer.verifier, forget=fresh
+        ) as witness,
+    ):
         _progress(f"demo: emulator serving {emulator.base_url}")
         settings = AuditApiSettings(
             token=emulator.token, base_url=emulator.base_url, max_calls_per_minute=0
         )
+        _progress(f"demo: witness {witness.key.vkey} at {witness.url}")
         ledger = Ledger(data_dir, file_format=PARQUET_FORMAT, signer=signer, origin=DEMO_ORIGIN)
+        witnessing = CommitWitnessing(ledger, make_policy([witness], None), progress=_progress)
         report = sync_hours(
             start=start,
             end=end,
@@ -227,14 +241,18 @@ def run_demo(args: argparse.Namespace) -> int:
             ledger=ledger,
             run_id=f"demo-{uuid.uuid4()}",
             progress=_progress,
+            on_commit=witnessing,
         )
-    verification = verify_ledger(data_dir, file_format=PARQUET_FORMAT)
+        if not report.batches:
+            witnessing()  # nothing new: still catch the witness up with the latest checkpoint
+    verification = verify_ledger(data_dir, file_format=PARQUET_FORMAT, witness_keys=[witness.key])
     print(report.summary())
     print()
     print(verification.summary())
     if not verification:
         return 1
     dataset = build_dataset(data_dir, report=verification, trigger="audit-pipeline demo")
+    print(f"witness key (verify --witness-key): {witness.key.vkey}")
     print(dataset.summary())
     checkpoint = ledger.latest_checkpoint()
     if checkpoint:

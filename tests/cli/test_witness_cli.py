@@ -131,3 +131,17 @@ def _first_event_id(data: Path, signed) -> str:
     from audit_pipeline.lake import PARQUET_FORMAT
 
     return PARQUET_FORMAT.read_events(data / signed.manifest.data.path)[0].event_id
+
+
+def test_demo_runs_a_local_witness_that_cosigns_and_catches_up(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "demo"
+    assert main(["demo", "--hours", "2", "--events-per-hour", "20", "--data-dir", str(data)]) == 0
+    out, err = capsys.readouterr()
+    assert "checkpoint 2 cosigned by 1 of 1 trusted witnesses" in out
+    assert "cosigned by 1/1 (quorum 1, met)" in err
+    witness_dir = tmp_path / "demo-witness"
+    assert (witness_dir / "witness-key").exists() and (witness_dir / "state" / "logs").is_dir()
+    assert len(list((data / "ledger" / "witnessed").glob("*.checkpoint"))) == 2
+    # Again: nothing new to commit, the witness is still asked about the latest checkpoint.
+    assert main(["demo", "--hours", "2", "--events-per-hour", "20", "--data-dir", str(data)]) == 0
+    assert "cosigned by 1 of 1 trusted witnesses" in capsys.readouterr().out
