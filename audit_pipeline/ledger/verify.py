@@ -510,7 +510,7 @@ class _Run:
         self._check_checkpoints(parsed, origin, size, contiguous, roots, start)
         self._check_coverage(parsed, start, max_lag)
         self._check_range_coverage(parsed)
-        witnesses = self._check_witnesses(origin, size, contiguous, roots)
+        witnesses = self._check_witnesses(origin, size, contiguous, roots, start)
 
         root = roots.root(size) if contiguous == size and size else None
         current = None
@@ -534,7 +534,7 @@ class _Run:
         )
 
     def _check_witnesses(
-        self, origin: str | None, size: int, contiguous: int, roots: _PrefixRoots
+        self, origin: str | None, size: int, contiguous: int, roots: _PrefixRoots, start: int
     ) -> WitnessVerdict | None:
         if not self.witness_keys:
             return None
@@ -545,6 +545,7 @@ class _Run:
             origin=origin,
             size=size,
             root_at=lambda n: roots.root(n) if 0 < n <= contiguous else None,
+            from_size=start,
         )
         self.checked["witnessed_checkpoints"] += 1
         for code, location, detail, expected, actual in verdict.problems:

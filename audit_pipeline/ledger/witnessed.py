@@ -85,12 +85,13 @@ class WitnessVerdict:
         )
 
 
-def read_witnessed(storage: LocalStorage) -> dict[int, bytes]:
-    """read_witnessed returns every witnessed checkpoint file by the size its name gives."""
+def read_witnessed(storage: LocalStorage, from_size: int = 0) -> dict[int, bytes]:
+    """read_witnessed returns the witnessed checkpoint files (of sizes >= ``from_size``) by
+    the size their names give."""
     found: dict[int, bytes] = {}
     for name in storage.list_dir(WITNESSED):
         size = parse_numbered_name(name, CHECKPOINT_SUFFIX)
-        if size is not None:
+        if size is not None and size >= from_size:
             found[size] = storage.read(f"{WITNESSED}/{name}")
     return found
 
@@ -129,12 +130,14 @@ def check_witnessed(
     origin: str | None,
     size: int,
     root_at: Callable[[int], bytes | None],
+    from_size: int = 0,
 ) -> WitnessVerdict:
     """check_witnessed compares the witnessed checkpoints with the log (``root_at(n)`` is
-    the root of the log's first n batches, None when it cannot be computed)."""
+    the root of the log's first n batches, None when it cannot be computed). Checkpoints
+    smaller than ``from_size`` are skipped (an incremental verification checked them)."""
     problems: list[tuple[str, str, str, str | None, str | None]] = []
     latest: tuple[dict[str, Any], ...] = ()
-    for tree_size, raw in sorted(read_witnessed(storage).items()):
+    for tree_size, raw in sorted(read_witnessed(storage, from_size).items()):
         rel = witnessed_path(tree_size)
         try:
             found = cosignatures(raw, keys)
