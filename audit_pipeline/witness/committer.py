@@ -16,6 +16,7 @@ alarm, recorded in ``ledger/witnessed/refusals.jsonl`` and never retried away.
 from __future__ import annotations
 
 import base64
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -113,7 +114,8 @@ Post = Callable[[str, bytes, float], tuple[int, str, bytes]]
 
 
 def http_post(url: str, body: bytes, timeout: float) -> tuple[int, str, bytes]:
-    """http_post returns (status, content type, body); OSError when nobody answers."""
+    """http_post returns (status, content type, body); OSError when nobody answers (or
+    answers something that is not HTTP)."""
     request = urllib.request.Request(
         url, data=body, method="POST", headers={"Content-Type": "text/plain"}
     )
@@ -122,6 +124,8 @@ def http_post(url: str, body: bytes, timeout: float) -> tuple[int, str, bytes]:
             return response.status, response.headers.get("Content-Type", ""), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+    except (http.client.HTTPException, ValueError) as exc:
+        raise OSError(f"not an HTTP answer: {exc}") from exc
 
 
 def submission(old: int, proof: Sequence[bytes], checkpoint: bytes) -> bytes:

@@ -16,6 +16,7 @@ import pytest
 from audit_pipeline.ledger.commit import Ledger
 from audit_pipeline.ledger.cosignature import WitnessKey, cosignatures
 from audit_pipeline.ledger.layout import CHECKPOINTS, checkpoint_path, manifest_path
+from audit_pipeline.ledger.note import Signer, generate_key
 from audit_pipeline.ledger.witnessed import witnessed_path
 from audit_pipeline.witness.committer import witness_latest
 from audit_pipeline.witness.config import make_policy, parse_witnesses, policy_from_env
@@ -124,3 +125,21 @@ def test_policy_from_env_entries_and_file(tmp_path: Path) -> None:
     path.write_text(entries.replace("; ", "\n# comment\n"))
     assert policy_from_env({"AUDIT_WITNESSES": str(path)}).quorum == 2
     assert not policy_from_env({})
+
+
+def test_a_witness_that_does_not_follow_this_log_refuses_without_an_alarm(
+    tmp_path: Path, ledger: Ledger, signing_key, start_witness, lh
+) -> None:
+    stranger = Signer.from_private_key(generate_key("test-log")[0])
+    w403 = start_witness(tmp_path / "a", "witness.test/a", [f"{lh.ORIGIN}={stranger.vkey}"])
+    w404 = start_witness(tmp_path / "b", "witness.test/b", [f"other.test/log={signing_key.vkey}"])
+    lh.commit(ledger, 0)
+    round_ = witness_latest(ledger, policy_for([w403, w404], quorum=1))
+    assert [o.status for o in round_.outcomes] == ["refused", "refused"]
+    assert round_.outcomes[0].detail.startswith("403") and round_.outcomes[1].detail.startswith(
+        "404"
+    )
+    assert not round_.alarms and not round_.met
+    keys = [WitnessKey.from_vkey(w.vkey) for w in (w403, w404)]
+    report = lh.verify(ledger.data_dir, witness_keys=keys, witness_quorum=1)
+    assert lh.codes(report) == {"witness_quorum_missing"} and report.intact
