@@ -8,8 +8,11 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from audit_pipeline.defs.alerts import slack_run_failure_alert
+from audit_pipeline.defs.resources import SlackNotifier
 from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import Ledger
@@ -28,8 +31,14 @@ pytestmark = pytest.mark.e2e
 
 
 def test_witnessed_pipeline_then_a_truncation_alarm(
-    pipeline, tmp_path: Path, key_path: Path, start_witness
+    pipeline_factory, notifier_server, tmp_path: Path, key_path: Path, start_witness
 ) -> None:
+    notifier = SlackNotifier(
+        bot_token="xoxb-test-bot-token-not-a-secret-0003",
+        channel="#audit-alerts",
+        base_url=notifier_server.base_url,
+    )
+    pipeline = pipeline_factory(notifier=notifier)
     vkey = load_signing_key(key_path).vkey
     log = f"audit-pipeline/ledger={vkey}"
     w1 = start_witness(tmp_path / "w1", "witness.test/w1", [log])
@@ -65,3 +74,15 @@ def test_witnessed_pipeline_then_a_truncation_alarm(
     assert third.run_id not in pipeline.downstream_runs
     detail = third.check_metadata("ledger_witnesses_agree")["first_failure"]
     assert "witness_conflict" in detail and "witness.test/w1" in detail
+
+    # The failed run is a Slack alert naming the check (the run-failure sensor).
+    context = dg.build_run_status_sensor_context(
+        sensor_name="alert",
+        dagster_event=third.result.get_run_failure_event(),
+        dagster_instance=pipeline.instance,
+        dagster_run=pipeline.instance.get_run_by_id(third.run_id),
+        resources={"slack_notifier": notifier},
+    )
+    slack_run_failure_alert(context.for_run_failure())
+    [post] = notifier_server.posts
+    assert "ledger_witnesses_agree" in post["text"]
