@@ -99,7 +99,7 @@ def test_key_id_rule_matches_the_spec_formula() -> None:
         b"witness.example.com/w1" + b"\n" + b"\x04" + signer.public_key
     ).digest()[:4]
     assert signer.key.key_id == int.from_bytes(expected, "big")
-    name, hex_id, data = signer.key.vkey.split("+")
+    name, hex_id, data = signer.key.vkey.split("+", 2)
     assert (name, hex_id) == ("witness.example.com/w1", expected.hex())
     assert base64.b64decode(data) == b"\x04" + signer.public_key
     # The same key as a log key (type 0x01) has another id: never confused.

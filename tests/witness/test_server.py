@@ -221,3 +221,30 @@ def test_sigkill_mid_update_leaves_old_or_new(tmp_path: Path, log_signer, start_
             # persisted before answering: nothing acknowledged is missing
             assert size >= max(acked, default=0) and size >= last_acknowledged
             last_acknowledged = size
+
+
+def test_the_spec_example_request_parses() -> None:
+    """c2sp.org/tlog-witness's example request body, byte for byte."""
+    from audit_pipeline.witness.server import parse_submission
+
+    example = (
+        "old 20852014\n"
+        "PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=\n"
+        "jrJZDmY8Y7SyJE0MWLpLozkIVMSMZcD5kvuKxPC3swk=\n"
+        "5+pKlUdi2LeF/BcMHBn+Ku6yhPGNCswZZD1X/6QgPd8=\n"
+        "/6WVhPs2CwSsb5rYBH5cjHV/wSmA79abXAwhXw3Kj/0=\n"
+        "\n"
+        "example.com/behind-the-sofa\n"
+        "20852163\n"
+        "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+        "\n"
+        "\u2014 example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URY"
+        "N7u5/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=\n"
+        "\u2014 example.com/behind-the-sofa opLqBQsREYCgu6xQkYQwJr9fo45a62DN9EdmHXnZdXNqlcVGlCum"
+        "2Wks+49/V6267UEjw6QUXTS5Rovnzv++qbSzm9Q=\n"
+    ).encode()
+    sub = parse_submission(example)
+    assert sub.old_size == 20852014 and len(sub.proof) == 4
+    assert sub.proof[0] == base64.b64decode("PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=")
+    assert sub.note.startswith(b"example.com/behind-the-sofa\n20852163\n")
+    assert sub.note.endswith(b"qbSzm9Q=\n")
