@@ -43,6 +43,8 @@ LEDGER_CHECKS = {
     "ledger_consistent_with_recorded_checkpoint",
     "ledger_covers_every_hour",
     "ledger_fresh",
+    "ledger_witnesses_agree",
+    "ledger_witness_quorum",
 }
 START_TIMEOUT = 240.0
 RUN_TIMEOUT = 240.0
