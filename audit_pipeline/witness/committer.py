@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -32,9 +33,12 @@ from audit_pipeline.ledger.checkpoint import Checkpoint, parse_checkpoint
 from audit_pipeline.ledger.commit import Ledger
 from audit_pipeline.ledger.cosignature import cosignatures, with_cosignatures
 from audit_pipeline.ledger.errors import LedgerError
+from audit_pipeline.ledger.layout import LocalStorage
 from audit_pipeline.ledger.note import split_note
 from audit_pipeline.ledger.witnessed import REFUSALS, WITNESSED, witnessed_path
 from audit_pipeline.witness.config import WitnessEndpoint, WitnessPolicy
+
+log = logging.getLogger(__name__)
 
 HINTS = f"{WITNESSED}/hints.json"
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
@@ -160,10 +164,9 @@ def witness_latest(
     now = int(clock())
     with storage.lock():
         rel = witnessed_path(cp.tree_size)
-        current = storage.read(rel) if storage.exists(rel) else checkpoint
         lines = [line for o in outcomes for line in o.lines]
         if lines:
-            storage.replace(rel, with_cosignatures(current, lines))
+            storage.replace(rel, with_cosignatures(_kept(storage, rel, checkpoint), lines))
         fresh = _read_hints(ledger)
         for o in outcomes:
             if o.status == COSIGNED:
@@ -177,6 +180,21 @@ def witness_latest(
             records = b"".join(orjson.dumps(_refusal(o, now)) + b"\n" for o in refused)
             storage.replace(REFUSALS, old + records)
     return WitnessRound(cp.tree_size, policy.quorum, outcomes)
+
+
+def _kept(storage: LocalStorage, rel: str, checkpoint: bytes) -> bytes:
+    """_kept returns the stored witnessed checkpoint to add cosignatures to, when it is this
+    checkpoint (same text, the log's signature first); else the plain checkpoint."""
+    if storage.exists(rel):
+        current = storage.read(rel)
+        try:
+            same = split_note(current)[0] == split_note(checkpoint)[0]
+        except LedgerError:
+            same = False
+        if same and current.startswith(checkpoint):
+            return current
+        log.warning("%s does not hold the latest checkpoint; rewritten from it", rel)
+    return checkpoint
 
 
 def _refusal(o: WitnessOutcome, now: int) -> dict[str, Any]:

@@ -143,3 +143,18 @@ def test_a_witness_that_does_not_follow_this_log_refuses_without_an_alarm(
     keys = [WitnessKey.from_vkey(w.vkey) for w in (w403, w404)]
     report = lh.verify(ledger.data_dir, witness_keys=keys, witness_quorum=1)
     assert lh.codes(report) == {"witness_quorum_missing"} and report.intact
+
+
+def test_a_garbled_witnessed_file_is_rewritten_from_the_checkpoint(
+    tmp_path: Path, ledger: Ledger, signing_key, lh
+) -> None:
+    from audit_pipeline.witness.local import running_local_witness
+
+    lh.commit(ledger, 0)
+    (ledger.data_dir / "ledger" / "witnessed").mkdir(parents=True)
+    (ledger.data_dir / witnessed_path(1)).write_bytes(b"not a note at all")
+    with running_local_witness(tmp_path / "w", lh.ORIGIN, signing_key.verifier) as w:
+        assert witness_latest(ledger, make_policy([w], None)).met
+    kept = (ledger.data_dir / witnessed_path(1)).read_bytes()
+    assert kept.startswith(ledger.latest_checkpoint())
+    assert lh.verify(ledger.data_dir, witness_keys=[w.key]).ok
