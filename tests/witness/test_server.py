@@ -8,6 +8,7 @@ Cosignatures returned are checked with the test's own verifier (see test_cosigna
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import importlib.util
@@ -18,6 +19,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -248,3 +251,24 @@ def test_the_spec_example_request_parses() -> None:
     assert sub.proof[0] == base64.b64decode("PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=")
     assert sub.note.startswith(b"example.com/behind-the-sofa\n20852163\n")
     assert sub.note.endswith(b"qbSzm9Q=\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_body_parses_or_is_a_bad_request(body_bytes: bytes) -> None:
+    from audit_pipeline.ledger.errors import LedgerError
+    from audit_pipeline.witness.server import parse_submission
+
+    with contextlib.suppress(LedgerError):  # anything else (a crash: a 500) fails the test
+        parse_submission(body_bytes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**63), st.lists(st.binary(min_size=32, max_size=32), max_size=63))
+def test_submissions_round_trip(old: int, proof: list[bytes]) -> None:
+    from audit_pipeline.witness.committer import submission
+    from audit_pipeline.witness.server import parse_submission
+
+    note = b"origin\n1\n" + base64.b64encode(bytes(32)) + b"\n\n\xe2\x80\x94 k AAAA\n"
+    sub = parse_submission(submission(old, proof, note))
+    assert (sub.old_size, sub.proof, sub.note) == (old, proof, note)
