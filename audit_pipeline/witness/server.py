@@ -162,8 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         try:
             answer = self.witness.add_checkpoint(body)
-        except OSError as exc:
-            log.error("witness state I/O error: %s", exc)
+        except (OSError, LedgerError) as exc:  # its own state unreadable: never cosign
+            log.error("witness state unavailable: %s", exc)
             answer = _text(500, "witness state unavailable")
         self._send(answer)
 
