@@ -120,4 +120,5 @@ def run(sizes: Sizes, work: Path, year: BuiltLedger, say: Callable[[str], None])
         for proc, _, _ in started:
             proc.kill()
             proc.wait(timeout=10)
+            proc.stdout.close()
     return section

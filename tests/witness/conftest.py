@@ -45,6 +45,7 @@ class WitnessProcess:
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+        self.process.stdout.close()
 
 
 def start_witness_process(root: Path, name: str, logs: list[str]) -> WitnessProcess:
@@ -58,11 +59,15 @@ def start_witness_process(root: Path, name: str, logs: list[str]) -> WitnessProc
     cmd += [str(root / "state"), "--key", str(key), "--port", "0"]
     for log in logs:
         cmd += ["--log", log]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log_path = root / "witness.log"  # a file, never an unread pipe that could fill up
+    with log_path.open("a") as log_file:
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file, text=True)
     first, second = process.stdout.readline(), process.stdout.readline()
     if not second.startswith("listening on "):
         process.kill()
-        raise AssertionError(f"witness did not start: {first!r} {process.stderr.read()}")
+        process.wait(timeout=10)
+        process.stdout.close()
+        raise AssertionError(f"witness did not start: {first!r} {log_path.read_text()}")
     url = second.split()[2]
     return WitnessProcess(name, url, first.split()[1], root / "state", process)
 
