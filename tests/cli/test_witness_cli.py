@@ -112,7 +112,12 @@ def test_sync_with_two_witnesses_then_a_rewritten_hour(
         code, _, err = run(capsys, "verify", "--data-dir", str(bundle), *witness_args)
         assert code == 0 and "cosigned by 2 of 2" in err, err
 
-        # The insider deletes the newest batch and its checkpoint and syncs the hour again.
+        # The insider, with a copy of the signing key (none of the state a signer may keep
+        # beside it), deletes the newest batch and its checkpoint and syncs the hour again.
+        stolen = tmp_path / "stolen-key"
+        stolen.write_bytes((tmp_path / "signing-key").read_bytes())
+        stolen.chmod(0o600)
+        monkeypatch.setenv("AUDIT_SIGNING_KEY", str(stolen))
         (data / manifest.manifest.data.path).unlink()
         (data / manifest_path(1)).unlink()
         (data / CHECKPOINTS / "00000002.checkpoint").unlink()

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from audit_pipeline.defs.alerts import slack_run_failure_alert
-from audit_pipeline.defs.resources import SlackNotifier
+from audit_pipeline.defs.resources import LedgerResource, SlackNotifier
 from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import Ledger
@@ -68,6 +68,10 @@ def test_witnessed_pipeline_then_a_truncation_alarm(
     for cp in (data / CHECKPOINTS).iterdir():
         if int(cp.name.split(".")[0]) > newest.sequence:
             cp.unlink()
+    stolen = tmp_path / "stolen-key"  # a copy of the key, without a signer's state beside it
+    stolen.write_bytes(key_path.read_bytes())
+    stolen.chmod(0o600)
+    pipeline.resources["ledger"] = LedgerResource(data_dir=str(data), signing_key=str(stolen))
     third = pipeline.sync(3)
     assert not third.success
     assert "ledger_witnesses_agree" in third.failed_checks

@@ -41,7 +41,7 @@ def delete_newest(ledger: Ledger, keep: int) -> None:
 
 
 def test_two_witnesses_cosign_then_refuse_a_truncated_fork(
-    tmp_path: Path, ledger: Ledger, signing_key, start_witness, lh
+    tmp_path: Path, ledger: Ledger, signing_key, test_skey, start_witness, lh
 ) -> None:
     log = f"{lh.ORIGIN}={signing_key.vkey}"
     w1 = start_witness(tmp_path / "w1", "witness.test/w1", [log])
@@ -74,13 +74,14 @@ def test_two_witnesses_cosign_then_refuse_a_truncated_fork(
     assert round_.met and len(round_.cosigned) == 2  # proof from 4 to 6 for w2
     assert lh.verify(ledger.data_dir, witness_keys=keys).ok
 
-    # The attacker (holding the signing key) deletes batches 3.. and commits another history.
+    # The attacker (holding a copy of the signing key, without whatever state the pipeline's
+    # signer keeps) deletes batches 3.. and commits another history.
     kept_copy = shutil.copytree(ledger.data_dir, tmp_path / "before")
     delete_newest(ledger, 3)
     forger = Ledger(
         ledger.data_dir,
         file_format=lh.JSONL,
-        signer=signing_key,
+        signer=Signer.from_private_key(test_skey),
         origin=lh.ORIGIN,
         clock=lh.Clock(),
     )
