@@ -18,8 +18,10 @@ key the verifier brought. The verdicts (:func:`check_witnessed`):
   the log has since dropped or rewritten;
 - a refusal the committer recorded because a witness found the log inconsistent is
   ``witness_conflict`` too (the committer's record, kept beside the log);
-- a cosignature line by a trusted witness key that does not verify is
-  ``witness_bad_cosignature``.
+- a cosignature line by a trusted witness key that does not verify, on the latest or on a
+  conflicting checkpoint, is ``witness_bad_cosignature`` (checkpoints the log agrees with
+  are compared with it but their cosignatures are not checked: they vouch for nothing the
+  latest checkpoint's cosignatures do not).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from audit_pipeline.ledger.layout import (
     numbered_name,
     parse_numbered_name,
 )
+from audit_pipeline.ledger.note import split_note
 
 WITNESSED = "ledger/witnessed"
 REFUSALS = f"{WITNESSED}/refusals.jsonl"
@@ -140,11 +143,16 @@ def check_witnessed(
     for tree_size, raw in sorted(read_witnessed(storage, from_size).items()):
         rel = witnessed_path(tree_size)
         try:
-            found = cosignatures(raw, keys)
-            cp = parse_checkpoint(found.text)
+            cp = parse_checkpoint(split_note(raw)[0])
         except LedgerError as exc:
             problems.append(("witness_bad_cosignature", rel, f"unreadable: {exc}", None, None))
             continue
+        conflict = _conflict(cp, tree_size, origin, size, root_at)
+        if not conflict and tree_size != size:
+            # The log agrees with it: its cosignatures vouch for nothing the latest's do not,
+            # so they are not checked (this is where a month of hourly files would cost).
+            continue
+        found = cosignatures(raw, keys)
         for bad in found.invalid:
             problems.append(
                 (
@@ -157,13 +165,12 @@ def check_witnessed(
             )
         if not found.valid:
             continue
-        who = ", ".join(f"{c['witness']} ({c['time_iso']})" for c in cosigner_facts(found))
-        conflict = _conflict(cp, tree_size, origin, size, root_at)
         if conflict:
+            who = ", ".join(f"{c['witness']} ({c['time_iso']})" for c in cosigner_facts(found))
             problems.append(
                 ("witness_conflict", rel, f"cosigned by {who}, but {conflict[0]}", *conflict[1:])
             )
-        elif tree_size == size:
+        else:
             latest = cosigner_facts(found)
     if size and len(latest) < quorum:
         problems.append(
