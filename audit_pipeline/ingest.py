@@ -361,8 +361,10 @@ def sync_hours(
     run_id: str,
     lookback_hours: int = DEFAULT_LOOKBACK_HOURS,
     progress: Callable[[str], None] | None = None,
+    on_commit: Callable[[WindowResult], None] | None = None,
 ) -> SyncReport:
-    """sync_hours syncs hours ``[start, end)`` plus the lookback, oldest first."""
+    """sync_hours syncs hours ``[start, end)`` plus the lookback, oldest first.
+    ``on_commit`` runs after each window that committed a batch (the witnesses' turn)."""
     check_range(start, end, lookback_hours)
     held = ledger.committed_windows()
     lookback = [h for h in range(start - lookback_hours * HOUR, start, HOUR) if h in held]
@@ -389,6 +391,8 @@ def sync_hours(
                 progress(f"[{done}/{len(plan)}] {failed.hour}: FAILED (data error), see summary")
             continue
         report.windows.append(result)
+        if on_commit is not None and result.sequence is not None:
+            on_commit(result)
         if progress:
             progress(
                 f"[{done}/{len(plan)}] {hour_label(result.window_start)}"

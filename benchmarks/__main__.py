@@ -1,7 +1,8 @@
 """``python -m benchmarks`` (``make bench``): speed, memory and scale, side by side in one run.
 
-Runs the six benchmarks of issue 7 (ingest, verify, query, proofs, pacing, orchestration),
-prints a table and writes ``benchmarks/RESULTS.md`` with the machine it ran on. Sizes:
+Runs the benchmarks of issue 7 (ingest, verify, query, proofs, pacing, orchestration) and
+of issue 11 (witnesses), prints a table and writes ``benchmarks/RESULTS.md`` with the
+machine it ran on. Sizes:
 ``--size tiny`` (seconds; what the smoke test runs), ``small`` (minutes), ``full`` (the
 issue's sizes, under 30 minutes on 2 cores). Absolute numbers drift on a shared machine;
 the targets are judged on ratios measured in the same run.
@@ -25,8 +26,8 @@ from benchmarks.config import SIZES, Sizes
 from benchmarks.ledgers import BuiltLedger, build_ledger
 from benchmarks.report import render_results, render_table
 
-NAMES = ("ingest", "verify", "query", "proofs", "pacing", "orchestration")
-NEED_YEAR = {"verify", "query", "proofs"}
+NAMES = ("ingest", "verify", "query", "proofs", "pacing", "orchestration", "witnesses")
+NEED_YEAR = {"verify", "query", "proofs", "witnesses"}
 # 2025-12-01T00:00Z, a Monday: the generated year starts on one so weeks line up.
 YEAR_START = 1764547200
 
@@ -134,7 +135,7 @@ def _run_one(
     failures: list[str],
     profile: bool,
 ) -> Section | None:
-    from benchmarks import ingest, orchestration, pacing, proofs, query, verify
+    from benchmarks import ingest, orchestration, pacing, proofs, query, verify, witnesses
 
     runners: dict[str, Callable[[], Section]] = {
         "ingest": lambda: ingest.run(sizes, work, _say, profile),
@@ -143,6 +144,7 @@ def _run_one(
         "proofs": lambda: proofs.run(sizes, work, year, _say, profile),
         "pacing": lambda: pacing.run(sizes, work, _say),
         "orchestration": lambda: orchestration.run(sizes, work, _say),
+        "witnesses": lambda: witnesses.run(sizes, work, year, _say),
     }
     started = time.perf_counter()
     try:

@@ -23,6 +23,7 @@ import dagster as dg
 
 from audit_pipeline.defs.assets import build_audit_ledger, build_slack_audit_events
 from audit_pipeline.defs.resources import LedgerResource, SlackAuditResource, SlackNotifier
+from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, last_closed_hour
 from audit_pipeline.ledger.keys import init_key
 from benchmarks.common import (
@@ -73,6 +74,7 @@ class _Setup:
             ),
             "ledger": LedgerResource(data_dir=str(self.data_dir), signing_key=str(self.key)),
             "slack_notifier": SlackNotifier(),
+            "witnesses": WitnessSetResource(witnesses=""),
         }
 
     def run(self, first: int, last: int) -> float:

@@ -5,6 +5,8 @@
   only, so it stays small and checkable;
 - ``slack`` knows nothing of the lake, the ledger, the dataset or Dagster;
 - ``lake`` knows nothing of Slack, the dataset, Dagster or DuckDB;
+- ``witness`` (a server run elsewhere, and the committer's client) builds on ``ledger``
+  only: no Slack, lake, ingest, dataset or Dagster;
 - below ``defs`` and ``cli`` (the Dagster and command-line faces) nothing imports Dagster
   or those faces. ``definitions.py`` is the Dagster code location itself.
 
@@ -141,6 +143,19 @@ def test_ledger_imports_only_the_stdlib_cryptography_orjson_and_itself() -> None
                 "audit_pipeline.lake",
                 "audit_pipeline.ledger",
                 "audit_pipeline.dataset",
+                "audit_pipeline.defs",
+                "dagster",
+                "pyarrow",
+                "duckdb",
+            ),
+        ),
+        (
+            "witness",
+            (
+                "audit_pipeline.slack",
+                "audit_pipeline.lake",
+                "audit_pipeline.dataset",
+                "audit_pipeline.ingest",
                 "audit_pipeline.defs",
                 "dagster",
                 "pyarrow",

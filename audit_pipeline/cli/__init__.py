@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "audit_pipeline.cli.dataset",
     "audit_pipeline.cli.dev",
     "audit_pipeline.cli.stack",
+    "audit_pipeline.cli.witness",
 )
 
 # What each module offers, to name the commands a verifier-only install cannot run.

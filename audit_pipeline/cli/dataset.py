@@ -160,7 +160,9 @@ def _keyring(path: str | None) -> Keyring | None:
 def run_build(args: argparse.Namespace) -> int:
     _check_data_dir(args)
     from audit_pipeline.dataset.build import build_dataset
+    from audit_pipeline.witness.config import policy_from_env
 
+    witnesses = policy_from_env()
     result = build_dataset(
         args.data_dir,
         database=args.database,
@@ -168,6 +170,8 @@ def run_build(args: argparse.Namespace) -> int:
         trusted_checkpoint=_read_file(args.trusted_checkpoint, "trusted checkpoint"),
         progress=Progress(),
         full=args.full,
+        witness_keys=witnesses.keys,
+        witness_quorum=witnesses.quorum,
     )
     if args.json:
         doc = {
@@ -256,6 +260,9 @@ def run_export(args: argparse.Namespace) -> int:
     _check_data_dir(args)
     from audit_pipeline.dataset.evidence import export_evidence
     from audit_pipeline.ingest import parse_hour
+    from audit_pipeline.witness.config import policy_from_env
+
+    witnesses = policy_from_env()
 
     start, end = parse_hour(args.start), parse_hour(args.end)
     if Path(args.out).suffix.lower() == ".zip":
@@ -269,6 +276,8 @@ def run_export(args: argparse.Namespace) -> int:
         out=Path(args.out),
         keyring=_keyring(args.trusted_keys),
         trusted_checkpoint=_read_file(args.trusted_checkpoint, "trusted checkpoint"),
+        witness_keys=witnesses.keys,
+        witness_quorum=witnesses.quorum,
     )
     print(result.summary())
     return 0

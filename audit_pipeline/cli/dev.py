@@ -35,6 +35,7 @@ from audit_pipeline.cli.sync import (
     DEMO_ORIGIN,
     DEMO_SEED,
     DEV_PORT,
+    demo_witness_dir,
     next_commands,
     prepare_demo_data_dir,
 )
@@ -43,6 +44,7 @@ from audit_pipeline.ingest import HOUR, format_hour, last_closed_hour, parse_hou
 from audit_pipeline.ledger.layout import format_hour as hour_label
 from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.text import plural
+from audit_pipeline.witness.local import running_local_witness
 
 DEFAULT_PORT = DEV_PORT
 DAGSTER_LOG = "dagster-dev.log"
@@ -292,11 +294,17 @@ def run_dev(args: argparse.Namespace) -> int:
     _install_instance_template(home)
     now = time.time()
     key_path = data_dir / DEMO_KEY_FILE
-    prepare_demo_data_dir(data_dir, now=now)
+    fresh = not (data_dir / "ledger" / "manifests").is_dir()
+    signer = prepare_demo_data_dir(data_dir, now=now)
     install_trusted_keys(home, data_dir)
     start = _demo_start_hour(data_dir, args.hours, now)
 
-    with demo_emulator(start, now, args.events_per_hour) as emulator:
+    with (
+        demo_emulator(start, now, args.events_per_hour) as emulator,
+        running_local_witness(
+            demo_witness_dir(data_dir), DEMO_ORIGIN, signer.verifier, forget=fresh
+        ) as witness,
+    ):
         env = dagster_environment(
             os.environ,
             data_dir=data_dir,
@@ -308,7 +316,9 @@ def run_dev(args: argparse.Namespace) -> int:
             port=args.port,
         )
         env.setdefault("AUDIT_LOG_ORIGIN", DEMO_ORIGIN)
+        env.setdefault("AUDIT_WITNESSES", f"{witness.label} {witness.url} {witness.key.vkey}")
         print(f"dev: emulator serving {emulator.base_url}", file=sys.stderr, flush=True)
+        print(f"dev: witness {witness.key.vkey} at {witness.url}", file=sys.stderr, flush=True)
         runs = sync_missing_hours(env, log=lambda m: print(m, file=sys.stderr, flush=True))
         log_path = home / DAGSTER_LOG
         print(

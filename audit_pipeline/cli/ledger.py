@@ -19,6 +19,7 @@ from typing import Any
 
 from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import LONG_WORK_SECONDS, Progress
+from audit_pipeline.cli.witness import add_witness_options, witness_keys
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ledger.canonical import parse_json_strict
 from audit_pipeline.ledger.checkpoint import open_checkpoint
@@ -319,6 +320,9 @@ def _verify_dir(args: argparse.Namespace) -> int:
         # a bar on a terminal; elsewhere lines once the work runs long (or with -v)
         "progress": Progress(quiet_for=0.0 if args.verbose else LONG_WORK_SECONDS),
     }
+    if args.witness_key:
+        options["witness_keys"] = witness_keys(args.witness_key)
+        options["witness_quorum"] = args.witness_quorum
     bundle = evidence.is_bundle(data_dir)
     if bundle:
         report = evidence.verify_bundle(data_dir, **options)
@@ -491,7 +495,12 @@ def _verify_proof(args: argparse.Namespace) -> int:
         proof = parse_json_strict(sys.stdin.buffer.read())
     else:
         proof = load_proof(Path(args.file))
-    verified = verify_event_proof(proof, keys)
+    verified = verify_event_proof(
+        proof,
+        keys,
+        witness_keys=witness_keys(args.witness_key),
+        witness_quorum=args.witness_quorum,
+    )
     _err(verified.summary())
     print(json.dumps(dict(verified.event), indent=2, ensure_ascii=False, sort_keys=True))
     return 0
@@ -669,6 +678,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not append this run to the data directory's verification history",
     )
+    add_witness_options(verify)
     verify.set_defaults(func=_verify)
 
     checkpoint = _parser(
@@ -716,4 +726,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify_proof.add_argument(
         "--public-key", required=True, metavar="KEY", help="a vkey, or a file of vkeys or a keyring"
     )
+    add_witness_options(verify_proof)
     verify_proof.set_defaults(func=_verify_proof)

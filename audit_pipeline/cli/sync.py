@@ -40,6 +40,9 @@ from audit_pipeline.ledger.note import Signer
 from audit_pipeline.ledger.signer_state import signer_state_path
 from audit_pipeline.slack.client import AUDIT_HISTORY_START, AuditApiSettings, AuditLogSource
 from audit_pipeline.text import plural
+from audit_pipeline.witness.committer import CommitWitnessing
+from audit_pipeline.witness.config import make_policy, policy_from_env
+from audit_pipeline.witness.local import running_local_witness
 
 DEMO_DATA_DIR = Path("data/demo")
 DEMO_ORIGIN = "audit-pipeline.demo/emulator"
@@ -198,6 +201,7 @@ def run_sync(args: argparse.Namespace) -> int:
         origin=os.environ.get(ORIGIN_ENV),
         signer_state=signer_state_path(key_path),
     )
+    witnessing = CommitWitnessing(ledger, policy_from_env(), progress=_progress)
     report = sync_hours(
         start=start,
         end=end,
@@ -206,6 +210,7 @@ def run_sync(args: argparse.Namespace) -> int:
         ledger=ledger,
         run_id=args.run_id or f"cli-{uuid.uuid4()}",
         progress=Progress(),
+        on_commit=witnessing if witnessing.policy else None,
     )
     # the per-hour lines were the progress: one line for the whole, then any warning
     print(sync_story(report), file=sys.stderr)
@@ -216,8 +221,22 @@ def run_sync(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.json:
-        print(json.dumps(_report_json(report), indent=2))
+        summary = _report_json(report)
+        summary["witnesses"] = [r.to_dict() for r in witnessing.rounds]
+        print(json.dumps(summary, indent=2))
+    if witnessing.alarms:
+        print(
+            "INTEGRITY ALARM: witnesses refused because the log does not extend what they "
+            "cosigned: " + "; ".join(f"{o.label}: {o.detail}" for o in witnessing.alarms),
+            file=sys.stderr,
+        )
+        return 1
     return EXIT_SOME_HOURS_FAILED if report.failed else 0
+
+
+def demo_witness_dir(data_dir: Path) -> Path:
+    """demo_witness_dir: the local demo witness's key and state, beside the data directory."""
+    return Path(data_dir).resolve().parent / f"{Path(data_dir).name}-witness"
 
 
 def prepare_demo_data_dir(data_dir: Path, *, now: float) -> Signer:
@@ -239,6 +258,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     data_dir = usable_dir(Path(args.data_dir), create=True)
     now = time.time()
+    fresh = not (data_dir / "ledger" / "manifests").is_dir()
     signer = prepare_demo_data_dir(data_dir, now=now)
     end = last_closed_hour(now) + HOUR
     start = end - args.hours * HOUR
@@ -246,17 +266,23 @@ def run_demo(args: argparse.Namespace) -> int:
         f"demo: emulator data for {format_hour(start)}..{format_hour(end - HOUR)} "
         f"({plural(args.hours, 'hour')})"
     )
-    with running_emulator(
-        start=start - DEFAULT_LOOKBACK_HOURS * HOUR,
-        end=end,
-        events_per_hour=args.events_per_hour,
-        seed=args.seed,
-        rate_limit_per_min=0,
-    ) as emulator:
+    with (
+        running_emulator(
+            start=start - DEFAULT_LOOKBACK_HOURS * HOUR,
+            end=end,
+            events_per_hour=args.events_per_hour,
+            seed=args.seed,
+            rate_limit_per_min=0,
+        ) as emulator,
+        running_local_witness(
+            demo_witness_dir(data_dir), DEMO_ORIGIN, signer.verifier, forget=fresh
+        ) as witness,
+    ):
         _progress(f"demo: emulator serving {emulator.base_url}")
         settings = AuditApiSettings(
             token=emulator.token, base_url=emulator.base_url, max_calls_per_minute=0
         )
+        _progress(f"demo: witness {witness.key.vkey} at {witness.url}")
         ledger = Ledger(
             data_dir,
             file_format=PARQUET_FORMAT,
@@ -264,6 +290,7 @@ def run_demo(args: argparse.Namespace) -> int:
             origin=DEMO_ORIGIN,
             signer_state=signer_state_path(data_dir / DEMO_KEY_FILE, {}),
         )
+        witnessing = CommitWitnessing(ledger, make_policy([witness], None), progress=_progress)
         report = sync_hours(
             start=start,
             end=end,
@@ -271,13 +298,17 @@ def run_demo(args: argparse.Namespace) -> int:
             ledger=ledger,
             run_id=f"demo-{uuid.uuid4()}",
             progress=Progress(),
+            on_commit=witnessing,
         )
-    verification = verify_ledger(data_dir, file_format=PARQUET_FORMAT)
+        if not report.batches:
+            witnessing()  # nothing new: still catch the witness up with the latest checkpoint
+    verification = verify_ledger(data_dir, file_format=PARQUET_FORMAT, witness_keys=[witness.key])
     print(sync_story(report))
     print(verification.summary())
     if not verification:
         return 1
     dataset = build_dataset(data_dir, report=verification, trigger="audit-pipeline demo")
+    print(f"witness key (verify --witness-key): {witness.key.vkey}")
     print(dataset.summary())
     checkpoint = ledger.latest_checkpoint()
     if checkpoint:

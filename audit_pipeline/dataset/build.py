@@ -108,6 +108,7 @@ from audit_pipeline.ledger import (
     verify_ledger,
 )
 from audit_pipeline.ledger.canonical import canonical_json
+from audit_pipeline.ledger.cosignature import WitnessKey
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
     CHECKPOINTS,
@@ -192,6 +193,8 @@ def build_dataset(
     trigger: str = "dataset build",
     progress: Callable[[str], None] | None = None,
     full: bool = False,
+    witness_keys: Sequence[WitnessKey] = (),
+    witness_quorum: int | None = None,
 ) -> BuildResult:
     """build_dataset verifies the ledger and publishes a new dataset file built from it.
 
@@ -212,6 +215,8 @@ def build_dataset(
             file_format=PARQUET_FORMAT,
             keyring=keyring,
             trusted_checkpoint=trusted_checkpoint,
+            witness_keys=witness_keys,
+            witness_quorum=witness_quorum,
         )
     run = history.record(data_dir, report, trigger=trigger)
     if not report.intact:
@@ -1019,6 +1024,8 @@ def _insert_info(
         "duckdb_version": duckdb.__version__,
         "build_mode": mode,
         "build_reason": reason,
+        # which witnesses vouched for the checkpoint, when the verification had their keys
+        "witnesses": json.dumps(report.witnesses.to_dict()) if report.witnesses else "",
     }
     _insert_rows(
         con, "dataset_info", {"key": list(info), "value": list(info.values())}, "key, value"

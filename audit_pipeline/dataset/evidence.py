@@ -8,6 +8,9 @@ special case to read it), plus two files for people::
     ledger/manifests/*.json         EVERY manifest from genesis to the exported checkpoint
     ledger/checkpoints/*.checkpoint every signed checkpoint up to that size
     ledger/keys/keyring.json        the public keys (never a private key)
+    ledger/witnessed/               checkpoints with the witnesses' cosignatures, and the
+                                    refusals the committer recorded (when witnesses are set)
+    WITNESS-KEYS.txt                the witness keys the exporter was configured with
     lake/...                        the data files of the batches whose hour is in range
 
 Why every manifest: the chain and the checkpoint's Merkle root cover the whole log, so a
@@ -40,7 +43,7 @@ import stat
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -55,6 +58,7 @@ from audit_pipeline.ledger import (
     resolve_data_dir,
     verify_ledger,
 )
+from audit_pipeline.ledger.cosignature import WitnessKey
 from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
@@ -70,9 +74,11 @@ from audit_pipeline.ledger.layout import (
     read_regular,
 )
 from audit_pipeline.ledger.verify import Finding, FindingCode, check_data_range
+from audit_pipeline.ledger.witnessed import REFUSALS, WITNESSED, default_quorum
 
 EVIDENCE_FILE = "EVIDENCE.json"
 README_FILE = "README.md"
+WITNESS_KEYS_FILE = "WITNESS-KEYS.txt"
 EVIDENCE_SCHEMA = "audit_pipeline.evidence/v1"
 
 
@@ -117,8 +123,12 @@ def export_evidence(
     out: Path,
     keyring: Keyring | None = None,
     trusted_checkpoint: bytes | None = None,
+    witness_keys: Sequence[WitnessKey] = (),
+    witness_quorum: int | None = None,
 ) -> EvidenceResult:
-    """export_evidence verifies the ledger, then writes the bundle for hours [start, end)."""
+    """export_evidence verifies the ledger, then writes the bundle for hours [start, end).
+    ``witness_keys`` (the ones the pipeline asks) are written beside the cosigned
+    checkpoints, so the receiver knows which keys to obtain and check them with."""
     # DuckDB only here: 'audit-pipeline verify' imports this module to check bundles.
     from audit_pipeline.dataset.build import DatasetIntegrityError, verified_chain
 
@@ -159,6 +169,14 @@ def export_evidence(
             size = parse_numbered_name(name, CHECKPOINT_SUFFIX)
             if size is not None and size <= report.tree_size:
                 _copy(data_dir, staging, f"{CHECKPOINTS}/{name}")
+        for name in (
+            sorted(os.listdir(data_dir / WITNESSED)) if (data_dir / WITNESSED).is_dir() else ()
+        ):
+            size = parse_numbered_name(name, CHECKPOINT_SUFFIX)
+            if (size is not None and size <= report.tree_size) or f"{WITNESSED}/{name}" == REFUSALS:
+                _copy(data_dir, staging, f"{WITNESSED}/{name}")
+        if witness_keys:
+            (staging / WITNESS_KEYS_FILE).write_text("".join(k.vkey + "\n" for k in witness_keys))
         keys_target = staging / KEYRING
         keys_target.parent.mkdir(parents=True, exist_ok=True)
         if keyring is not None:
@@ -199,6 +217,11 @@ def export_evidence(
             "formats": sorted({m.manifest.format for m in chain}),
             "anchored": report.anchored,
         }
+        if witness_keys:
+            doc["witnesses"] = {
+                "keys": [k.vkey for k in witness_keys],
+                "quorum": default_quorum(witness_keys, witness_quorum),
+            }
         (staging / EVIDENCE_FILE).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         (staging / README_FILE).write_text(_readme(doc, len(chain)))
         if zipped:
@@ -309,6 +332,8 @@ prints `anchored: false` and the attacks it could not rule out (truncation, roll
 rewritten history, substituted keys) unless both `--trusted-keys` and
 `--trusted-checkpoint` come from outside this folder.
 
+{_witness_readme(doc)}
+
 The check passes only if every signature, every hash link between manifests, every data
 file's hash and the Merkle root of its events, and every checkpoint agree. Changing,
 removing or adding any byte of the log data or the signed files makes it fail and says
@@ -319,6 +344,18 @@ To read the events: `duckdb -c "SELECT * FROM read_parquet('lake/**/*.parquet')"
 open the files with any Parquet reader. Column `raw_json` is each event exactly as Slack's
 Audit Logs API returned it; `audit-pipeline prove` on the original system produces a
 per-event proof that checks against the same checkpoint.
+"""
+
+
+def _witness_readme(doc: Mapping[str, Any]) -> str:
+    witnesses = doc.get("witnesses")
+    if not witnesses:
+        return ""
+    flags = " ".join(f"--witness-key {k}" for k in witnesses["keys"])
+    return f"""4. Independent witnesses cosigned the log's checkpoints (`ledger/witnessed/`); their
+   keys are in `{WITNESS_KEYS_FILE}`. Obtain them from the witnesses' operators too, then
+   add `{flags} --witness-quorum {witnesses["quorum"]}`: the latest checkpoint must carry
+   their cosignatures and nothing they cosigned may contradict this log.
 """
 
 
@@ -389,6 +426,8 @@ def verify_bundle(
     jobs: int = 1,
     max_lag: int | None = None,
     progress: Callable[[str], None] | None = None,
+    witness_keys: Sequence[WitnessKey] = (),
+    witness_quorum: int | None = None,
 ) -> VerifyReport:
     """verify_bundle verifies an evidence bundle for a range (see the module docstring).
 
@@ -413,6 +452,8 @@ def verify_bundle(
         max_lag=max_lag,
         data_range=claimed if data_range is None else data_range,
         progress=progress,
+        witness_keys=witness_keys,
+        witness_quorum=witness_quorum,
     )
     findings, notices = list(report.findings), []
     for notice in report.notices:

@@ -316,6 +316,28 @@ def _actions_section(con: duckdb.DuckDBPyConnection) -> str:
     )
 
 
+def _witnesses_cell(recorded: str) -> str:
+    """_witnesses_cell says which witnesses vouched for the checkpoint and when, as the
+    dataset's verification found with their keys (nothing is claimed without them)."""
+    if not recorded:
+        return (
+            '<span class="muted">not checked: no witness keys were configured when the '
+            "dataset was built (AUDIT_WITNESSES)</span>"
+        )
+    verdict = json.loads(recorded)
+    who = "".join(
+        f"<li class=mono>{_e(c['witness'])} (key {_e(c['key_id'])}) at {_e(c['time_iso'])}</li>"
+        for c in verdict["cosigned_by"]
+    )
+    count = len(verdict["cosigned_by"])
+    state = "good" if verdict["met"] else "bad"
+    return (
+        f'<span class="{state}">{count} of {len(verdict["witness_keys"])} trusted witnesses '
+        f"cosigned size {verdict['tree_size']} (quorum {verdict['quorum']})</span>"
+        f"<ul>{who}</ul>"
+    )
+
+
 def _checkpoint_section(
     con: duckdb.DuckDBPyConnection, info: Mapping[str, str], current: Verdict | None = None
 ) -> str:
@@ -337,7 +359,9 @@ def _checkpoint_section(
             f"<tr><th>Tree size</th><td>{c['tree_size']:,} batches</td></tr>"
             f"<tr><th>Root hash</th><td class=mono>{_e(c['root_hash'])}</td></tr>"
             f"<tr><th>Signed by</th><td class=mono>{_e(', '.join(c['signed_by']))}</td></tr>"
-            f"<tr><th>State</th><td>{state}</td></tr></table>"
+            f"<tr><th>State</th><td>{state}</td></tr>"
+            f"<tr><th>Witnesses</th><td>{_witnesses_cell(info.get('witnesses', ''))}</td></tr>"
+            "</table>"
             f"<pre>{_e(c['note'])}</pre>"
         )
     else:

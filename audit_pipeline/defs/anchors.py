@@ -11,9 +11,9 @@ has seen the log at some size is compared with it, and the comparison is part of
 - :func:`signer_state_anchor`: the signer's own record beside the private key
   (``audit_pipeline/ledger/signer_state.py``);
 - the tree sizes tagged on the runs that verified (run records survive an asset wipe);
-- :func:`witness_anchors`: HOOK for the witnesses' cosigned checkpoints (issue 11): the
-  lead connects it at merge; until then it returns none and the check lists it as
-  unavailable.
+- :func:`witness_anchors`: the newest checkpoint the configured witnesses cosigned (with
+  their quorum, cosignatures verified with their keys by the verification): a file an
+  insider can delete but not forge; the witnesses themselves keep it on their machines.
 
 The recorded checkpoint missing for a non-empty ledger, smaller than any anchor, or
 unreadable, and recorded state that cannot be true (a last full verification in the
@@ -31,6 +31,7 @@ import dagster as dg
 from audit_pipeline.ingest import format_hour
 from audit_pipeline.ledger import Checkpoint, LedgerError, parse_checkpoint
 from audit_pipeline.ledger.signer_state import load_signer_state
+from audit_pipeline.ledger.witnessed import WitnessVerdict
 
 EVENTS_ASSET = dg.AssetKey("slack_audit_events")
 RECORDED_SOURCE = "dagster: audit_ledger's recorded checkpoint"
@@ -133,13 +134,22 @@ def signer_state_anchor(state_path: Path | None) -> Anchor | None:
     return Anchor(SIGNER_SOURCE, state.size)
 
 
-def witness_anchors() -> list[Anchor]:
-    """HOOK (issue 11): the tree sizes the configured witnesses cosigned (wired at merge)."""
-    return []
+WITNESS_SOURCE = "witnesses: newest checkpoint cosigned by the quorum"
+
+
+def witness_anchors(verdict: WitnessVerdict | None) -> list[Anchor]:
+    """witness_anchors: the size of the newest checkpoint the witnesses' quorum cosigned,
+    as the verification found it with the configured witness keys (none without them)."""
+    if verdict is None or not verdict.met or verdict.latest_size <= 0:
+        return []
+    return [Anchor(WITNESS_SOURCE, verdict.latest_size)]
 
 
 def external_anchors(
-    instance: dg.DagsterInstance, *, signer_state: Path | None = None
+    instance: dg.DagsterInstance,
+    *,
+    signer_state: Path | None = None,
+    witnesses: WitnessVerdict | None = None,
 ) -> list[Anchor]:
     """external_anchors collects every anchor besides audit_ledger's own record, as of now."""
     signer = signer_state_anchor(signer_state)
@@ -147,7 +157,7 @@ def external_anchors(
         *events_anchors(instance),
         *verified_runs_anchors(instance),
         *([signer] if signer else []),
-        *witness_anchors(),
+        *witness_anchors(witnesses),
     ]
 
 

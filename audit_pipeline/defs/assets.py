@@ -48,6 +48,7 @@ from audit_pipeline.defs.verification import (
     log_ledger_verification,
     verification_result,
 )
+from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, HOUR, format_hour
 from audit_pipeline.lake import COLUMN_DOCS, EVENT_SCHEMA
@@ -216,18 +217,22 @@ def build_slack_audit_events(
             config: SyncConfig,
             slack_audit: SlackAuditResource,
             ledger: LedgerResource,
+            witnesses: WitnessSetResource,
         ) -> dg.MaterializeResult:
             start, end = hours_of_window(context.partition_time_window)
             source = slack_audit.source()
+            writer = ledger.writer()
+            witnessing = witnesses.after_commit(writer, progress=context.log.info)
             try:
                 outcome = sync_range(
                     start=start,
                     end=end,
                     source=source,
-                    ledger=ledger.writer(),
+                    ledger=writer,
                     run_id=context.run.run_id,
                     lookback_hours=config.lookback_hours,
                     progress=context.log.info,
+                    on_commit=witnessing if witnessing.policy else None,
                 )
             except AuditPipelineError as exc:
                 raise dg.Failure(
@@ -235,6 +240,11 @@ def build_slack_audit_events(
                     metadata={"error": type(exc).__name__},
                 ) from None
             context.instance.add_run_tags(context.run.run_id, run_totals(outcome, source.stats))
+            for alarm in witnessing.alarms:
+                # An integrity alarm: ledger_witnesses_agree fails on it (refusals are kept).
+                context.log.error(f"witness {alarm.label} refused: {alarm.detail}")
+            if witnessing.last is not None:
+                context.log.info(f"witnesses: {witnessing.last.to_dict()}")
             for hour, why in sorted(outcome.lookback_failed.items()):
                 context.log.warning(f"lookback hour {format_hour(hour)} not re-read: {why}")
             if outcome.complete:
@@ -264,6 +274,7 @@ def build_slack_audit_events(
                     VerifyConfig(full=True),
                     ledger,
                     SlackNotifier(),
+                    witnesses=witnesses,
                     settings=VerificationSettings(
                         coverage_start=coverage_start,
                         freshness_hours=freshness_hours,
@@ -321,12 +332,14 @@ def build_audit_ledger(
             config: VerifyConfig,
             ledger: LedgerResource,
             slack_notifier: SlackNotifier,
+            witnesses: WitnessSetResource,
         ) -> dg.MaterializeResult:
             metadata, checks = verification_result(
                 context,
                 config,
                 ledger,
                 slack_notifier,
+                witnesses=witnesses,
                 settings=VerificationSettings(
                     coverage_start=coverage_start,
                     settle_minutes=settle_minutes,

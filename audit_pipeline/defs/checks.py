@@ -145,6 +145,22 @@ LEDGER_FRESH = LedgerCheck(
     severity=dg.AssetCheckSeverity.WARN,
 )
 
+LEDGER_WITNESSES_AGREE = LedgerCheck(
+    "ledger_witnesses_agree",
+    "No checkpoint a configured witness cosigned is contradicted by the log (removed newest "
+    "batches, rollback, fork), no witness refused a commit because of it, and every "
+    "cosignature by a witness key verifies. Passes trivially without AUDIT_WITNESSES.",
+    frozenset({C.WITNESS_CONFLICT, C.WITNESS_BAD_COSIGNATURE}),
+)
+LEDGER_WITNESS_QUORUM = LedgerCheck(
+    "ledger_witness_quorum",
+    "The latest checkpoint carries cosignatures from the quorum of configured witnesses "
+    "(AUDIT_WITNESS_QUORUM). Not blocking: an unreachable witness holds no data back and "
+    "is caught up by the next commit.",
+    frozenset({C.WITNESS_QUORUM_MISSING}),
+    blocking=False,
+)
+
 LEDGER_CHECKS: tuple[LedgerCheck, ...] = (
     LEDGER_CHAIN_INTACT,
     LEDGER_FILES_MATCH_MANIFESTS,
@@ -154,6 +170,8 @@ LEDGER_CHECKS: tuple[LedgerCheck, ...] = (
     LEDGER_KEYS_ANCHORED,
     LEDGER_COVERS_EVERY_HOUR,
     LEDGER_FRESH,
+    LEDGER_WITNESSES_AGREE,
+    LEDGER_WITNESS_QUORUM,
 )
 LEDGER_CHECK_SPECS = [check.spec() for check in LEDGER_CHECKS]
 
@@ -280,6 +298,12 @@ def ledger_check_results(
                 metadata["missing_hour_list"] = dg.MetadataValue.json(
                     [format_hour(h) for h in coverage.missing[:MAX_LISTED]]
                 )
+        elif check in (LEDGER_WITNESSES_AGREE, LEDGER_WITNESS_QUORUM):
+            verdict = report.witnesses
+            metadata["witnesses_configured"] = 0 if verdict is None else len(verdict.keys)
+            if verdict is not None:
+                metadata["quorum"] = verdict.quorum
+                metadata["cosigned_by"] = dg.MetadataValue.json(list(verdict.latest))
         elif check is LEDGER_FRESH:
             metadata["limit_hours"] = freshness_limit_hours
             if coverage.newest is None:

@@ -31,6 +31,7 @@ from audit_pipeline.dataset.seal import read_seal
 from audit_pipeline.defs.assets import GROUP, OWNERS
 from audit_pipeline.defs.resources import LedgerResource
 from audit_pipeline.defs.verification import recorded_verification
+from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import COLUMN_DOCS
 
@@ -77,22 +78,29 @@ _COLUMNS = dg.TableSchema(
     ),
 )
 def audit_dataset(
-    context: dg.AssetExecutionContext, config: DatasetConfig, ledger: LedgerResource
+    context: dg.AssetExecutionContext,
+    config: DatasetConfig,
+    ledger: LedgerResource,
+    witnesses: WitnessSetResource,
 ) -> dg.MaterializeResult:
     from audit_pipeline.dataset.build import build_dataset
 
     trusted = (
         None if config.full_verification else recorded_verification(context.instance).checkpoint
     )
+    policy = witnesses.policy()
+    witnessed = {"witness_keys": policy.keys, "witness_quorum": policy.quorum}
     try:
         try:
-            report = ledger.verify(trusted_checkpoint=trusted, incremental=trusted is not None)
+            report = ledger.verify(
+                trusted_checkpoint=trusted, incremental=trusted is not None, **witnessed
+            )
         except ConfigurationError as exc:
             if trusted is None:
                 raise
             context.log.warning(f"recorded checkpoint unusable ({exc}); verifying fully")
             trusted = None
-            report = ledger.verify(trusted_checkpoint=None, incremental=False)
+            report = ledger.verify(trusted_checkpoint=None, incremental=False, **witnessed)
     except AuditPipelineError as exc:
         raise dg.Failure(
             description=f"the ledger could not be verified for the dataset: {exc}",

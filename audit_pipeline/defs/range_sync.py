@@ -20,6 +20,7 @@ from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ingest import (
     HOUR,
     SyncReport,
+    WindowResult,
     check_range,
     format_hour,
     sync_hours,
@@ -71,6 +72,7 @@ def sync_range(
     run_id: str,
     lookback_hours: int,
     progress: Callable[[str], None] | None = None,
+    on_commit: Callable[[WindowResult], None] | None = None,
 ) -> RangeSync:
     """sync_range re-reads the lookback hours the ledger holds, then syncs each hour."""
     check_range(start, end, lookback_hours)
@@ -94,6 +96,9 @@ def sync_range(
                     actions=outcome.lookback.actions,
                 )
             )
+            result = outcome.lookback.windows[-1]
+            if on_commit is not None and result.sequence is not None:
+                on_commit(result)
         except LedgerError as exc:
             outcome.refuse(exc)
         except SlackApiError as exc:
@@ -113,6 +118,7 @@ def sync_range(
                 run_id=run_id,
                 lookback_hours=0,
                 progress=progress,
+                on_commit=on_commit,
             )
         except LedgerError as exc:
             outcome.refuse(exc)

@@ -21,9 +21,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
+from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import Keyring, Ledger, VerifyReport, load_trusted_keys, verify_ledger
+from audit_pipeline.ledger.cosignature import WitnessKey
 from audit_pipeline.ledger.keys import default_signing_key_path, load_signing_key
 from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.ledger.signer_state import signer_state_path
@@ -149,7 +151,14 @@ class LedgerResource(dg.ConfigurableResource):
             signer_state=signer_state_path(self.signing_key_path()),
         )
 
-    def verify(self, *, trusted_checkpoint: bytes | None, incremental: bool) -> VerifyReport:
+    def verify(
+        self,
+        *,
+        trusted_checkpoint: bytes | None,
+        incremental: bool,
+        witness_keys: Sequence[WitnessKey] = (),
+        witness_quorum: int | None = None,
+    ) -> VerifyReport:
         """verify runs the ledger verifier over the data directory; returns its report.
 
         ``incremental`` needs a trusted checkpoint; without one the whole ledger is checked.
@@ -162,6 +171,8 @@ class LedgerResource(dg.ConfigurableResource):
             trusted_checkpoint=trusted_checkpoint,
             incremental=incremental and trusted_checkpoint is not None,
             jobs=self.verify_jobs,
+            witness_keys=witness_keys,
+            witness_quorum=witness_quorum,
         )
 
 
@@ -279,5 +290,6 @@ def resources() -> dg.Definitions:
             "slack_audit": SlackAuditResource(token=dg.EnvVar("SLACK_AUDIT_TOKEN")),
             "ledger": LedgerResource(),
             "slack_notifier": slack_notifier_from_env(),
+            "witnesses": WitnessSetResource(),
         }
     )

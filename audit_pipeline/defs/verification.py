@@ -40,12 +40,15 @@ from audit_pipeline.defs.checks import (
 from audit_pipeline.defs.partitions import START_HOUR
 from audit_pipeline.defs.resources import LedgerResource, SlackNotificationError, SlackNotifier
 from audit_pipeline.defs.schedules import SYNC_MINUTE
+from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.ingest import HOUR
 from audit_pipeline.ledger import LedgerError, VerifyReport
 from audit_pipeline.ledger.layout import MANIFESTS, LocalStorage
 from audit_pipeline.ledger.manifest import parse_manifest
 from audit_pipeline.ledger.signer_state import signer_state_path
+from audit_pipeline.ledger.witnessed import WitnessVerdict
+from audit_pipeline.witness.config import WitnessPolicy
 
 FRESHNESS_HOURS = env_int("AUDIT_FRESHNESS_HOURS", 2, minimum=1)
 FULL_VERIFY_EVERY_HOURS = env_int("AUDIT_FULL_VERIFY_HOURS", 24, minimum=1)
@@ -145,6 +148,7 @@ def verification_result(
     slack_notifier: SlackNotifier,
     *,
     settings: VerificationSettings,
+    witnesses: WitnessSetResource | None = None,
 ) -> tuple[dict[str, Any], list[dg.AssetCheckResult]]:
     """verification_result verifies the ledger against the recorded state and the anchors;
     returns audit_ledger's materialization metadata and one result per ledger check."""
@@ -152,7 +156,8 @@ def verification_result(
     recorded = recorded_verification(context.instance)
     plan = plan_verification(config, recorded, now=now, full_every_hours=settings.full_every_hours)
     context.log.info(f"verifying {plan.describe(recorded)}")
-    report = run_verification(ledger, plan.trusted, full=plan.full)
+    policy = witnesses.policy() if witnesses is not None else None
+    report = run_verification(ledger, plan.trusted, full=plan.full, witnesses=policy)
     context.log.info(report.summary())
     history_run, history_error = _record_in_history(context, ledger, report)
     review = review_anchors(
@@ -166,7 +171,7 @@ def verification_result(
                 *verified_runs_anchors(context.instance),
             ]
         ),
-        anchors=current_anchors(context.instance, ledger),
+        anchors=current_anchors(context.instance, ledger, report.witnesses),
         ledger_size=report.tree_size,
         first_verification_here=recorded.checkpoint is None
         and first_verification_here(context.instance, ledger),
@@ -320,10 +325,20 @@ def plan_verification(
     )
 
 
-def run_verification(ledger: LedgerResource, trusted: bytes | None, *, full: bool) -> VerifyReport:
-    """run_verification runs the verifier; what stops it reaches the UI as one message."""
+def run_verification(
+    ledger: LedgerResource,
+    trusted: bytes | None,
+    *,
+    full: bool,
+    witnesses: WitnessPolicy | None = None,
+) -> VerifyReport:
+    """run_verification runs the verifier (with the witness keys, when witnesses are
+    configured); what stops it reaches the UI as one message."""
+    witnessed: dict[str, Any] = {}
+    if witnesses is not None and witnesses.keys:
+        witnessed = {"witness_keys": witnesses.keys, "witness_quorum": witnesses.quorum}
     try:
-        return ledger.verify(trusted_checkpoint=trusted, incremental=not full)
+        return ledger.verify(trusted_checkpoint=trusted, incremental=not full, **witnessed)
     except AuditPipelineError as exc:
         raise dg.Failure(
             description=f"the ledger could not be verified: {exc}",
@@ -331,10 +346,18 @@ def run_verification(ledger: LedgerResource, trusted: bytes | None, *, full: boo
         ) from None
 
 
-def current_anchors(instance: dg.DagsterInstance, ledger: LedgerResource) -> list[Anchor]:
-    """current_anchors: every anchor as of now, the signer's state among them."""
+def current_anchors(
+    instance: dg.DagsterInstance,
+    ledger: LedgerResource,
+    witnesses: WitnessVerdict | None = None,
+) -> list[Anchor]:
+    """current_anchors: every anchor as of now, the signer's state and witnesses among them."""
     try:
-        return external_anchors(instance, signer_state=signer_state_path(ledger.signing_key_path()))
+        return external_anchors(
+            instance,
+            signer_state=signer_state_path(ledger.signing_key_path()),
+            witnesses=witnesses,
+        )
     except AuditPipelineError as exc:
         raise dg.Failure(
             description=f"an anchor of the ledger could not be read: {exc}",

@@ -7,6 +7,7 @@
       ledger/manifests/<seq>.json                          one signed manifest per batch
       ledger/checkpoints/<tree size>.checkpoint            signed C2SP checkpoints
       ledger/keys/keyring.json                             trusted public keys
+      ledger/witnessed/<tree size>.checkpoint              the same, cosigned by witnesses
       ledger/pending/                                      write-ahead intents, staged files
       ledger/lock                                          flock(2) target for committers
 

@@ -317,32 +317,13 @@ def open_note(msg: bytes, verifiers: Verifiers) -> Note:
     InvalidSignatureError when a known key's signature fails, and UnknownKeyError (naming
     the first unknown key, with the parsed note attached) when no signature verifies.
     """
-    if not isinstance(msg, (bytes, bytearray, memoryview)):
-        raise MalformedError(f"signed note must be bytes, got {type(msg).__name__}")
-    msg = bytes(msg)
-    try:
-        decoded = msg.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise MalformedError(f"malformed note: not valid UTF-8 at byte {e.start}") from None
-    _check_note_chars(decoded)
-    split = decoded.rfind("\n\n")
-    if split < 0:
-        raise MalformedError("malformed note: no blank line before the signatures")
-    text, sig_block = decoded[: split + 1], decoded[split + 2 :]
-    if not sig_block or not sig_block.endswith("\n"):
-        raise MalformedError("malformed note: signature block must end with a newline")
-    lines = sig_block[:-1].split("\n")
-    if len(lines) > MAX_SIGNATURES:
-        raise MalformedError(
-            f"malformed note: {len(lines)} signature lines, at most {MAX_SIGNATURES}"
-        )
+    text, parsed = split_note(msg)
     body = text.encode("utf-8")
     verified: list[Signature] = []
     verified_ids: set[tuple[str, int]] = set()
     unverified: list[Signature] = []
     unverified_lines: set[str] = set()
-    for number, line in enumerate(lines, start=1):
-        name, key_id, raw_sig, b64 = _parse_signature_line(line, number)
+    for line, name, key_id, raw_sig, b64 in parsed:
         try:
             verifier = verifiers.verifier(name, key_id)
         except UnknownKeyError:
@@ -362,6 +343,32 @@ def open_note(msg: bytes, verifiers: Verifiers) -> Note:
         first = note.unverified_sigs[0]
         raise UnknownKeyError(first.name, first.key_hash, note=note)
     return note
+
+
+def split_note(msg: bytes) -> tuple[str, list[tuple[str, str, int, bytes, str]]]:
+    """split_note parses the signed note ``msg`` without checking any signature: it returns
+    the text and, per signature line, (line, key name, key hash, signature bytes, base64).
+    Cosignature verifiers use it to pick the lines their keys made."""
+    if not isinstance(msg, (bytes, bytearray, memoryview)):
+        raise MalformedError(f"signed note must be bytes, got {type(msg).__name__}")
+    msg = bytes(msg)
+    try:
+        decoded = msg.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MalformedError(f"malformed note: not valid UTF-8 at byte {e.start}") from None
+    _check_note_chars(decoded)
+    split = decoded.rfind("\n\n")
+    if split < 0:
+        raise MalformedError("malformed note: no blank line before the signatures")
+    text, sig_block = decoded[: split + 1], decoded[split + 2 :]
+    if not sig_block or not sig_block.endswith("\n"):
+        raise MalformedError("malformed note: signature block must end with a newline")
+    lines = sig_block[:-1].split("\n")
+    if len(lines) > MAX_SIGNATURES:
+        raise MalformedError(
+            f"malformed note: {len(lines)} signature lines, at most {MAX_SIGNATURES}"
+        )
+    return text, [(line, *_parse_signature_line(line, n)) for n, line in enumerate(lines, 1)]
 
 
 def _parse_signature_line(line: str, number: int) -> tuple[str, int, bytes, str]:
@@ -405,11 +412,11 @@ def _split_key_text(text: str, what: str) -> tuple[str, str, str]:
     return name, hash_text, key_data
 
 
-def _decode_key_data(key_data: str, what: str) -> bytes:
+def _decode_key_data(key_data: str, what: str, alg: int = ALG_ED25519) -> bytes:
     raw = b64decode_canonical(key_data)
     if raw is None or not raw:
         raise MalformedError(f"malformed {what}: key data is not canonical base64")
-    if raw[0] != ALG_ED25519:
+    if raw[0] != alg:
         raise MalformedError(f"malformed {what}: unknown key algorithm {raw[0]:#04x}")
     if len(raw) != 1 + _ED25519_KEY_SIZE:
         raise MalformedError(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.canonical import canonical_json, parse_canonical, parse_json_strict
 from audit_pipeline.ledger.checkpoint import open_checkpoint
 from audit_pipeline.ledger.commit import Ledger, LedgerStateError
+from audit_pipeline.ledger.cosignature import Cosignature, WitnessKey, cosignatures
 from audit_pipeline.ledger.errors import (
     InvalidProofError,
     InvalidSignatureError,
@@ -55,7 +57,8 @@ from audit_pipeline.ledger.layout import (
     open_regular,
 )
 from audit_pipeline.ledger.manifest import Manifest, SignedManifest, parse_manifest
-from audit_pipeline.ledger.note import Verifiers
+from audit_pipeline.ledger.note import Verifiers, split_note
+from audit_pipeline.ledger.witnessed import default_quorum, witnessed_path
 
 PROOF_SCHEMA = "audit_pipeline.event-proof/v1"
 _FIELDS = {
@@ -107,16 +110,23 @@ class VerifiedEvent:
     root_hash: bytes
     manifest: Manifest
     checkpoint: bytes
+    cosigned_by: tuple[Cosignature, ...] = ()
 
     def summary(self) -> str:
         when = datetime.fromtimestamp(self.date_create, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return (
+        text = (
             f"OK: event {self.event_id} (date_create {when}) is event "
             f"{self.event_index} of batch {self.batch_sequence}, which is entry "
             f"{self.batch_sequence} of log {self.origin} at size {self.log_size}, signed by "
             f"key {self.manifest.key_name}+{self.manifest.key_id} "
             f"(root {base64.b64encode(self.root_hash).decode()})"
         )
+        if self.cosigned_by:
+            text += "; checkpoint cosigned by " + ", ".join(
+                f"{c.name} ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(c.timestamp))})"
+                for c in self.cosigned_by
+            )
+        return text
 
 
 def prove_event(
@@ -139,6 +149,12 @@ def prove_event(
     if cp_bytes is None:
         raise LedgerStateError("the ledger has no checkpoint yet: nothing can be proven")
     cp, _ = open_checkpoint(cp_bytes, load_keyring(Path(data_dir)).verifiers())
+    witnessed = witnessed_path(cp.tree_size)
+    if ledger.storage.exists(witnessed):
+        # The same checkpoint with the witnesses' cosignatures appended, when they gave any.
+        cosigned = ledger.storage.read(witnessed)
+        if split_note(cosigned)[0] == cp.to_text() and cosigned.startswith(cp_bytes):
+            cp_bytes = cosigned
     # Manifest bytes are hashed, not parsed: the signed root vouches for them, and only
     # the batches searched are parsed (a year is 8,760 manifests).
     raws = _manifest_bytes(ledger, cp.tree_size)
@@ -274,11 +290,17 @@ def proof_bytes(proof: Mapping[str, Any]) -> bytes:
 
 
 def verify_event_proof(
-    proof: bytes | str | Mapping[str, Any], verifiers: Verifiers | Keyring
+    proof: bytes | str | Mapping[str, Any],
+    verifiers: Verifiers | Keyring,
+    *,
+    witness_keys: Sequence[WitnessKey] = (),
+    witness_quorum: int | None = None,
 ) -> VerifiedEvent:
     """verify_event_proof checks a proof with nothing but trusted public keys.
 
     With a :class:`Keyring`, the manifest's key must also be valid at its ``created`` time.
+    With ``witness_keys`` the checkpoint must carry ``witness_quorum`` (default: all) valid
+    cosignatures by them (EventProofError otherwise).
     Raises MalformedError, UnknownKeyError, InvalidSignatureError, InvalidProofError or
     RootMismatchError naming the part that failed.
     """
@@ -297,6 +319,7 @@ def verify_event_proof(
         raise MalformedError("checkpoint is not text")
     cp_bytes = doc["checkpoint"].encode("utf-8")
     cp, _ = open_checkpoint(cp_bytes, trusted)
+    cosigned_by = _witnessed(cp_bytes, witness_keys, witness_quorum)
     signed = parse_manifest(_encode(doc["manifest"], "manifest"))
     _check_manifest_signature(signed, trusted, keyring)
     m = signed.manifest
@@ -344,7 +367,27 @@ def verify_event_proof(
         root_hash=cp.root_hash,
         manifest=m,
         checkpoint=cp_bytes,
+        cosigned_by=cosigned_by,
     )
+
+
+def _witnessed(
+    cp_bytes: bytes, keys: Sequence[WitnessKey], quorum: int | None
+) -> tuple[Cosignature, ...]:
+    if not keys:
+        return ()
+    need = default_quorum(keys, quorum)
+    if not 1 <= need <= len(keys):
+        raise ConfigurationError(f"witness quorum must be 1..{len(keys)}, got {need}")
+    found = cosignatures(cp_bytes, keys)
+    if found.invalid:
+        raise EventProofError(f"checkpoint cosignatures that do not verify: {found.invalid}")
+    if not found.meets(need):
+        raise EventProofError(
+            f"the checkpoint carries {len(found.valid)} valid cosignatures by the given "
+            f"witnesses ({', '.join(found.witnesses) or 'none'}), quorum is {need}"
+        )
+    return found.valid
 
 
 def _check_manifest_signature(

@@ -41,7 +41,7 @@ import os
 import time
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +52,7 @@ from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.anchors import UncheckedAttack, not_ruled_out
 from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint
 from audit_pipeline.ledger.commit import file_digest, parse_intent
+from audit_pipeline.ledger.cosignature import WitnessKey
 from audit_pipeline.ledger.errors import (
     InvalidProofError,
     InvalidSignatureError,
@@ -91,6 +92,7 @@ from audit_pipeline.ledger.manifest import (
 from audit_pipeline.ledger.note import Verifiers
 from audit_pipeline.ledger.report_text import finding_lines
 from audit_pipeline.ledger.several_hours import id_hashes, ids_in_several_hours
+from audit_pipeline.ledger.witnessed import WitnessVerdict, check_witnessed, default_quorum
 from audit_pipeline.text import plural
 
 REPORT_SCHEMA = "audit_pipeline.verify/v1"
@@ -141,6 +143,9 @@ class FindingCode(enum.StrEnum):
     NOT_REGULAR_FILE = "not_regular_file"
     LINKED_DIRECTORY = "linked_directory"
     KEYRING_ENTRY_FORGED = "keyring_entry_forged"
+    WITNESS_QUORUM_MISSING = "witness_quorum_missing"
+    WITNESS_CONFLICT = "witness_conflict"
+    WITNESS_BAD_COSIGNATURE = "witness_bad_cosignature"
 
 
 _KEY_CODES = {
@@ -200,7 +205,11 @@ class IntegrityError(LedgerError):
 
 # Findings about the log's cadence (hours never committed, a log gone stale), not about the
 # integrity of what it holds: a ledger with only these is intact as far as it goes.
-COVERAGE_CODES = frozenset({FindingCode.HOUR_MISSING, FindingCode.STALE_LOG})
+# A latest checkpoint without its quorum of cosignatures (a witness was down) is a finding
+# for whoever asked for witnesses, but says nothing against what the log holds.
+COVERAGE_CODES = frozenset(
+    {FindingCode.HOUR_MISSING, FindingCode.STALE_LOG, FindingCode.WITNESS_QUORUM_MISSING}
+)
 
 
 @dataclass(frozen=True)
@@ -235,6 +244,8 @@ class VerifyReport:
     def anchored(self) -> bool:
         """anchored: an outside checkpoint and outside keys were given (nothing above open)."""
         return not self.not_ruled_out
+
+    witnesses: WitnessVerdict | None = None
 
     def __bool__(self) -> bool:
         return not self.findings
@@ -282,6 +293,7 @@ class VerifyReport:
             "missing_sequences": list(self.missing_sequences),
             "findings": [f.to_dict() for f in self.findings],
             "notices": [n.to_dict() for n in self.notices],
+            "witnesses": None if self.witnesses is None else self.witnesses.to_dict(),
         }
 
     def summary(self) -> str:
@@ -315,6 +327,8 @@ class VerifyReport:
                     f"({_ranges(self.missing_sequences)})"
                 )
             lines.extend(f"  {line}" for line in finding_lines(self.findings))
+        if self.witnesses is not None:
+            lines.append(f"  {self.witnesses.line()}")
         # absent data outside the range is counted in the facts line: no line per file
         lines.extend(_notice_lines(n for n in self.notices if n.code != "data_outside_range"))
         if not self.trusted_keys:
@@ -385,6 +399,8 @@ def verify_ledger(
     max_lag: int | None = None,
     data_range: tuple[int, int] | None = None,
     progress: Callable[[str], None] | None = None,
+    witness_keys: Sequence[WitnessKey] = (),
+    witness_quorum: int | None = None,
 ) -> VerifyReport:
     """verify_ledger checks the data directory and returns every finding it has.
 
@@ -398,8 +414,10 @@ def verify_ledger(
     for a copy holding the data of those hours only: each of its hours must have a
     manifest, and a data file of a batch outside it may be absent (notice
     ``data_outside_range``); whoever chose the range decides what was checked, so callers
-    should say where it came from. Raises only for misuse (ConfigurationError) or when
-    files cannot be read (VerificationIncompleteError).
+    should say where it came from. With ``witness_keys`` the latest checkpoint must carry
+    ``witness_quorum`` (default: all of them) valid cosignatures and no witness may have
+    cosigned a history the log no longer extends (see :mod:`.witnessed`). Raises only for
+    misuse (ConfigurationError) or when files cannot be read (VerificationIncompleteError).
     """
     data_dir = Path(data_dir)
     if not (data_dir / LEDGER).is_dir():
@@ -410,6 +428,11 @@ def verify_ledger(
         raise ConfigurationError(f"jobs must be at least 1, got {jobs}")
     if data_range is not None:
         data_range = check_data_range(data_range)
+    quorum = default_quorum(witness_keys, witness_quorum)
+    if witness_keys and not 1 <= quorum <= len(witness_keys):
+        raise ConfigurationError(
+            f"witness quorum must be 1..{len(witness_keys)} (the witness keys given), got {quorum}"
+        )
     trusted_keys = keyring is not None
     if keyring is None:
         keyring = load_keyring(data_dir)
@@ -424,6 +447,7 @@ def verify_ledger(
         progress=progress or (lambda _msg: None),
         data_range=data_range,
     )
+    run.witness_keys, run.witness_quorum = tuple(witness_keys), quorum
     try:
         return run.verify(trusted_checkpoint, incremental, max_lag, trusted_keys)
     except PermissionError as exc:
@@ -473,6 +497,8 @@ class _Run:
         self.findings: list[Finding] = []
         self.notices: list[Notice] = []
         self.checked: Counter[str] = Counter()
+        self.witness_keys: tuple[WitnessKey, ...] = ()
+        self.witness_quorum = 0
 
     def add(
         self,
@@ -534,6 +560,7 @@ class _Run:
         self._check_checkpoints(parsed, origin, size, contiguous, roots, start)
         self._check_coverage(parsed, start, max_lag)
         self._check_range_coverage(parsed)
+        witnesses = self._check_witnesses(origin, size, contiguous, roots, start)
 
         root = roots.root(size) if contiguous == size and size else None
         current = None
@@ -555,6 +582,7 @@ class _Run:
             data_range=self.data_range,
             trusted_checkpoint=trusted_raw is not None,
             max_lag=max_lag,
+            witnesses=witnesses,
         )
 
     # -- keyring ---------------------------------------------------------------------------
@@ -581,6 +609,25 @@ class _Run:
                     f"the entry's statement by {key.statement.get('by')} does not verify: "
                     "its windows or revocation were edited, or its signer is not in the keyring",
                 )
+
+    def _check_witnesses(
+        self, origin: str | None, size: int, contiguous: int, roots: _PrefixRoots, start: int
+    ) -> WitnessVerdict | None:
+        if not self.witness_keys:
+            return None
+        verdict = check_witnessed(
+            self.storage,
+            self.witness_keys,
+            self.witness_quorum,
+            origin=origin,
+            size=size,
+            root_at=lambda n: roots.root(n) if 0 < n <= contiguous else None,
+            from_size=start,
+        )
+        self.checked["witnessed_checkpoints"] += 1
+        for code, location, detail, expected, actual in verdict.problems:
+            self.add(FindingCode(code), location, detail, expected, actual)
+        return verdict
 
     # -- manifests -------------------------------------------------------------------------
 

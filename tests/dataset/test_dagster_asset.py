@@ -14,6 +14,7 @@ from audit_pipeline.dataset.build import dataset_path
 from audit_pipeline.dataset.query import open_dataset
 from audit_pipeline.defs.dataset import audit_dataset
 from audit_pipeline.defs.resources import LedgerResource
+from audit_pipeline.defs.witnesses import WitnessSetResource
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -29,7 +30,8 @@ def _materialize(data_dir, *, trusted_keys: bool = True, **config):
         resources={
             "ledger": LedgerResource(
                 data_dir=str(data_dir), trusted_keys=None if keys is None else str(keys)
-            )
+            ),
+            "witnesses": WitnessSetResource(witnesses=""),
         },
         instance=dg.DagsterInstance.ephemeral(),
         run_config={"ops": {"audit_dataset": {"config": config}}} if config else None,

@@ -23,6 +23,7 @@ import pytest
 
 from audit_pipeline.defs.assets import build_audit_ledger, build_slack_audit_events
 from audit_pipeline.defs.resources import LedgerResource, SlackAuditResource, SlackNotifier
+from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import Ledger
 from audit_pipeline.ledger.keys import init_key
@@ -228,6 +229,7 @@ def pipeline_factory(emulator: Emulator, data_dir: Path, key_path: Path, trusted
                 trusted_keys=str(trusted_keys) if anchored_keys else None,
             ),
             "slack_notifier": notifier or SlackNotifier(),
+            "witnesses": WitnessSetResource(witnesses=""),
         }
         return Pipeline(instance or dg.DagsterInstance.ephemeral(), resources, data_dir)
 

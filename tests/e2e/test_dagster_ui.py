@@ -45,6 +45,8 @@ LEDGER_CHECKS = {
     "ledger_keys_anchored",
     "ledger_covers_every_hour",
     "ledger_fresh",
+    "ledger_witnesses_agree",
+    "ledger_witness_quorum",
 }
 START_TIMEOUT = 240.0
 RUN_TIMEOUT = 240.0
