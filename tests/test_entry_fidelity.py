@@ -166,7 +166,8 @@ def test_changed_after_commit_is_a_revision_and_an_id_in_two_hours_is_reported(
 ):
     from audit_pipeline.dataset.build import build_dataset, dataset_path
     from audit_pipeline.dataset.query import open_dataset
-    from audit_pipeline.defs.assets import sync_metadata
+    from audit_pipeline.defs.assets import hour_metadata
+    from audit_pipeline.defs.range_sync import HourSync
 
     first = [
         b'{"id":"e1","date_create":%d,"action":"user_login","details":{"v":1}}' % (H + 1),
@@ -192,7 +193,7 @@ def test_changed_after_commit_is_a_revision_and_an_id_in_two_hours_is_reported(
     assert "WARNING 2026-11-28T10: committed event e1 came back with different content" in (
         report.summary()
     )
-    assert sync_metadata(report, start=H + HOUR, end=H + 2 * HOUR, rows_held=1)["revisions"] == 1
+    assert hour_metadata(HourSync(H, report, rows_held=3))["revisions"] == 1
     (revision,) = [r for r in rows_of(ledger, H) if r["event_id"].startswith("revision-")]
     original = next(r for r in rows_of(ledger, H) if r["event_id"] == "e1")
     leaf = json.loads(revision["raw_json"])["revision"]

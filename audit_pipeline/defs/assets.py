@@ -173,6 +173,7 @@ def run_totals(outcome: RangeSync, stats: FetchStats) -> dict[str, str]:
             "late_events": sum(r.late_events for r in reports),
             "quarantined": sum(r.quarantined for r in reports),
             "batches_committed": sum(len(r.batches) for r in reports),
+            "revisions": sum(len(r.revisions) for r in reports),
             "lookback_hours_failed": len(outcome.lookback_failed),
             "api_requests": stats.requests,
             "api_pages": stats.pages,
@@ -245,6 +246,16 @@ def build_slack_audit_events(
                 context.log.error(f"witness {alarm.label} refused: {alarm.detail}")
             if witnessing.last is not None:
                 context.log.info(f"witnesses: {witnessing.last.to_dict()}")
+            for synced in outcome.lookback_committed:
+                if synced.hour < partitions_def.start.timestamp():
+                    continue  # before the first partition: nothing to materialize
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=context.asset_key,
+                        partition=partition_key_for_hour(synced.hour),
+                        metadata=hour_metadata(synced),
+                    )
+                )
             for hour, why in sorted(outcome.lookback_failed.items()):
                 context.log.warning(f"lookback hour {format_hour(hour)} not re-read: {why}")
             if outcome.complete:

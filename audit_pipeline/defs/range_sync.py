@@ -44,6 +44,7 @@ class RangeSync:
     """RangeSync is the outcome of a run's hours: committed, failed, and why it stopped."""
 
     committed: list[HourSync] = field(default_factory=list)
+    lookback_committed: list[HourSync] = field(default_factory=list)  # earlier hours added to
     failed: dict[int, str] = field(default_factory=dict)  # hour -> why it was not committed
     lookback: SyncReport = field(default_factory=SyncReport)
     lookback_failed: dict[int, str] = field(default_factory=dict)
@@ -143,11 +144,19 @@ def sync_range(
                 continue
             outcome.committed.append(HourSync(hour, report))
     rows = Counter[int]()
+    first = start - lookback_hours * HOUR
     try:
         for entry in ledger.manifests():
-            if start <= entry.manifest.window_start < end:
+            if first <= entry.manifest.window_start < end:
                 rows[entry.manifest.window_start] += entry.manifest.event_count
     except (LedgerError, OSError) as exc:  # the verification that follows names the damage
         outcome.stopped_by = outcome.stopped_by or f"the ledger cannot be read: {exc}"
     outcome.committed = [HourSync(h.hour, h.report, rows[h.hour]) for h in outcome.committed]
+    # An earlier hour the lookback added to (late events, revisions) changed too: it gets a
+    # materialization of its own, with only what this run added to it.
+    outcome.lookback_committed = [
+        HourSync(w.window_start, SyncReport(windows=[w]), rows[w.window_start])
+        for w in outcome.lookback.windows
+        if w.sequence is not None
+    ]
     return outcome

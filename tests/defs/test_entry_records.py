@@ -43,8 +43,19 @@ def test_revisions_ids_in_two_hours_and_failed_hours_reach_dagster(pipeline, tmp
         serve(pipeline, emulator)
         outcome = pipeline.sync(1)
     assert outcome.success
-    events = outcome.metadata("slack_audit_events")
+    # The revision is a late batch of hour 0, re-read by the lookback of hour 1's run: hour 0
+    # gets a materialization of its own saying so, and the run counts it.
+    (earlier,) = [
+        m for m in outcome.materialized("slack_audit_events") if m.partition == "2026-11-20-00:00"
+    ]
+    events = {k: v.value for k, v in earlier.metadata.items()}
     assert events["revisions"] == 1 and "| 2026-11-20T00 | e1 |" in events["revised_events"]
+    assert events["dagster/row_count"] == 3  # e1, dup and the revision row
+    assert outcome.metadata("slack_audit_events")["revisions"] == 0  # hour 1's own
+    assert (
+        pipeline.instance.get_run_by_id(outcome.result.run_id).tags["audit_pipeline/revisions"]
+        == "1"
+    )
     ledger = outcome.metadata("audit_ledger")
     assert ledger["verified"] and ledger["batches_with_ids_in_several_hours"] == 1
     notices = [n for n in ledger["report"]["notices"] if n["code"] == "event_id_in_several_hours"]

@@ -52,10 +52,11 @@ def test_repeated_causes_are_one_line_each() -> None:
     lines = report.summary().splitlines()
     assert lines[0].startswith("FAIL: 15 findings (checkpoint_mismatch x14, malformed_manifest x1)")
     assert "1 batch; 1 signature, 0 data files (0 bytes)" in lines[0]
-    assert lines[1:] == [
+    assert lines[1:3] == [
         "  malformed_manifest: ledger/manifests/3.json: bad",
         "  checkpoint_mismatch x14, first: cp/4: follows (expected a, found b) (all 14 in --json)",
     ]
+    assert lines[3].startswith("  anchored: false")  # no trusted checkpoint was given
 
 
 def test_an_incremental_run_with_nothing_new_says_so(six_hours, lh) -> None:
