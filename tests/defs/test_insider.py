@@ -101,7 +101,10 @@ def test_truncated_log_is_not_signed_again(pipeline, key_path):
 def _materialize_dataset(pipeline, **config):
     return dg.materialize(
         [audit_dataset],
-        resources={"ledger": pipeline.resources["ledger"]},
+        resources={
+            "ledger": pipeline.resources["ledger"],
+            "witnesses": pipeline.resources["witnesses"],
+        },
         instance=pipeline.instance,
         run_config={"ops": {"audit_dataset": {"config": config}}} if config else None,
         raise_on_error=False,
