@@ -1,0 +1,84 @@
+"""The wire-level page splitter: each list element's exact bytes, or a syntax error offset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audit_pipeline.slack.page_bytes import PageSyntaxError, split_page
+
+
+def test_elements_keep_their_exact_bytes() -> None:
+    one = b'{"id":"a","s":"x]}\\"\\\\","n":1e400}'
+    two = b'{"id": "b", "id": "c", "bad": "\xff\xfe"}'
+    body = (
+        b' {"entries": [ ' + one + b" ,\n\t" + two + b", 3, [1, {}] ],"
+        b' "response_metadata": {"next_cursor": "abc"}} '
+    )
+    page = split_page(body, "entries")
+    assert page.items == [one, two, b"3", b"[1, {}]"]
+    assert page.members == {"response_metadata": {"next_cursor": "abc"}}
+    assert page.has_list
+
+
+def test_the_list_key_is_a_parameter() -> None:
+    page = split_page(b'{"ok":true,"activities":[{"a":1}],"entries":[2]}', "activities")
+    assert page.items == [b'{"a":1}']
+    assert page.members == {"ok": True, "entries": [2]}
+
+
+@pytest.mark.parametrize(
+    ("body", "offset"),
+    [
+        (b"", 0),
+        (b"[1]", 0),
+        (b'{"entries":[{"a":1}', 19),
+        (b'{"entries":[1,]}', 14),
+        (b'{"entries":[1],}', 15),
+        (b'{"entries":["abc]}', 12),
+        (b'{"entries":[1]} x', 16),
+        (b'{"entries":[1],"entries":[2]}', 15),
+        (b'{"entries":[1],"response_metadata":{"a":\xff}}', 35),
+    ],
+)
+def test_unfollowable_bodies_name_the_offset(body: bytes, offset: int) -> None:
+    with pytest.raises(PageSyntaxError) as caught:
+        split_page(body, "entries")
+    assert caught.value.offset == offset
+    assert f"at byte {offset}" in str(caught.value)
+
+
+def test_missing_or_empty_list() -> None:
+    assert split_page(b'{"ok":false,"error":"x"}', "entries").has_list is False
+    assert split_page(b'{"entries":[]}', "entries").items == []
+
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(values, max_size=6), st.sampled_from(["", " ", "\n  "]))
+def test_split_matches_a_parser_on_valid_pages(entries: list, space: str) -> None:
+    parts = [json.dumps(e, ensure_ascii=bool(len(entries) % 2)) for e in entries]
+    body = ('{"entries":[' + space + ("," + space).join(parts) + space + '],"x":{}}').encode()
+    page = split_page(body, "entries")
+    assert [json.loads(item) for item in page.items] == entries
+    assert page.items == [p.encode() for p in parts]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120))
+def test_fuzz_split_raises_only_page_syntax_errors(body: bytes) -> None:
+    try:
+        page = split_page(b'{"entries":[' + body + b"]}", "entries")
+    except PageSyntaxError as exc:
+        assert 0 <= exc.offset <= len(body) + 14
+    else:
+        assert all(item == item.strip(b" \t\r\n") and item for item in page.items)
