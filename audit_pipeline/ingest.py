@@ -82,6 +82,14 @@ class WindowResult:
     def hour(self) -> str:
         return format_hour(self.window_start)
 
+    def progress_line(self, done: int, total: int, label: str = "") -> str:
+        return (
+            f"[{done}/{total}] {label}{self.hour}"
+            + (" (lookback)" if self.lookback else "")
+            + f": {self.fetched} read, {self.events_committed} new"
+            + (f" -> #{self.sequence} {self.kind}" if self.sequence is not None else "")
+        )
+
 
 @dataclass
 class SyncReport:
@@ -299,11 +307,6 @@ def sync_hours(
         )
         report.windows.append(result)
         if progress:
-            progress(
-                f"[{done}/{len(plan)}] {result.hour}"
-                + (" (lookback)" if is_lookback else "")
-                + f": {result.fetched} read, {result.events_committed} new"
-                + (f" -> #{result.sequence} {result.kind}" if result.sequence is not None else "")
-            )
+            progress(result.progress_line(done, len(plan)))
     report.checkpoint = ledger.latest_checkpoint()
     return report

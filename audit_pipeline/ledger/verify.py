@@ -78,6 +78,7 @@ from audit_pipeline.ledger.manifest import (
     UnsupportedAlgorithmError,
     parse_manifest,
     signature_status,
+    source_name,
 )
 from audit_pipeline.ledger.note import Verifiers
 
@@ -635,7 +636,9 @@ class _Run:
                 f"{'a' if has_data else 'no'} data file",
             )
         if m.data is not None:
-            want = batch_data_path(m.window_start, m.sequence, m.kind, self.file_format.suffix)
+            want = batch_data_path(
+                m.window_start, m.sequence, m.kind, self.file_format.suffix, source_name(m)
+            )
             if m.data.path != want:
                 self.add(
                     FindingCode.PATH_MISMATCH,
@@ -654,10 +657,13 @@ class _Run:
                 )
 
     def _check_windows(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
-        by_window: dict[int, list[tuple[int, SignedManifest]]] = defaultdict(list)
+        # Each source has its own first batch per hour (``source.name``; see FORMAT.md).
+        by_window: dict[tuple[str, int], list[tuple[int, SignedManifest]]] = defaultdict(list)
         for seq, signed in sorted(parsed.items()):
-            by_window[signed.manifest.window_start].append((seq, signed))
-        for window, batches in by_window.items():
+            by_window[source_name(signed.manifest), signed.manifest.window_start].append(
+                (seq, signed)
+            )
+        for (_, window), batches in by_window.items():
             (first_seq, first), *later = batches
             if first_seq >= start and first.manifest.kind == "late":
                 self.add(
@@ -995,25 +1001,16 @@ class _Run:
     def _check_coverage(
         self, parsed: Mapping[int, SignedManifest], start: int, max_lag: int | None
     ) -> None:
-        hours = {
-            m.manifest.window_start for m in parsed.values() if m.manifest.window_start % HOUR == 0
-        }
+        hours = _whole_hours(parsed)
         if not hours:
             return
         first, last = min(hours), max(hours)
-        since = first
-        if start:
-            old = [m.manifest.window_start for s, m in parsed.items() if s < start]
-            since = max(old, default=first)
         self.checked["hours"] = (last - first) // HOUR + 1
-        gaps = [h for h in range(since, last + HOUR, HOUR) if h not in hours]
-        for hour in gaps:
-            self.add(
-                FindingCode.HOUR_MISSING,
-                f"hour {format_hour(hour)}",
-                f"no manifest for this hour ({len(gaps)} hours missing between "
-                f"{format_hour(first)} and {format_hour(last)})",
-            )
+        # Each source must cover every hour between its own first and last batches.
+        sources = sorted({source_name(m.manifest) for m in parsed.values()})
+        for source in sources:
+            mine = {s: m for s, m in parsed.items() if source_name(m.manifest) == source}
+            self._check_source_coverage(mine, start, source if len(sources) > 1 else None)
         if max_lag is not None and last + HOUR < self.now - max_lag:
             self.add(
                 FindingCode.STALE_LOG,
@@ -1023,6 +1020,31 @@ class _Run:
                 f">= {format_hour(int(self.now - max_lag) // HOUR * HOUR - HOUR)}",
                 format_hour(last),
             )
+
+    def _check_source_coverage(
+        self, parsed: Mapping[int, SignedManifest], start: int, source: str | None
+    ) -> None:
+        hours = _whole_hours(parsed)
+        if not hours:
+            return
+        first, last = min(hours), max(hours)
+        since = first
+        if start:
+            old = [m.manifest.window_start for s, m in parsed.items() if s < start]
+            since = max(old, default=first)
+        gaps = [h for h in range(since, last + HOUR, HOUR) if h not in hours]
+        of = f" of {source}" if source else ""
+        for hour in gaps:
+            self.add(
+                FindingCode.HOUR_MISSING,
+                f"hour {format_hour(hour)}" + (f" ({source})" if source else ""),
+                f"no manifest{of} for this hour ({len(gaps)} hours missing between "
+                f"{format_hour(first)} and {format_hour(last)})",
+            )
+
+
+def _whole_hours(parsed: Mapping[int, SignedManifest]) -> set[int]:
+    return {m.manifest.window_start for m in parsed.values() if m.manifest.window_start % HOUR == 0}
 
 
 def _check_data_file(

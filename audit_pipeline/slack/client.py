@@ -269,19 +269,23 @@ def _bypass_proxy_for_loopback() -> None:
             os.environ[var] = ",".join(present + missing)
 
 
+def retry_handlers(stats: FetchStats, budget: int) -> list[RetryHandler]:
+    """retry_handlers: resets/timeouts/cut bodies, 429 after Retry-After, 5xx; counted."""
+    return [
+        _TransientErrorRetryHandler(stats, budget),
+        _CountingRateLimitHandler(stats, budget),
+        _ServerErrorRetryHandler(stats, budget),
+    ]
+
+
 def build_client(settings: AuditApiSettings, stats: FetchStats) -> AuditLogsClient:
     """build_client returns the official client with a real retry budget installed."""
-    budget = settings.max_retries
     client = AuditLogsClient(
         token=settings.token,
         base_url=settings.base_url,
         timeout=int(max(1, round(settings.timeout))),
         logger=logging.getLogger("audit_pipeline.slack_sdk"),
-        retry_handlers=[
-            _TransientErrorRetryHandler(stats, budget),
-            _CountingRateLimitHandler(stats, budget),
-            _ServerErrorRetryHandler(stats, budget),
-        ],
+        retry_handlers=retry_handlers(stats, settings.max_retries),
     )
     if settings.is_loopback:
         # slack-sdk honours HTTP(S)_PROXY but ignores NO_PROXY: a loopback emulator must
