@@ -318,16 +318,17 @@ class ActivitiesEndpoint:
         last = min(hi // MICROS // HOUR * HOUR, self.emulator.end_time)
         for hour in range(first, last + HOUR, HOUR):
             self._generate(hour)
+        lo_hour, hi_hour = lo // MICROS // HOUR * HOUR, hi // MICROS // HOUR * HOUR
+        hours = [h for h in self.hours if lo_hour <= h <= hi_hour]
+        if commit:
+            for hour in hours:  # late arrivals count from the first read of their hour
+                self.first_read.setdefault(hour, now)
         candidates = [
             a
-            for hour, items in self.hours.items()
-            if lo // MICROS // HOUR * HOUR <= hour <= hi // MICROS // HOUR * HOUR
-            for a in items
+            for hour in hours
+            for a in self.hours[hour]
             if lo <= a.created <= hi and self._visible(a, hour, now) and _matches(a, args)
         ]
-        if commit:
-            for hour in {a.created // MICROS // HOUR * HOUR for a in candidates}:
-                self.first_read.setdefault(hour, now)
         candidates.sort(key=lambda a: (a.created, a.number), reverse=direction == "desc")
         if position is not None:
             if direction == "desc":
