@@ -26,27 +26,11 @@ from audit_pipeline.slack.activities_client import (
 from audit_pipeline.slack.client import SlackAuthError
 from audit_pipeline.slack.emulator import running_emulator
 
+from .conftest import SettableClock as Clock
+
 H = 1795860000  # 2026-11-28T10:00Z
 HOUR = 3600
 MICROS = 1_000_000
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def activity_source(emulator, **overrides) -> ActivitySource:
-    settings = ActivitiesApiSettings(
-        token=emulator.config.activities_token,
-        base_url=emulator.base_url.replace("/audit/v1/", "/api/"),
-        max_calls_per_minute=0,
-        **overrides,
-    )
-    return ActivitySource(settings)
 
 
 def committed_rows(ledger) -> list[dict]:
@@ -92,7 +76,9 @@ def test_the_audit_token_is_refused_with_the_scope_it_lacks(ledger):
             ActivitySource(settings).read_window(H * MICROS, (H + HOUR) * MICROS - 1)
 
 
-def test_several_hours_exactly_once_across_pages_reruns_overlaps_429s_and_late(ledger):
+def test_several_hours_exactly_once_across_pages_reruns_overlaps_429s_and_late(
+    ledger, activity_source_for
+):
     clock = Clock(H + 4 * HOUR)
     with running_emulator(
         start=H,
@@ -105,7 +91,7 @@ def test_several_hours_exactly_once_across_pages_reruns_overlaps_429s_and_late(l
         late_fraction=0.1,
         clock=clock,
     ) as emu:
-        source = activity_source(emu, page_size=7)
+        source = activity_source_for(emu, page_size=7)
         emu.activities.script_faults(["429", "ok", "500", "invalid_cursor", "truncated_json"])
         first = sync_activity_hours(
             start=H, end=H + 3 * HOUR, source=source, ledger=ledger, run_id="a", lookback_hours=0
@@ -140,7 +126,9 @@ def test_several_hours_exactly_once_across_pages_reruns_overlaps_429s_and_late(l
     assert report, report.summary()
 
 
-def test_activities_beside_audit_logs_in_one_ledger_each_with_its_own_hours(ledger, source_for):
+def test_activities_beside_audit_logs_in_one_ledger_each_with_its_own_hours(
+    ledger, source_for, activity_source_for
+):
     clock = Clock(H + 3 * HOUR)
     with running_emulator(
         start=H,
@@ -155,7 +143,7 @@ def test_activities_beside_audit_logs_in_one_ledger_each_with_its_own_hours(ledg
             lookback_hours=0,
         )  # fmt: skip
         sync_activity_hours(
-            start=H, end=H + 2 * HOUR, source=activity_source(emu), ledger=ledger, run_id="y",
+            start=H, end=H + 2 * HOUR, source=activity_source_for(emu), ledger=ledger, run_id="y",
             lookback_hours=0,
         )  # fmt: skip
     kinds = [(source_name(m.manifest), m.manifest.kind) for m in ledger.manifests()]
@@ -168,7 +156,9 @@ def test_activities_beside_audit_logs_in_one_ledger_each_with_its_own_hours(ledg
     assert report, report.summary()
 
 
-def test_replayed_activities_come_back_byte_for_byte_and_prove(ledger, tmp_path: Path):
+def test_replayed_activities_come_back_byte_for_byte_and_prove(
+    ledger, tmp_path: Path, activity_source_for
+):
     odd = [
         b'{"created":%d,"event_type":"workflow_execution_started","payload":'
         b'{"workflow_name":"Caf\\u00e9 \\/ r\xc3\xa9sum\xc3\xa9","actor":"U1"},"trace_id":"Tr1",'
@@ -188,7 +178,7 @@ def test_replayed_activities_come_back_byte_for_byte_and_prove(ledger, tmp_path:
         start=H, end=H + HOUR, activities_file=path, rate_limit_per_min=0, clock=clock
     ) as emu:
         sync_activity_hours(
-            start=H, end=H + HOUR, source=activity_source(emu), ledger=ledger, run_id="r",
+            start=H, end=H + HOUR, source=activity_source_for(emu), ledger=ledger, run_id="r",
             lookback_hours=0,
         )  # fmt: skip
     rows = committed_rows(ledger)
