@@ -15,7 +15,9 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from audit_pipeline.dataset.build import build_dataset
 from audit_pipeline.errors import ConfigurationError
@@ -62,6 +64,48 @@ def _add_api_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_range_options(parser: argparse.ArgumentParser) -> None:
+    """add_range_options: the hours, data directory, lookback and output of a sync."""
+    parser.add_argument("--start", required=True, help="first hour, UTC, e.g. 2026-11-28T00")
+    parser.add_argument("--end", required=True, help="end hour (exclusive), UTC")
+    parser.add_argument("--data-dir", help="data directory (AUDIT_DATA_DIR, default ./data)")
+    parser.add_argument(
+        "--lookback",
+        type=int,
+        default=DEFAULT_LOOKBACK_HOURS,
+        metavar="HOURS",
+        help="re-read this many committed hours before START for late events",
+    )
+    parser.add_argument("--run-id", help="identifier recorded in the manifests (default: random)")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+
+def closed_range(args: argparse.Namespace) -> tuple[int, int]:
+    """closed_range is the checked [start, end) of a sync; only ended hours are synced."""
+    start, end = parse_hour(args.start), parse_hour(args.end)
+    check_range(start, end, args.lookback)
+    closed = last_closed_hour(time.time())
+    if end > closed + HOUR:
+        raise ConfigurationError(
+            f"--end {format_hour(end)} is after the last closed hour {format_hour(closed)}: "
+            "an hour is synced once it has ended"
+        )
+    return start, end
+
+
+def real_ledger(data_dir_arg: str | None) -> Ledger:
+    """real_ledger opens the data directory a real sync commits to (never demo data)."""
+    data_dir = resolve_data_dir(data_dir_arg)
+    if (data_dir / DEMO_MARKER).exists():
+        raise ConfigurationError(
+            f"{data_dir} holds emulator demo data; real syncs go to another data directory"
+        )
+    signer = load_signing_key(default_signing_key_path())
+    return Ledger(
+        data_dir, file_format=PARQUET_FORMAT, signer=signer, origin=os.environ.get(ORIGIN_ENV)
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     sync = subparsers.add_parser(
         "sync",
@@ -72,18 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "The token comes from SLACK_AUDIT_TOKEN only."
         ),
     )
-    sync.add_argument("--start", required=True, help="first hour, UTC, e.g. 2026-11-28T00")
-    sync.add_argument("--end", required=True, help="end hour (exclusive), UTC")
-    sync.add_argument("--data-dir", help="data directory (AUDIT_DATA_DIR, default ./data)")
-    sync.add_argument(
-        "--lookback",
-        type=int,
-        default=DEFAULT_LOOKBACK_HOURS,
-        metavar="HOURS",
-        help="re-read this many committed hours before START for late events",
-    )
-    sync.add_argument("--run-id", help="identifier recorded in the manifests (default: random)")
-    sync.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_range_options(sync)
     _add_api_options(sync)
     sync.set_defaults(func=run_sync)
 
@@ -133,42 +166,42 @@ def _report_json(report: SyncReport) -> dict:
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    start, end = parse_hour(args.start), parse_hour(args.end)
-    check_range(start, end, args.lookback)
-    closed = last_closed_hour(time.time())
-    if end > closed + HOUR:
-        raise ConfigurationError(
-            f"--end {format_hour(end)} is after the last closed hour {format_hour(closed)}: "
-            "an hour is synced once it has ended"
-        )
-    settings = AuditApiSettings.from_env(
+    return run_source_sync(args, AuditApiSettings, AuditLogSource, sync_hours)
+
+
+def run_source_sync(
+    args: argparse.Namespace,
+    settings_class: type[AuditApiSettings],
+    source_class: Callable[[Any], Any],
+    sync: Callable[..., SyncReport],
+    source_name: str | None = None,
+) -> int:
+    """run_source_sync reads one source's settings from the environment and the flags,
+    syncs the range into the real ledger and prints the summary (``--json``: on stdout)."""
+    start, end = closed_range(args)
+    settings = settings_class.from_env(
         base_url=args.base_url,
         page_size=args.page_size,
         timeout=args.timeout,
         max_retries=args.max_retries,
         max_calls_per_minute=args.max_calls_per_minute,
     )
-    data_dir = resolve_data_dir(args.data_dir)
-    if (data_dir / DEMO_MARKER).exists():
-        raise ConfigurationError(
-            f"{data_dir} holds emulator demo data; real syncs go to another data directory"
-        )
-    signer = load_signing_key(default_signing_key_path())
-    ledger = Ledger(
-        data_dir, file_format=PARQUET_FORMAT, signer=signer, origin=os.environ.get(ORIGIN_ENV)
-    )
-    report = sync_hours(
+    ledger = real_ledger(args.data_dir)
+    report = sync(
         start=start,
         end=end,
         lookback_hours=args.lookback,
-        source=AuditLogSource(settings),
+        source=source_class(settings),
         ledger=ledger,
         run_id=args.run_id or f"cli-{uuid.uuid4()}",
         progress=_progress,
     )
     print(report.summary(), file=sys.stderr)
     if args.json:
-        print(json.dumps(_report_json(report), indent=2))
+        doc = _report_json(report)
+        if source_name:
+            doc["source"] = source_name
+        print(json.dumps(doc, indent=2))
     return 0
 
 
