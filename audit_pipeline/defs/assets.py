@@ -38,12 +38,12 @@ from audit_pipeline.defs.resources import (
     SlackNotificationError,
     SlackNotifier,
 )
-from audit_pipeline.defs.schedules import SYNC_MINUTE
+from audit_pipeline.defs.schedules import COVERED_SOURCES, SYNC_MINUTE
 from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, HOUR, SyncReport, format_hour, sync_hours
 from audit_pipeline.lake import COLUMN_DOCS, EVENT_SCHEMA
 from audit_pipeline.ledger import Checkpoint, LedgerError, VerifyReport, parse_checkpoint
 from audit_pipeline.ledger.layout import MANIFESTS, LocalStorage
-from audit_pipeline.ledger.manifest import parse_manifest
+from audit_pipeline.ledger.manifest import AUDIT_LOGS_SOURCE, parse_manifest, source_name
 
 OWNERS = ["team:security"]
 GROUP = "audit"
@@ -268,15 +268,17 @@ def recorded_verification(instance: dg.DagsterInstance) -> RecordedVerification:
     )
 
 
-def committed_hours(data_dir: Path) -> set[int]:
-    """committed_hours lists the windows of every readable manifest, gaps or not."""
+def committed_hours(data_dir: Path, source: str = AUDIT_LOGS_SOURCE) -> set[int]:
+    """committed_hours lists the windows of every readable manifest of ``source``."""
     storage = LocalStorage(data_dir)
     hours = set()
     for name in storage.list_dir(MANIFESTS):
         try:
-            hours.add(parse_manifest(storage.read(f"{MANIFESTS}/{name}")).manifest.window_start)
+            manifest = parse_manifest(storage.read(f"{MANIFESTS}/{name}")).manifest
         except (LedgerError, OSError):
             continue  # the verifier reports unreadable manifests
+        if source_name(manifest) == source:
+            hours.add(manifest.window_start)
     return hours
 
 
@@ -292,14 +294,15 @@ def build_audit_ledger(
     freshness_hours: int = FRESHNESS_HOURS,
     full_every_hours: int = FULL_VERIFY_EVERY_HOURS,
     clock: Callable[[], float] = time.time,
+    covered_sources: tuple[str, ...] = COVERED_SOURCES,
 ) -> dg.AssetsDefinition:
-    """build_audit_ledger makes the ledger asset and its checks."""
+    """build_audit_ledger makes the ledger asset and its checks (coverage per source)."""
 
     with _beta_apis():
 
         @dg.asset(
             name="audit_ledger",
-            deps=["slack_audit_events"],
+            deps=["slack_audit_events", "slack_workflow_activity"],
             check_specs=LEDGER_CHECK_SPECS,
             kinds={"python"},
             owners=OWNERS,
@@ -334,8 +337,8 @@ def build_audit_ledger(
             history_run = _record_in_history(context, ledger, report)
 
             through = last_settled_hour(now, settle_minutes)
-            coverage = Coverage.of(
-                committed_hours(ledger.resolved_data_dir()),
+            coverage = Coverage.of_sources(
+                {s: committed_hours(ledger.resolved_data_dir(), s) for s in covered_sources},
                 start=coverage_start,
                 through=through if through >= coverage_start else None,
             )
