@@ -32,6 +32,7 @@ from audit_pipeline.cli.sync import (
     DEMO_KEY_FILE,
     DEMO_ORIGIN,
     DEMO_SEED,
+    DEMO_WORKFLOW_RUNS_PER_HOUR,
     prepare_demo_data_dir,
 )
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
@@ -105,6 +106,7 @@ def dagster_environment(
     emulator_token: str,
     start_hour: int,
     port: int,
+    activities_token: str | None = None,
 ) -> dict[str, str]:
     """dagster_environment is what the code location, its runs and sensors read."""
     return {
@@ -117,6 +119,16 @@ def dagster_environment(
         "SLACK_AUDIT_TOKEN": emulator_token,
         "SLACK_AUDIT_BASE_URL": emulator_url,
         "SLACK_AUDIT_MAX_CALLS_PER_MINUTE": "0",
+        # The emulator's admin.apps.activities.list, with its own token (workflow runs).
+        **(
+            {
+                "SLACK_ACTIVITIES_TOKEN": activities_token,
+                "SLACK_ACTIVITIES_BASE_URL": emulator_url.replace("/audit/v1/", "/api/"),
+                "SLACK_ACTIVITIES_MAX_CALLS_PER_MINUTE": "0",
+            }
+            if activities_token
+            else {}
+        ),
     }
 
 
@@ -243,6 +255,8 @@ def run_dev(args: argparse.Namespace) -> int:
         events_per_hour=args.events_per_hour,
         seed=DEMO_SEED,
         rate_limit_per_min=0,
+        workflow_runs_per_hour=DEMO_WORKFLOW_RUNS_PER_HOUR,
+        activities_rate_limit_per_min=0,
     ) as emulator:
         env = dagster_environment(
             os.environ,
@@ -253,6 +267,7 @@ def run_dev(args: argparse.Namespace) -> int:
             emulator_token=emulator.token,
             start_hour=start,
             port=args.port,
+            activities_token=emulator.config.activities_token,
         )
         env.setdefault("AUDIT_LOG_ORIGIN", DEMO_ORIGIN)
         print(f"dev: emulator serving {emulator.base_url}", file=sys.stderr, flush=True)

@@ -44,6 +44,7 @@ DEMO_MARKER = "EMULATOR-DATA.txt"
 DEMO_KEY_FILE = "demo-signing-key"
 DEMO_SEED = 2026
 DEMO_HOURS = 24
+DEMO_WORKFLOW_RUNS_PER_HOUR = 4
 ORIGIN_ENV = "AUDIT_LOG_ORIGIN"
 
 
@@ -219,6 +220,26 @@ def prepare_demo_data_dir(data_dir: Path, *, now: float) -> Signer:
     return signer
 
 
+def _demo_workflow_runs(emulator: Any, ledger: Ledger, start: int, end: int) -> SyncReport:
+    """The demo's second source: the emulator's workflow runs, with their own token."""
+    from audit_pipeline.ingest_activities import sync_activity_hours
+    from audit_pipeline.slack.activities_client import ActivitiesApiSettings, ActivitySource
+
+    settings = ActivitiesApiSettings(
+        token=emulator.config.activities_token,
+        base_url=emulator.base_url.replace("/audit/v1/", "/api/"),
+        max_calls_per_minute=0,
+    )
+    return sync_activity_hours(
+        start=start,
+        end=end,
+        source=ActivitySource(settings),
+        ledger=ledger,
+        run_id=f"demo-{uuid.uuid4()}",
+        progress=_progress,
+    )
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from audit_pipeline.slack.emulator import running_emulator
 
@@ -234,6 +255,8 @@ def run_demo(args: argparse.Namespace) -> int:
         events_per_hour=args.events_per_hour,
         seed=args.seed,
         rate_limit_per_min=0,
+        workflow_runs_per_hour=DEMO_WORKFLOW_RUNS_PER_HOUR,
+        activities_rate_limit_per_min=0,
     ) as emulator:
         _progress(f"demo: emulator serving {emulator.base_url}")
         settings = AuditApiSettings(
@@ -248,8 +271,10 @@ def run_demo(args: argparse.Namespace) -> int:
             run_id=f"demo-{uuid.uuid4()}",
             progress=_progress,
         )
+        workflow_report = _demo_workflow_runs(emulator, ledger, start, end)
     verification = verify_ledger(data_dir, file_format=PARQUET_FORMAT)
     print(report.summary())
+    print("workflow activities: " + workflow_report.summary())
     print()
     print(verification.summary())
     if not verification:
