@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from audit_pipeline.dataset.build import build_dataset
+from audit_pipeline.dataset.report import write_report
 from audit_pipeline.ingest import sync_hours
 from audit_pipeline.ingest_activities import sync_activity_hours
 from audit_pipeline.lake import PARQUET_FORMAT
@@ -188,3 +189,18 @@ def test_replayed_approval_run_gives_the_same_answers(two_hours, ledger, tmp_pat
     check_approval_run(other, two_hours)
     raw = query(other, "SELECT raw_bytes FROM workflow_activity WHERE trace_id = ?", trace_id)
     assert sorted(r for (r,) in raw) == sorted(b for b in two_hours if trace_id.encode() in b)
+
+
+def test_the_report_has_a_workflow_runs_section(two_hours, ledger, tmp_path: Path):
+    build_dataset(ledger.data_dir)
+    _, step, _ = approval_run(two_hours)
+    page = write_report(tmp_path / "report.html", data_dir=ledger.data_dir).read_text()
+    section = page[page.index("<h2>Workflow runs</h2>") :]
+    assert f"{len(two_hours):,} committed records" in section
+    assert step["payload"]["outputs"]["approver"] in section
+    assert "Version published by" in section and "Failed runs" in section
+
+
+def test_the_report_says_when_there_is_no_workflow_activity(scenario_dataset, tmp_path: Path):
+    page = write_report(tmp_path / "report.html", data_dir=scenario_dataset).read_text()
+    assert "No workflow activity in this ledger" in page
