@@ -199,3 +199,5 @@ def test_replayed_activities_come_back_byte_for_byte_and_prove(
     assert verified.event_id == event_id
     assert proof["event"]["activity"]["trace_id"] == "Tr1"
     assert proof["manifest"]["signed"]["source"]["name"] == SOURCE_NAME
+    by_hour = prove_event(ledger.data_dir, event_id, file_format=PARQUET_FORMAT, window_start=H)
+    assert by_hour == proof  # the hour's own partition of this source is searched

@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from audit_pipeline.dataset.views import coverage_sql
 from audit_pipeline.lake.activities import ACTIVITY_COLUMN_DOCS, ACTIVITY_SCHEMA
 from audit_pipeline.ledger.manifest import SignedManifest, source_name
 
@@ -89,6 +90,12 @@ def load_workflow_activity(
         finally:
             con.unregister("_activities")
         loaded += n
+    # batches.quarantined of these batches (the audit rows' loader counts only its own).
+    con.execute(
+        f"UPDATE batches SET quarantined = q.n FROM (SELECT batch_sequence, "
+        f"count(*) FILTER (WHERE quarantine_reason IS NOT NULL) AS n FROM {TABLE} "
+        "GROUP BY batch_sequence) AS q WHERE batches.sequence = q.batch_sequence"
+    )
     return loaded
 
 
@@ -106,6 +113,13 @@ def _ts(column: str) -> str:
 _OK = f"(SELECT * FROM {TABLE} WHERE quarantine_reason IS NULL AND trace_id IS NOT NULL)"
 
 VIEWS: tuple[View, ...] = (
+    View(
+        "workflow_coverage",
+        "One row per UTC hour from the first to the last committed hour of the workflow "
+        "activity source (slack_app_activities): its batches, records and quarantined rows; "
+        "committed is false for a gap.",
+        coverage_sql(ACTIVITIES_SOURCE),
+    ),
     View(
         "workflow_runs",
         "One row per workflow run (records sharing a trace_id): workflow, trigger, who "

@@ -141,6 +141,15 @@ def test_generated_approval_run_once_with_its_approval_and_publisher(two_hours, 
     assert runs == distinct > 0
     ((records,),) = query(ledger.data_dir, "SELECT count(*) FROM workflow_activity")
     assert records == len(two_hours)
+    # Coverage is per source: the audit hours count audit events only.
+    ((hours, events),) = query(ledger.data_dir, "SELECT count(*), sum(events) FROM coverage")
+    ((audit_events,),) = query(ledger.data_dir, "SELECT count(*) FROM audit_events")
+    assert (hours, events) == (2, audit_events)
+    ((hours, events),) = query(
+        ledger.data_dir,
+        "SELECT count(*) FILTER (WHERE committed), sum(events) FROM workflow_coverage",
+    )
+    assert (hours, events) == (2, records)
     failures = query(
         ledger.data_dir, "SELECT error, error_stage, failed_step FROM workflow_failures"
     )
