@@ -214,6 +214,13 @@ class ActivitySource:
             response = self._client.admin_apps_activities_list(**args, cursor=cursor)
         except SdkApiError as exc:
             raise self._refused(exc) from None
+        except UnicodeDecodeError as exc:
+            # slack-sdk decodes bodies before anything here sees them: a page that is not
+            # UTF-8 cannot be split into exact bytes, so it stops the sync (nothing is lost).
+            raise SlackApiError(
+                f"{self.method_url}: a page is not valid UTF-8 (byte {exc.start}); "
+                "nothing of the window was committed"
+            ) from None
         except (
             URLError,
             ConnectionError,
