@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from audit_pipeline.dataset.build import build_dataset
+from audit_pipeline.dataset.evidence import export_evidence, verify_bundle
 from audit_pipeline.dataset.report import write_report
 from audit_pipeline.ingest import sync_hours
 from audit_pipeline.ingest_activities import sync_activity_hours
@@ -213,3 +214,14 @@ def test_the_report_has_a_workflow_runs_section(two_hours, ledger, tmp_path: Pat
 def test_the_report_says_when_there_is_no_workflow_activity(scenario_dataset, tmp_path: Path):
     page = write_report(tmp_path / "report.html", data_dir=scenario_dataset).read_text()
     assert "No workflow activity in this ledger" in page
+
+
+def test_an_evidence_bundle_carries_and_verifies_both_sources(two_hours, ledger, tmp_path: Path):
+    bundle = tmp_path / "bundle"
+    export_evidence(ledger.data_dir, start=H + HOUR, end=H + 2 * HOUR, out=bundle)
+    exported = sorted(
+        p.relative_to(bundle).as_posix() for p in (bundle / "lake").rglob("*.parquet")
+    )
+    assert len(exported) == 2 and any("source=slack_app_activities" in p for p in exported)
+    report = verify_bundle(bundle)
+    assert report, report.summary()
