@@ -11,11 +11,17 @@ Exactly once: a window is read completely before anything of it is committed, an
 ledger commit drops (under its lock) every id already committed for that window, so
 reruns, overlapping lookbacks, restarted windows and concurrent runs add nothing twice.
 An id that the ledger holds but the API no longer returns is reported, never deleted.
+
+No hour blocks the next: an entry that cannot be stored faithfully is a quarantine row, and
+a page that cannot be followed at all (after the client's retries) fails its hour alone,
+with the raw page kept under ``<data dir>/failed-pages/``; the other hours are synced, the
+report lists the failed ones (the CLI exits 4), and the next run reads them again.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -29,13 +35,15 @@ import pyarrow.compute as pc
 
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.lake import WindowNormalizer, events_from_table, write_batch_file
+from audit_pipeline.lake.fidelity import REVISION_PREFIX
 from audit_pipeline.ledger import EventRecord, Ledger
 from audit_pipeline.ledger.layout import HOUR
-from audit_pipeline.slack.client import AuditLogSource, FetchStats
+from audit_pipeline.slack.client import AuditLogSource, FetchStats, UnparseablePageError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LOOKBACK_HOURS = 6
+FAILED_PAGES_DIR = "failed-pages"
 _HOUR_FORMATS = ("%Y-%m-%dT%H", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d-%H:%M")
 
 
@@ -77,6 +85,7 @@ class WindowResult:
     quarantined: int
     duplicates_skipped: int
     missing_from_source: tuple[str, ...]
+    revised: tuple[str, ...] = ()
 
     @property
     def hour(self) -> str:
@@ -91,11 +100,28 @@ class WindowResult:
         )
 
 
+@dataclass(frozen=True)
+class FailedWindow:
+    """An hour that could not be committed because the API sent a page that cannot be
+    followed; ``saved_page`` is the raw page as received, relative to the data dir."""
+
+    window_start: int
+    lookback: bool
+    message: str
+    offset: int
+    saved_page: str
+
+    @property
+    def hour(self) -> str:
+        return format_hour(self.window_start)
+
+
 @dataclass
 class SyncReport:
     """The outcome of a sync, for the CLI summary and Dagster metadata."""
 
     windows: list[WindowResult] = field(default_factory=list)
+    failed: list[FailedWindow] = field(default_factory=list)
     stats: FetchStats = field(default_factory=FetchStats)
     actions: Counter[str] = field(default_factory=Counter)
     checkpoint: bytes | None = None
@@ -113,6 +139,11 @@ class SyncReport:
         return sum(w.quarantined for w in self.windows)
 
     @property
+    def revisions(self) -> list[tuple[str, str]]:
+        """(hour, event id) of each committed id whose changed content this sync recorded."""
+        return [(w.hour, i) for w in self.windows for i in w.revised]
+
+    @property
     def batches(self) -> list[WindowResult]:
         return [w for w in self.windows if w.sequence is not None]
 
@@ -124,7 +155,7 @@ class SyncReport:
         lines = [
             f"windows read: {len(self.windows)}; batches committed: {len(self.batches)}; "
             f"events committed: {self.events_committed} (late: {self.late_events}); "
-            f"quarantined: {self.quarantined}",
+            f"quarantined: {self.quarantined}; revisions: {len(self.revisions)}",
             f"API: {self.stats.requests} requests, {self.stats.pages} pages, "
             f"{self.stats.retries} retries ({self.stats.rate_limited} rate-limited), "
             f"{self.stats.window_restarts} window restarts",
@@ -136,6 +167,16 @@ class SyncReport:
             )
         for hour, event_id in self.missing_from_source:
             lines.append(f"  WARNING {hour}: committed id {event_id} no longer returned by the API")
+        for hour, event_id in self.revisions:
+            lines.append(
+                f"  WARNING {hour}: committed event {event_id} came back with different "
+                "content: recorded as a revision (see the dataset's revisions view)"
+            )
+        for f in self.failed:
+            lines.append(
+                f"  ERROR {f.hour}: not committed (data error at byte {f.offset} of a page; "
+                f"raw page kept in {f.saved_page}; the next run retries this hour): {f.message}"
+            )
         return "\n".join(lines)
 
 
@@ -149,6 +190,7 @@ class _BatchWriter:
     def __init__(self, table: pa.Table) -> None:
         self.table: pa.Table | None = table
         self.quarantined = 0
+        self.revision_ids: set[str] = set()
         self.actions: Counter[str] = Counter()
 
     def __call__(self, new_events: Sequence[EventRecord], path: Path) -> None:
@@ -160,7 +202,9 @@ class _BatchWriter:
             rows = rows.filter(pc.is_in(rows["event_id"], value_set=wanted))
         write_batch_file(rows, path)
         reasons = rows.column("quarantine_reason")
-        self.quarantined = len(reasons) - reasons.null_count
+        ids = rows.column("event_id")
+        self.revision_ids = set(ids.filter(pc.starts_with(ids, REVISION_PREFIX)).to_pylist())
+        self.quarantined = len(reasons) - reasons.null_count - len(self.revision_ids)
         for item in pc.value_counts(rows.column("action")).to_pylist():
             if item["values"]:
                 self.actions[item["values"]] += item["counts"]
@@ -218,18 +262,22 @@ def _sync_window(
     actions: Counter[str] | None,
 ) -> WindowResult:
     window_end = window_start + HOUR
-    normalizer = WindowNormalizer(window_start, window_end)
+    committed = (
+        ledger.window_leaves(window_start) if window_start in ledger.committed_windows() else {}
+    )
+    normalizer = WindowNormalizer(window_start, window_end, committed)
     pages_before, fetched = source.stats.pages, 0
     for page in source.iter_pages(window_start, window_end - 1):
         fetched += len(page)
-        normalizer.add(page.entries, plain_json=page.plain_json)
+        normalizer.add(page.entries)
         del page
     rows = normalizer.finish()
     pa.default_memory_pool().release_unused()  # the pages' copies, now sorted into rows
     events = events_from_table(rows.table)
     writer = _BatchWriter(rows.table)
     duplicates_in_window = rows.duplicates_skipped
-    del rows
+    revisions = rows.revisions
+    del rows, committed
     result = ledger.commit_batch(
         window_start=window_start,
         window_end=window_end,
@@ -248,7 +296,17 @@ def _sync_window(
     writer.table = None
     if actions is not None:
         actions.update(writer.actions)
-    for event_id in result.missing_from_source:
+    revised = tuple(of_id for row_id, of_id in revisions if row_id in writer.revision_ids)
+    for event_id in revised:
+        log.warning(
+            "%s: committed event %s came back with different content: recorded as a revision",
+            format_hour(window_start),
+            event_id,
+        )
+    # A committed id that came back changed is not missing: its revision is recorded.
+    changed = {of_id for _, of_id in revisions}
+    missing = tuple(i for i in result.missing_from_source if i not in changed)
+    for event_id in missing:
         log.warning(
             "%s: committed event %s is no longer returned by the API (kept, not deleted)",
             format_hour(window_start),
@@ -263,7 +321,29 @@ def _sync_window(
         events_committed=result.events_committed,
         quarantined=writer.quarantined,
         duplicates_skipped=result.duplicates_skipped + duplicates_in_window,
-        missing_from_source=tuple(result.missing_from_source),
+        missing_from_source=missing,
+        revised=revised,
+    )
+
+
+def _failed_window(
+    data_dir: Path, hour: int, lookback: bool, exc: UnparseablePageError
+) -> FailedWindow:
+    """Keep the page that failed an hour (write-once, named by hour and content hash)."""
+    folder = data_dir / FAILED_PAGES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(exc.body).hexdigest()[:16]
+    path = folder / f"{format_hour(hour)}-{digest}.page"
+    if not path.exists():
+        staged = path.with_suffix(".tmp")
+        staged.write_bytes(exc.body)
+        staged.replace(path)
+    return FailedWindow(
+        window_start=hour,
+        lookback=lookback,
+        message=str(exc),
+        offset=exc.offset,
+        saved_page=str(path.relative_to(data_dir)),
     )
 
 
@@ -297,14 +377,24 @@ def sync_hours(
     plan: list[tuple[int, bool]] = [(h, True) for h in lookback]
     plan += [(h, False) for h in range(start, end, HOUR)]
     for done, (hour, is_lookback) in enumerate(plan, 1):
-        result = sync_window(
-            hour,
-            source=source,
-            ledger=ledger,
-            run_id=run_id,
-            lookback=is_lookback,
-            actions=report.actions,
-        )
+        try:
+            result = sync_window(
+                hour,
+                source=source,
+                ledger=ledger,
+                run_id=run_id,
+                lookback=is_lookback,
+                actions=report.actions,
+            )
+        except UnparseablePageError as exc:
+            failed = _failed_window(ledger.data_dir, hour, is_lookback, exc)
+            report.failed.append(failed)
+            log.error(
+                "%s: not committed: %s (page kept in %s)", failed.hour, exc, failed.saved_page
+            )
+            if progress:
+                progress(f"[{done}/{len(plan)}] {failed.hour}: FAILED (data error), see summary")
+            continue
         report.windows.append(result)
         if progress:
             progress(result.progress_line(done, len(plan)))

@@ -151,7 +151,7 @@ def phases(base_url: str, token: str, start: int, end: int, out: Path) -> int:
     with _gc_paused():
         normalizer = WindowNormalizer(start, start + 3600)
         for page in source.iter_pages(start, start + 3599):
-            normalizer.add(page.entries, plain_json=page.plain_json)
+            normalizer.add(page.entries)
         del page
         mark("pages read and normalized (Arrow, unsorted)")
         rows = normalizer.finish()

@@ -188,7 +188,7 @@ def build_ledger(
     for index in range(hours):
         window = start + index * HOUR
         normalizer = WindowNormalizer(window, window + HOUR)
-        normalizer.add(hour_entries(pool, start, index), plain_json=True)
+        normalizer.add(hour_entries(pool, start, index))
         table = normalizer.finish().table
         built.events += table.num_rows
         writer.append(window, table, {"generator_seed": SEED, "hour_index": index})

@@ -52,7 +52,7 @@ def add_hour(ledger: BuiltLedger, events_per_hour: int) -> float:
     """add_hour commits the next hour with ``Ledger.commit_batch``; returns its seconds."""
     window = ledger.end
     normalizer = WindowNormalizer(window, window + HOUR)
-    normalizer.add(generate_hour(7, window, events_per_hour), plain_json=True)
+    normalizer.add(generate_hour(7, window, events_per_hour))
     rows = normalizer.finish()
     writer = Ledger(
         ledger.data_dir, file_format=PARQUET_FORMAT, signer=load_signing_key(ledger.key_path)

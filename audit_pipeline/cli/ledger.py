@@ -37,6 +37,7 @@ from audit_pipeline.ledger.keys import (
 )
 from audit_pipeline.ledger.layout import DATA_DIR_ENV, LEDGER, format_hour, resolve_data_dir
 from audit_pipeline.ledger.proofs import (
+    AmbiguousEventError,
     EventNotFoundError,
     load_proof,
     proof_bytes,
@@ -334,8 +335,9 @@ def _dataset_batches(data_dir: Path, event_id: str) -> tuple[list[int], str]:
         return [], f"dataset unusable ({exc}); searched newest first"
     try:
         rows = con.execute(
-            "SELECT batch_sequence FROM audit_events WHERE event_id = $id "
-            "UNION SELECT batch_sequence FROM quarantine WHERE event_id = $id",
+            "SELECT batch_sequence, epoch(date_create)::BIGINT // 3600 * 3600 FROM audit_events "
+            "WHERE event_id = $id UNION SELECT batch_sequence, "
+            "epoch(date_create)::BIGINT // 3600 * 3600 FROM quarantine WHERE event_id = $id",
             {"id": event_id},
         ).fetchall()
     except duckdb.Error as exc:
@@ -344,6 +346,9 @@ def _dataset_batches(data_dir: Path, event_id: str) -> tuple[list[int], str]:
         con.close()
     if not rows:
         return [], f"not in the dataset {path}; searched newest first"
+    hours = sorted({int(r[1]) for r in rows})
+    if len(hours) > 1:
+        raise AmbiguousEventError(event_id, hours)
     return sorted((int(r[0]) for r in rows), reverse=True), f"located through {path}"
 
 

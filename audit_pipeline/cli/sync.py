@@ -116,6 +116,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "already committed, for late events) and commit them as write-once batches. "
             "The token comes from SLACK_AUDIT_TOKEN only."
         ),
+        epilog=(
+            "exit codes: 0 ok, 1 integrity findings, 2 usage/configuration error, 3 could not "
+            f"complete, {EXIT_SOME_HOURS_FAILED} some hours could not be committed (a page "
+            "that cannot be parsed; the others were; the raw page is kept in "
+            "<data dir>/failed-pages/ and the next run retries the hour)"
+        ),
     )
     add_range_options(sync)
     _add_api_options(sync)
@@ -136,6 +142,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=run_demo)
 
 
+# Some hours could not be committed (a page the API sent could not be parsed); every other
+# hour was. README lists it beside 0/1/2/3.
+EXIT_SOME_HOURS_FAILED = 4
+
+
 def _report_json(report: SyncReport) -> dict:
     return {
         "schema": "audit_pipeline.sync/v1",
@@ -154,6 +165,11 @@ def _report_json(report: SyncReport) -> dict:
         ],
         "missing_from_source": [
             {"hour": hour, "event_id": event_id} for hour, event_id in report.missing_from_source
+        ],
+        "revisions": [{"hour": hour, "event_id": event_id} for hour, event_id in report.revisions],
+        "failed_hours": [
+            {"hour": f.hour, "error": f.message, "offset": f.offset, "saved_page": f.saved_page}
+            for f in report.failed
         ],
         "api": {
             "requests": report.stats.requests,
@@ -203,7 +219,7 @@ def run_source_sync(
         if source_name:
             doc["source"] = source_name
         print(json.dumps(doc, indent=2))
-    return 0
+    return EXIT_SOME_HOURS_FAILED if report.failed else 0
 
 
 def prepare_demo_data_dir(data_dir: Path, *, now: float) -> Signer:

@@ -92,6 +92,7 @@ from audit_pipeline.dataset.workflow_views import (
 )
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import EVENT_SCHEMA, PARQUET_FORMAT, SCHEMA_VERSION
+from audit_pipeline.lake.parquet import is_event_schema, upgrade_batch_table
 from audit_pipeline.ledger import (
     Keyring,
     LedgerError,
@@ -356,9 +357,9 @@ def _read_verified_file(data_dir: Path, signed: SignedManifest) -> pa.Table:
             "longer match the signed manifest; nothing was published"
         )
     table = pq.read_table(pa.BufferReader(raw))
-    if not table.schema.equals(EVENT_SCHEMA, check_metadata=False) or table.num_rows != data.rows:
+    if not is_event_schema(table.schema) or table.num_rows != data.rows:
         raise DatasetIntegrityError(f"{data.path}: not the audit event file its manifest pins")
-    return table
+    return upgrade_batch_table(table)
 
 
 def _with_provenance(table: pa.Table, sequence: int) -> pa.Table:

@@ -22,7 +22,14 @@ PROVENANCE_DOCS = {
     "event Merkle tree, used by 'audit-pipeline prove'.",
 }
 EVENT_COLUMNS = tuple(f.name for f in EVENT_SCHEMA if f.name != "quarantine_reason")
-QUARANTINE_COLUMNS = ("event_id", "date_create", "quarantine_reason", "raw_json", "leaf_hash")
+QUARANTINE_COLUMNS = (
+    "event_id",
+    "date_create",
+    "quarantine_reason",
+    "raw_json",
+    "leaf_hash",
+    "entry_bytes",
+)
 
 
 def _duckdb_type(field: pa.Field) -> str:
@@ -62,8 +69,10 @@ TABLES: dict[str, tuple[str, str]] = {
     ),
     "quarantine": (
         f"CREATE TABLE quarantine ({_columns_ddl(QUARANTINE_COLUMNS)})",
-        "Entries the API returned that could not be normalized, with the reason; they are "
-        "committed and provable like any event.",
+        "Entries the API returned that could not be stored as events, with the reason and "
+        "their exact bytes (entry_bytes), and revisions (event_id revision-…: a committed "
+        "id returned with different content; see the revisions view); committed and "
+        "provable like any event.",
     ),
     "batches": (
         """CREATE TABLE batches (

@@ -1,96 +1,33 @@
 """The views that answer the questions auditors ask first, as SQL over ``audit_events``.
 
-Action names come from Slack's ``GET /actions`` catalogue (``slack/catalogue/actions.json``).
-The lists below are explicit on purpose: an auditor reading a view's definition
-(``SELECT sql FROM duckdb_views()``) sees exactly which actions it covers. Values inside
+Which actions each view holds comes from Slack's ``GET /actions`` catalogue by category,
+plus name patterns and entity types for actions Slack adds later (``classify.py``); the
+generated lists are explicit on purpose: an auditor reading a view's definition
+(``SELECT sql FROM duckdb_views()``) sees exactly which actions it covers. Every view has
+an ORDER BY that matches its name (time-ordered views by time then id, per-hour views by
+hour, ``top_actions`` by count descending), so ``LIMIT`` returns what it says. Values inside
 ``details`` keep Slack's shapes (string, list, object or bool), so they are exposed as
 JSON, not forced into one SQL type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import duckdb
 
-LOGIN_ACTIONS = ("user_login", "user_login_failed")
-
-SSO_ACTIONS = (
-    "pref.sso_setting_changed",
-    "pref.sso_sync_with_provider",
-    "idp_configuration_added",
-    "idp_configuration_deleted",
-    "idp_prod_configuration_updated",
-    "idp_test_configuration_updated",
-)
-TWO_FACTOR_ACTIONS = ("pref.two_factor_auth_changed", "pref.two_factor_prevent_sms_changed")
-ROLE_ACTIONS = (
-    "role_change_to_admin",
-    "role_change_to_owner",
-    "role_change_to_user",
-    "role_change_to_guest",
-    "owner_transferred",
-    "org_owner_created",
-    "role_assigned",
-    "role_removed",
-    "role_created",
-    "role_updated",
-    "role_deleted",
-    "permissions_assigned",
-    "permissions_removed",
-)
-PREFERENCE_ACTIONS = ("prefs_setting_changed",)  # plus every ``pref.*`` action
-
-APP_INSTALL_ACTIONS = (
-    "app_installed",
-    "org_app_installed",
-    "org_app_workspace_added",
-    "org_app_upgraded_to_org_install",
-    "child_app_auto_installed",
-    "cli_app_install",
-)
-APP_UNINSTALL_ACTIONS = (
-    "app_uninstalled",
-    "org_app_uninstalled",
-    "org_app_workspace_removed",
-    "app_deleted",
-    "cli_app_delete",
-)
-APP_SCOPE_ACTIONS = (
-    "app_scopes_expanded",
-    "app_resources_granted",
-    "bot_token_upgraded",
-    "bot_token_downgraded",
-)
-APP_APPROVAL_ACTIONS = ("app_approved", "app_restricted", "app_removed_from_whitelist")
-
-FILE_DOWNLOAD_ACTIONS = ("file_downloaded",)
-FILE_BLOCKED_ACTIONS = ("file_downloaded_blocked", "file_download_blocked")
-FILE_PUBLIC_LINK_ACTIONS = ("file_public_link_created", "file_public_link_revoked")
-FILE_SHARE_ACTIONS = ("file_shared",)
-
-WORKFLOW_ACTIONS = (
-    "workflow_created",
-    "workflow_deleted",
-    "workflow_published",
-    "workflow_unpublished",
-    "workflow_modified",
-    "workflow_responses_csv_download",
-    "workflow_v2_published",
-    "workflow_trigger_permission_set",
-    "workflow_trigger_permission_added",
-    "workflow_trigger_permission_removed",
-    "workflow_trigger_suspicious_keyword",
-    "workflow_ai_answer_suspicious_prompt",
-    "featured_workflow_added",
-    "featured_workflow_removed",
+from audit_pipeline.dataset.classify import (
+    ADMIN,
+    ANOMALIES,
+    APPS,
+    DATA_ACCESS,
+    FILES,
+    LOGINS,
+    WORKFLOWS,
+    catch_all_where,
 )
 
-
-def _in(names: Iterable[str]) -> str:
-    quoted = ", ".join("'" + n.replace("'", "''") + "'" for n in names)
-    return f"({quoted})"
+_ORDER_BY_TIME = "ORDER BY date_create, event_id"
 
 
 def coverage_sql(source: str) -> str:
@@ -118,6 +55,7 @@ def coverage_sql(source: str) -> str:
                coalesce(w.batches, 0) AS batches, coalesce(w.kinds, []) AS kinds,
                coalesce(w.events, 0) AS events, coalesce(w.quarantined, 0) AS quarantined
         FROM hours AS h LEFT JOIN per_window AS w ON w.window_start = h.hour
+        ORDER BY h.hour
         """
 
 
@@ -129,6 +67,14 @@ class View:
 
 
 _USER_LABEL = "coalesce(actor_user_name, actor_user_email, actor_user_id)"
+# Slack writes details.action_timestamp in microseconds, other producers in seconds or
+# milliseconds: read by magnitude (below 1e11 s, 1e14 ms, else us; 1e11 s is year 5138).
+_TS = "TRY_CAST(details->>'$.action_timestamp' AS DOUBLE)"
+_ACTION_TIME = (
+    f"CASE WHEN abs({_TS}) < 1e11 THEN to_timestamp({_TS}) "
+    f"WHEN abs({_TS}) < 1e14 THEN to_timestamp({_TS} / 1e3) "
+    f"ELSE to_timestamp({_TS} / 1e6) END"
+)
 
 VIEWS: tuple[View, ...] = (
     View(
@@ -143,7 +89,8 @@ VIEWS: tuple[View, ...] = (
                CASE WHEN action = 'user_login_failed' THEN details->>'$.reason' END
                    AS failure_reason,
                location_type, location_id, location_name
-        FROM audit_events WHERE action IN {_in(LOGIN_ACTIONS)}
+        FROM audit_events WHERE {LOGINS.where()}
+        {_ORDER_BY_TIME}
         """,
     ),
     View(
@@ -156,6 +103,7 @@ VIEWS: tuple[View, ...] = (
                count(*) FILTER (WHERE NOT succeeded) AS failed_logins,
                min(date_create) AS first_seen, max(date_create) AS last_seen
         FROM login_events GROUP BY user_id, ip_address, user_agent
+        ORDER BY user_id, ip_address, user_agent
         """,
     ),
     View(
@@ -169,18 +117,17 @@ VIEWS: tuple[View, ...] = (
                count(DISTINCT user_agent) AS user_agents,
                min(date_create) AS first_seen, max(date_create) AS last_seen
         FROM login_events GROUP BY user_id
+        ORDER BY user_id
         """,
     ),
     View(
         "admin_changes",
-        "Administrative changes: every pref.* setting, role changes, SSO and 2FA settings; "
-        "category is sso, two_factor, role or preference; values as Slack sent them (JSON).",
+        "Administrative and security changes: settings (every pref.*), roles and ownership "
+        "transfers, SSO, 2FA and authentication policies, sessions, legal holds, information "
+        "barriers, DLP, EKM, device management, org/workspace lifecycle, channel visibility "
+        "and user accounts (category says which); values as Slack sent them (JSON).",
         f"""
-        SELECT date_create, event_id,
-               CASE WHEN action IN {_in(SSO_ACTIONS)} THEN 'sso'
-                    WHEN action IN {_in(TWO_FACTOR_ACTIONS)} THEN 'two_factor'
-                    WHEN action IN {_in(ROLE_ACTIONS)} THEN 'role'
-                    ELSE 'preference' END AS category,
+        SELECT date_create, event_id, {ADMIN.label()} AS category,
                action, actor_user_id, {_USER_LABEL} AS actor, actor_user_email,
                entity_type, entity_id, entity_name,
                details->>'$.name' AS setting,
@@ -188,8 +135,8 @@ VIEWS: tuple[View, ...] = (
                details->'$.new_value' AS new_value,
                location_type, location_id, location_name, ip_address, user_agent, details
         FROM audit_events
-        WHERE starts_with(action, 'pref.')
-           OR action IN {_in(SSO_ACTIONS + TWO_FACTOR_ACTIONS + ROLE_ACTIONS + PREFERENCE_ACTIONS)}
+        WHERE {ADMIN.where()}
+        {_ORDER_BY_TIME}
         """,
     ),
     View(
@@ -197,12 +144,7 @@ VIEWS: tuple[View, ...] = (
         "App installs, uninstalls, approvals and scope changes, with the scopes Slack "
         "reported on the app and in details (JSON lists).",
         f"""
-        SELECT date_create, event_id,
-               CASE WHEN action IN {_in(APP_INSTALL_ACTIONS)} THEN 'install'
-                    WHEN action IN {_in(APP_UNINSTALL_ACTIONS)} THEN 'uninstall'
-                    WHEN action IN {_in(APP_SCOPE_ACTIONS)} THEN 'scopes'
-                    WHEN action IN {_in(APP_APPROVAL_ACTIONS)} THEN 'approval'
-                    ELSE 'other' END AS change,
+        SELECT date_create, event_id, {APPS.label()} AS change,
                action, actor_user_id, {_USER_LABEL} AS actor,
                entity_id AS app_id, entity_name AS app_name,
                coalesce(details->'$.scopes', raw_json->'$.entity.app.scopes') AS scopes,
@@ -216,39 +158,23 @@ VIEWS: tuple[View, ...] = (
                    AS is_directory_approved,
                location_type, location_id, location_name, details
         FROM audit_events
-        WHERE action IN {
-            _in(
-                APP_INSTALL_ACTIONS
-                + APP_UNINSTALL_ACTIONS
-                + APP_SCOPE_ACTIONS
-                + APP_APPROVAL_ACTIONS
-            )
-        }
+        WHERE {APPS.where()}
+        {_ORDER_BY_TIME}
         """,
     ),
     View(
         "file_events",
-        "File downloads (and blocked downloads), public links and shares, per event.",
+        "Files and canvases, per event: downloads (and blocked ones), public links, shares, "
+        "uploads, malicious content detected, canvas activity (activity says which).",
         f"""
-        SELECT date_create, event_id,
-               CASE WHEN action IN {_in(FILE_DOWNLOAD_ACTIONS)} THEN 'download'
-                    WHEN action IN {_in(FILE_BLOCKED_ACTIONS)} THEN 'download_blocked'
-                    WHEN action = 'file_public_link_created' THEN 'public_link_created'
-                    WHEN action = 'file_public_link_revoked' THEN 'public_link_revoked'
-                    ELSE 'shared' END AS activity,
+        SELECT date_create, event_id, {FILES.label()} AS activity,
                action, actor_user_id, {_USER_LABEL} AS actor, actor_user_email,
                entity_id AS file_id, entity_name AS file_name,
                raw_json->>'$.entity.file.filetype' AS filetype,
                ip_address, user_agent, location_type, location_id, location_name, details
         FROM audit_events
-        WHERE action IN {
-            _in(
-                FILE_DOWNLOAD_ACTIONS
-                + FILE_BLOCKED_ACTIONS
-                + FILE_PUBLIC_LINK_ACTIONS
-                + FILE_SHARE_ACTIONS
-            )
-        }
+        WHERE {FILES.where()}
+        {_ORDER_BY_TIME}
         """,
     ),
     View(
@@ -264,14 +190,16 @@ VIEWS: tuple[View, ...] = (
                count(*) FILTER (WHERE activity = 'shared') AS shares,
                min(date_create) AS first_seen, max(date_create) AS last_seen
         FROM file_events GROUP BY actor_user_id
+        ORDER BY actor_user_id
         """,
     ),
     View(
         "anomalies",
         "Slack's anomaly events with their reasons (a list: asn, ip_address, tor, ...); "
-        "action_time is when the flagged action happened (details.action_timestamp, in "
-        "microseconds), date_create when Slack detected it.",
-        """
+        "action_time is when the flagged action happened (details.action_timestamp, read "
+        "as seconds, milliseconds or microseconds by its magnitude), date_create when Slack "
+        "detected it.",
+        f"""
         SELECT date_create, event_id, actor_user_id,
                coalesce(actor_user_name, actor_user_email, actor_user_id) AS actor,
                actor_user_email,
@@ -279,13 +207,13 @@ VIEWS: tuple[View, ...] = (
                     WHEN 'ARRAY' THEN CAST(details->'$.reason' AS VARCHAR[])
                     WHEN 'VARCHAR' THEN [details->>'$.reason']
                     ELSE CAST([] AS VARCHAR[]) END AS reasons,
-               to_timestamp(TRY_CAST(details->>'$.action_timestamp' AS BIGINT) / 1000000)
-                   AS action_time,
+               {_ACTION_TIME} AS action_time,
                details->>'$.ip_address' AS anomaly_ip_address,
                details->>'$.location' AS anomaly_location,
                entity_type, entity_id, entity_name, ip_address, user_agent,
                location_type, location_id, location_name, details
-        FROM audit_events WHERE action = 'anomaly'
+        FROM audit_events WHERE {ANOMALIES.where()}
+        {_ORDER_BY_TIME}
         """,
     ),
     View(
@@ -294,6 +222,7 @@ VIEWS: tuple[View, ...] = (
         """
         SELECT a.date_create, a.event_id, a.actor_user_id, a.actor, r.reason
         FROM anomalies AS a, unnest(a.reasons) AS r(reason)
+        ORDER BY a.date_create, a.event_id, r.reason
         """,
     ),
     View(
@@ -310,7 +239,70 @@ VIEWS: tuple[View, ...] = (
                raw_json->>'$.entity.workflow_v2.trigger_name' AS trigger_name,
                location_type, location_id, location_name, details
         FROM audit_events
-        WHERE entity_type IN ('workflow', 'workflow_v2') OR action IN {_in(WORKFLOW_ACTIONS)}
+        WHERE {WORKFLOWS.where()}
+        {_ORDER_BY_TIME}
+        """,
+    ),
+    View(
+        "data_access",
+        "Data exports (manual, scheduled, channel, audit log and analytics exports and "
+        "their downloads) and searches (audit log searches, search tools): kind says which.",
+        f"""
+        SELECT date_create, event_id, {DATA_ACCESS.label()} AS kind, action,
+               actor_user_id, {_USER_LABEL} AS actor, actor_user_email,
+               entity_type, entity_id, entity_name, ip_address, user_agent,
+               location_type, location_id, location_name, details
+        FROM audit_events
+        WHERE {DATA_ACCESS.where()}
+        {_ORDER_BY_TIME}
+        """,
+    ),
+    View(
+        "other_events",
+        "The catch-all: events no other auditor view holds (messages, huddles, channel "
+        "membership, usergroups, lists, templates, CRM and sales tools, and future actions "
+        "that match no view's patterns).",
+        f"""
+        SELECT date_create, event_id, action, actor_user_id, {_USER_LABEL} AS actor,
+               entity_type, entity_id, entity_name, location_type, location_id,
+               location_name, details
+        FROM audit_events
+        WHERE {catch_all_where()}
+        {_ORDER_BY_TIME}
+        """,
+    ),
+    View(
+        "revisions",
+        "Committed events that the API later returned with different content: one row per "
+        "revision, linked to the committed version by event_id and its leaf hash (original_* "
+        "columns; null only if that version is not in this dataset).",
+        """
+        SELECT r.date_create, r.raw_json->>'$.revision.of_id' AS event_id,
+               r.event_id AS revision_id, r.batch_sequence AS revision_batch,
+               r.raw_json->>'$.revision.of_leaf_hash' AS original_leaf_hash,
+               o.batch_sequence AS original_batch, o.raw_json AS original,
+               r.raw_json->'$.revision.entry' AS revised
+        FROM quarantine AS r
+        LEFT JOIN audit_events AS o
+               ON o.event_id = r.raw_json->>'$.revision.of_id'
+              AND lower(hex(o.leaf_hash)) = r.raw_json->>'$.revision.of_leaf_hash'
+        WHERE starts_with(r.event_id, 'revision-')
+        ORDER BY r.date_create, event_id, revision_id
+        """,
+    ),
+    View(
+        "ids_in_several_hours",
+        "Event ids committed in more than one UTC hour (each hour's copy is a separate event "
+        "in the ledger; 'prove' asks for --hour for them).",
+        """
+        SELECT event_id, count(*) AS copies,
+               list(DISTINCT time_bucket(INTERVAL 1 HOUR, date_create)
+                    ORDER BY time_bucket(INTERVAL 1 HOUR, date_create)) AS hours,
+               list(batch_sequence ORDER BY batch_sequence) AS batches
+        FROM audit_events
+        GROUP BY event_id
+        HAVING count(DISTINCT time_bucket(INTERVAL 1 HOUR, date_create)) > 1
+        ORDER BY event_id
         """,
     ),
     View(
@@ -319,6 +311,7 @@ VIEWS: tuple[View, ...] = (
         """
         SELECT time_bucket(INTERVAL 1 HOUR, date_create) AS hour, count(*) AS events
         FROM audit_events GROUP BY hour
+        ORDER BY hour
         """,
     ),
     View(
@@ -328,6 +321,7 @@ VIEWS: tuple[View, ...] = (
         SELECT action, count(*) AS events, count(DISTINCT actor_user_id) AS actors,
                min(date_create) AS first_seen, max(date_create) AS last_seen
         FROM audit_events GROUP BY action
+        ORDER BY events DESC, action
         """,
     ),
     View(
@@ -340,7 +334,7 @@ VIEWS: tuple[View, ...] = (
     View(
         "gaps",
         "UTC hours inside the covered span that have no committed batch (should be none).",
-        "SELECT hour FROM coverage WHERE NOT committed",
+        "SELECT hour FROM coverage WHERE NOT committed ORDER BY hour",
     ),
     View(
         "verification_findings",
@@ -351,6 +345,7 @@ VIEWS: tuple[View, ...] = (
                f.finding->>'$.expected' AS expected, f.finding->>'$.actual' AS actual
         FROM verification_runs AS r,
              unnest(CAST(coalesce(r.report->'$.findings', '[]') AS JSON[])) AS f(finding)
+        ORDER BY r.verified_at, r.run_id, code, location
         """,
     ),
 )

@@ -157,6 +157,12 @@ def sync_metadata(report: SyncReport, *, start: int, end: int, rows_held: int) -
         "api_rate_limited": report.stats.rate_limited,
         "api_window_restarts": report.stats.window_restarts,
         "missing_from_source": len(report.missing_from_source),
+        "revisions": len(report.revisions),
+        "revised_events": dg.MetadataValue.md(
+            _markdown_table(("hour", "event id"), report.revisions)
+            if report.revisions
+            else "no committed event came back changed"
+        ),
     }
     if report.checkpoint:
         metadata["checkpoint"] = dg.MetadataValue.text(report.checkpoint.decode())
@@ -208,6 +214,23 @@ def build_slack_audit_events(
                 progress=context.log.info,
             )
             context.log.info(report.summary())
+            if report.failed:
+                # The other hours are committed; failing the run keeps these partitions
+                # unmaterialized so the gap-filling sensor and the next run retry them.
+                raise dg.Failure(
+                    description="hours not committed (a page the API sent cannot be "
+                    "parsed; raw pages kept in the data directory): "
+                    + "; ".join(f"{f.hour}: {f.message}" for f in report.failed),
+                    metadata={
+                        "failed_hours": dg.MetadataValue.json(
+                            [
+                                {"hour": f.hour, "offset": f.offset, "saved_page": f.saved_page}
+                                for f in report.failed
+                            ]
+                        ),
+                        "events_committed": report.events_committed,
+                    },
+                )
             rows_held = sum(
                 m.manifest.event_count
                 for m in writer.manifests()
@@ -365,6 +388,10 @@ def build_audit_ledger(
                 "verified_at": dg.MetadataValue.timestamp(float(now)),
                 "report": dg.MetadataValue.json(_trimmed_report(report)),
                 "verification_run_id": history_run,
+                # Ids committed in more than one hour (a notice; details in the report).
+                "batches_with_ids_in_several_hours": sum(
+                    n.code == "event_id_in_several_hours" for n in report.notices
+                ),
             }
             last_full = (
                 now if full and new_checkpoint is not None else recorded.last_full_verification

@@ -13,7 +13,8 @@ would silently change is a reason to quarantine the entry with its original byte
 - anything that is not a JSON object, or lacks a usable required field (e.g. an empty
   ``id`` or ``action``).
 
-Integers are kept exactly at any size JSON allows. A float is faithful when its shortest
+Integers are kept exactly up to Python's conversion limit (4,300 digits by default; longer
+ones are quarantined with that reason). A float is faithful when its shortest
 round-trip spelling has the same decimal value as the text sent (``1.50`` is ``1.5``).
 
 Source-agnostic: the required fields and their types are a parameter, so the app
@@ -26,17 +27,20 @@ import base64
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from audit_pipeline.ledger.canonical import canonical_json
+from audit_pipeline.ledger.canonical import canonical_json, canonical_json_parsed
 from audit_pipeline.ledger.errors import MalformedError
 
 # orjson, which writes canonical JSON, refuses to nest deeper than 254 levels: entries are
 # held to well below that (real Slack entries are about 5 deep).
 MAX_DEPTH = 128
+
+REVISION_PREFIX = "revision-"
 
 AUDIT_ENTRY_FIELDS: Mapping[str, type] = {"id": str, "date_create": int, "action": str}
 """Required fields of an Audit Logs API entry and their JSON types (strings non-empty)."""
@@ -70,40 +74,44 @@ def judge_entry(
     ``required`` maps each field that must be present to its type: ``str`` means a
     non-empty string, ``int`` an integer (never a bool).
     """
+    data = bytes(data)
     try:
-        text = bytes(data).decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Unfaithful(f"invalid UTF-8 at byte {exc.start} of the entry")
     if len(text) - len(text.lstrip("\ufeff")):
         return Unfaithful("entry starts with a byte order mark")
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_object,
-            parse_float=_float,
-            parse_int=int,
-            parse_constant=_constant,
-        )
+        value = _DECODER.decode(text)
     except _Reject as exc:
         return Unfaithful(str(exc))
     except RecursionError:
         return Unfaithful(f"nested more than {MAX_DEPTH} levels deep")
     except json.JSONDecodeError as exc:
         return Unfaithful(f"invalid JSON: {exc.msg} at byte {_byte_offset(text, exc.pos)}")
-    except ValueError as exc:  # e.g. an integer longer than Python's digit limit
+    except ValueError as exc:
+        if "digits" in str(exc):  # Python converts at most sys.get_int_max_str_digits()
+            limit = sys.get_int_max_str_digits()
+            return Unfaithful(f"integer of more than {limit} digits (cannot be kept exactly)")
         return Unfaithful(f"invalid JSON: {exc}")
     if not isinstance(value, dict):
         return Unfaithful(f"entry is a JSON {_json_type(value)}, not an object")
-    if _deeper_than(value, MAX_DEPTH):
+    # Depth needs that many brackets: counting them (in C) spares the walk almost always.
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
         return Unfaithful(f"nested more than {MAX_DEPTH} levels deep", value)
     try:
-        canonical = canonical_json(value)
+        # The hooks above refused NaN/Infinity and every float a double cannot hold, so the
+        # value is plain JSON: the encoder's own walk over it is not needed.
+        canonical = canonical_json_parsed(value)
     except MalformedError as exc:
         reason = str(exc)
         if "surrogate" in reason:
             reason = "invalid Unicode: a string holds a lone surrogate"
         return Unfaithful(f"no canonical JSON: {reason}", value)
     for name, kind in required.items():
+        field = value.get(name)
+        if field.__class__ is kind and (kind is not str or field.strip()):
+            continue  # the usual case, checked without a call
         problem = _field_problem(value, name, kind)
         if problem:
             return Unfaithful(problem, value)
@@ -122,6 +130,21 @@ def quarantine_leaf(
     event_id = prefix + hashlib.sha256(data).hexdigest()[:32]
     body = {"entry_base64": base64.b64encode(data).decode("ascii"), "reason": reason}
     leaf = canonical_json({"date_create": date_create, "id": event_id, "quarantine": body})
+    return event_id, leaf
+
+
+def revision_leaf(entry: dict[str, Any], of_id: str, of_leaf_hash: bytes) -> tuple[str, bytes]:
+    """revision_leaf returns the synthetic id and leaf data of a changed entry.
+
+    An id already committed that comes back with different content is kept as a revision:
+    ``{"date_create": …, "id": "revision-<first 32 hex of SHA-256(entry's canonical JSON)>",
+    "revision": {"entry": <the new entry>, "of_id": <the committed id>,
+    "of_leaf_hash": <hex leaf hash of the committed version>}}``.
+    """
+    canonical = canonical_json(entry)
+    event_id = REVISION_PREFIX + hashlib.sha256(canonical).hexdigest()[:32]
+    body = {"entry": entry, "of_id": of_id, "of_leaf_hash": of_leaf_hash.hex()}
+    leaf = canonical_json({"date_create": entry["date_create"], "id": event_id, "revision": body})
     return event_id, leaf
 
 
@@ -153,6 +176,10 @@ def _float(text: str) -> float:
 
 def _constant(name: str) -> Any:
     raise _Reject(f"non-finite number {name}")
+
+
+# One decoder for every entry (json.loads would build one per call when given hooks).
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_float=_float, parse_constant=_constant)
 
 
 def _short(text: str) -> str:

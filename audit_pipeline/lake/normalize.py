@@ -2,9 +2,11 @@
 
 The API's shapes drift (new actions, new entity types, ``details`` keys that change type),
 so nothing here rejects an entry for having unexpected fields: the normalized columns are
-best-effort, and the whole entry is kept as canonical JSON. Only an entry without a usable
-``id``, ``date_create`` or ``action``, or one outside the window it was asked for, is
-quarantined, as a row with a reason, never dropped.
+best-effort. Each entry arrives as its exact bytes within its page and is kept as such
+(``entry_bytes``); its canonical JSON is the leaf only when ``lake/fidelity.py`` finds the
+round trip faithful. Any other entry (unfaithful JSON, no usable ``id``, ``date_create`` or
+``action``, outside the window it was asked for) is quarantined, as a row with a reason and
+a leaf that covers its original bytes, never dropped.
 
 Within a window, the same ``id`` may come back more than once (a restarted window after
 ``invalid_cursor``, overlapping retries): an identical repeat is counted and skipped; a
@@ -21,13 +23,20 @@ from __future__ import annotations
 import hashlib
 import json
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from audit_pipeline.lake.fidelity import (
+    AUDIT_ENTRY_FIELDS,
+    Unfaithful,
+    judge_entry,
+    quarantine_leaf,
+    revision_leaf,
+)
 from audit_pipeline.lake.schema import DATE_TYPE, EVENT_SCHEMA
 from audit_pipeline.ledger.canonical import canonical_json, canonical_json_parsed
 from audit_pipeline.ledger.errors import MalformedError
@@ -35,9 +44,13 @@ from audit_pipeline.ledger.merkle import LEAF_PREFIX, leaf_hash
 
 _EMPTY: dict[str, Any] = {}
 _NAMES = tuple(f.name for f in EVENT_SCHEMA)
-_RAW_JSON, _DETAILS, _LEAF_HASH = (_NAMES.index(n) for n in ("raw_json", "details", "leaf_hash"))
-# Every column but the three kept in byte buffers, in schema order: one tuple per row.
-_TUPLE_COLUMNS = tuple(i for i in range(len(_NAMES)) if i not in (_RAW_JSON, _DETAILS, _LEAF_HASH))
+_RAW_JSON, _DETAILS, _LEAF_HASH, _ENTRY_BYTES = (
+    _NAMES.index(n) for n in ("raw_json", "details", "leaf_hash", "entry_bytes")
+)
+# Every column but the four kept in byte buffers, in schema order: one tuple per row.
+_TUPLE_COLUMNS = tuple(
+    i for i in range(len(_NAMES)) if i not in (_RAW_JSON, _DETAILS, _LEAF_HASH, _ENTRY_BYTES)
+)
 _TUPLE_WIDTH = len(_TUPLE_COLUMNS)
 _EVENT_ID, _DATE_CREATE, _QUARANTINE = (
     _TUPLE_COLUMNS.index(_NAMES.index(n)) for n in ("event_id", "date_create", "quarantine_reason")
@@ -59,6 +72,7 @@ class NormalizedWindow:
     table: pa.Table
     quarantined: int
     duplicates_skipped: int
+    revisions: tuple[tuple[str, str], ...] = ()  # (revision row id, the committed id)
 
     @property
     def row_count(self) -> int:
@@ -103,7 +117,7 @@ class _Page:
     """
 
     __slots__ = ("details", "details_offsets", "details_valid", "leaves", "raw", "raw_offsets",
-                 "rows")  # fmt: skip
+                 "rows", "sent", "sent_offsets")  # fmt: skip
 
     def __init__(self) -> None:
         self.rows: list[tuple[Any, ...]] = []
@@ -113,8 +127,14 @@ class _Page:
         self.details_offsets = array("i", [0])
         self.details_valid: list[bool] = []
         self.leaves = bytearray()
+        self.sent = bytearray()
+        self.sent_offsets = array("q", [0])
 
-    def add(self, row: tuple[Any, ...], raw: bytes, leaf: bytes, details: bytes | None) -> None:
+    def add(
+        self, row: tuple[Any, ...], raw: bytes, leaf: bytes, details: bytes | None, sent: bytes
+    ) -> None:
+        self.sent += sent
+        self.sent_offsets.append(len(self.sent))
         self.rows.append(row)
         self.raw += raw
         self.raw_offsets.append(len(self.raw))
@@ -125,7 +145,7 @@ class _Page:
         self.details_offsets.append(len(self.details))
 
     def full(self) -> bool:
-        return len(self.raw) > _MAX_BUFFER or len(self.details) > _MAX_BUFFER
+        return max(len(self.raw), len(self.details), len(self.sent)) > _MAX_BUFFER
 
     def batch(self) -> pa.RecordBatch:
         """The page's rows as one Arrow batch, in arrival order."""
@@ -158,6 +178,10 @@ class _Page:
         arrays[_LEAF_HASH] = pa.Array.from_buffers(
             EVENT_SCHEMA.field(_LEAF_HASH).type, n, [None, pa.py_buffer(self.leaves)]
         )
+        sent = pa.Array.from_buffers(
+            pa.large_binary(), n, [None, pa.py_buffer(self.sent_offsets), pa.py_buffer(self.sent)]
+        )
+        arrays[_ENTRY_BYTES] = sent.cast(pa.binary())
         return pa.RecordBatch.from_arrays(arrays, schema=EVENT_SCHEMA)
 
 
@@ -168,54 +192,44 @@ class WindowNormalizer:
     :meth:`add`, then call :meth:`finish` once.
     """
 
-    def __init__(self, window_start: int, window_end: int) -> None:
+    def __init__(
+        self,
+        window_start: int,
+        window_end: int,
+        committed: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """``committed`` maps the ids the ledger already holds for this window to their leaf
+        hashes: one that comes back with different content becomes a revision row."""
         self.window_start = window_start
         self.window_end = window_end
+        self._committed = committed or {}
         self._batches: list[pa.RecordBatch] = []
         self._seen: dict[str, bytes] = {}
         self.quarantined = 0
         self.duplicates_skipped = 0
+        self.revisions: list[tuple[str, str]] = []
 
-    def add(self, entries: Iterable[Any], *, plain_json: bool = False) -> None:
-        """add takes one page. ``plain_json``: the values came from a JSON parser over text
-        without ``NaN``/``Infinity`` tokens, so the encoder may skip its value walk."""
-        encode = canonical_json_parsed if plain_json else canonical_json
+    def add(self, entries: Iterable[bytes | Any]) -> None:
+        """add takes one page: each entry's exact bytes as sent (values that are not bytes,
+        from tools and tests, are encoded first)."""
         page = _Page()
-        rows = page.rows
-        append_row = rows.append
-        raw_buffer, raw_offsets = page.raw, page.raw_offsets
-        end_raw = raw_offsets.append
-        leaves = page.leaves
-        details_buffer, details_offsets = page.details, page.details_offsets
-        end_details = details_offsets.append
-        details_valid = page.details_valid.append
         seen = self._seen
         lo, hi = self.window_start, self.window_end
         sha256, prefix = _sha256, LEAF_PREFIX
-        for entry in entries:
-            try:
-                raw = encode(entry)
-            except MalformedError as exc:
-                self._add_quarantined(page, entry, None, f"no canonical JSON: {exc}")
+        for item in entries:
+            sent = item if isinstance(item, bytes) else _encoded(item)
+            verdict = judge_entry(sent, AUDIT_ENTRY_FIELDS)
+            if isinstance(verdict, Unfaithful):
+                self._add_quarantined(page, sent, verdict.entry, verdict.reason)
                 page = self._flush_if_full(page)
                 continue
+            entry, raw = verdict.entry, verdict.canonical
+            event_id, date_create = entry["id"], entry["date_create"]
+            reason = None
+            if not lo <= date_create < hi:
+                reason = f"date_create {date_create} outside the requested window [{lo}, {hi})"
             leaf = sha256(prefix + raw).digest()
-            if entry.__class__ is dict:
-                event_id = entry.get("id")
-                date_create = entry.get("date_create")
-                valid = (
-                    event_id.__class__ is str
-                    and event_id != ""
-                    and date_create.__class__ is int
-                    and lo <= date_create < hi
-                    and entry.get("action").__class__ is str
-                )
-            else:
-                valid = False
-            reason = None if valid else self._quarantine_reason(entry)
             if reason is None:
-                if not valid:
-                    event_id, date_create = entry["id"], entry["date_create"]
                 previous = seen.get(event_id)
                 if previous is not None:
                     if previous == leaf:
@@ -223,85 +237,24 @@ class WindowNormalizer:
                         continue
                     reason = f"id {event_id!r} seen earlier in this window with different content"
             if reason is not None:
-                self._add_quarantined(page, entry, raw, reason)
+                self._add_quarantined(page, sent, entry, reason)
                 page = self._flush_if_full(page)
                 continue
             seen[event_id] = leaf
-            actor = entry.get("actor")
-            if actor.__class__ is not dict:
-                actor = _obj(actor)
-            user = actor.get("user")
-            if user.__class__ is not dict:
-                user = _obj(user)
-            entity = entry.get("entity")
-            if entity.__class__ is not dict:
-                entity = _obj(entity)
-            entity_type = entity.get("type")
-            target = _obj(entity.get(entity_type)) if entity_type.__class__ is str else _EMPTY
-            context = entry.get("context")
-            if context.__class__ is not dict:
-                context = _obj(context)
-            location = context.get("location")
-            if location.__class__ is not dict:
-                location = _obj(location)
-            name = target.get("name")
-            if name is None:
-                name = target.get("title")
-                if name is None:
-                    name = target.get("template_name")
-            # Ints are common in these two (account_type_role ids, numeric sessions): render
-            # them here, as _text would, so their columns keep the bulk conversion.
-            entity_id = target.get("id")
-            if entity_id.__class__ is int:
-                entity_id = str(entity_id)
-            session_id = context.get("session_id")
-            if session_id.__class__ is int:
-                session_id = str(session_id)
-            # The page's buffers may have been replaced by a flush: use the current ones.
-            if rows is not page.rows:
-                rows, append_row = page.rows, page.rows.append
-                raw_buffer, raw_offsets, leaves = page.raw, page.raw_offsets, page.leaves
-                end_raw = raw_offsets.append
-                details_buffer, details_offsets = page.details, page.details_offsets
-                end_details = details_offsets.append
-                details_valid = page.details_valid.append
-            # In _TUPLE_COLUMNS order; non-text values are rendered per column in batch().
-            append_row(
-                (
-                    event_id,
-                    date_create,
-                    entry["action"],
-                    actor.get("type"),
-                    user.get("id"),
-                    user.get("name"),
-                    user.get("email"),
-                    user.get("team"),
-                    entity_type,
-                    entity_id,
-                    name,
-                    location.get("type"),
-                    location.get("id"),
-                    location.get("name"),
-                    location.get("domain"),
-                    context.get("ip_address"),
-                    context.get("ua"),
-                    session_id,
-                    _obj(context.get("app")).get("id"),
-                    None,
-                )
-            )
-            raw_buffer += raw
-            end_raw(len(raw_buffer))
-            leaves += leaf
-            details = entry.get("details")
-            if details is None:
-                details_valid(False)
-            else:
-                details_buffer += encode(details)
-                details_valid(True)
-            end_details(len(details_buffer))
-            if len(raw_buffer) > _MAX_BUFFER:
+            earlier = self._committed.get(event_id)
+            if earlier is not None and earlier != leaf:
+                self._add_revision(page, sent, entry, earlier)
                 page = self._flush_if_full(page)
+                continue
+            details = entry.get("details")
+            page.add(
+                _row(entry, event_id, date_create),
+                raw,
+                leaf,
+                None if details is None else canonical_json_parsed(details),
+                sent,
+            )
+            page = self._flush_if_full(page)
         if page.rows:
             self._batches.append(_sorted(page.batch()))
 
@@ -311,54 +264,47 @@ class WindowNormalizer:
         self._batches.append(_sorted(page.batch()))
         return _Page()
 
-    def _quarantine_reason(self, entry: Any) -> str | None:
-        if not isinstance(entry, dict):
-            return f"entry is a JSON {type(entry).__name__}, not an object"
-        event_id = entry.get("id")
-        if not isinstance(event_id, str) or not event_id:
-            return "missing or non-string id"
-        date_create = entry.get("date_create")
-        if not _is_int(date_create):
-            return "missing or non-integer date_create"
-        if not self.window_start <= date_create < self.window_end:
-            return (
-                f"date_create {date_create} outside the requested window "
-                f"[{self.window_start}, {self.window_end})"
-            )
-        if not isinstance(entry.get("action"), str):
-            return "missing or non-string action"
-        return None
+    def _add_quarantined(self, page: _Page, sent: bytes, entry: Any, reason: str) -> None:
+        """Keep an unusable entry as a row whose leaf covers its original bytes.
 
-    def _add_quarantined(
-        self, page: _Page, entry: Any, canonical: bytes | None, reason: str
-    ) -> None:
-        """Keep an unusable entry as a row whose leaf wraps it with the reason.
-
-        The wrapper carries its own ``id`` and ``date_create`` (so the ledger's row/leaf
-        consistency holds) and the entry itself, or, when it has no canonical JSON (NaN, a
-        lone surrogate), a faithful text rendering of it.
+        The leaf (``fidelity.quarantine_leaf``) carries its own ``id`` and ``date_create``
+        (so the ledger's row/leaf consistency holds), the reason, and the bytes in base64.
+        The same bytes twice in one window are one row.
         """
-        if canonical is None:
-            text = json.dumps(entry, sort_keys=True, default=repr)
-            body: dict[str, Any] = {"reason": reason, "entry_text": text}
-            digest = hashlib.sha256(text.encode()).hexdigest()
-        else:
-            body = {"reason": reason, "entry": entry}
-            digest = hashlib.sha256(canonical).hexdigest()
-        synthetic_id = "quarantine-" + digest[:32]
-        if synthetic_id in self._seen:
-            self.duplicates_skipped += 1
-            return
         date_create = _obj(entry).get("date_create")
         if not (_is_int(date_create) and self.window_start <= date_create < self.window_end):
             date_create = self.window_start
-        raw = canonical_json({"id": synthetic_id, "date_create": date_create, "quarantine": body})
+        synthetic_id, raw = quarantine_leaf(sent, reason, date_create)
+        if synthetic_id in self._seen:
+            self.duplicates_skipped += 1
+            return
         leaf = leaf_hash(raw)
         self._seen[synthetic_id] = leaf
         self.quarantined += 1
         row: list[Any] = [None] * _TUPLE_WIDTH
         row[_EVENT_ID], row[_DATE_CREATE], row[_QUARANTINE] = synthetic_id, date_create, reason
-        page.add(tuple(row), raw, leaf, None)
+        page.add(tuple(row), raw, leaf, None, sent)
+
+    def _add_revision(
+        self, page: _Page, sent: bytes, entry: dict[str, Any], earlier: bytes
+    ) -> None:
+        """Keep a committed id's changed content as a revision row (its own synthetic id,
+        linked to the committed version by id and leaf hash; see ``fidelity.revision_leaf``).
+        The row's reason says what it is, so it sits beside quarantine rows, not events."""
+        event_id = entry["id"]
+        synthetic_id, raw = revision_leaf(entry, event_id, earlier)
+        if synthetic_id in self._seen:
+            self.duplicates_skipped += 1
+            return
+        leaf = leaf_hash(raw)
+        self._seen[synthetic_id] = leaf
+        self.revisions.append((synthetic_id, event_id))
+        row = list(_row(entry, synthetic_id, entry["date_create"]))
+        row[_QUARANTINE] = (
+            f"revision of {event_id}: committed earlier (leaf {earlier.hex()[:16]}…) "
+            "with different content"
+        )
+        page.add(tuple(row), raw, leaf, None, sent)
 
     def finish(self) -> NormalizedWindow:
         """finish puts the window's rows in (``date_create``, ``event_id``) order, one table.
@@ -377,6 +323,7 @@ class WindowNormalizer:
                 pa.Table.from_pydict(empty, schema=EVENT_SCHEMA),
                 self.quarantined,
                 self.duplicates_skipped,
+                tuple(self.revisions),
             )
         if _in_order([b for b in reversed(batches)]):
             batches.reverse()
@@ -397,6 +344,7 @@ class WindowNormalizer:
             pa.Table.from_arrays(columns, schema=EVENT_SCHEMA),
             self.quarantined,
             self.duplicates_skipped,
+            tuple(self.revisions),
         )
 
 
@@ -417,6 +365,54 @@ def _in_order(batches: list[pa.RecordBatch]) -> bool:
             return False
         previous = dates[len(dates) - 1].value
     return True
+
+
+def _row(entry: dict[str, Any], event_id: str, date_create: int) -> tuple[Any, ...]:
+    """The normalized columns of a faithful entry, in ``_TUPLE_COLUMNS`` order (non-text
+    values are rendered per column in ``_Page.batch``)."""
+    actor = _obj(entry.get("actor"))
+    user = _obj(actor.get("user"))
+    entity = _obj(entry.get("entity"))
+    entity_type = entity.get("type")
+    target = _obj(entity.get(entity_type)) if entity_type.__class__ is str else _EMPTY
+    context = _obj(entry.get("context"))
+    location = _obj(context.get("location"))
+    name = target.get("name")
+    if name is None:
+        name = target.get("title")
+        if name is None:
+            name = target.get("template_name")
+    return (
+        event_id,
+        date_create,
+        entry["action"],
+        actor.get("type"),
+        user.get("id"),
+        user.get("name"),
+        user.get("email"),
+        user.get("team"),
+        entity_type,
+        target.get("id"),
+        name,
+        location.get("type"),
+        location.get("id"),
+        location.get("name"),
+        location.get("domain"),
+        context.get("ip_address"),
+        context.get("ua"),
+        context.get("session_id"),
+        _obj(context.get("app")).get("id"),
+        None,
+    )
+
+
+def _encoded(value: Any) -> bytes:
+    """Bytes for a value handed over already parsed (tools, tests): its canonical JSON, or,
+    when it has none (NaN, a lone surrogate), Python's rendering, which the judge refuses."""
+    try:
+        return canonical_json(value)
+    except MalformedError:
+        return json.dumps(value, default=repr).encode("utf-8", "surrogatepass")
 
 
 def normalize_entries(

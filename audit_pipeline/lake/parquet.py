@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from audit_pipeline.lake.schema import EVENT_SCHEMA
+from audit_pipeline.lake.schema import EVENT_SCHEMA, EVENT_SCHEMA_V1
 from audit_pipeline.ledger.errors import MalformedError
 from audit_pipeline.ledger.events import EventRecord
 
@@ -42,7 +42,7 @@ def write_batch_file(table: pa.Table, path: Path) -> None:
 def _open_batch_file(path: Path) -> pq.ParquetFile:
     parquet = pq.ParquetFile(path)
     schema = parquet.schema_arrow
-    if not schema.equals(EVENT_SCHEMA, check_metadata=False) and not _is_activity_file(schema):
+    if not is_event_schema(schema) and not _is_activity_file(schema):
         raise MalformedError(f"{path}: not an audit event file (schema differs)")
     return parquet
 
@@ -52,6 +52,21 @@ def _is_activity_file(schema: pa.Schema) -> bool:
     from audit_pipeline.lake.activities import ACTIVITY_SCHEMA
 
     return schema.equals(ACTIVITY_SCHEMA, check_metadata=False)
+
+
+def is_event_schema(schema: pa.Schema) -> bool:
+    """is_event_schema: the current schema or an older one this version still reads."""
+    return schema.equals(EVENT_SCHEMA, check_metadata=False) or schema.equals(
+        EVENT_SCHEMA_V1, check_metadata=False
+    )
+
+
+def upgrade_batch_table(table: pa.Table) -> pa.Table:
+    """upgrade_batch_table gives a whole table of an older schema the current columns (null)."""
+    for field in EVENT_SCHEMA:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table
 
 
 @contextmanager
@@ -67,7 +82,16 @@ def _unreadable_as_malformed(path: Path) -> Iterator[None]:
 def read_batch_table(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     """read_batch_table reads a batch file, refusing files whose schema is not ours."""
     with _unreadable_as_malformed(path):
-        return _open_batch_file(path).read(columns=list(columns) if columns else None)
+        parquet = _open_batch_file(path)
+        if columns:
+            present = [c for c in columns if c in parquet.schema_arrow.names]
+            table = parquet.read(columns=present)
+            for name in columns:
+                if name not in present:
+                    field = EVENT_SCHEMA.field(name)
+                    table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+            return table.select(list(columns))
+        return upgrade_batch_table(parquet.read())
 
 
 def events_from_table(table: pa.Table) -> list[EventRecord]:

@@ -11,14 +11,20 @@ its batch's Merkle tree. Entries that cannot be parsed at all are kept as rows t
 canonical JSON, e.g. a NaN), so nothing the API returned is ever dropped and quarantine
 rows are covered by the ledger like any event.
 
-Compatibility: columns are only ever added at the end, with a new ``SCHEMA_VERSION``.
+``entry_bytes`` (schema 2) holds the entry exactly as the API sent it: its bytes within its
+page, before any parsing. ``raw_json`` is derived from them only when the round trip is
+faithful (``lake/fidelity.py``); otherwise the row is quarantined and its leaf carries
+these same bytes in base64 (``{"quarantine": {"entry_base64": …, "reason": …}}``).
+
+Compatibility: columns are only ever added at the end, with a new ``SCHEMA_VERSION``;
+files of an older schema are read with the newer columns null (``lake/parquet.py``).
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 # Parquet has no second-precision timestamp: milliseconds, always whole seconds.
 DATE_TYPE = pa.timestamp("ms", tz="UTC")
 
@@ -51,6 +57,13 @@ _COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
     ("raw_json", pa.string(), False, "The whole entry as canonical JSON: the Merkle leaf data."),
     ("leaf_hash", pa.binary(32), False, "SHA-256(0x00 || raw_json): the RFC 6962 leaf hash."),
     ("quarantine_reason", pa.string(), True, "Why the entry could not be parsed (null if fine)."),
+    (
+        "entry_bytes",
+        pa.binary(),
+        True,
+        "The entry exactly as the API sent it (its bytes within the page); null in files "
+        "written before schema 2.",
+    ),
 )
 
 EVENT_SCHEMA = pa.schema(
@@ -60,5 +73,8 @@ EVENT_SCHEMA = pa.schema(
     ],
     metadata={"audit_pipeline.schema_version": SCHEMA_VERSION},
 )
+
+# Schema 1 files (before entry_bytes) are still read: the same columns minus the last.
+EVENT_SCHEMA_V1 = pa.schema(list(EVENT_SCHEMA)[:-1])
 
 COLUMN_DOCS: dict[str, str] = {name: doc for name, _, _, doc in _COLUMNS}

@@ -320,6 +320,20 @@ class Ledger:
         ]
         return max(sizes, default=None)
 
+    def window_leaves(self, window_start: int, source: str = AUDIT_LOGS_SOURCE) -> dict[str, bytes]:
+        """window_leaves maps each event id committed for the window to its leaf hash (read
+        without the lock: the caller uses it to tell changed content from a repeat)."""
+        leaves: dict[str, bytes] = {}
+        for signed in self._load_chain():
+            data = signed.manifest.data
+            if signed.manifest.window_start != window_start or data is None:
+                continue
+            if source_name(signed.manifest) != source:
+                continue
+            for record in self.file_format.read_events(self.storage.path(data.path)):
+                leaves.setdefault(record.event_id, record.leaf_hash)
+        return leaves
+
     def _window_ids(self, chain: Sequence[SignedManifest], window_start: int) -> set[str]:
         ids: set[str] = set()
         for signed in chain:

@@ -26,7 +26,7 @@ events (17 hashes), the proof is about 3 KB plus the event itself.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,13 @@ from audit_pipeline.ledger.errors import (
 )
 from audit_pipeline.ledger.events import BatchFileFormat
 from audit_pipeline.ledger.keys import Keyring, KeyStatus, load_keyring
-from audit_pipeline.ledger.layout import LAKE, batch_data_dir, batch_data_path, manifest_path
+from audit_pipeline.ledger.layout import (
+    LAKE,
+    batch_data_dir,
+    batch_data_path,
+    format_hour,
+    manifest_path,
+)
 from audit_pipeline.ledger.manifest import (
     SOURCE_NAME_PATTERN,
     Manifest,
@@ -70,6 +76,19 @@ _FIELDS = {
 
 class EventNotFoundError(ConfigurationError):
     """No committed batch holds the requested event id."""
+
+
+class AmbiguousEventError(ConfigurationError):
+    """The id was committed in more than one hour: each is a separate event, so the caller
+    must say which (``--hour``); a proof never silently picks one."""
+
+    def __init__(self, event_id: str, hours: Sequence[int]) -> None:
+        shown = ", ".join(format_hour(h) for h in hours)
+        super().__init__(
+            f"event {event_id} was committed in {len(hours)} hours ({shown}): pass --hour "
+            "with one of them (each is a separate event with its own proof)"
+        )
+        self.hours = tuple(hours)
 
 
 class EventProofError(InvalidProofError):
@@ -229,6 +248,8 @@ def _find_event(
             continue
         for index, record in enumerate(records):
             if record.event_id == event_id:
+                if batch_hint is None and window_start is None:
+                    _refuse_if_in_other_hours(ledger, raws, event_id, signed)
                 leaves = [(merkle.leaf_hash(r.leaf_data), r.leaf_data) for r in records]
                 root = merkle.root_hash([h for h, _ in leaves])
                 if root.hex() != signed.manifest.events_root:
@@ -241,6 +262,27 @@ def _find_event(
     if absent:
         where += f" ({len(absent)} searched batches have no data file here, e.g. {absent[0]})"
     raise EventNotFoundError(f"event {event_id} is not in any committed batch{where}")
+
+
+def _refuse_if_in_other_hours(
+    ledger: Ledger, raws: list[bytes], event_id: str, found: SignedManifest
+) -> None:
+    """A search without an hour reads the older batches too: an id committed in another
+    hour as well raises AmbiguousEventError instead of proving the newest silently."""
+    hours = {found.manifest.window_start}
+    for seq in reversed(range(found.sequence)):
+        signed = _parsed(raws, seq)
+        data = signed.manifest.data
+        if data is None or signed.manifest.window_start in hours:
+            continue
+        try:
+            records = ledger.file_format.read_events(ledger.storage.path(data.path))
+        except FileNotFoundError:
+            continue
+        if any(r.event_id == event_id for r in records):
+            hours.add(signed.manifest.window_start)
+    if len(hours) > 1:
+        raise AmbiguousEventError(event_id, sorted(hours))
 
 
 def proof_bytes(proof: Mapping[str, Any]) -> bytes:

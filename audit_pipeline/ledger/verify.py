@@ -35,6 +35,7 @@ import base64
 import enum
 import hashlib
 import time
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -81,6 +82,7 @@ from audit_pipeline.ledger.manifest import (
     source_name,
 )
 from audit_pipeline.ledger.note import Verifiers
+from audit_pipeline.ledger.several_hours import id_hashes, ids_in_several_hours
 
 REPORT_SCHEMA = "audit_pipeline.verify/v1"
 MAX_CLOCK_SKEW = 300
@@ -325,6 +327,7 @@ class _DataResult:
     bytes_hashed: int
     events: int
     absent_outside_range: bool = False
+    id_hashes: array | None = None  # every id, hashed: the same id in two hours (a notice)
 
 
 def verify_ledger(
@@ -729,8 +732,36 @@ class _Run:
                 records = self.file_format.read_events(self.storage.path(data.path))
             except (LedgerError, FileNotFoundError):
                 continue
-            results[seq] = _DataResult([], [r.event_id for r in records], 0, 0)
+            ids = [r.event_id for r in records]
+            results[seq] = _DataResult([], ids, 0, 0, id_hashes=id_hashes(ids))
         self._check_window_duplicates(parsed, results, start)
+        self._notice_ids_in_several_hours(parsed, results)
+
+    def _notice_ids_in_several_hours(
+        self, parsed: Mapping[int, SignedManifest], results: Mapping[int, _DataResult]
+    ) -> None:
+        """Ids committed in more than one hour of the batches checked (all of them in a full
+        verification; the new ones and their hours' batches in an incremental one)."""
+
+        def read_ids(seq: int) -> list[str]:
+            data = parsed[seq].manifest.data
+            assert data is not None
+            return [r.event_id for r in self.file_format.read_events(self.storage.path(data.path))]
+
+        batches = (
+            (seq, parsed[seq].manifest.window_start, res.id_hashes)
+            for seq, res in sorted(results.items())
+            if res.id_hashes is not None
+        )
+        for seq, found in ids_in_several_hours(batches, read_ids).items():
+            shown = ", ".join(f"{i} (also {format_hour(w)})" for i, w in found[:_LIST_LIMIT])
+            more = f" and {len(found) - _LIST_LIMIT} more" if len(found) > _LIST_LIMIT else ""
+            self.notice(
+                "event_id_in_several_hours",
+                manifest_path(seq),
+                f"{len(found)} event ids of {format_hour(parsed[seq].manifest.window_start)} "
+                f"were also committed in another hour: {shown}{more} ('prove' needs --hour)",
+            )
 
     def _in_range(self, window_start: int) -> bool:
         return self.data_range is None or (self.data_range[0] <= window_start < self.data_range[1])
@@ -1135,7 +1166,8 @@ def _check_data_file(
             f"{len(repeated)} event ids appear twice in the file: {_first(repeated)}",
         )
     ids = [r.event_id for r in records] if want_ids else None
-    return _DataResult(findings, ids, size, len(records))
+    hashes = id_hashes(r.event_id for r in records)
+    return _DataResult(findings, ids, size, len(records), id_hashes=hashes)
 
 
 class _PrefixRoots:

@@ -25,8 +25,10 @@ from http.client import HTTPException
 from typing import Any, ClassVar
 from urllib.error import URLError
 from urllib.parse import urlsplit
+from urllib.request import HTTPSHandler, ProxyHandler, build_opener, urlopen
 
 from slack_sdk.audit_logs import AuditLogsClient
+from slack_sdk.audit_logs.v1.response import AuditLogsResponse
 from slack_sdk.http_retry import RetryHandler
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -35,6 +37,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
 
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
+from audit_pipeline.slack.page_bytes import PageSyntaxError, SplitPage, split_page
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,16 @@ class SlackAuthError(SlackApiError, ConfigurationError):
     """The token was refused: a configuration problem, never worth retrying."""
 
     exit_code = 2
+
+
+class UnparseablePageError(SlackApiError):
+    """A 200 page whose structure could not be followed, even after retries: a data
+    problem of this window alone. ``body`` is the last response, kept for inspection."""
+
+    def __init__(self, message: str, *, body: bytes, offset: int) -> None:
+        super().__init__(message, status=200)
+        self.body = body
+        self.offset = offset
 
 
 @dataclass(frozen=True)
@@ -278,9 +291,49 @@ def retry_handlers(stats: FetchStats, budget: int) -> list[RetryHandler]:
     ]
 
 
+class _RawBodyResponse(AuditLogsResponse):
+    """A response that keeps the body's bytes (``raw_bytes``) and parses nothing yet."""
+
+    def __init__(self, *, url: str, status_code: int, raw_bytes: bytes, headers: Any) -> None:
+        self.url = url
+        self.status_code = status_code
+        self.headers = headers
+        self.raw_bytes = raw_bytes
+        self.raw_body = None
+        self.body = None
+
+
+class RawBodyAuditLogsClient(AuditLogsClient):
+    """slack-sdk's AuditLogsClient, except that a successful response keeps its bytes.
+
+    slack-sdk decodes every body as text and parses it whole, which loses the exact bytes
+    of each entry and turns one invalid UTF-8 byte into a failure of the whole page. Only
+    the final step that reads the HTTP response is replaced: request building, auth
+    headers, proxies, TLS and the retry handlers (429, resets, 5xx) stay slack-sdk's.
+    Error responses (``HTTPError``) still go through slack-sdk's own parsing.
+    """
+
+    def _perform_http_request_internal(self, url: str, req: Any) -> AuditLogsResponse:
+        if not url.lower().startswith("http") or not isinstance(self.proxy, str | None):
+            return super()._perform_http_request_internal(url, req)  # raises slack-sdk's error
+        if self.proxy is not None:
+            opener = build_opener(
+                ProxyHandler({"http": self.proxy, "https": self.proxy}),
+                HTTPSHandler(context=self.ssl),
+            )
+            http_resp = opener.open(req, timeout=self.timeout)
+        else:
+            http_resp = urlopen(req, context=self.ssl, timeout=self.timeout)
+        with http_resp:
+            raw = http_resp.read()
+            return _RawBodyResponse(
+                url=url, status_code=http_resp.status, raw_bytes=raw, headers=http_resp.headers
+            )
+
+
 def build_client(settings: AuditApiSettings, stats: FetchStats) -> AuditLogsClient:
     """build_client returns the official client with a real retry budget installed."""
-    client = AuditLogsClient(
+    client = RawBodyAuditLogsClient(
         token=settings.token,
         base_url=settings.base_url,
         timeout=int(max(1, round(settings.timeout))),
@@ -301,13 +354,11 @@ class _RestartWindow(Exception):
 
 @dataclass(frozen=True)
 class Page:
-    """One page of entries. ``plain_json`` says the response text held no ``NaN`` or
-    ``Infinity`` token, so every value in it is plain JSON (no non-finite floats)."""
+    """One page: each entry's exact bytes as the API sent them, in page order."""
 
-    entries: list[Any]
-    plain_json: bool
+    entries: list[bytes]
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self.entries)
 
     def __len__(self) -> int:
@@ -356,23 +407,16 @@ class AuditLogSource:
     def _pages_once(self, oldest: int, latest: int) -> Iterator[Page]:
         cursor: str | None = None
         while True:
-            body, raw = self._request_page(oldest, latest, cursor)
-            entries = body.get("entries")
-            if entries is None:
-                entries = []
-            if not isinstance(entries, list):
-                raise SlackApiError(f"`entries` is a {type(entries).__name__}, not a list")
+            page = self._request_page(oldest, latest, cursor)
             self.stats.pages += 1
-            self.stats.entries += len(entries)
-            yield Page(entries, plain_json="NaN" not in raw and "Infinity" not in raw)
-            metadata = body.get("response_metadata")
+            self.stats.entries += len(page.items)
+            yield Page(page.items)
+            metadata = page.members.get("response_metadata")
             cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
             if not cursor:
                 return
 
-    def _request_page(
-        self, oldest: int, latest: int, cursor: str | None
-    ) -> tuple[dict[str, Any], str]:
+    def _request_page(self, oldest: int, latest: int, cursor: str | None) -> SplitPage:
         unusable = 0
         while True:
             self.stats.paced_seconds += self.pacer.wait()
@@ -386,11 +430,27 @@ class AuditLogSource:
                     f"could not reach {self.logs_url} after {self.settings.max_retries} "
                     f"retries: {type(exc).__name__}: {exc}"
                 ) from None
-            body = response.body
-            if response.status_code == 200 and isinstance(body, dict) and "entries" in body:
-                return body, response.raw_body or ""
-            error = body.get("error") if isinstance(body, dict) else None
             status = response.status_code
+            body = response.body
+            if isinstance(response, _RawBodyResponse):
+                try:
+                    page = _entries_page(response.raw_bytes)
+                except PageSyntaxError as exc:
+                    if unusable < self.settings.max_retries:
+                        # A cut-off or garbled 200 body: retried like a transient glitch.
+                        unusable += 1
+                        self.stats.retries += 1
+                        continue
+                    raise UnparseablePageError(
+                        f"a page of [{oldest}, {latest}] from {self.logs_url} could not be "
+                        f"parsed after {unusable} retries: {exc}",
+                        body=response.raw_bytes,
+                        offset=exc.offset,
+                    ) from None
+                if page.has_list:
+                    return page
+                body = page.members
+            error = body.get("error") if isinstance(body, dict) else None
             if status in (401, 403) or error in AUTH_ERRORS:
                 raise SlackAuthError(
                     f"Slack refused the token (HTTP {status}"
@@ -409,3 +469,15 @@ class AuditLogSource:
             if status == 429 or status >= 500:
                 detail += f" after {self.settings.max_retries} retries"
             raise SlackApiError(f"{self.logs_url} failed: {detail}", status=status, error=error)
+
+
+def _entries_page(body: bytes) -> SplitPage:
+    """The page's entries as exact bytes; ``entries: null`` is an empty page, and any other
+    non-list value is a page that cannot be followed."""
+    page = split_page(body, "entries")
+    if "entries" in page.members:
+        value = page.members["entries"]
+        if value is not None:
+            raise PageSyntaxError(f"`entries` is a {type(value).__name__}, not a list", 0)
+        return SplitPage([], page.members, True)
+    return page

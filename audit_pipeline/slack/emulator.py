@@ -57,6 +57,7 @@ from urllib.parse import parse_qs, urlsplit
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.slack import catalogue
 from audit_pipeline.slack.generator import HOUR, generate_hour
+from audit_pipeline.slack.page_bytes import PageSyntaxError, split_page
 
 logger = logging.getLogger(__name__)
 
@@ -288,45 +289,103 @@ class _Filters:
         return self.entity is None or bucket.entities[pos] == self.entity
 
 
-def _load_events_file(path: Path) -> list[dict]:
-    """Reads JSONL (one entry a line), a JSON list, or a saved ``{"entries": [...]}`` page."""
+def _load_events_file(path: Path) -> list[bytes]:
+    """Reads a replay file as the exact bytes of each entry: JSONL (one entry a line), a
+    JSON list, or saved ``{"entries": [...]}`` pages. Entries are not judged: an odd one
+    (duplicate keys, ``1e400``, invalid UTF-8, no id) is served as it is, as the live API
+    might; only a file whose list structure cannot be followed is refused."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"cannot read events file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigurationError(f"events file {path} is not UTF-8: {exc.reason}") from exc
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            entries = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"{path}: not valid JSON: {exc}") from exc
-        numbered = [(f"{path}: entry {i}", e) for i, e in enumerate(entries)]
-    else:
-        numbered = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigurationError(f"{path}:{lineno}: not valid JSON: {exc.msg}") from exc
-            if isinstance(obj, dict) and "entries" in obj and "id" not in obj:
-                numbered.extend((f"{path}:{lineno}", e) for e in obj["entries"] or [])
-            else:
-                numbered.append((f"{path}:{lineno}", obj))
-    out = []
-    for where, entry in numbered:
-        problem = _entry_problem(entry)
-        if problem:
-            raise ConfigurationError(f"{where}: {problem}")
-        out.append(entry)
+    try:
+        return entry_blobs(data)
+    except PageSyntaxError as exc:
+        raise ConfigurationError(f"{path}: the JSON list cannot be followed: {exc}") from exc
+
+
+def entry_blobs(data: bytes) -> list[bytes]:
+    """entry_blobs cuts JSONL, a JSON list or saved pages into each entry's exact bytes;
+    PageSyntaxError when a JSON list's structure cannot be followed."""
+    stripped = data.lstrip(b" \t\r\n")
+    if stripped.startswith(b"["):
+        return split_page(b'{"entries":' + stripped + b"}", "entries").items
+    blobs: list[bytes] = []
+    for line in data.split(b"\n"):
+        line = line.strip(b" \t\r")
+        if not line:
+            continue
+        blobs.extend(_page_items(line) or [line])
+    return blobs
+
+
+def _page_items(line: bytes) -> list[bytes] | None:
+    """The entries of a line that is a saved page (``{"entries": [...]}``, no ``id``)."""
+    if not line.startswith(b"{") or b'"entries"' not in line:
+        return None
+    try:
+        page = split_page(line, "entries")
+    except PageSyntaxError:
+        return None
+    if not page.has_list or "id" in page.members:
+        return None
+    return page.items
+
+
+_DATE_CREATE_BYTES = re.compile(rb'"date_create"\s*:\s*([0-9]{1,12})(?![0-9.eE])')
+
+
+def _lenient(blob: bytes) -> Any:
+    """What a forgiving parser makes of an entry's bytes (None if nothing)."""
+    try:
+        return json.loads(blob.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError):
+        return None
+
+
+def raw_rows(blobs: list[bytes], *, late: bool = False) -> list[_Row]:
+    """raw_rows makes servable rows of entries given as exact bytes, served verbatim.
+
+    Each entry is filed under its ``date_create`` (read leniently, or found in its bytes);
+    an entry with none at all is filed beside the entry before it (the one after it if it
+    comes first), as replay files are in time order. Raises ValueError only when no entry
+    has a ``date_create``.
+    """
+    rows: list[_Row | None] = []
+    dated: list[int | None] = []
+    for index, blob in enumerate(blobs):
+        entry = _lenient(blob)
+        obj = entry if isinstance(entry, dict) else {}
+        date = obj.get("date_create")
+        if not (isinstance(date, int) and not isinstance(date, bool) and date >= 0):
+            found = _DATE_CREATE_BYTES.search(blob)
+            date = int(found.group(1)) if found else None
+        dated.append(date)
+        action = obj.get("action") if isinstance(obj.get("action"), str) else ""
+        entry_id = obj.get("id") if isinstance(obj.get("id"), str) else f"raw-entry-{index}"
+        rows.append((0, blob, action, _actor_id(obj), _entity_id(obj), entry_id, late))
+    known = [d for d in dated if d is not None]
+    if blobs and not known:
+        raise ValueError("no entry has a date_create: nothing can be placed in time")
+    previous = known[0] if known else 0
+    out: list[_Row] = []
+    for row, date in zip(rows, dated, strict=True):
+        assert row is not None
+        previous = date if date is not None else previous
+        out.append((previous, *row[1:]))
     return out
 
 
 def parse_entries_body(body: bytes) -> list[dict]:
-    """parse_entries_body reads a JSON list, one JSON object, or JSONL; ValueError if bad."""
+    """parse_entries_body reads a JSON list, one JSON object, or JSONL; ValueError if bad
+    (invalid UTF-8 and nesting too deep included)."""
+    try:
+        return _parse_entries_body(body)
+    except RecursionError:
+        raise ValueError("nested too deeply to parse") from None
+
+
+def _parse_entries_body(body: bytes) -> list[dict]:
     text = body.decode("utf-8")
     stripped = text.strip()
     if not stripped:
@@ -473,7 +532,8 @@ class _Store:
         for row in rows:
             hour = row[0] - row[0] % HOUR
             self.added.setdefault(hour, []).append(row)
-            self.extra_actions.add(row[2])
+            if row[2]:
+                self.extra_actions.add(row[2])
             old = self.cache.pop(hour, None)
             if old is not None:
                 self.cached_entries -= len(old)
@@ -565,14 +625,14 @@ class _Store:
         for pos in late[bisect_left(late, i) : bisect_left(late, stop)]:
             self.reveal.setdefault(bucket.ids[pos], reveal_at)
 
-    def all_entries(self) -> list[dict]:
+    def all_entries(self) -> list[bytes]:
         out: list[dict] = []
         lowest, highest = self.lowest_hour(), self.highest_hour()
         if lowest is None or highest is None:
             return out
         for hour in self.hours_desc(lowest, highest + HOUR - 1):
             bucket = self.cache.get(hour) or self.build(hour)
-            out.extend(json.loads(blob) for blob in bucket.blobs)
+            out.extend(blob for blob in bucket.blobs)
         return out
 
 
@@ -753,7 +813,7 @@ class Emulator:
         self._stopping = threading.Event()
         self.base_url: str | None = None
         if config.events_file is not None:
-            self.add_entries(_load_events_file(Path(config.events_file)))
+            self.add_raw_entries(_load_events_file(Path(config.events_file)))
         self._activities_hook()
 
     def _activities_hook(self) -> None:
@@ -877,6 +937,18 @@ class Emulator:
             self._store.add(rows)
         return len(rows)
 
+    def add_raw_entries(self, blobs: Iterable[bytes], *, late: bool = False) -> int:
+        """add_raw_entries serves each byte string verbatim as one entry (see ``raw_rows``);
+        nothing about an entry is checked, so tests can feed what real APIs sometimes send.
+        """
+        try:
+            rows = raw_rows(list(blobs), late=late and self.config.late_delay > 0)
+        except ValueError as exc:
+            raise ConfigurationError(f"cannot add raw entries: {exc}") from None
+        with self._store.lock:
+            self._store.add(rows)
+        return len(rows)
+
     def script_faults(self, faults: Iterable[str]) -> None:
         """script_faults sets what the next ``/logs`` requests get, in order (``[]`` clears).
 
@@ -937,6 +1009,13 @@ class Emulator:
         That includes entries still hidden as late arrivals or dated after the clock's now:
         the ground truth a complete collector must end up with.
         """
+        with self._store.lock:
+            blobs = self._store.all_entries()
+        return [e for e in map(_lenient, blobs) if isinstance(e, dict)]
+
+    def entry_bytes(self) -> list[bytes]:
+        """entry_bytes returns every servable entry's exact bytes, newest first (odd entries
+        that ``entries`` cannot show as objects included)."""
         with self._store.lock:
             return self._store.all_entries()
 
@@ -1168,14 +1247,20 @@ class Emulator:
             return _json_reply(self.stats())
         if route == ("GET", "entries"):
             with self._store.lock:
-                entries = self._store.all_entries()
-            return _Reply(200, b"".join(render_entry(e) + b"\n" for e in entries))
+                blobs = self._store.all_entries()
+            return _Reply(200, b"".join(blob + b"\n" for blob in blobs))
         if route == ("POST", "entries"):
             flags = parse_qs(query)
             late = flags.get("late", ["0"])[0].lower() in ("1", "true", "yes")
+            if flags.get("raw", ["0"])[0].lower() in ("1", "true", "yes"):
+                try:
+                    added = self.add_raw_entries(entry_blobs(body), late=late)
+                except (PageSyntaxError, ConfigurationError) as exc:
+                    return _error(400, "invalid_entries", str(exc))
+                return _json_reply({"ok": True, "added": added})
             try:
                 added = self.add_entries(parse_entries_body(body), late=late)
-            except (ValueError, ConfigurationError) as exc:
+            except (ValueError, ConfigurationError, RecursionError) as exc:
                 return _error(400, "invalid_entries", str(exc))
             return _json_reply({"ok": True, "added": added})
         if route == ("POST", "faults"):
@@ -1184,6 +1269,8 @@ class Emulator:
                 if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
                     raise ValueError("body must be a JSON list of fault names")
                 self.script_faults(faults)
+            except RecursionError:
+                return _error(400, "invalid_faults", "nested too deeply to parse")
             except (ValueError, ConfigurationError) as exc:
                 return _error(400, "invalid_faults", str(exc))
             return _json_reply({"ok": True, "queued": len(faults)})

@@ -20,9 +20,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# One token: a whole string (escapes included; bytes, so invalid UTF-8 inside passes), an
-# unterminated string, or a structural byte. Everything else (scalars, whitespace) is skipped.
-_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+"|"|[\[\]{},:]', re.DOTALL)
+# Runs of bytes that are not brackets, whole strings included (escapes too; bytes, so
+# invalid UTF-8 inside passes): one C-level match skips everything between two brackets.
+_SKIP = re.compile(rb'(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")*+', re.DOTALL)
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_SCALAR = re.compile(rb"[^ \t\r\n,\]}]+")
 _SPACE = b" \t\r\n"
 
 
@@ -50,118 +52,104 @@ def split_page(body: bytes, list_key: str) -> SplitPage:
     raises PageSyntaxError). A missing list gives ``has_list=False`` and no items.
     """
     body = bytes(body)
-    start = _skip_space(body, 0)
-    if start >= len(body) or body[start] != ord("{"):
-        raise PageSyntaxError("response body is not a JSON object", start)
+    n = len(body)
+    pos = _skip_space(body, 0)
+    if pos >= n or body[pos] != ord("{"):
+        raise PageSyntaxError("response body is not a JSON object", pos)
     items: list[bytes] = []
     members: dict[str, Any] = {}
     has_list = False
-    tokens = _TOKEN.finditer(body, start + 1)
-    gap_start = start + 1  # just after '{' or after the ',' ending the previous member
-    first = True
-    while True:
-        token = next(tokens, None)
-        if token is None:
-            raise PageSyntaxError("response body ends inside its top-level object", len(body))
-        text, at = token.group(), token.start()
-        _check_only_space(body, gap_start, at)
-        if text == b"}" and first:
-            end = at + 1
-            break
-        if not (text[:1] == b'"' and len(text) > 1):
-            raise PageSyntaxError("expected a member name", at)
-        first = False
-        colon = next(tokens, None)
-        if colon is None or colon.group() != b":":
-            raise PageSyntaxError("expected ':' after a member name", _where(colon, body))
-        _check_only_space(body, token.end(), colon.start())
-        name = _member_name(text, at)
-        if name in members or (name == list_key and has_list):
-            raise PageSyntaxError(f"member {name!r} appears twice", at)
-        value_start = _skip_space(body, colon.end())
-        if name == list_key and value_start < len(body) and body[value_start] == ord("["):
-            has_list = True
-            stop = _split_list(body, value_start, tokens, items)
-        else:
-            stop = _value_end(body, value_start, tokens)
-            members[name] = _parse_member(body, value_start, stop.start(), name)
-            if name == list_key:
-                has_list = True  # present but not a list: the caller decides
-        if stop.group() == b"}":
-            end = stop.end()
-            break
-        gap_start = stop.end()
-    trailing = _skip_space(body, end)
-    if trailing != len(body):
+    pos = _skip_space(body, pos + 1)
+    if pos < n and body[pos] == ord("}"):
+        pos += 1
+    else:
+        while True:
+            key = _STRING.match(body, pos)
+            if key is None:
+                raise PageSyntaxError("expected a member name", pos)
+            name = _member_name(key.group(), pos)
+            if name in members or (name == list_key and has_list):
+                raise PageSyntaxError(f"member {name!r} appears twice", pos)
+            pos = _skip_space(body, key.end())
+            if pos >= n or body[pos] != ord(":"):
+                raise PageSyntaxError("expected ':' after a member name", pos)
+            pos = _skip_space(body, pos + 1)
+            if name == list_key and pos < n and body[pos] == ord("["):
+                pos = _split_list(body, pos, items)
+            else:
+                end = _value_end(body, pos)
+                members[name] = _parse_member(body, pos, end, name)
+                pos = end
+            has_list = has_list or name == list_key
+            pos = _skip_space(body, pos)
+            if pos >= n:
+                raise PageSyntaxError("response body ends inside its top-level object", n)
+            if body[pos] == ord(","):
+                pos = _skip_space(body, pos + 1)
+                continue
+            if body[pos] == ord("}"):
+                pos += 1
+                break
+            raise PageSyntaxError("expected ',' or '}' after a member", pos)
+    trailing = _skip_space(body, pos)
+    if trailing != n:
         raise PageSyntaxError("data after the response object", trailing)
     return SplitPage(items, members, has_list)
 
 
-def _split_list(body: bytes, open_at: int, tokens: Any, items: list[bytes]) -> re.Match[bytes]:
-    """Cut the list opened at ``open_at`` into its elements; return the token after it."""
-    opener = next(tokens, None)
-    if opener is None or opener.start() != open_at:
-        raise PageSyntaxError("expected '['", open_at)
+def _split_list(body: bytes, pos: int, items: list[bytes]) -> int:
+    """Cut the list opened at ``pos`` into its elements; return the position after it."""
+    n = len(body)
+    pos = _skip_space(body, pos + 1)
+    if pos < n and body[pos] == ord("]"):
+        return pos + 1
+    while True:
+        if pos >= n:
+            raise PageSyntaxError("response body ends inside the list", n)
+        if body[pos] in b",]":
+            raise PageSyntaxError("empty list element", pos)
+        end = _value_end(body, pos)
+        items.append(body[pos:end])
+        pos = _skip_space(body, end)
+        if pos >= n:
+            raise PageSyntaxError("response body ends inside the list", n)
+        if body[pos] == ord("]"):
+            return pos + 1
+        if body[pos] != ord(","):
+            raise PageSyntaxError("expected ',' or ']' in the list", pos)
+        pos = _skip_space(body, pos + 1)
+
+
+def _value_end(body: bytes, pos: int) -> int:
+    """The end of the one JSON value that starts at ``pos`` (containers by bracket depth;
+    what is inside is not judged here)."""
+    n = len(body)
+    if pos >= n:
+        raise PageSyntaxError("response body ends where a value was expected", n)
+    first = body[pos]
+    if first == ord('"'):
+        string = _STRING.match(body, pos)
+        if string is None:
+            raise PageSyntaxError("unterminated string", pos)
+        return string.end()
+    if first not in b"[{":
+        scalar = _SCALAR.match(body, pos)
+        if scalar is None:
+            raise PageSyntaxError("expected a value", pos)
+        return scalar.end()
     depth = 0
-    element_start = open_at + 1
-    for token in tokens:
-        text = token.group()
-        if text[:1] == b'"':
-            if len(text) == 1:
-                raise PageSyntaxError("unterminated string", token.start())
-            continue
-        if text in (b"[", b"{"):
-            depth += 1
-            continue
-        if text in (b"]", b"}"):
-            if depth == 0:
-                if text != b"]":
-                    raise PageSyntaxError("unbalanced '}' in the list", token.start())
-                element = body[element_start : token.start()].strip(_SPACE)
-                if element:
-                    items.append(element)
-                elif items:
-                    raise PageSyntaxError("empty element before ']'", token.start())
-                return _next_separator(body, token.end(), tokens)
-            depth -= 1
-            continue
-        if text == b"," and depth == 0:
-            element = body[element_start : token.start()].strip(_SPACE)
-            if not element:
-                raise PageSyntaxError("empty list element", token.start())
-            items.append(element)
-            element_start = token.end()
-    raise PageSyntaxError("response body ends inside the list", len(body))
-
-
-def _value_end(body: bytes, value_start: int, tokens: Any) -> re.Match[bytes]:
-    """Skip one member value; return the ',' or '}' token that ends it."""
-    depth = 0
-    for token in tokens:
-        text = token.group()
-        if text[:1] == b'"':
-            if len(text) == 1:
-                raise PageSyntaxError("unterminated string", token.start())
-            continue
-        if text in (b"[", b"{"):
-            depth += 1
-        elif text in (b"]", b"}"):
-            if depth == 0:
-                if text == b"}":
-                    return token
-                raise PageSyntaxError("unbalanced ']'", token.start())
-            depth -= 1
-        elif text == b"," and depth == 0:
-            return token
-    raise PageSyntaxError("response body ends inside a member", len(body))
-
-
-def _next_separator(body: bytes, after: int, tokens: Any) -> re.Match[bytes]:
-    token = next(tokens, None)
-    if token is None or token.group() not in (b",", b"}"):
-        raise PageSyntaxError("expected ',' or '}' after the list", _where(token, body))
-    _check_only_space(body, after, token.start())
-    return token
+    skip = _SKIP.match
+    while True:
+        c = body[pos] if pos < n else None
+        if c is None:
+            raise PageSyntaxError("response body ends inside a value", n)
+        if c == ord('"'):
+            raise PageSyntaxError("unterminated string", pos)
+        depth += 1 if c in b"[{" else -1
+        pos += 1
+        if depth == 0:
+            return pos
+        pos = skip(body, pos).end()
 
 
 def _parse_member(body: bytes, start: int, stop: int, name: str) -> Any:
@@ -180,18 +168,8 @@ def _member_name(token: bytes, at: int) -> str:
     return name
 
 
-def _check_only_space(body: bytes, start: int, stop: int) -> None:
-    i = _skip_space(body, start)
-    if i < stop:
-        raise PageSyntaxError("unexpected data", i)
-
-
 def _skip_space(body: bytes, i: int) -> int:
     n = len(body)
     while i < n and body[i] in _SPACE:
         i += 1
     return i
-
-
-def _where(token: re.Match[bytes] | None, body: bytes) -> int:
-    return len(body) if token is None else token.start()

@@ -126,3 +126,17 @@ def test_coverage_gaps_and_volume(con, scenario):
     assert per_hour == con.sql("SELECT count(*) FROM audit_events").fetchall()[0][0]
     top = con.sql("SELECT action, events FROM top_actions WHERE action = 'file_downloaded'")
     assert top.fetchall()[0][1] >= 3
+
+
+def test_readme_examples_return_what_they_say(con):
+    """README: `select * from top_actions limit 5` is the top five; per-hour views in order."""
+    top = con.sql("select action, events from top_actions limit 5").fetchall()
+    truth = con.sql(
+        "select action, count(*) from audit_events group by 1 order by 2 desc, 1 limit 5"
+    ).fetchall()
+    assert top == truth
+    for view, column in (("events_per_hour", "hour"), ("coverage", "hour")):
+        hours = [r[0] for r in con.sql(f"select {column} from {view}").fetchall()]
+        assert hours == sorted(hours) and len(hours) > 1
+    times = con.sql("select date_create, event_id from admin_changes").fetchall()
+    assert times == sorted(times)

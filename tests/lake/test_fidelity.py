@@ -50,6 +50,7 @@ def entry(extra: bytes = b"") -> bytes:
         (b'{"id":"E1","date_create":true,"action":"x"}', "date_create is a JSON boolean"),
         (b'{"id":7,"date_create":1795860000,"action":"x"}', "id is a JSON number"),
         (b'{"id":"E1",', "invalid JSON"),
+        (entry(b'"details":' + b"9" * 5000), "integer of more than 4300 digits"),
     ],
 )
 def test_unfaithful_entries_are_named(data: bytes, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 
@@ -38,7 +39,7 @@ def burst(n: int, second: int, prefix: str) -> list[dict]:
 
 
 def read_window(source: AuditLogSource, oldest: int, latest: int) -> list[dict]:
-    return [e for page in source.iter_pages(oldest, latest) for e in page]
+    return [json.loads(e) for page in source.iter_pages(oldest, latest) for e in page]
 
 
 @pytest.fixture(scope="module")

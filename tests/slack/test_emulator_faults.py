@@ -23,6 +23,7 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.slack.emulator import Emulator, EmulatorConfig, running_emulator
 from audit_pipeline.slack.generator import generate_hour
+from audit_pipeline.slack.page_bytes import split_page
 
 pytestmark = pytest.mark.e2e
 
@@ -370,24 +371,65 @@ def test_events_file_is_replayed_exactly(tmp_path, start_emulator, client_for, r
     assert emulator.entries() == odd
     assert client_for(emulator).logs(oldest=H).body["entries"] == odd
     body = raw(emulator, "logs", {"oldest": H}).body
-    assert b"Mozilla\\/5.0" in body and b"\\u2603" in body
+    lines = path.read_bytes().split(b"\n")[:-2]
+    assert body == b'{"entries":[' + b",".join(reversed(lines)) + b"]}"  # verbatim, newest first
     assert client_for(emulator).logs(entity="7").body["entries"] == [odd[2]]
     assert client_for(emulator).logs(entity="HG1").body["entries"] == [odd[4]]
+
+
+def test_odd_entries_of_an_events_file_are_served_verbatim(
+    tmp_path, start_emulator, raw, fake_clock
+):
+    lines = [
+        b'{"id": "a", "date_create": %d, "action": "x"}' % (H + 9),
+        b'{"no": "date"}',  # no date of its own: served beside the entry before it
+        b'{"id": "b", "date_create": %d, "action": "", "d": 1e400}' % (H + 8),
+        b'{"id": "c", "id": "d", "date_create": %d, "action": "x", "s": "\xff"}' % (H + 7),
+        b'{"id": "e", "date_create": %d, "action": "x", "d": %s}'
+        % (H + 6, b"[" * 3000 + b"]" * 3000),
+    ]
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    emulator = start_emulator(events_file=path, clock=fake_clock(H + HOUR))
+    body = raw(emulator, "logs", {"oldest": H}).body
+    assert sorted(split_page(body, "entries").items) == sorted(lines)
+    assert sorted(emulator.entry_bytes()) == sorted(lines)
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"id": "a", "date_create": 1, "action": "x"}\n{broken\n', ":2: not valid JSON"),
-        ('{"id": "a", "action": "x"}\n', ":1: entry a: 'date_create'"),
-        ("[1, 2]", "entry 0: an entry must be a JSON object"),
+        ('{"id": "a", "action": "x"}\n', "no entry has a date_create"),
+        ("[1, 2]", "no entry has a date_create"),
+        ('[{"id": "a", "date_create": 1, "action": "x"}', "cannot be followed"),
     ],
 )
-def test_bad_events_files_are_named_with_the_line(tmp_path, content, message):
+def test_unplaceable_events_files_are_refused_with_the_reason(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
     with pytest.raises(ConfigurationError, match=message):
         Emulator(EmulatorConfig(events_file=path))
+
+
+def test_admin_answers_400_to_deep_nesting(start_emulator, raw, fake_clock):
+    emulator = start_emulator(events_per_hour=0, clock=fake_clock(H + HOUR))
+    deep = b'{"id": "a", "date_create": %d, "action": "x", "d": %s}' % (
+        H,
+        b"[" * 100_000 + b"]" * 100_000,
+    )
+    refused = raw(emulator, "/_emulator/entries", method="POST", body=deep)
+    assert refused.status == 400 and refused.json()["error"] == "invalid_entries"
+    taken = raw(emulator, "/_emulator/entries", {"raw": 1}, method="POST", body=deep)
+    assert taken.status == 200 and emulator.entry_bytes() == [deep]
+    for path, body in (
+        ("/_emulator/faults", b"[" * 100_000 + b"]" * 100_000),
+        ("/_emulator/faults", b"\xff"),
+        ("/_emulator/entries", b'{"id": "x", "date_create": 1, "action": "a"}\n\xff'),
+        ("/_emulator/entries", b'[{"id": "x", "date_create": 1e400, "action": "a"}]'),
+    ):
+        refused = raw(emulator, path, method="POST", body=body)
+        assert refused.status == 400, (path, body[:20], refused.status)
+        assert refused.json()["error"] in ("invalid_entries", "invalid_faults")
 
 
 # --- lifecycle and configuration -----------------------------------------------------------
