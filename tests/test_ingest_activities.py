@@ -92,7 +92,9 @@ def test_several_hours_exactly_once_across_pages_reruns_overlaps_429s_and_late(
         clock=clock,
     ) as emu:
         source = activity_source_for(emu, page_size=7)
-        emu.activities.script_faults(["429", "ok", "500", "invalid_cursor", "truncated_json"])
+        emu.activities.script_faults(
+            ["429", "ok", "500", "invalid_cursor", "truncated_json", "truncated", "reset", "502"]
+        )
         first = sync_activity_hours(
             start=H, end=H + 3 * HOUR, source=source, ledger=ledger, run_id="a", lookback_hours=0
         )
@@ -169,6 +171,7 @@ def test_replayed_activities_come_back_byte_for_byte_and_prove(
         b'"level":"debug"}' % ((H + 20) * MICROS),
         b'{"created":%d,"payload":{"n":NaN},"level":"info"}' % ((H + 30) * MICROS),
         b'{"created":%d,"a":1,"a":2}' % ((H + 40) * MICROS),
+        b'{"created":%d,"payload":{"s":"caf\xe9"},"level":"info"}' % ((H + 50) * MICROS),
     ]
     path = tmp_path / "activities.jsonl"
     good = odd
@@ -189,6 +192,7 @@ def test_replayed_activities_come_back_byte_for_byte_and_prove(
     assert sorted(r["occurrence"] for r in rows if r["raw_bytes"] == good[1]) == [0, 1]
     assert "NaN" in by_bytes[good[3]]["quarantine_reason"]
     assert "duplicate key" in by_bytes[good[4]]["quarantine_reason"]
+    assert "invalid UTF-8" in by_bytes[good[5]]["quarantine_reason"]  # kept, not a failure
     assert pq.read_schema(ledger.data_dir / ledger.manifests()[0].manifest.data.path).equals(
         ACTIVITY_SCHEMA, check_metadata=False
     )

@@ -22,6 +22,7 @@ from http.client import HTTPException
 from json import JSONDecodeError
 from typing import Any, ClassVar
 from urllib.error import URLError
+from urllib.request import HTTPSHandler, ProxyHandler, build_opener, urlopen
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError as SdkApiError
@@ -101,15 +102,35 @@ class ActivitiesApiSettings(AuditApiSettings):
 
 
 class _BodyKeepingWebClient(WebClient):
-    """WebClient that remembers the exact body of the last response it received."""
+    """slack-sdk's WebClient, except that it keeps the exact bytes of the last response.
+
+    slack-sdk decodes every body as text before anything else sees it, which would lose
+    the exact bytes of each activity and turn one invalid UTF-8 byte into a failure of the
+    whole page. Only the step that reads the HTTP response is replaced (as the audit
+    client's ``RawBodyAuditLogsClient`` does): the body's bytes are kept in ``last_body``
+    and slack-sdk gets them decoded with replacement characters, enough for its own
+    parsing; request building, auth headers, proxies, TLS, error responses and the retry
+    handlers stay slack-sdk's.
+    """
 
     last_body: bytes | None = None
 
-    def _perform_urllib_http_request(self, *, url: str, args: dict[str, Any]) -> dict[str, Any]:
-        response = super()._perform_urllib_http_request(url=url, args=args)
-        body = response.get("body")
-        self.last_body = body.encode("utf-8") if isinstance(body, str) else body
-        return response
+    def _perform_urllib_http_request_internal(self, url: str, req: Any) -> dict[str, Any]:
+        if not url.lower().startswith("http") or not isinstance(self.proxy, str | None):
+            return super()._perform_urllib_http_request_internal(url, req)  # slack-sdk's error
+        if self.proxy is not None:
+            opener = build_opener(
+                ProxyHandler({"http": self.proxy, "https": self.proxy}),
+                HTTPSHandler(context=self.ssl),
+            )
+            response = opener.open(req, timeout=self.timeout)
+        else:
+            response = urlopen(req, context=self.ssl, timeout=self.timeout)
+        with response:
+            raw = response.read()
+        self.last_body = raw
+        text = raw.decode("utf-8", errors="replace")
+        return {"status": response.code, "headers": response.headers, "body": text}
 
 
 def build_web_client(settings: ActivitiesApiSettings, stats: FetchStats) -> _BodyKeepingWebClient:
@@ -214,13 +235,6 @@ class ActivitySource:
             response = self._client.admin_apps_activities_list(**args, cursor=cursor)
         except SdkApiError as exc:
             raise self._refused(exc) from None
-        except UnicodeDecodeError as exc:
-            # slack-sdk decodes bodies before anything here sees them: a page that is not
-            # UTF-8 cannot be split into exact bytes, so it stops the sync (nothing is lost).
-            raise SlackApiError(
-                f"{self.method_url}: a page is not valid UTF-8 (byte {exc.start}); "
-                "nothing of the window was committed"
-            ) from None
         except (
             URLError,
             ConnectionError,

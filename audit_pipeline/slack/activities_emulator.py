@@ -96,8 +96,9 @@ def parse_activity_lines(data: bytes, where: str) -> list[tuple[bytes, dict]]:
         if not blob.strip():
             continue
         try:
-            obj = json.loads(blob)
-        except (ValueError, UnicodeDecodeError) as exc:
+            # Placed by its fields even when its bytes are not UTF-8: served verbatim.
+            obj = json.loads(blob.decode("utf-8", errors="replace"))
+        except ValueError as exc:
             raise ConfigurationError(f"{where}:{lineno}: not valid JSON: {exc}") from None
         problem = activity_problem(obj)
         if problem:
