@@ -22,7 +22,6 @@ from http.client import HTTPException
 from json import JSONDecodeError
 from typing import Any, ClassVar
 from urllib.error import URLError
-from urllib.request import HTTPSHandler, ProxyHandler, build_opener, urlopen
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError as SdkApiError
@@ -118,14 +117,7 @@ class _BodyKeepingWebClient(WebClient):
     def _perform_urllib_http_request_internal(self, url: str, req: Any) -> dict[str, Any]:
         if not url.lower().startswith("http") or not isinstance(self.proxy, str | None):
             return super()._perform_urllib_http_request_internal(url, req)  # slack-sdk's error
-        if self.proxy is not None:
-            opener = build_opener(
-                ProxyHandler({"http": self.proxy, "https": self.proxy}),
-                HTTPSHandler(context=self.ssl),
-            )
-            response = opener.open(req, timeout=self.timeout)
-        else:
-            response = urlopen(req, context=self.ssl, timeout=self.timeout)
+        response = audit_client.open_http(req, proxy=self.proxy, ssl=self.ssl, timeout=self.timeout)
         with response:
             raw = response.read()
         self.last_body = raw

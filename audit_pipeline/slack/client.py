@@ -303,6 +303,17 @@ class _RawBodyResponse(AuditLogsResponse):
         self.body = None
 
 
+def open_http(req: Any, *, proxy: str | None, ssl: Any, timeout: float) -> Any:
+    """open_http sends a prepared request as slack-sdk would (its proxy, its TLS context)
+    and returns the response unread, so callers keep its exact bytes."""
+    if proxy is not None:
+        opener = build_opener(
+            ProxyHandler({"http": proxy, "https": proxy}), HTTPSHandler(context=ssl)
+        )
+        return opener.open(req, timeout=timeout)
+    return urlopen(req, context=ssl, timeout=timeout)
+
+
 class RawBodyAuditLogsClient(AuditLogsClient):
     """slack-sdk's AuditLogsClient, except that a successful response keeps its bytes.
 
@@ -316,14 +327,7 @@ class RawBodyAuditLogsClient(AuditLogsClient):
     def _perform_http_request_internal(self, url: str, req: Any) -> AuditLogsResponse:
         if not url.lower().startswith("http") or not isinstance(self.proxy, str | None):
             return super()._perform_http_request_internal(url, req)  # raises slack-sdk's error
-        if self.proxy is not None:
-            opener = build_opener(
-                ProxyHandler({"http": self.proxy, "https": self.proxy}),
-                HTTPSHandler(context=self.ssl),
-            )
-            http_resp = opener.open(req, timeout=self.timeout)
-        else:
-            http_resp = urlopen(req, context=self.ssl, timeout=self.timeout)
+        http_resp = open_http(req, proxy=self.proxy, ssl=self.ssl, timeout=self.timeout)
         with http_resp:
             raw = http_resp.read()
             return _RawBodyResponse(
