@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pyarrow.parquet as pq
 import pytest
@@ -205,3 +208,51 @@ def test_replayed_activities_come_back_byte_for_byte_and_prove(
     assert proof["manifest"]["signed"]["source"]["name"] == SOURCE_NAME
     by_hour = prove_event(ledger.data_dir, event_id, file_format=PARQUET_FORMAT, window_start=H)
     assert by_hour == proof  # the hour's own partition of this source is searched
+
+
+def test_an_unreadable_page_fails_its_hour_only_and_is_kept(ledger, monkeypatch):
+    """A server whose page for one hour cannot be followed even after retries: that hour is
+    reported failed with the page kept; the other hours are committed."""
+    good = b'{"ok":true,"activities":[%s],"response_metadata":{"next_cursor":""}}'
+    activity = b'{"created":%d,"event_type":"x","level":"info"}'
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            args = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            low = int(args["min_date_created"][0])
+            if low == (H + HOUR) * MICROS:
+                body = b'{"ok":true,"activities":[{"created":1, "x": "never closed]}'
+            else:
+                body = good % (activity % (low + 5))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = ActivitiesApiSettings(
+            token="xoxp-t",
+            base_url=f"http://127.0.0.1:{server.server_address[1]}/api/",
+            max_calls_per_minute=0,
+            max_retries=1,
+        )
+        report = sync_activity_hours(
+            start=H, end=H + 3 * HOUR, source=ActivitySource(settings), ledger=ledger,
+            run_id="u", lookback_hours=0,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [w.hour for w in report.failed] == ["2026-11-28T11"]
+    assert [w.kind for w in report.batches] == ["hour", "hour"]
+    kept = ledger.data_dir / report.failed[0].saved_page
+    assert kept.read_bytes().startswith(b'{"ok":true,"activities":[{"created":1')

@@ -169,6 +169,29 @@ def sync_metadata(report: SyncReport, *, start: int, end: int, rows_held: int) -
     return metadata
 
 
+def raise_for_failed_hours(report: SyncReport) -> None:
+    """raise_for_failed_hours fails the run when some hours could not be committed.
+
+    The other hours are committed; failing the run keeps these partitions unmaterialized
+    so the gap-filling sensor and the next run retry them."""
+    if not report.failed:
+        return
+    raise dg.Failure(
+        description="hours not committed (a page the API sent cannot be "
+        "parsed; raw pages kept in the data directory): "
+        + "; ".join(f"{f.hour}: {f.message}" for f in report.failed),
+        metadata={
+            "failed_hours": dg.MetadataValue.json(
+                [
+                    {"hour": f.hour, "offset": f.offset, "saved_page": f.saved_page}
+                    for f in report.failed
+                ]
+            ),
+            "events_committed": report.events_committed,
+        },
+    )
+
+
 def build_slack_audit_events(
     *,
     partitions_def: dg.TimeWindowPartitionsDefinition = hourly_partition,
@@ -214,27 +237,12 @@ def build_slack_audit_events(
                 progress=context.log.info,
             )
             context.log.info(report.summary())
-            if report.failed:
-                # The other hours are committed; failing the run keeps these partitions
-                # unmaterialized so the gap-filling sensor and the next run retry them.
-                raise dg.Failure(
-                    description="hours not committed (a page the API sent cannot be "
-                    "parsed; raw pages kept in the data directory): "
-                    + "; ".join(f"{f.hour}: {f.message}" for f in report.failed),
-                    metadata={
-                        "failed_hours": dg.MetadataValue.json(
-                            [
-                                {"hour": f.hour, "offset": f.offset, "saved_page": f.saved_page}
-                                for f in report.failed
-                            ]
-                        ),
-                        "events_committed": report.events_committed,
-                    },
-                )
+            raise_for_failed_hours(report)
             rows_held = sum(
                 m.manifest.event_count
                 for m in writer.manifests()
                 if start <= m.manifest.window_start < end
+                and source_name(m.manifest) == AUDIT_LOGS_SOURCE
             )
             return dg.MaterializeResult(
                 metadata=sync_metadata(report, start=start, end=end, rows_held=rows_held)

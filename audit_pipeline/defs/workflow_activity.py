@@ -23,6 +23,7 @@ from audit_pipeline.defs.assets import (
     OWNERS,
     SyncConfig,
     _beta_apis,
+    raise_for_failed_hours,
     sync_metadata,
 )
 from audit_pipeline.defs.partitions import hourly_partition, hours_of_window
@@ -129,6 +130,7 @@ def build_slack_workflow_activity(
                 progress=context.log.info,
             )
             context.log.info(report.summary())
+            raise_for_failed_hours(report)
             rows_held = sum(
                 m.manifest.event_count
                 for m in writer.manifests()

@@ -14,6 +14,7 @@ be stored and identified by the bytes Slack sent (``page_bytes.split_page``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -37,8 +38,9 @@ from audit_pipeline.slack.client import (
     RequestPacer,
     SlackApiError,
     SlackAuthError,
+    UnparseablePageError,
 )
-from audit_pipeline.slack.page_bytes import PageSyntaxError, split_page
+from audit_pipeline.slack.page_bytes import PageSyntaxError, SplitPage, split_page
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,12 @@ class _BodyKeepingWebClient(WebClient):
             raw = response.read()
         self.last_body = raw
         text = raw.decode("utf-8", errors="replace")
+        try:
+            json.loads(text)
+        except ValueError:
+            # Not JSON at all (cut short, a proxy's HTML page): the page's own splitter
+            # judges it, asks again and at last fails this window alone with the page kept.
+            text = '{"ok":true,"unparsed":true}'
         return {"status": response.code, "headers": response.headers, "body": text}
 
 
@@ -206,11 +214,7 @@ class ActivitySource:
     def _pages_once(self, min_created: int, max_created: int) -> Iterator[ActivityPage]:
         cursor: str | None = None
         while True:
-            body = self._request_page(min_created, max_created, cursor)
-            try:
-                split = split_page(body, "activities")
-            except PageSyntaxError as exc:
-                raise SlackApiError(f"{self.method_url}: unreadable page: {exc}") from None
+            split = self._split_page(min_created, max_created, cursor)
             self.stats.pages += 1
             self.stats.entries += len(split.items)
             yield ActivityPage(split.items)
@@ -218,6 +222,26 @@ class ActivitySource:
             cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
             if not cursor:
                 return
+
+    def _split_page(self, min_created: int, max_created: int, cursor: str | None) -> SplitPage:
+        """One page split into exact bytes; a page whose structure cannot be followed is
+        asked for again, then fails only its window (``UnparseablePageError``)."""
+        unusable = 0
+        while True:
+            body = self._request_page(min_created, max_created, cursor)
+            try:
+                return split_page(body, "activities")
+            except PageSyntaxError as exc:
+                if unusable < self.settings.max_retries:
+                    unusable += 1
+                    self.stats.retries += 1
+                    continue
+                raise UnparseablePageError(
+                    f"a page of [{min_created}, {max_created}] from {self.method_url} could "
+                    f"not be parsed after {unusable} retries: {exc}",
+                    body=body,
+                    offset=exc.offset,
+                ) from None
 
     def _request_page(self, min_created: int, max_created: int, cursor: str | None) -> bytes:
         self.stats.paced_seconds += self.pacer.wait()
