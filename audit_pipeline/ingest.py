@@ -38,7 +38,6 @@ from audit_pipeline.lake import WindowNormalizer, events_from_table, write_batch
 from audit_pipeline.lake.fidelity import REVISION_PREFIX
 from audit_pipeline.ledger import EventRecord, Ledger
 from audit_pipeline.ledger.layout import HOUR
-from audit_pipeline.ledger.layout import format_hour as hour_label
 from audit_pipeline.slack.client import AuditLogSource, FetchStats, UnparseablePageError
 
 log = logging.getLogger(__name__)
@@ -91,6 +90,14 @@ class WindowResult:
     @property
     def hour(self) -> str:
         return format_hour(self.window_start)
+
+    def progress_line(self, done: int, total: int, label: str = "") -> str:
+        return (
+            f"[{done}/{total}] {label}{self.hour}"
+            + (" (lookback)" if self.lookback else "")
+            + f": {self.fetched} read, {self.events_committed} new"
+            + (f" -> #{self.sequence} {self.kind}" if self.sequence is not None else "")
+        )
 
 
 @dataclass(frozen=True)
@@ -394,11 +401,6 @@ def sync_hours(
         if on_commit is not None and result.sequence is not None:
             on_commit(result)
         if progress:
-            progress(
-                f"[{done}/{len(plan)}] {hour_label(result.window_start)}"
-                + (" (lookback)" if is_lookback else "")
-                + f": {result.fetched} read, {result.events_committed} new"
-                + (f" -> #{result.sequence} {result.kind}" if result.sequence is not None else "")
-            )
+            progress(result.progress_line(done, len(plan)))
     report.checkpoint = ledger.latest_checkpoint()
     return report

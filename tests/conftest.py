@@ -11,6 +11,7 @@ import pytest
 from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import Ledger
 from audit_pipeline.ledger.keys import init_key
+from audit_pipeline.slack.activities_client import ActivitiesApiSettings, ActivitySource
 from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
 
 KEY_EPOCH = 1_700_000_000  # keys are valid from before any test data
@@ -94,3 +95,35 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         return python
 
     return make
+
+
+class SettableClock:
+    """A clock for emulators: ``clock()`` is ``now``, which a test moves by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock_at() -> type[SettableClock]:
+    """clock_at(now) builds a settable clock."""
+    return SettableClock
+
+
+@pytest.fixture
+def activity_source_for() -> Callable[..., ActivitySource]:
+    """activity_source_for(emulator, **settings): an unpaced admin.apps.activities.list reader."""
+
+    def build(emulator, **overrides) -> ActivitySource:
+        settings = ActivitiesApiSettings(
+            token=emulator.config.activities_token,
+            base_url=emulator.base_url.replace("/audit/v1/", "/api/"),
+            max_calls_per_minute=overrides.pop("max_calls_per_minute", 0),
+            **overrides,
+        )
+        return ActivitySource(settings)
+
+    return build

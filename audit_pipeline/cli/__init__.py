@@ -22,6 +22,7 @@ from audit_pipeline.cli.errors import PIPELINE_MODULES, register_unavailable, ru
 COMMAND_MODULES = (
     "audit_pipeline.cli.emulator",
     "audit_pipeline.cli.sync",
+    "audit_pipeline.cli.activities",
     "audit_pipeline.cli.ledger",
     "audit_pipeline.cli.dataset",
     "audit_pipeline.cli.dev",

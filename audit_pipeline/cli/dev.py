@@ -34,6 +34,7 @@ from audit_pipeline.cli.sync import (
     DEMO_KEY_FILE,
     DEMO_ORIGIN,
     DEMO_SEED,
+    DEMO_WORKFLOW_RUNS_PER_HOUR,
     DEV_PORT,
     demo_witness_dir,
     next_commands,
@@ -139,6 +140,7 @@ def dagster_environment(
     emulator_token: str,
     start_hour: int,
     port: int,
+    activities_token: str | None = None,
 ) -> dict[str, str]:
     """dagster_environment is what the code location, its runs and sensors read."""
     return {
@@ -152,6 +154,16 @@ def dagster_environment(
         "SLACK_AUDIT_TOKEN": emulator_token,
         "SLACK_AUDIT_BASE_URL": emulator_url,
         "SLACK_AUDIT_MAX_CALLS_PER_MINUTE": "0",
+        # The emulator's admin.apps.activities.list, with its own token (workflow runs).
+        **(
+            {
+                "SLACK_ACTIVITIES_TOKEN": activities_token,
+                "SLACK_ACTIVITIES_BASE_URL": emulator_url.replace("/audit/v1/", "/api/"),
+                "SLACK_ACTIVITIES_MAX_CALLS_PER_MINUTE": "0",
+            }
+            if activities_token
+            else {}
+        ),
     }
 
 
@@ -276,6 +288,8 @@ def demo_emulator(start: int, now: float, events_per_hour: int):
         events_per_hour=events_per_hour,
         seed=DEMO_SEED,
         rate_limit_per_min=0,
+        workflow_runs_per_hour=DEMO_WORKFLOW_RUNS_PER_HOUR,
+        activities_rate_limit_per_min=0,
     )
 
 
@@ -314,6 +328,7 @@ def run_dev(args: argparse.Namespace) -> int:
             emulator_token=emulator.token,
             start_hour=start,
             port=args.port,
+            activities_token=emulator.config.activities_token,
         )
         env.setdefault("AUDIT_LOG_ORIGIN", DEMO_ORIGIN)
         env.setdefault("AUDIT_WITNESSES", f"{witness.label} {witness.url} {witness.key.vkey}")

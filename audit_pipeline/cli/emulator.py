@@ -78,6 +78,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="F",
         help="fraction of /logs requests answered with a random fault (5xx, reset, ...)",
     )
+    activities = parser.add_argument_group(
+        "admin.apps.activities.list (POST http://HOST:PORT/api/admin.apps.activities.list)"
+    )
+    activities.add_argument(
+        "--activities-token",
+        default="xoxp-emulator-activities-token",
+        help="bearer token the method requires (the audit --token gets missing_scope)",
+    )
+    activities.add_argument(
+        "--workflow-runs-per-hour", type=int, default=4, metavar="N", help="generated runs"
+    )
+    activities.add_argument(
+        "--activities-file",
+        type=Path,
+        metavar="FILE.jsonl",
+        help="serve these activities verbatim (one a line) instead of generated runs",
+    )
+    activities.add_argument(
+        "--activities-rate-limit", type=int, default=50, metavar="CALLS_PER_MIN",
+        help="the method's own Tier 3 budget (0 = off)",
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -99,6 +120,10 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         late_delay=args.late_delay,
         fault_rate=args.fault_rate,
         warm=True,  # its own process: rendering ahead uses a core the client does not
+        activities_token=args.activities_token,
+        workflow_runs_per_hour=0 if args.activities_file else args.workflow_runs_per_hour,
+        activities_file=args.activities_file,
+        activities_rate_limit_per_min=args.activities_rate_limit,
     )
 
 

@@ -16,7 +16,9 @@ import shlex
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from audit_pipeline.cli.output import invoked_as
 from audit_pipeline.cli.preflight import ready_to_commit, usable_dir
@@ -50,6 +52,7 @@ DEMO_MARKER = "EMULATOR-DATA.txt"
 DEMO_KEY_FILE = "demo-signing-key"
 DEMO_SEED = 2026
 DEMO_HOURS = 24
+DEMO_WORKFLOW_RUNS_PER_HOUR = 4
 ORIGIN_ENV = "AUDIT_LOG_ORIGIN"
 
 
@@ -73,6 +76,52 @@ def _add_api_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_range_options(parser: argparse.ArgumentParser) -> None:
+    """add_range_options: the hours, data directory, lookback and output of a sync."""
+    parser.add_argument("--start", required=True, help="first hour, UTC, e.g. 2026-11-28T00")
+    parser.add_argument("--end", required=True, help="end hour (exclusive), UTC")
+    parser.add_argument("--data-dir", help="data directory (AUDIT_DATA_DIR, default ./data)")
+    parser.add_argument(
+        "--lookback",
+        type=int,
+        default=DEFAULT_LOOKBACK_HOURS,
+        metavar="HOURS",
+        help="re-read this many committed hours before START for late events",
+    )
+    parser.add_argument("--run-id", help="identifier recorded in the manifests (default: random)")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+
+def closed_range(
+    args: argparse.Namespace, *, history_start: int | None = AUDIT_HISTORY_START
+) -> tuple[int, int]:
+    """closed_range is the checked [start, end) of a sync; only ended hours are synced."""
+    start, end = parse_hour(args.start), parse_hour(args.end)
+    check_range(start, end, args.lookback)
+    check_sync_bounds(start, end, now=time.time(), history_start=history_start)
+    return start, end
+
+
+def real_ledger(data_dir_arg: str | None) -> Ledger:
+    """real_ledger opens the data directory a real sync commits to (never demo data), after
+    checking everything local a commit needs: nothing is fetched before that."""
+    data_dir = resolve_data_dir(data_dir_arg)
+    if (data_dir / DEMO_MARKER).exists():
+        raise ConfigurationError(
+            f"{data_dir} holds emulator demo data; real syncs go to another data directory"
+        )
+    key_path = default_signing_key_path()
+    signer = load_signing_key(key_path)
+    ready_to_commit(data_dir, signer)
+    return Ledger(
+        data_dir,
+        file_format=PARQUET_FORMAT,
+        signer=signer,
+        origin=os.environ.get(ORIGIN_ENV),
+        signer_state=signer_state_path(key_path),
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     sync = subparsers.add_parser(
         "sync",
@@ -89,18 +138,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "<data dir>/failed-pages/ and the next run retries the hour)"
         ),
     )
-    sync.add_argument("--start", required=True, help="first hour, UTC, e.g. 2026-11-28T00")
-    sync.add_argument("--end", required=True, help="end hour (exclusive), UTC")
-    sync.add_argument("--data-dir", help="data directory (AUDIT_DATA_DIR, default ./data)")
-    sync.add_argument(
-        "--lookback",
-        type=int,
-        default=DEFAULT_LOOKBACK_HOURS,
-        metavar="HOURS",
-        help="re-read this many committed hours before START for late events",
-    )
-    sync.add_argument("--run-id", help="identifier recorded in the manifests (default: random)")
-    sync.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_range_options(sync)
     _add_api_options(sync)
     sync.set_defaults(func=run_sync)
 
@@ -159,9 +197,11 @@ def _report_json(report: SyncReport) -> dict:
     }
 
 
-def check_sync_bounds(start: int, end: int, *, now: float) -> None:
+def check_sync_bounds(
+    start: int, end: int, *, now: float, history_start: int | None = AUDIT_HISTORY_START
+) -> None:
     """check_sync_bounds refuses hours the API cannot serve, before any call is spent."""
-    if start < AUDIT_HISTORY_START:
+    if history_start is not None and start < history_start:
         raise ConfigurationError(
             f"--start {format_hour(start)} is before {format_hour(AUDIT_HISTORY_START)}: "
             "Slack keeps no audit log data from before March 2018"
@@ -176,37 +216,33 @@ def check_sync_bounds(start: int, end: int, *, now: float) -> None:
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    start, end = parse_hour(args.start), parse_hour(args.end)
-    check_range(start, end, args.lookback)
-    check_sync_bounds(start, end, now=time.time())
-    settings = AuditApiSettings.from_env(
+    return run_source_sync(args, AuditApiSettings, AuditLogSource, sync_hours)
+
+
+def run_source_sync(
+    args: argparse.Namespace,
+    settings_class: type[AuditApiSettings],
+    source_class: Callable[[Any], Any],
+    sync: Callable[..., SyncReport],
+    source_name: str | None = None,
+) -> int:
+    """run_source_sync reads one source's settings from the environment and the flags,
+    syncs the range into the real ledger and prints the summary (``--json``: on stdout)."""
+    start, end = closed_range(args)
+    settings = settings_class.from_env(
         base_url=args.base_url,
         page_size=args.page_size,
         timeout=args.timeout,
         max_retries=args.max_retries,
         max_calls_per_minute=args.max_calls_per_minute,
     )
-    data_dir = resolve_data_dir(args.data_dir)
-    if (data_dir / DEMO_MARKER).exists():
-        raise ConfigurationError(
-            f"{data_dir} holds emulator demo data; real syncs go to another data directory"
-        )
-    key_path = default_signing_key_path()
-    signer = load_signing_key(key_path)
-    ready_to_commit(data_dir, signer)
-    ledger = Ledger(
-        data_dir,
-        file_format=PARQUET_FORMAT,
-        signer=signer,
-        origin=os.environ.get(ORIGIN_ENV),
-        signer_state=signer_state_path(key_path),
-    )
+    ledger = real_ledger(args.data_dir)
     witnessing = CommitWitnessing(ledger, policy_from_env(), progress=_progress)
-    report = sync_hours(
+    report = sync(
         start=start,
         end=end,
         lookback_hours=args.lookback,
-        source=AuditLogSource(settings),
+        source=source_class(settings),
         ledger=ledger,
         run_id=args.run_id or f"cli-{uuid.uuid4()}",
         progress=Progress(),
@@ -221,9 +257,11 @@ def run_sync(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.json:
-        summary = _report_json(report)
-        summary["witnesses"] = [r.to_dict() for r in witnessing.rounds]
-        print(json.dumps(summary, indent=2))
+        doc = _report_json(report)
+        if source_name:
+            doc["source"] = source_name
+        doc["witnesses"] = [r.to_dict() for r in witnessing.rounds]
+        print(json.dumps(doc, indent=2))
     if witnessing.alarms:
         print(
             "INTEGRITY ALARM: witnesses refused because the log does not extend what they "
@@ -253,6 +291,29 @@ def prepare_demo_data_dir(data_dir: Path, *, now: float) -> Signer:
     return signer
 
 
+def _demo_workflow_runs(
+    emulator: Any, ledger: Ledger, start: int, end: int, on_commit: Callable[..., Any]
+) -> SyncReport:
+    """The demo's second source: the emulator's workflow runs, with their own token."""
+    from audit_pipeline.ingest_activities import sync_activity_hours
+    from audit_pipeline.slack.activities_client import ActivitiesApiSettings, ActivitySource
+
+    settings = ActivitiesApiSettings(
+        token=emulator.config.activities_token,
+        base_url=emulator.base_url.replace("/audit/v1/", "/api/"),
+        max_calls_per_minute=0,
+    )
+    return sync_activity_hours(
+        start=start,
+        end=end,
+        source=ActivitySource(settings),
+        ledger=ledger,
+        run_id=f"demo-{uuid.uuid4()}",
+        progress=Progress(),
+        on_commit=on_commit,
+    )
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from audit_pipeline.slack.emulator import running_emulator
 
@@ -273,6 +334,8 @@ def run_demo(args: argparse.Namespace) -> int:
             events_per_hour=args.events_per_hour,
             seed=args.seed,
             rate_limit_per_min=0,
+            workflow_runs_per_hour=DEMO_WORKFLOW_RUNS_PER_HOUR,
+            activities_rate_limit_per_min=0,
         ) as emulator,
         running_local_witness(
             demo_witness_dir(data_dir), DEMO_ORIGIN, signer.verifier, forget=fresh
@@ -300,10 +363,12 @@ def run_demo(args: argparse.Namespace) -> int:
             progress=Progress(),
             on_commit=witnessing,
         )
-        if not report.batches:
+        workflow_report = _demo_workflow_runs(emulator, ledger, start, end, witnessing)
+        if not report.batches and not workflow_report.batches:
             witnessing()  # nothing new: still catch the witness up with the latest checkpoint
     verification = verify_ledger(data_dir, file_format=PARQUET_FORMAT, witness_keys=[witness.key])
     print(sync_story(report))
+    print("workflow activities: " + sync_story(workflow_report))
     print(verification.summary())
     if not verification:
         return 1

@@ -92,6 +92,11 @@ from audit_pipeline.dataset.storage import (
     storage_version_number,
 )
 from audit_pipeline.dataset.views import create_views
+from audit_pipeline.dataset.workflow_views import (
+    ActivityFileChanged,
+    create_workflow_views,
+    load_workflow_activity,
+)
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.lake import EVENT_SCHEMA, PARQUET_FORMAT, SCHEMA_VERSION
 from audit_pipeline.lake.parquet import is_event_schema, upgrade_batch_table
@@ -118,6 +123,7 @@ from audit_pipeline.ledger.layout import (
     manifest_path,
     parse_numbered_name,
 )
+from audit_pipeline.ledger.manifest import AUDIT_LOGS_SOURCE, source_name
 from audit_pipeline.ledger.note import parse_vkey
 from audit_pipeline.ledger.verify import merkle_b64
 from audit_pipeline.text import plural
@@ -435,6 +441,11 @@ def _storage_order(batches: Sequence[SignedManifest]) -> list[SignedManifest]:
     return sorted(with_data, key=lambda m: (m.manifest.window_start, m.sequence))
 
 
+def _is_audit_batch(signed: SignedManifest) -> bool:
+    """Workflow activity batches go to workflow_activity (workflow_views.py), not here."""
+    return source_name(signed.manifest) == AUDIT_LOGS_SOURCE
+
+
 def _load_batches(
     con: duckdb.DuckDBPyConnection,
     data_dir: Path,
@@ -449,7 +460,7 @@ def _load_batches(
     events = _Loader(con, "audit_events", EVENT_COLUMNS)
     quarantine = _Loader(con, "quarantine", QUARANTINE_COLUMNS)
     quarantined: dict[int, int] = {}
-    ordered = _storage_order(batches)
+    ordered = [m for m in _storage_order(batches) if _is_audit_batch(m)]
     to_read = sum(1 for m in ordered if m.sequence not in kept)
     read = 0
     for signed in ordered:
@@ -699,7 +710,8 @@ def _previous_batches(
     listed = con.sql(
         "SELECT sequence, manifest_sha256, sha256(manifest::VARCHAR) = manifest_sha256, "
         "CAST(manifest->>'$.signed.data.rows' AS BIGINT), "
-        "CAST(manifest->>'$.signed.window.start' AS BIGINT), quarantined "
+        "CAST(manifest->>'$.signed.window.start' AS BIGINT), quarantined, "
+        "coalesce(manifest->>'$.signed.source.name', 'slack_audit_logs') "
         "FROM batches ORDER BY window_start, sequence"
     ).fetchall()
     if len(listed) > len(chain):
@@ -719,12 +731,14 @@ def _previous_batches(
     if not set(held) <= set(range(len(listed))):
         raise _NotIncremental("the previous dataset holds rows of batches it does not list")
     windows: dict[int, int] = {}
-    for sequence, sha256, text_matches, rows, window_start, quarantined in listed:
+    for sequence, sha256, text_matches, rows, window_start, quarantined, source in listed:
         if sha256 != chain.sha256[sequence] or not text_matches:
             raise _NotIncremental(
                 f"manifest {sequence} is not the one the previous dataset was built from "
                 "(the ledger was rebuilt or its history changed)"
             )
+        if source != AUDIT_LOGS_SOURCE:
+            continue  # its rows are in workflow_activity, reloaded whole by every build
         events, in_quarantine = held.get(sequence, (0, 0))
         if events + in_quarantine != (rows or 0) or in_quarantine != quarantined:
             raise _NotIncremental(
@@ -798,7 +812,12 @@ def _finish(
     _insert_keys(con, data_dir)
     _insert_runs(con, history.load_runs(data_dir))
     _insert_info(con, data_dir, report, run, events, quarantine, mode, reason)
+    try:
+        load_workflow_activity(con, data_dir, chain.manifests())
+    except (OSError, ActivityFileChanged) as exc:
+        raise DatasetIntegrityError(f"{exc}; nothing was published") from exc
     create_views(con)
+    create_workflow_views(con)
     con.execute("CHECKPOINT")
     return {
         "batches": len(chain),

@@ -340,9 +340,11 @@ removing or adding any byte of the log data or the signed files makes it fail an
 where. The data files of batches outside the range are deliberately absent: their
 manifests are checked, their events are not part of this evidence.
 
-To read the events: `duckdb -c "SELECT * FROM read_parquet('lake/**/*.parquet')"`, or
-open the files with any Parquet reader. Column `raw_json` is each event exactly as Slack's
-Audit Logs API returned it; `audit-pipeline prove` on the original system produces a
+To read the events: `duckdb -c "SELECT * FROM read_parquet('lake/date=*/**/*.parquet')"`,
+or open the files with any Parquet reader. Column `raw_json` is each event exactly as Slack's
+Audit Logs API returned it; workflow activities (admin.apps.activities.list) are under
+`lake/source=slack_app_activities/`, with the bytes Slack sent in `raw_bytes`;
+`audit-pipeline prove` on the original system produces a
 per-event proof that checks against the same checkpoint.
 """
 

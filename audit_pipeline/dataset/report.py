@@ -26,6 +26,7 @@ from audit_pipeline.dataset import charts, history
 from audit_pipeline.dataset.build import dataset_path
 from audit_pipeline.dataset.query import ledger_beside, open_dataset
 from audit_pipeline.dataset.verdict import Verdict, verdict_now
+from audit_pipeline.dataset.workflow_report import workflow_section
 from audit_pipeline.ledger import resolve_data_dir
 
 _CSS = """
@@ -153,6 +154,7 @@ def render_report(
         _coverage_section(con),
         _volume_section(con),
         _actions_section(con),
+        workflow_section(con),
         _checkpoint_section(con, info, current),
         _runs_section(runs),
     ]

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import duckdb
 import pyarrow as pa
 
+from audit_pipeline.dataset import workflow_views
 from audit_pipeline.lake import COLUMN_DOCS, EVENT_SCHEMA
 
 DATASET_SCHEMA_VERSION = "1"
@@ -125,13 +126,21 @@ TABLES: dict[str, tuple[str, str]] = {
         "CREATE TABLE dataset_info (key VARCHAR NOT NULL, value VARCHAR)",
         "How and from what this dataset file was built.",
     ),
+    workflow_views.TABLE: (workflow_views.TABLE_DDL, workflow_views.TABLE_COMMENT),
 }
 
 
 # Tables every build writes whole (small: read from the keyring, the checkpoints and the
 # history). An incremental build keeps the rows of audit_events, quarantine and batches of
 # the batches it reuses.
-METADATA_TABLES = ("checkpoints", "keys", "verification_runs", "dataset_info")
+# workflow_activity (the second source's rows, small) is also written whole every build.
+METADATA_TABLES = (
+    "checkpoints",
+    "keys",
+    "verification_runs",
+    "dataset_info",
+    workflow_views.TABLE,
+)
 
 
 def create_tables(con: duckdb.DuckDBPyConnection, names: Iterable[str] | None = None) -> None:
@@ -148,6 +157,8 @@ def comment_tables(con: duckdb.DuckDBPyConnection, names: Iterable[str] | None =
     wanted = list(TABLES) if names is None else list(names)
     for name in wanted:
         con.execute(f"COMMENT ON TABLE {name} IS {_q(TABLES[name][1])}")
+    if workflow_views.TABLE in wanted:
+        workflow_views.comment_table(con)
     for table, columns in (("audit_events", EVENT_COLUMNS), ("quarantine", QUARANTINE_COLUMNS)):
         if table not in wanted:
             continue

@@ -30,6 +30,35 @@ from audit_pipeline.dataset.classify import (
 _ORDER_BY_TIME = "ORDER BY date_create, event_id"
 
 
+def coverage_sql(source: str) -> str:
+    """coverage_sql: the hours of one source's batches (``source.name`` in the manifest;
+    absent means the audit logs), gaps included."""
+    batches = (
+        "(SELECT * FROM batches WHERE coalesce(source->>'$.name', 'slack_audit_logs') = "
+        f"'{source}')"
+    )
+    return f"""
+        WITH span AS (SELECT min(window_start) AS first, max(window_start) AS last
+                      FROM {batches}),
+        hours AS (
+            SELECT unnest(generate_series(first, last, INTERVAL 1 HOUR)) AS hour FROM span
+            WHERE first IS NOT NULL
+        ),
+        per_window AS (
+            SELECT window_start, count(*) AS batches,
+                   list(kind ORDER BY sequence) AS kinds,
+                   sum(event_count - quarantined) AS events,
+                   sum(quarantined) AS quarantined
+            FROM {batches} GROUP BY window_start
+        )
+        SELECT h.hour, w.window_start IS NOT NULL AS committed,
+               coalesce(w.batches, 0) AS batches, coalesce(w.kinds, []) AS kinds,
+               coalesce(w.events, 0) AS events, coalesce(w.quarantined, 0) AS quarantined
+        FROM hours AS h LEFT JOIN per_window AS w ON w.window_start = h.hour
+        ORDER BY h.hour
+        """
+
+
 @dataclass(frozen=True)
 class View:
     name: str
@@ -297,27 +326,10 @@ VIEWS: tuple[View, ...] = (
     ),
     View(
         "coverage",
-        "One row per UTC hour from the first committed window to the last: its batches "
-        "(hour, late, empty), events and quarantined rows; committed is false for a gap.",
-        """
-        WITH span AS (SELECT min(window_start) AS first, max(window_start) AS last FROM batches),
-        hours AS (
-            SELECT unnest(generate_series(first, last, INTERVAL 1 HOUR)) AS hour FROM span
-            WHERE first IS NOT NULL
-        ),
-        per_window AS (
-            SELECT window_start, count(*) AS batches,
-                   list(kind ORDER BY sequence) AS kinds,
-                   sum(event_count - quarantined) AS events,
-                   sum(quarantined) AS quarantined
-            FROM batches GROUP BY window_start
-        )
-        SELECT h.hour, w.window_start IS NOT NULL AS committed,
-               coalesce(w.batches, 0) AS batches, coalesce(w.kinds, []) AS kinds,
-               coalesce(w.events, 0) AS events, coalesce(w.quarantined, 0) AS quarantined
-        FROM hours AS h LEFT JOIN per_window AS w ON w.window_start = h.hour
-        ORDER BY h.hour
-        """,
+        "One row per UTC hour from the first committed window to the last of the audit logs "
+        "source: its batches (hour, late, empty), events and quarantined rows; committed is "
+        "false for a gap. (Workflow activity batches: workflow_coverage.)",
+        coverage_sql("slack_audit_logs"),
     ),
     View(
         "gaps",

@@ -37,7 +37,7 @@ from audit_pipeline.defs.resources import (
     SlackAuditResource,
     SlackNotifier,
 )
-from audit_pipeline.defs.schedules import SYNC_MINUTE
+from audit_pipeline.defs.schedules import COVERED_SOURCES, SYNC_MINUTE
 from audit_pipeline.defs.verification import (
     COVERAGE_TOLERANCE_HOURS,
     FRESHNESS_HOURS,
@@ -323,14 +323,15 @@ def build_audit_ledger(
     full_every_hours: int = FULL_VERIFY_EVERY_HOURS,
     coverage_tolerance_hours: int = COVERAGE_TOLERANCE_HOURS,
     clock: Callable[[], float] = time.time,
+    covered_sources: tuple[str, ...] = COVERED_SOURCES,
 ) -> dg.AssetsDefinition:
-    """build_audit_ledger makes the ledger asset and its checks."""
+    """build_audit_ledger makes the ledger asset and its checks (coverage per source)."""
 
     with _beta_apis():
 
         @dg.asset(
             name="audit_ledger",
-            deps=["slack_audit_events"],
+            deps=["slack_audit_events", "slack_workflow_activity"],
             check_specs=LEDGER_CHECK_SPECS,
             kinds={"python"},
             owners=OWNERS,
@@ -358,6 +359,7 @@ def build_audit_ledger(
                     full_every_hours=full_every_hours,
                     coverage_tolerance_hours=coverage_tolerance_hours,
                     now=clock(),
+                    covered_sources=covered_sources,
                 ),
             )
             if HISTORY_ERROR in metadata:

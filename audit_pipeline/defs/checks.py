@@ -16,8 +16,8 @@ ledger is still a verified one.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -205,6 +205,7 @@ class Coverage:
     expected_through: int | None  # last hour (start) that must be committed; None: none yet
     missing: tuple[int, ...]
     newest: int | None  # newest committed hour (start)
+    missing_by_source: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, committed: Iterable[int], *, start: int, through: int | None) -> Coverage:
@@ -213,6 +214,24 @@ class Coverage:
         if through is not None and through >= start:
             missing = tuple(h for h in range(start, through + 3600, 3600) if h not in held)
         return cls(start, through, missing, max(held, default=None))
+
+    @classmethod
+    def of_sources(
+        cls, committed: Mapping[str, Iterable[int]], *, start: int, through: int | None
+    ) -> Coverage:
+        """of_sources: every source must hold every hour; the newest hour is the oldest of
+        the sources' newest (each source must be fresh)."""
+        each = {
+            name: cls.of(hours, start=start, through=through) for name, hours in committed.items()
+        }
+        newest = [c.newest for c in each.values()]
+        return cls(
+            start,
+            through,
+            tuple(sorted({h for c in each.values() for h in c.missing})),
+            None if not newest or None in newest else min(n for n in newest if n is not None),
+            {name: c.missing for name, c in each.items() if c.missing},
+        )
 
 
 def _md_cell(value: object) -> str:
@@ -298,6 +317,13 @@ def ledger_check_results(
                 metadata["missing_hour_list"] = dg.MetadataValue.json(
                     [format_hour(h) for h in coverage.missing[:MAX_LISTED]]
                 )
+            if coverage.missing_by_source:
+                metadata["missing_hours_by_source"] = dg.MetadataValue.json(
+                    {
+                        name: [format_hour(h) for h in hours[:MAX_LISTED]]
+                        for name, hours in coverage.missing_by_source.items()
+                    }
+                )
         elif check in (LEDGER_WITNESSES_AGREE, LEDGER_WITNESS_QUORUM):
             verdict = report.witnesses
             metadata["witnesses_configured"] = 0 if verdict is None else len(verdict.keys)
@@ -345,7 +371,8 @@ def _failure_description(
         )
     if check is LEDGER_COVERS_EVERY_HOUR:
         hours = ", ".join(format_hour(h) for h in coverage.missing[:5])
-        return f"{len(coverage.missing)} hours have no batch: {hours}"
+        sources = ", ".join(sorted(coverage.missing_by_source))
+        return f"{len(coverage.missing)} hours have no batch ({sources}): {hours}"
     if check is LEDGER_FRESH:
         if coverage.newest is None:
             return "no hour has been committed yet"

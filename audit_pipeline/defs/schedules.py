@@ -11,6 +11,8 @@ newest missed tick runs). ``missing_hours_sensor`` in ``sensors.py`` closes that
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from audit_pipeline.defs import env_flag, env_int
@@ -21,12 +23,21 @@ AUTOMATION_STATUS = (
     dg.DefaultScheduleStatus.RUNNING if AUTOMATION_ON else dg.DefaultScheduleStatus.STOPPED
 )
 
-SYNC_SELECTION = dg.AssetSelection.assets("slack_audit_events").downstream()
+# The workflow activity source (defs/workflow_activity.py) joins the hourly job, and the
+# coverage it must keep, only when its own token is configured: the variable's presence is
+# read here, never its value (a missing token disables the source; it never borrows
+# SLACK_AUDIT_TOKEN).
+ACTIVITIES_TOKEN_ENV = "SLACK_ACTIVITIES_TOKEN"
+ACTIVITIES_ENABLED = bool(os.environ.get(ACTIVITIES_TOKEN_ENV, "").strip())
+SYNC_ASSETS = ("slack_audit_events",) + (("slack_workflow_activity",) if ACTIVITIES_ENABLED else ())
+COVERED_SOURCES = ("slack_audit_logs",) + (("slack_app_activities",) if ACTIVITIES_ENABLED else ())
+SYNC_SELECTION = dg.AssetSelection.assets(*SYNC_ASSETS).downstream()
 
 hourly_sync_job = dg.define_asset_job(
     "hourly_sync",
     selection=SYNC_SELECTION,
-    description="Sync one hour of Slack audit events, then verify the ledger and publish.",
+    description="Sync one hour of Slack audit events (and of workflow activities when "
+    "SLACK_ACTIVITIES_TOKEN is set), then verify the ledger and publish.",
     tags={"audit_pipeline/job": "hourly_sync"},
 )
 

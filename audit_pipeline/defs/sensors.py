@@ -26,9 +26,11 @@ import dagster as dg
 
 from audit_pipeline.defs import env_int
 from audit_pipeline.defs.partitions import hourly_partition
-from audit_pipeline.defs.schedules import AUTOMATION_ON, SYNC_MINUTE, hourly_sync_job
+from audit_pipeline.defs.schedules import AUTOMATION_ON, SYNC_ASSETS, SYNC_MINUTE, hourly_sync_job
 
 EVENTS_ASSET = dg.AssetKey("slack_audit_events")
+# An hour is a gap while any synced source lacks it (each source's asset is partitioned).
+SYNC_ASSET_KEYS = tuple(dg.AssetKey(name) for name in SYNC_ASSETS)
 GAP_FILL_MAX_RUNS = env_int("AUDIT_GAP_FILL_MAX_RUNS", 24, minimum=1)
 GAP_FILL_RETRY_MINUTES = env_int("AUDIT_GAP_FILL_RETRY_MINUTES", 10, minimum=1)
 GAP_FILL_MAX_ATTEMPTS = env_int("AUDIT_GAP_FILL_MAX_ATTEMPTS", 6, minimum=1)
@@ -196,6 +198,7 @@ def build_missing_hours_sensor(
         dg.DefaultSensorStatus.RUNNING if AUTOMATION_ON else dg.DefaultSensorStatus.STOPPED
     ),
     name: str = "missing_hours_sensor",
+    asset_keys: tuple[dg.AssetKey, ...] = SYNC_ASSET_KEYS,
 ) -> dg.SensorDefinition:
     """build_missing_hours_sensor makes the gap-filling sensor (tests inject the clock)."""
     retry = RetryPolicy(first_delay=retry_minutes * 60.0, max_attempts=max_attempts)
@@ -218,7 +221,9 @@ def build_missing_hours_sensor(
         now = clock()
         plan = plan_gap_fill(
             wanted=settled_hours(partitions_def, now, settle_minutes),
-            materialized=set(instance.get_materialized_partitions(EVENTS_ASSET)),
+            materialized=set.intersection(
+                *(set(instance.get_materialized_partitions(key)) for key in asset_keys)
+            ),
             in_flight=in_flight_partitions(instance, partitions_def),
             requested_before=parse_cursor(context.cursor),
             max_runs=max_runs_per_tick,

@@ -45,7 +45,7 @@ from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.ingest import HOUR
 from audit_pipeline.ledger import LedgerError, VerifyReport
 from audit_pipeline.ledger.layout import MANIFESTS, LocalStorage
-from audit_pipeline.ledger.manifest import parse_manifest
+from audit_pipeline.ledger.manifest import AUDIT_LOGS_SOURCE, parse_manifest, source_name
 from audit_pipeline.ledger.signer_state import signer_state_path
 from audit_pipeline.ledger.witnessed import WitnessVerdict
 from audit_pipeline.witness.config import WitnessPolicy
@@ -112,15 +112,17 @@ def recorded_verification(instance: dg.DagsterInstance) -> RecordedVerification:
     )
 
 
-def committed_hours(data_dir: Path) -> set[int]:
-    """committed_hours lists the windows of every readable manifest, gaps or not."""
+def committed_hours(data_dir: Path, source: str = AUDIT_LOGS_SOURCE) -> set[int]:
+    """committed_hours lists the windows of every readable manifest of ``source``."""
     storage = LocalStorage(data_dir)
     hours = set()
     for name in storage.list_dir(MANIFESTS):
         try:
-            hours.add(parse_manifest(storage.read(f"{MANIFESTS}/{name}")).manifest.window_start)
+            manifest = parse_manifest(storage.read(f"{MANIFESTS}/{name}")).manifest
         except (LedgerError, OSError):
             continue  # the verifier reports unreadable manifests
+        if source_name(manifest) == source:
+            hours.add(manifest.window_start)
     return hours
 
 
@@ -139,6 +141,7 @@ class VerificationSettings:
     freshness_hours: int = FRESHNESS_HOURS
     full_every_hours: int = FULL_VERIFY_EVERY_HOURS
     coverage_tolerance_hours: int = COVERAGE_TOLERANCE_HOURS
+    covered_sources: tuple[str, ...] = (AUDIT_LOGS_SOURCE,)  # each must hold every hour
 
 
 def verification_result(
@@ -182,8 +185,9 @@ def verification_result(
         context.log.error(problem)
 
     through = last_settled_hour(now, settings.settle_minutes)
-    coverage = Coverage.of(
-        committed_hours(ledger.resolved_data_dir()),
+    data_dir = ledger.resolved_data_dir()
+    coverage = Coverage.of_sources(
+        {source: committed_hours(data_dir, source) for source in settings.covered_sources},
         start=settings.coverage_start,
         through=through if through >= settings.coverage_start else None,
     )

@@ -41,9 +41,17 @@ def write_batch_file(table: pa.Table, path: Path) -> None:
 
 def _open_batch_file(path: Path) -> pq.ParquetFile:
     parquet = pq.ParquetFile(path)
-    if not is_event_schema(parquet.schema_arrow):
+    schema = parquet.schema_arrow
+    if not is_event_schema(schema) and not _is_activity_file(schema):
         raise MalformedError(f"{path}: not an audit event file (schema differs)")
     return parquet
+
+
+def _is_activity_file(schema: pa.Schema) -> bool:
+    """Workflow activity files (``lake/activities.py``) share the ledger's columns."""
+    from audit_pipeline.lake.activities import ACTIVITY_SCHEMA
+
+    return schema.equals(ACTIVITY_SCHEMA, check_metadata=False)
 
 
 def is_event_schema(schema: pa.Schema) -> bool:

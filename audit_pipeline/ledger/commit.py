@@ -74,13 +74,16 @@ from audit_pipeline.ledger.layout import (
     parse_numbered_name,
 )
 from audit_pipeline.ledger.manifest import (
+    AUDIT_LOGS_SOURCE,
     GENESIS_PREV,
+    SOURCE_NAME_PATTERN,
     DataFile,
     Manifest,
     SignedManifest,
     check_no_floats,
     parse_manifest,
     sign_manifest,
+    source_name,
 )
 from audit_pipeline.ledger.note import Signer
 from audit_pipeline.ledger.signer_state import check_extension, load_signer_state, record_signed
@@ -212,6 +215,9 @@ def check_provenance(source: Mapping[str, Any], run_id: str) -> None:
         raise CommitError("run_id must be a non-empty string")
     if not isinstance(source, Mapping):
         raise CommitError("source must be a mapping (the API query that produced the batch)")
+    name = source.get("name", AUDIT_LOGS_SOURCE)
+    if not isinstance(name, str) or not SOURCE_NAME_PATTERN.match(name):
+        raise CommitError(f"source.name {name!r} is not a source name")
     try:
         check_no_floats(source, "source")
         canonical_json(dict(source))
@@ -297,13 +303,16 @@ class Ledger:
     def tree_size(self) -> int:
         return len(self._load_chain())
 
-    def committed_windows(self) -> set[int]:
-        """committed_windows returns the start of every window that has a manifest."""
-        return {m.manifest.window_start for m in self._load_chain()}
+    def committed_windows(self, source: str = AUDIT_LOGS_SOURCE) -> set[int]:
+        """committed_windows returns the start of every window of ``source`` with a manifest."""
+        return {
+            m.manifest.window_start for m in self._load_chain() if source_name(m.manifest) == source
+        }
 
-    def committed_event_ids(self, window_start: int) -> set[str]:
+    def committed_event_ids(self, window_start: int, source: str = AUDIT_LOGS_SOURCE) -> set[str]:
         """committed_event_ids returns every event id committed for the window so far."""
-        return self._window_ids(self._load_chain(), window_start)
+        chain = [m for m in self._load_chain() if source_name(m.manifest) == source]
+        return self._window_ids(chain, window_start)
 
     def latest_checkpoint(self) -> bytes | None:
         """latest_checkpoint returns the signed checkpoint of the largest tree size."""
@@ -321,13 +330,15 @@ class Ledger:
         ]
         return max(sizes, default=None)
 
-    def window_leaves(self, window_start: int) -> dict[str, bytes]:
+    def window_leaves(self, window_start: int, source: str = AUDIT_LOGS_SOURCE) -> dict[str, bytes]:
         """window_leaves maps each event id committed for the window to its leaf hash (read
         without the lock: the caller uses it to tell changed content from a repeat)."""
         leaves: dict[str, bytes] = {}
         for signed in self._load_chain():
             data = signed.manifest.data
             if signed.manifest.window_start != window_start or data is None:
+                continue
+            if source_name(signed.manifest) != source:
                 continue
             for record in self.file_format.read_events(self.storage.path(data.path)):
                 leaves.setdefault(record.event_id, record.leaf_hash)
@@ -393,7 +404,12 @@ class Ledger:
             chain = self._load_chain()
             self._check_signer_state(chain)
             self._recover(chain)
-            batches = [m for m in chain if m.manifest.window_start == window_start]
+            name = source.get("name") or AUDIT_LOGS_SOURCE
+            batches = [
+                m
+                for m in chain
+                if m.manifest.window_start == window_start and source_name(m.manifest) == name
+            ]
             held = self._window_ids(batches, window_start)
             new = [e for e in unique if e.event_id not in held]
             missing = tuple(sorted(held - {e.event_id for e in unique}))
@@ -432,7 +448,7 @@ class Ledger:
         data, records = None, []
         if events:
             data, records = self._publish_data(
-                signer, origin, seq, window_start, kind, events, write_data
+                signer, origin, seq, window_start, kind, events, write_data, source.get("name")
             )
         times = [r.date_create for r in records]
         manifest = Manifest(
@@ -491,9 +507,10 @@ class Ledger:
         kind: str,
         events: Sequence[EventRecord],
         write_data: WriteData,
+        source: str | None = None,
     ) -> tuple[DataFile, list[EventRecord]]:
         suffix = self.file_format.suffix
-        rel = batch_data_path(window_start, seq, kind, suffix)
+        rel = batch_data_path(window_start, seq, kind, suffix, source)
         staged = self.storage.stage_path(f"{seq:08d}-{kind}.staged{suffix}")
         write_data(events, staged)
         self._step("data_written")

@@ -168,15 +168,19 @@ def format_hour(window_start: int) -> str:
     return datetime.fromtimestamp(window_start, UTC).strftime("%Y-%m-%dT%H:00Z")
 
 
-def batch_data_dir(window_start: int) -> str:
-    """batch_data_dir is the hour's hive-style partition directory under ``lake/``."""
+def batch_data_dir(window_start: int, source: str | None = None) -> str:
+    """batch_data_dir is the hour's hive-style partition directory under ``lake/``; sources
+    other than the audit logs have their own, under ``lake/source=<name>/``."""
     moment = datetime.fromtimestamp(window_start, UTC)
-    return f"{LAKE}/date={moment:%Y-%m-%d}/hour={moment:%H}"
+    top = LAKE if source in (None, "slack_audit_logs") else f"{LAKE}/source={source}"
+    return f"{top}/date={moment:%Y-%m-%d}/hour={moment:%H}"
 
 
-def batch_data_path(window_start: int, seq: int, kind: str, suffix: str) -> str:
+def batch_data_path(
+    window_start: int, seq: int, kind: str, suffix: str, source: str | None = None
+) -> str:
     """batch_data_path is the one place a batch's data file may live (hive-style partition)."""
-    return f"{batch_data_dir(window_start)}/{seq:0{SEQ_WIDTH}d}-{kind}{suffix}"
+    return f"{batch_data_dir(window_start, source)}/{seq:0{SEQ_WIDTH}d}-{kind}{suffix}"
 
 
 def _fsync_dir(path: Path) -> None:

@@ -66,6 +66,9 @@ ALGORITHMS: Mapping[str, str] = {
     "signature": "ed25519",
 }
 KINDS = ("hour", "late", "empty")
+# ``source.name`` (optional) says which API a batch came from; absent means the audit logs.
+AUDIT_LOGS_SOURCE = "slack_audit_logs"
+SOURCE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 GENESIS_PREV = "00" * 32
 BAD_SIGNATURE = "bad_signature"
 
@@ -197,6 +200,10 @@ class Manifest:
         if not isinstance(source, Mapping):
             raise MalformedError("source is not an object")
         check_no_floats(source, "source")
+        if "name" in source and (
+            not isinstance(source["name"], str) or not SOURCE_NAME_PATTERN.match(source["name"])
+        ):
+            raise MalformedError(f"source.name {source['name']!r} is not a source name")
         return cls(
             origin=_str(d["origin"], "origin"),
             sequence=_int(d["sequence"], "sequence"),
@@ -218,6 +225,15 @@ class Manifest:
             unrecognized_fields={k: v for k, v in d.items() if k not in _FIELDS},
             format=d["format"],
         )
+
+
+def source_name(manifest: Manifest) -> str:
+    """source_name is the API a batch came from (``source.name``; the audit logs if absent).
+
+    Hours, kinds and event ids are per source: each source has its own ``hour``/``empty``
+    batch of an hour and its own ``late`` batches."""
+    name = manifest.source.get("name")
+    return name if isinstance(name, str) and name else AUDIT_LOGS_SOURCE
 
 
 @dataclass(frozen=True)

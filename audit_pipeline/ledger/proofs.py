@@ -50,13 +50,20 @@ from audit_pipeline.ledger.errors import (
 from audit_pipeline.ledger.events import BatchFileFormat
 from audit_pipeline.ledger.keys import Keyring, KeyStatus, load_keyring
 from audit_pipeline.ledger.layout import (
+    LAKE,
     batch_data_dir,
     batch_data_path,
     format_hour,
     manifest_path,
     open_regular,
 )
-from audit_pipeline.ledger.manifest import Manifest, SignedManifest, parse_manifest
+from audit_pipeline.ledger.manifest import (
+    SOURCE_NAME_PATTERN,
+    Manifest,
+    SignedManifest,
+    parse_manifest,
+    source_name,
+)
 from audit_pipeline.ledger.note import Verifiers, split_note
 from audit_pipeline.ledger.witnessed import default_quorum, witnessed_path
 
@@ -201,7 +208,17 @@ def _batches_of_hour(ledger: Ledger, window_start: int, size: int) -> list[int]:
     hour's lake directory (their names start with the sequence number). Only a candidate
     list: each one's manifest is still parsed and its window and path compared."""
     seqs = set()
-    for name in ledger.storage.list_dir(batch_data_dir(window_start)):
+    sources = [None] + [  # other sources' partitions: lake/source=<name>/
+        name.removeprefix("source=")
+        for name in ledger.storage.list_dir(LAKE)
+        if name.startswith("source=") and SOURCE_NAME_PATTERN.match(name.removeprefix("source="))
+    ]
+    names = [
+        n
+        for source in sources
+        for n in ledger.storage.list_dir(batch_data_dir(window_start, source))
+    ]
+    for name in names:
         number = name.split("-", 1)[0]
         if number.isdigit() and int(number) < size:
             seqs.add(int(number))
@@ -232,7 +249,13 @@ def _find_event(
         if data is None or (
             window_start is not None
             and data.path
-            != batch_data_path(window_start, seq, signed.manifest.kind, ledger.file_format.suffix)
+            != batch_data_path(
+                window_start,
+                seq,
+                signed.manifest.kind,
+                ledger.file_format.suffix,
+                source_name(signed.manifest),
+            )
         ):
             continue
         try:

@@ -88,6 +88,7 @@ from audit_pipeline.ledger.manifest import (
     UnsupportedAlgorithmError,
     parse_manifest,
     signature_status,
+    source_name,
 )
 from audit_pipeline.ledger.note import Verifiers
 from audit_pipeline.ledger.report_text import finding_lines
@@ -762,7 +763,9 @@ class _Run:
                 f"{'a' if has_data else 'no'} data file",
             )
         if m.data is not None:
-            want = batch_data_path(m.window_start, m.sequence, m.kind, self.file_format.suffix)
+            want = batch_data_path(
+                m.window_start, m.sequence, m.kind, self.file_format.suffix, source_name(m)
+            )
             if m.data.path != want:
                 self.add(
                     FindingCode.PATH_MISMATCH,
@@ -781,10 +784,13 @@ class _Run:
                 )
 
     def _check_windows(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
-        by_window: dict[int, list[tuple[int, SignedManifest]]] = defaultdict(list)
+        # Each source has its own first batch per hour (``source.name``; see FORMAT.md).
+        by_window: dict[tuple[str, int], list[tuple[int, SignedManifest]]] = defaultdict(list)
         for seq, signed in sorted(parsed.items()):
-            by_window[signed.manifest.window_start].append((seq, signed))
-        for window, batches in by_window.items():
+            by_window[source_name(signed.manifest), signed.manifest.window_start].append(
+                (seq, signed)
+            )
+        for (_, window), batches in by_window.items():
             (first_seq, first), *later = batches
             if first_seq >= start and first.manifest.kind == "late":
                 self.add(
@@ -1165,35 +1171,16 @@ class _Run:
     def _check_coverage(
         self, parsed: Mapping[int, SignedManifest], start: int, max_lag: int | None
     ) -> None:
-        hours = {
-            m.manifest.window_start for m in parsed.values() if m.manifest.window_start % HOUR == 0
-        }
+        hours = _whole_hours(parsed)
         if not hours:
             return
         first, last = min(hours), max(hours)
-        since = first
-        if start:
-            old = [m.manifest.window_start for s, m in parsed.items() if s < start]
-            since = max(old, default=first)
         self.checked["hours"] = (last - first) // HOUR + 1
-        gaps = [h for h in range(since, last + HOUR, HOUR) if h not in hours]
-        if self.data_range is not None:  # the hours asked for; range_not_covered does the rest
-            outside = [h for h in gaps if not self.data_range[0] <= h < self.data_range[1]]
-            if outside:
-                self.notice(
-                    "hours_missing_outside_range",
-                    f"{format_hour(outside[0])}..{format_hour(outside[-1])}",
-                    f"{plural(len(outside), 'hour')} without a batch outside the data range "
-                    "(not part of what this verification checks)",
-                )
-            gaps = [h for h in gaps if h not in set(outside)]
-        for hour in gaps:
-            self.add(
-                FindingCode.HOUR_MISSING,
-                f"hour {format_hour(hour)}",
-                f"no manifest for this hour (one of {plural(len(gaps), 'missing hour')} between "
-                f"{format_hour(first)} and {format_hour(last)})",
-            )
+        # Each source must cover every hour between its own first and last batches.
+        sources = sorted({source_name(m.manifest) for m in parsed.values()})
+        for source in sources:
+            mine = {s: m for s, m in parsed.items() if source_name(m.manifest) == source}
+            self._check_source_coverage(mine, start, source if len(sources) > 1 else None)
         if max_lag is not None and last + HOUR < self.now - max_lag:
             self.add(
                 FindingCode.STALE_LOG,
@@ -1203,6 +1190,42 @@ class _Run:
                 f">= {format_hour(int(self.now - max_lag) // HOUR * HOUR - HOUR)}",
                 format_hour(last),
             )
+
+    def _check_source_coverage(
+        self, parsed: Mapping[int, SignedManifest], start: int, source: str | None
+    ) -> None:
+        hours = _whole_hours(parsed)
+        if not hours:
+            return
+        first, last = min(hours), max(hours)
+        since = first
+        if start:
+            old = [m.manifest.window_start for s, m in parsed.items() if s < start]
+            since = max(old, default=first)
+        gaps = [h for h in range(since, last + HOUR, HOUR) if h not in hours]
+        of = f" of {source}" if source else ""
+        if self.data_range is not None:  # the hours asked for; range_not_covered does the rest
+            outside = [h for h in gaps if not self.data_range[0] <= h < self.data_range[1]]
+            if outside:
+                self.notice(
+                    "hours_missing_outside_range",
+                    f"{format_hour(outside[0])}..{format_hour(outside[-1])}"
+                    + (f" ({source})" if source else ""),
+                    f"{plural(len(outside), 'hour')}{of} without a batch outside the data range "
+                    "(not part of what this verification checks)",
+                )
+            gaps = [h for h in gaps if h not in set(outside)]
+        for hour in gaps:
+            self.add(
+                FindingCode.HOUR_MISSING,
+                f"hour {format_hour(hour)}" + (f" ({source})" if source else ""),
+                f"no manifest{of} for this hour (one of {plural(len(gaps), 'missing hour')} "
+                f"between {format_hour(first)} and {format_hour(last)})",
+            )
+
+
+def _whole_hours(parsed: Mapping[int, SignedManifest]) -> set[int]:
+    return {m.manifest.window_start for m in parsed.values() if m.manifest.window_start % HOUR == 0}
 
 
 def _check_data_file(

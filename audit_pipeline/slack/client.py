@@ -297,6 +297,15 @@ def _bypass_proxy_for_loopback() -> None:
             os.environ[var] = ",".join(present + missing)
 
 
+def retry_handlers(stats: FetchStats, budget: int) -> list[RetryHandler]:
+    """retry_handlers: resets/timeouts/cut bodies, 429 after Retry-After, 5xx; counted."""
+    return [
+        _TransientErrorRetryHandler(stats, budget),
+        _CountingRateLimitHandler(stats, budget),
+        _ServerErrorRetryHandler(stats, budget),
+    ]
+
+
 class _RawBodyResponse(AuditLogsResponse):
     """A response that keeps the body's bytes (``raw_bytes``) and parses nothing yet."""
 
@@ -307,6 +316,17 @@ class _RawBodyResponse(AuditLogsResponse):
         self.raw_bytes = raw_bytes
         self.raw_body = None
         self.body = None
+
+
+def open_http(req: Any, *, proxy: str | None, ssl: Any, timeout: float) -> Any:
+    """open_http sends a prepared request as slack-sdk would (its proxy, its TLS context)
+    and returns the response unread, so callers keep its exact bytes."""
+    if proxy is not None:
+        opener = build_opener(
+            ProxyHandler({"http": proxy, "https": proxy}), HTTPSHandler(context=ssl)
+        )
+        return opener.open(req, timeout=timeout)
+    return urlopen(req, context=ssl, timeout=timeout)
 
 
 class RawBodyAuditLogsClient(AuditLogsClient):
@@ -322,14 +342,7 @@ class RawBodyAuditLogsClient(AuditLogsClient):
     def _perform_http_request_internal(self, url: str, req: Any) -> AuditLogsResponse:
         if not url.lower().startswith("http") or not isinstance(self.proxy, str | None):
             return super()._perform_http_request_internal(url, req)  # raises slack-sdk's error
-        if self.proxy is not None:
-            opener = build_opener(
-                ProxyHandler({"http": self.proxy, "https": self.proxy}),
-                HTTPSHandler(context=self.ssl),
-            )
-            http_resp = opener.open(req, timeout=self.timeout)
-        else:
-            http_resp = urlopen(req, context=self.ssl, timeout=self.timeout)
+        http_resp = open_http(req, proxy=self.proxy, ssl=self.ssl, timeout=self.timeout)
         with http_resp:
             raw = http_resp.read()
             return _RawBodyResponse(
@@ -339,17 +352,12 @@ class RawBodyAuditLogsClient(AuditLogsClient):
 
 def build_client(settings: AuditApiSettings, stats: FetchStats) -> AuditLogsClient:
     """build_client returns the official client with a real retry budget installed."""
-    budget = settings.max_retries
     client = RawBodyAuditLogsClient(
         token=settings.token,
         base_url=settings.base_url,
         timeout=int(max(1, round(settings.timeout))),
         logger=logging.getLogger("audit_pipeline.slack_sdk"),
-        retry_handlers=[
-            _TransientErrorRetryHandler(stats, budget),
-            _CountingRateLimitHandler(stats, budget),
-            _ServerErrorRetryHandler(stats, budget),
-        ],
+        retry_handlers=retry_handlers(stats, settings.max_retries),
     )
     if settings.is_loopback:
         # slack-sdk honours HTTP(S)_PROXY but ignores NO_PROXY: a loopback emulator must

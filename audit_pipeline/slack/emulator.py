@@ -158,6 +158,11 @@ class EmulatorConfig:
     prerender: bool = False
     warm: bool = False
     clock: Callable[[], float] = time.time
+    # admin.apps.activities.list (slack/activities_emulator.py): its own token and budget.
+    activities_token: str = field(default="xoxp-emulator-activities-token", repr=False)
+    workflow_runs_per_hour: int = 0
+    activities_file: Path | None = None
+    activities_rate_limit_per_min: int = 50
 
     def validate(self) -> None:
         """validate raises ``ConfigurationError`` naming the first bad field."""
@@ -809,6 +814,20 @@ class Emulator:
         self.base_url: str | None = None
         if config.events_file is not None:
             self.add_raw_entries(_load_events_file(Path(config.events_file)))
+        self._activities_hook()
+
+    def _activities_hook(self) -> None:
+        """Mounts ``admin.apps.activities.list``; generated workflow runs come with the
+        ``workflow_v2_published`` audit entries of their workflows."""
+        from audit_pipeline.slack import activities_emulator, activities_generator
+
+        self.activities = activities_emulator.ActivitiesEndpoint(self)
+        if self.config.workflow_runs_per_hour and self.config.events_file is None:
+            self.add_entries(
+                activities_generator.publish_entries(
+                    self.config.seed, self.start_time, self.end_time
+                )
+            )
 
     @property
     def token(self) -> str:
@@ -1010,7 +1029,9 @@ class Emulator:
         path = parts.path
         with self._store.lock:
             self._count("requests")
-        if path.startswith(ADMIN_PREFIX):
+        if path.startswith(("/api/", ADMIN_PREFIX + "activities")):
+            reply = self.activities.handle(method, path, parts.query, authorization, body)
+        elif path.startswith(ADMIN_PREFIX):
             reply = self._admin(method, path, parts.query, authorization, body)
         elif path == API_PREFIX + "logs":
             reply = self._logs(method, parts.query, authorization)

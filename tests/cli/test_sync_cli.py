@@ -31,12 +31,13 @@ def test_demo_syncs_verifies_and_builds_the_dataset(tmp_path, capsys):
     assert (data_dir / "EMULATOR-DATA.txt").exists()
     assert (data_dir / "audit.duckdb").exists()
     manifests = sorted((data_dir / "ledger" / "manifests").iterdir())
-    assert len(manifests) == 2
+    assert len(manifests) == 4  # two hours of audit logs, two of workflow activities
+    assert "workflow activities: windows read: 2; batches committed: 2" in out
     # running it again adds nothing for the hours it already holds (at most the hour that
-    # closed in between)
+    # closed in between, for each source)
     assert main(["demo", "--hours", "2", "--data-dir", str(data_dir)]) == 0
     assert "intact" in capsys.readouterr().out
-    assert len(list((data_dir / "ledger" / "manifests").iterdir())) <= 3
+    assert len(list((data_dir / "ledger" / "manifests").iterdir())) <= 6
 
 
 def test_sync_without_a_token_says_which_variable(monkeypatch, tmp_path, capsys):

@@ -35,4 +35,5 @@ def test_auditor_notebook_runs_top_to_bottom(scenario_dataset, tmp_path, monkeyp
     assert "OK: ledger test.example/audit intact" in text
     assert "proved pref." in text and "forged proof rejected" in text
     assert "<svg" in text and "Login sources" in text
+    assert "Workflow runs by outcome" in text and "Approvals (approver and decision" in text
     assert (data_dir / "audit.duckdb").is_file()

@@ -22,6 +22,7 @@ from audit_pipeline.ledger import FindingCode
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = dg.AssetKey("slack_audit_events")
 LEDGER = dg.AssetKey("audit_ledger")
+ACTIVITIES = dg.AssetKey("slack_workflow_activity")
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,10 @@ def code_location() -> dg.Definitions:
 def test_the_assets_and_their_lineage(code_location):
     graph = code_location.resolve_asset_graph()
     keys = set(graph.get_all_asset_keys())
-    assert {EVENTS, LEDGER} <= keys
-    assert graph.get(LEDGER).parent_keys == {EVENTS}
+    assert {EVENTS, ACTIVITIES, LEDGER} <= keys
+    # The ledger is fed by both audited sources (issue 14: workflow activities).
+    assert graph.get(LEDGER).parent_keys == {EVENTS, ACTIVITIES}
+    assert graph.get(ACTIVITIES).is_executable
     if dg.AssetKey("audit_dataset") in keys:  # the dataset issue's asset, when present
         assert LEDGER in graph.get(dg.AssetKey("audit_dataset")).parent_keys
 

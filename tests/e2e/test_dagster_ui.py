@@ -272,6 +272,12 @@ def test_a_partition_run_launched_through_graphql_succeeds_with_its_checks(
     assert {"partition": partition_run["partition"], "runId": partition_run["run_id"]} in events[
         "assetMaterializations"
     ]
+    # The second source ran in the same hourly job (dev sets its own token).
+    activities = _asset(dagster_server, "slack_workflow_activity")
+    assert activities["partitionStats"]["numFailed"] == 0
+    assert {"partition": partition_run["partition"], "runId": partition_run["run_id"]} in (
+        activities["assetMaterializations"]
+    )
     checks = _asset(dagster_server, "audit_ledger")["assetChecksOrError"]["checks"]
     assert {c["name"] for c in checks} == LEDGER_CHECKS
     for check in checks:
@@ -302,7 +308,13 @@ def test_the_ui_shows_the_assets_and_their_check_states(dagster_server, partitio
     assert partition_run["status"] == "SUCCESS"
     assets_query = "{ assetNodes { assetKey { path } } }"
     assets = {n["assetKey"]["path"][-1] for n in dagster_server.graphql(assets_query)["assetNodes"]}
-    assert {"slack_audit_events", "audit_ledger"} <= assets  # audit_dataset when it exists
+    # Both audited sources feed the ledger (audit_dataset when it exists).
+    assert {"slack_audit_events", "slack_workflow_activity", "audit_ledger"} <= assets
+    parents = dagster_server.graphql(
+        '{ assetNodeOrError(assetKey: {path: ["audit_ledger"]}) '
+        "{ ... on AssetNode { dependencyKeys { path } } } }"
+    )["assetNodeOrError"]["dependencyKeys"]
+    assert {p["path"][-1] for p in parents} == {"slack_audit_events", "slack_workflow_activity"}
     assert dagster_server.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
 
     shots: list[Path] = []
@@ -356,6 +368,21 @@ def test_the_ui_shows_the_assets_and_their_check_states(dagster_server, partitio
             page.get_by_text(str(rows), exact=True).first.wait_for()
             shots.append(tmp_path / "slack_audit_events_partition.png")
             page.screenshot(path=shots[-1], full_page=True)
+
+            page.goto(f"{dagster_server.url}/assets/slack_workflow_activity")
+            page.get_by_text("Row count").first.wait_for()
+            page.get_by_text("trace_id", exact=True).first.wait_for(state="attached")
+            shots.append(tmp_path / "slack_workflow_activity.png")
+            page.screenshot(path=shots[-1])
+
+            # The lineage graph around the ledger shows both sources as its upstreams.
+            page.goto(
+                f"{dagster_server.url}/assets/audit_ledger?view=lineage&lineageScope=upstream"
+            )
+            for name in ("slack_audit_events", "slack_workflow_activity", "audit_ledger"):
+                page.get_by_text(name, exact=True).first.wait_for()
+            shots.append(tmp_path / "audit_ledger_lineage.png")
+            page.screenshot(path=shots[-1])
         finally:
             browser.close()
 
