@@ -142,11 +142,12 @@ def test_demo_runs_a_local_witness_that_cosigns_and_catches_up(tmp_path: Path, c
     data = tmp_path / "demo"
     assert main(["demo", "--hours", "2", "--events-per-hour", "20", "--data-dir", str(data)]) == 0
     out, err = capsys.readouterr()
-    assert "checkpoint 2 cosigned by 1 of 1 trusted witnesses" in out
+    # two hours of each source: four batches, each checkpoint cosigned after its commit
+    assert "checkpoint 4 cosigned by 1 of 1 trusted witnesses" in out
     assert "cosigned by 1/1 (quorum 1, met)" in err
     witness_dir = tmp_path / "demo-witness"
     assert (witness_dir / "witness-key").exists() and (witness_dir / "state" / "logs").is_dir()
-    assert len(list((data / "ledger" / "witnessed").glob("*.checkpoint"))) == 2
+    assert len(list((data / "ledger" / "witnessed").glob("*.checkpoint"))) == 4
     # Again: nothing new to commit, the witness is still asked about the latest checkpoint.
     assert main(["demo", "--hours", "2", "--events-per-hour", "20", "--data-dir", str(data)]) == 0
     assert "cosigned by 1 of 1 trusted witnesses" in capsys.readouterr().out

@@ -7,6 +7,7 @@ import pytest
 
 from audit_pipeline.defs.assets import build_audit_ledger, build_slack_audit_events
 from audit_pipeline.defs.resources import LedgerResource, SlackAuditResource, SlackNotifier
+from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.defs.sensors import build_missing_hours_sensor
 from audit_pipeline.defs.workflow_activity import (
     SlackActivitiesResource,
@@ -45,7 +46,7 @@ def assets():
 
 
 @pytest.fixture
-def resources(emulator, data_dir, key_path):
+def resources(emulator, data_dir, key_path, trusted_keys):
     return {
         "slack_audit": SlackAuditResource(
             token=emulator.token, base_url=emulator.base_url, max_calls_per_minute=0
@@ -55,8 +56,11 @@ def resources(emulator, data_dir, key_path):
             base_url=emulator.base_url.replace("/audit/v1/", "/api/"),
             max_calls_per_minute=0,
         ),
-        "ledger": LedgerResource(data_dir=str(data_dir), signing_key=str(key_path)),
+        "ledger": LedgerResource(
+            data_dir=str(data_dir), signing_key=str(key_path), trusted_keys=str(trusted_keys)
+        ),
         "slack_notifier": SlackNotifier(),
+        "witnesses": WitnessSetResource(witnesses=""),
     }
 
 
