@@ -7,8 +7,8 @@ import pytest
 
 from audit_pipeline.defs.assets import build_audit_ledger, build_slack_audit_events
 from audit_pipeline.defs.resources import LedgerResource, SlackAuditResource, SlackNotifier
-from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.defs.sensors import build_missing_hours_sensor
+from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.defs.workflow_activity import (
     SlackActivitiesResource,
     build_slack_workflow_activity,
