@@ -120,8 +120,8 @@ def committed_by_this_instance(instance: dg.DagsterInstance, run_ids: set[str]) 
 
 
 def signer_state_anchor(state_path: Path | None) -> Anchor | None:
-    """signer_state_anchor is the size in the signer's state beside the private key (issue
-    10's ``signer_state.py``: ``$AUDIT_SIGNER_STATE``, else the key's path + ``.state``).
+    """signer_state_anchor is the size in the signer's state beside the private key
+    (``ledger/signer_state.py``: ``$AUDIT_SIGNER_STATE``, else the key's path + ``.state``).
 
     None when there is no state (no key here, or nothing signed yet); an unreadable state
     is a configuration error the run reports, never an anchor quietly dropped.
@@ -262,5 +262,8 @@ def _hooks_present(anchors: Iterable[Anchor]) -> list[tuple[str, bool]]:
     sources = {a.source for a in anchors}
     return [
         ("signer state (no state file beside the signing key)", SIGNER_SOURCE in sources),
-        ("witnesses (issue 11)", any(s.startswith("witness") for s in sources)),
+        (
+            "witnesses (none configured, or no checkpoint with their quorum yet)",
+            any(s.startswith("witness") for s in sources),
+        ),
     ]

@@ -139,7 +139,7 @@ def test_edited_dataset_is_not_reused_by_the_asset(pipeline, monkeypatch):
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
     assert meta["build"] == "full" and "changed after it was built" in meta["build_reason"]
     # The resource gives the verifier outside keys (AUDIT_TRUSTED_KEYS) and Dagster's
-    # recorded checkpoint: the verification is anchored (issue 17).
+    # recorded checkpoint: the verification is anchored.
     assert meta["anchored"] is True and meta["verified_at"] > 0
     assert _forged_rows(path) == 0
 
