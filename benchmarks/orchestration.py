@@ -59,6 +59,9 @@ class _Setup:
         self.data_dir.mkdir(parents=True)
         self.key = self.root / "signing-key"
         init_key(self.data_dir, self.key, name="bench", now=first - 86_400)
+        # the keys the deployment trusts, held outside the data directory (as deployed)
+        self.trusted_keys = self.root / "trusted-keys.json"
+        shutil.copyfile(self.data_dir / "ledger" / "keys" / "keyring.json", self.trusted_keys)
         (self.root / "dagster").mkdir()
         self.instance = dg.DagsterInstance.local_temp(str(self.root / "dagster"))
         partitions = dg.HourlyPartitionsDefinition(
@@ -72,7 +75,11 @@ class _Setup:
             "slack_audit": SlackAuditResource(
                 token=token, base_url=base_url, max_calls_per_minute=0
             ),
-            "ledger": LedgerResource(data_dir=str(self.data_dir), signing_key=str(self.key)),
+            "ledger": LedgerResource(
+                data_dir=str(self.data_dir),
+                signing_key=str(self.key),
+                trusted_keys=str(self.trusted_keys),
+            ),
             "slack_notifier": SlackNotifier(),
             "witnesses": WitnessSetResource(witnesses=""),
         }

@@ -339,7 +339,7 @@ def _verify_dir(args: argparse.Namespace) -> int:
         _err(f"data range {format_hour(start)}..{format_hour(end)} from {source}")
     _err(report.summary())
     _record(args, data_dir, report, bundle)
-    sealed = _dataset_seal(data_dir)
+    sealed = None if bundle else _dataset_seal(data_dir)
     if sealed is not None:
         _err(sealed.line())
     if args.json:
@@ -351,7 +351,7 @@ def _verify_dir(args: argparse.Namespace) -> int:
 
 def _dataset_seal(data_dir: Path) -> Any:
     """_dataset_seal checks the auditors' dataset against its seal, when there is one."""
-    from audit_pipeline.dataset.build import dataset_path
+    from audit_pipeline.dataset.location import dataset_path
     from audit_pipeline.dataset.seal import check_seal
 
     path = dataset_path(data_dir)

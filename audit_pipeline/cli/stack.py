@@ -38,6 +38,7 @@ from audit_pipeline.cli.dev import (
     _restore_default_signals,
     dagster_environment,
     demo_emulator,
+    install_trusted_keys,
 )
 from audit_pipeline.cli.sync import DEMO_DATA_DIR, DEMO_KEY_FILE, DEMO_ORIGIN
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
@@ -288,6 +289,9 @@ def start_stack(env: Mapping[str, str], home: Path, *, port: int, queue: str) ->
         if not env.get(required):
             raise ConfigurationError(f"{required} is not set for the stack")
     _install_instance_template(home, TEMPLATE)
+    if env.get("AUDIT_DATA_DIR"):
+        # the keys the instance trusts, taken once beside it (outside the data directory)
+        install_trusted_keys(home, Path(env["AUDIT_DATA_DIR"]))
     code_port = free_port()
     workspace = write_workspace(home, code_port)
     worker_config = write_worker_config(home)

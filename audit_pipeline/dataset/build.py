@@ -75,6 +75,7 @@ import pyarrow.parquet as pq
 
 from audit_pipeline import __version__
 from audit_pipeline.dataset import history
+from audit_pipeline.dataset.location import dataset_path
 from audit_pipeline.dataset.schema import (
     DATASET_SCHEMA_VERSION,
     EVENT_COLUMNS,
@@ -130,8 +131,6 @@ from audit_pipeline.text import plural
 
 log = logging.getLogger(__name__)
 
-DATASET_FILENAME = "audit.duckdb"
-DATASET_ENV = "AUDIT_DATASET"
 _FLUSH_ROWS = 200_000
 FULL = "full"
 INCREMENTAL = "incremental"
@@ -179,14 +178,6 @@ class BuildResult:
             f"({plural(self.data_files, 'data file')}) from the verified ledger of size "
             f"{self.tree_size}; {how}; built in {self.seconds:.1f} s"
         )
-
-
-def dataset_path(data_dir: str | Path | None = None, explicit: str | Path | None = None) -> Path:
-    """dataset_path: ``explicit``, else ``$AUDIT_DATASET``, else ``<data dir>/audit.duckdb``."""
-    chosen = explicit or os.environ.get(DATASET_ENV)
-    if chosen:
-        return Path(chosen).expanduser()
-    return resolve_data_dir(data_dir) / DATASET_FILENAME
 
 
 def build_dataset(

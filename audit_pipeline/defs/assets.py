@@ -50,7 +50,7 @@ from audit_pipeline.defs.verification import (
 )
 from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.errors import AuditPipelineError
-from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, HOUR, format_hour
+from audit_pipeline.ingest import DEFAULT_LOOKBACK_HOURS, HOUR, WindowResult, format_hour
 from audit_pipeline.lake import COLUMN_DOCS, EVENT_SCHEMA
 from audit_pipeline.slack.client import FetchStats
 
@@ -126,8 +126,9 @@ def action_histogram(actions: Counter[str]) -> dg.MetadataValue:
     return dg.MetadataValue.md(_markdown_table(("action", "events"), rows))
 
 
-def hour_metadata(synced: HourSync) -> dict[str, Any]:
-    """hour_metadata is what one hour's partition tells the UI: its own events and batches."""
+def hour_metadata(synced: HourSync, witnessed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """hour_metadata is what one hour's partition tells the UI: its own events and batches
+    (and the witnesses' round after its commit, when they were asked)."""
     windows = [w for w in synced.report.windows if w.window_start == synced.hour]
     batches = [w for w in windows if w.sequence is not None]
     metadata: dict[str, Any] = {
@@ -158,6 +159,8 @@ def hour_metadata(synced: HourSync) -> dict[str, Any]:
     }
     if synced.report.checkpoint:
         metadata["checkpoint"] = dg.MetadataValue.text(synced.report.checkpoint.decode())
+    if witnessed is not None:
+        metadata["witnesses"] = dg.MetadataValue.json(witnessed)
     return metadata
 
 
@@ -224,6 +227,13 @@ def build_slack_audit_events(
             source = slack_audit.source()
             writer = ledger.writer()
             witnessing = witnesses.after_commit(writer, progress=context.log.info)
+            rounds: dict[int, dict[str, Any]] = {}  # hour -> the witness round after its commit
+
+            def witness(result: WindowResult) -> None:
+                round_ = witnessing(result)
+                if round_ is not None:
+                    rounds[result.window_start] = round_.to_dict()
+
             try:
                 outcome = sync_range(
                     start=start,
@@ -233,7 +243,7 @@ def build_slack_audit_events(
                     run_id=context.run.run_id,
                     lookback_hours=config.lookback_hours,
                     progress=context.log.info,
-                    on_commit=witnessing if witnessing.policy else None,
+                    on_commit=witness if witnessing.policy else None,
                 )
             except AuditPipelineError as exc:
                 raise dg.Failure(
@@ -244,8 +254,6 @@ def build_slack_audit_events(
             for alarm in witnessing.alarms:
                 # An integrity alarm: ledger_witnesses_agree fails on it (refusals are kept).
                 context.log.error(f"witness {alarm.label} refused: {alarm.detail}")
-            if witnessing.last is not None:
-                context.log.info(f"witnesses: {witnessing.last.to_dict()}")
             for synced in outcome.lookback_committed:
                 if synced.hour < partitions_def.start.timestamp():
                     continue  # before the first partition: nothing to materialize
@@ -253,7 +261,7 @@ def build_slack_audit_events(
                     dg.AssetMaterialization(
                         asset_key=context.asset_key,
                         partition=partition_key_for_hour(synced.hour),
-                        metadata=hour_metadata(synced),
+                        metadata=hour_metadata(synced, rounds.get(synced.hour)),
                     )
                 )
             for hour, why in sorted(outcome.lookback_failed.items()):
@@ -261,7 +269,8 @@ def build_slack_audit_events(
             if outcome.complete:
                 for synced in outcome.committed:
                     context.add_asset_metadata(
-                        hour_metadata(synced), partition_key=partition_key_for_hour(synced.hour)
+                        hour_metadata(synced, rounds.get(synced.hour)),
+                        partition_key=partition_key_for_hour(synced.hour),
                     )
                 return dg.MaterializeResult()
             # Only the committed hours are materialized; the run fails naming the others.
@@ -270,7 +279,7 @@ def build_slack_audit_events(
                     dg.AssetMaterialization(
                         asset_key=context.asset_key,
                         partition=partition_key_for_hour(synced.hour),
-                        metadata=hour_metadata(synced),
+                        metadata=hour_metadata(synced, rounds.get(synced.hour)),
                     )
                 )
             failure_metadata: dict[str, Any] = {

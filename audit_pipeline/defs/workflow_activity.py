@@ -30,6 +30,7 @@ from audit_pipeline.defs.partitions import hourly_partition, hours_of_window, pa
 from audit_pipeline.defs.range_sync import HourSync
 from audit_pipeline.defs.resources import LedgerResource
 from audit_pipeline.defs.schedules import ACTIVITIES_ENABLED, ACTIVITIES_TOKEN_ENV
+from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.ingest import HOUR
 from audit_pipeline.ingest_activities import sync_activity_hours
 from audit_pipeline.lake.activities import ACTIVITY_COLUMN_DOCS, ACTIVITY_SCHEMA
@@ -115,6 +116,7 @@ def build_slack_workflow_activity(
             config: SyncConfig,
             slack_activities: SlackActivitiesResource,
             ledger: LedgerResource,
+            witnesses: WitnessSetResource,
         ) -> dg.MaterializeResult:
             start, end = hours_of_window(context.partition_time_window)
             try:
@@ -122,6 +124,8 @@ def build_slack_workflow_activity(
             except ActivitiesDisabled as exc:
                 raise dg.Failure(description=str(exc)) from None
             writer = ledger.writer()
+            # The witnesses cosign every checkpoint, whichever source's commit made it.
+            witnessing = witnesses.after_commit(writer, progress=context.log.info)
             # Hour by hour (the lookback with the first): each partition gets its own
             # metadata, and an hour that fails costs only that hour.
             committed: list[HourSync] = []
@@ -135,6 +139,7 @@ def build_slack_workflow_activity(
                     run_id=context.run.run_id,
                     lookback_hours=config.lookback_hours if hour == start else 0,
                     progress=context.log.info,
+                    on_commit=witnessing if witnessing.policy else None,
                 )
                 if report.failed:
                     failed += [f"{f.hour}: {f.message}" for f in report.failed]
@@ -153,6 +158,9 @@ def build_slack_workflow_activity(
                 metadata["dagster/column_schema"] = ACTIVITY_TABLE_SCHEMA
                 metadata.pop("actions", None)
                 per_hour[partition_key_for_hour(synced.hour)] = metadata
+            for alarm in witnessing.alarms:
+                # An integrity alarm: ledger_witnesses_agree fails on it (refusals are kept).
+                context.log.error(f"witness {alarm.label} refused: {alarm.detail}")
             if not failed:
                 for key, metadata in per_hour.items():
                     context.add_asset_metadata(metadata, partition_key=key)
