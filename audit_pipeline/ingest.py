@@ -37,7 +37,7 @@ from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.lake import WindowNormalizer, events_from_table, write_batch_file
 from audit_pipeline.lake.fidelity import REVISION_PREFIX
 from audit_pipeline.ledger import EventRecord, Ledger
-from audit_pipeline.ledger.layout import HOUR
+from audit_pipeline.ledger.layout import HOUR, format_hour
 from audit_pipeline.slack.client import AuditLogSource, FetchStats, UnparseablePageError
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,6 @@ def parse_hour(text: str) -> int:
     raise ConfigurationError(
         f"not a UTC hour: {text!r} (expected YYYY-MM-DDTHH, e.g. 2026-11-28T13)"
     )
-
-
-def format_hour(start: int) -> str:
-    return datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H")
 
 
 def last_closed_hour(now: float) -> int:
@@ -333,7 +329,8 @@ def _failed_window(
     folder = data_dir / FAILED_PAGES_DIR
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(exc.body).hexdigest()[:16]
-    path = folder / f"{format_hour(hour)}-{digest}.page"
+    stamp = datetime.fromtimestamp(hour, UTC).strftime("%Y-%m-%dT%H")  # no ':' in file names
+    path = folder / f"{stamp}-{digest}.page"
     if not path.exists():
         staged = path.with_suffix(".tmp")
         staged.write_bytes(exc.body)

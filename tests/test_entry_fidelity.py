@@ -76,8 +76,8 @@ def test_every_shape_is_stored_verbatim_or_quarantined_with_its_bytes(tmp_path, 
             lookback_hours=0,
         )  # fmt: skip
     assert not report.failed and [w.hour for w in report.batches] == [
-        "2026-11-28T10",
-        "2026-11-28T11",
+        "2026-11-28T10:00Z",
+        "2026-11-28T11:00Z",
     ]
     assert again.events_committed == 0 and not again.batches
     rows = rows_of(ledger, H)
@@ -113,12 +113,15 @@ def test_an_unparseable_page_fails_its_hour_alone_and_the_next_run_retries_it(
             start=H, end=H + 3 * HOUR, source=source_for(emulator, max_retries=1), ledger=ledger,
             run_id="r1", lookback_hours=0,
         )  # fmt: skip
-    assert [w.hour for w in report.batches] == ["2026-11-28T10", "2026-11-28T12"]
+    assert [w.hour for w in report.batches] == ["2026-11-28T10:00Z", "2026-11-28T12:00Z"]
     (failed,) = report.failed
-    assert failed.hour == "2026-11-28T11" and "at byte" in failed.message
+    assert failed.hour == "2026-11-28T11:00Z" and "at byte" in failed.message
     saved = ledger.data_dir / failed.saved_page
     assert saved.parent.name == FAILED_PAGES_DIR and broken[1] in saved.read_bytes()
-    assert f"byte {failed.offset}" in report.summary() and "ERROR 2026-11-28T11" in report.summary()
+    assert (
+        f"byte {failed.offset}" in report.summary()
+        and "ERROR 2026-11-28T11:00Z" in report.summary()
+    )
     assert verify_ledger(ledger.data_dir, file_format=PARQUET_FORMAT).intact
     # the API serves the hour properly later: the next run commits it, adding nothing else
     fixed = events_file(tmp_path, [SHAPES[0][0], NEXT_HOUR[0], *later], "fixed.jsonl")
@@ -127,7 +130,7 @@ def test_an_unparseable_page_fails_its_hour_alone_and_the_next_run_retries_it(
             start=H, end=H + 3 * HOUR, source=source_for(emulator), ledger=ledger, run_id="r2",
             lookback_hours=0,
         )  # fmt: skip
-    assert not rerun.failed and [w.hour for w in rerun.batches] == ["2026-11-28T11"]
+    assert not rerun.failed and [w.hour for w in rerun.batches] == ["2026-11-28T11:00Z"]
     assert rerun.events_committed == 1
     assert verify_ledger(ledger.data_dir, file_format=PARQUET_FORMAT)
 
@@ -142,15 +145,15 @@ def test_the_cli_exits_4_when_some_hours_could_not_be_committed(
         monkeypatch.setenv("SLACK_AUDIT_TOKEN", emulator.token)
         monkeypatch.setenv("AUDIT_SIGNING_KEY", str(tmp_path / "keys" / "signing-key"))
         code = main([
-            "sync", "--start", "2026-11-28T10", "--end", "2026-11-28T12", "--lookback", "0",
+            "sync", "--start", "2026-11-28T10:00Z", "--end", "2026-11-28T12:00Z", "--lookback", "0",
             "--data-dir", str(data_dir), "--base-url", emulator.base_url, "--max-retries", "1",
             "--max-calls-per-minute", "0", "--json",
         ])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 4, captured.err
     summary = json.loads(captured.out)
-    assert [f["hour"] for f in summary["failed_hours"]] == ["2026-11-28T11"]
-    assert [b["hour"] for b in summary["batches"]] == ["2026-11-28T10"]
+    assert [f["hour"] for f in summary["failed_hours"]] == ["2026-11-28T11:00Z"]
+    assert [b["hour"] for b in summary["batches"]] == ["2026-11-28T10:00Z"]
     assert "Traceback" not in captured.err and emulator.token not in captured.err + captured.out
 
 
@@ -189,8 +192,8 @@ def test_changed_after_commit_is_a_revision_and_an_id_in_two_hours_is_reported(
             lookback_hours=0,
         )  # fmt: skip
     report = sync(second, "second.jsonl", "r1")
-    assert report.revisions == [("2026-11-28T10", "e1")]
-    assert "WARNING 2026-11-28T10: committed event e1 came back with different content" in (
+    assert report.revisions == [("2026-11-28T10:00Z", "e1")]
+    assert "WARNING 2026-11-28T10:00Z: committed event e1 came back with different content" in (
         report.summary()
     )
     assert hour_metadata(HourSync(H, report, rows_held=3))["revisions"] == 1
@@ -226,7 +229,7 @@ def test_changed_after_commit_is_a_revision_and_an_id_in_two_hours_is_reported(
     assert "committed in 2 hours (2026-11-28T10:00Z, 2026-11-28T11:00Z): pass --hour" in (
         capsys.readouterr().err
     )
-    assert main([*args, "--hour", "2026-11-28T11"]) == 0
+    assert main([*args, "--hour", "2026-11-28T11:00Z"]) == 0
     assert json.loads(out.read_bytes())["event"]["action"] == "x"
     (Path(dataset_path(ledger.data_dir))).unlink()  # without the dataset: the same answer
     assert main(args) == 2

@@ -41,12 +41,13 @@ def assert_verifies(data_dir: Path) -> None:
 
 
 def test_parse_and_format_hours():
-    assert parse_hour("2026-11-28T10") == H
+    assert parse_hour("2026-11-28T10") == H  # the short input form
+    assert parse_hour("2026-11-28T10:00Z") == H
     assert parse_hour("2026-11-28T10:00") == H
     assert parse_hour("2026-11-28-10:00") == H  # a Dagster partition key
-    assert format_hour(H) == "2026-11-28T10"
+    assert format_hour(H) == "2026-11-28T10:00Z"
     assert last_closed_hour(H + 125) == H - HOUR
-    for bad in ("2026-11-28T10:30", "yesterday", "2026-13-01T00", ""):
+    for bad in ("2026-11-28T10:30", "yesterday", "2026-13-01T00:00Z", ""):
         with pytest.raises(ConfigurationError, match="not a UTC hour"):
             parse_hour(bad)
 

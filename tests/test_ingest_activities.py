@@ -252,7 +252,7 @@ def test_an_unreadable_page_fails_its_hour_only_and_is_kept(ledger, monkeypatch)
     finally:
         server.shutdown()
         server.server_close()
-    assert [w.hour for w in report.failed] == ["2026-11-28T11"]
+    assert [w.hour for w in report.failed] == ["2026-11-28T11:00Z"]
     assert [w.kind for w in report.batches] == ["hour", "hour"]
     kept = ledger.data_dir / report.failed[0].saved_page
     assert kept.read_bytes().startswith(b'{"ok":true,"activities":[{"created":1')

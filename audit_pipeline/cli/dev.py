@@ -42,7 +42,6 @@ from audit_pipeline.cli.sync import (
 )
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ingest import HOUR, format_hour, last_closed_hour, parse_hour
-from audit_pipeline.ledger.layout import format_hour as hour_label
 from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.text import plural
 from audit_pipeline.witness.local import running_local_witness
@@ -189,7 +188,7 @@ def sync_missing_hours(env: Mapping[str, str], log=print) -> int:
             # decision (the demo's), said out loud; a real deployment adopts by hand.
             adopt = not verified_runs_anchors(instance)
             for chunk in _contiguous_runs(missing, partitions):
-                first, last = (hour_label(parse_hour(k)) for k in (chunk[0], chunk[-1]))
+                first, last = (format_hour(parse_hour(k)) for k in (chunk[0], chunk[-1]))
                 log(f"dev: syncing {first}..{last} through hourly_sync")
                 if adopt:
                     log("dev: first verification in this Dagster home: adopting the demo ledger")

@@ -40,7 +40,7 @@ def test_one_hour_is_synced_with_its_metadata(pipeline, emulator):
     assert md["events_committed"] == md["dagster/row_count"]
     assert [c.name for c in md["dagster/column_schema"].columns] == EVENT_SCHEMA.names
     assert md["batch_sequences"] == [0]
-    assert md["hour"] == "2026-11-20T00"
+    assert md["hour"] == "2026-11-20T00:00Z"
     assert md["late_events"] == 0
     # Run totals are on the run, not on the hour's materialization.
     tags = pipeline.instance.get_run_by_id(outcome.run_id).tags
@@ -79,7 +79,7 @@ def test_a_backfill_run_syncs_a_range_of_hours_in_one_run(pipeline, emulator):
         md = {k: v.value for k, v in m.metadata.items()}
         held = len(entries_in_hour(emulator, pipeline.h0 + i * 3600))
         assert md["dagster/row_count"] == md["events_committed"] == held > 0
-        assert md["batch_sequences"] == [i] and md["hour"] == f"2026-11-20T0{i}"
+        assert md["batch_sequences"] == [i] and md["hour"] == f"2026-11-20T0{i}:00Z"
         checkpoint_sizes.append(checkpoint_tree_size(md["checkpoint"].encode()))
     assert checkpoint_sizes == [1, 2, 3]
     tags = pipeline.instance.get_run_by_id(outcome.run_id).tags
@@ -187,7 +187,7 @@ def test_a_deleted_middle_manifest_fails_chain_intact(pipeline):
     consistency = outcome.check_metadata("ledger_consistent_with_recorded_checkpoint")
     assert consistency["finding_codes"] == {"consistency_failure": 1}
     assert outcome.check_metadata("ledger_covers_every_hour")["missing_hour_list"] == [
-        "2026-11-20T01"
+        "2026-11-20T01:00Z"
     ]
 
 
@@ -244,8 +244,8 @@ def test_a_missing_hour_fails_coverage_without_blocking(pipeline):
     assert outcome.success, "coverage is not blocking: the gap is the sensor's work"
     assert outcome.failed_checks == {"ledger_covers_every_hour"}
     md = outcome.check_metadata("ledger_covers_every_hour")
-    assert md["missing_hour_list"] == ["2026-11-20T01", "2026-11-20T03"]
-    assert md["missing_hours"] == 2 and md["expected_through"] == "2026-11-20T03"
+    assert md["missing_hour_list"] == ["2026-11-20T01:00Z", "2026-11-20T03:00Z"]
+    assert md["missing_hours"] == 2 and md["expected_through"] == "2026-11-20T03:00Z"
     assert outcome.run_id in pipeline.downstream_runs
     # A gap is not an integrity failure: the committed batches verified, so the new
     # checkpoint is recorded as the witness.
@@ -262,7 +262,7 @@ def test_freshness_fails_when_the_newest_hour_is_over_two_hours_old(pipeline, ho
     assert outcome.checks["ledger_fresh"].passed is fresh
     assert outcome.checks["ledger_fresh"].severity == dg.AssetCheckSeverity.WARN
     md = outcome.check_metadata("ledger_fresh")
-    assert md["newest_hour"] == "2026-11-20T03"
+    assert md["newest_hour"] == "2026-11-20T03:00Z"
     assert md["hours_since_newest_hour_closed"] == pytest.approx(hours_late, abs=0.01)
 
 

@@ -49,7 +49,7 @@ def test_revisions_ids_in_two_hours_and_failed_hours_reach_dagster(pipeline, tmp
         m for m in outcome.materialized("slack_audit_events") if m.partition == "2026-11-20-00:00"
     ]
     events = {k: v.value for k, v in earlier.metadata.items()}
-    assert events["revisions"] == 1 and "| 2026-11-20T00 | e1 |" in events["revised_events"]
+    assert events["revisions"] == 1 and "| 2026-11-20T00:00Z | e1 |" in events["revised_events"]
     assert events["dagster/row_count"] == 3  # e1, dup and the revision row
     assert outcome.metadata("slack_audit_events")["revisions"] == 0  # hour 1's own
     assert (
@@ -69,6 +69,6 @@ def test_revisions_ids_in_two_hours_and_failed_hours_reach_dagster(pipeline, tmp
     (failure,) = [
         e for e in failed.result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE
     ]
-    assert "2026-11-20T02" in str(failure.step_failure_data.user_failure_data.description)
+    assert "2026-11-20T02:00Z" in str(failure.step_failure_data.user_failure_data.description)
     held = Ledger(pipeline.data_dir, file_format=PARQUET_FORMAT).committed_windows()
     assert held == {H0, H0 + HOUR}  # the failed hour is not committed: the next run retries it

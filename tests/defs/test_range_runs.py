@@ -60,8 +60,8 @@ def test_a_failure_in_the_middle_of_a_range_run_costs_only_that_hour(pipeline, f
     [failure] = outcome.result.get_step_failure_events()
     user = failure.step_failure_data.user_failure_data
     assert user is not None and "1 of 3 hours could not be synced" in user.description
-    assert "2026-11-20T01" in user.description
-    assert user.metadata["hours_committed"].value == ["2026-11-20T00", "2026-11-20T02"]
+    assert "2026-11-20T01:00Z" in user.description
+    assert user.metadata["hours_committed"].value == ["2026-11-20T00:00Z", "2026-11-20T02:00Z"]
 
     materialized = pipeline.instance.get_materialized_partitions(EVENTS)
     assert materialized == {pipeline.key(0), pipeline.key(2)}

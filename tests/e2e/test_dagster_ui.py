@@ -258,8 +258,8 @@ def partition_run(dagster_server: DagsterServer) -> dict[str, Any]:
 
 
 def _hour_label(partition: str) -> str:
-    """2026-12-05-04:00 -> 2026-12-05T04 (the ``hour`` metadata of a partition)."""
-    return f"{partition[:10]}T{partition[11:13]}"
+    """2026-12-05-04:00 -> 2026-12-05T04:00Z (the ``hour`` metadata of a partition)."""
+    return f"{partition[:10]}T{partition[11:13]}:00Z"
 
 
 def test_a_partition_run_launched_through_graphql_succeeds_with_its_checks(
