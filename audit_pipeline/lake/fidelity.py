@@ -144,38 +144,25 @@ def _plainly_faithful(data: bytes, required: Mapping[str, type]) -> Faithful | N
         return None
     if value.__class__ is not dict:
         return None
-    # A parse never adds members, and the bytes hold at least one ``:`` per member: when
-    # the counts meet, nothing was merged; otherwise only the ``:`` outside strings count.
-    members = _members(value)
-    if members < 0 or (members != data.count(b":") and members != _structure(data).count(b":")):
+    try:
+        canonical = canonical_json_parsed(value)
+    except MalformedError:
+        return None
+    # orjson writes every float with a "." or an "e"; outside strings, only true and false
+    # hold an "e" otherwise.
+    shape = _structure(canonical)
+    if b"." in shape or shape.count(b"e") != shape.count(b"true") + shape.count(b"false"):
+        return None
+    # A parse never adds members, and the bytes hold at least one ":" per member: when the
+    # counts meet, nothing was merged; otherwise only the ":" outside strings count.
+    members = shape.count(b":")
+    if members != data.count(b":") and members != _structure(data).count(b":"):
         return None
     for name, kind in required.items():
         field = value.get(name)
         if field.__class__ is not kind or (kind is str and not field.strip()):
             return None
-    try:
-        canonical = canonical_json_parsed(value)
-    except MalformedError:
-        return None
     return Faithful(value, canonical)
-
-
-def _members(value: dict[str, Any] | list[Any]) -> int:
-    """How many object members ``value`` holds at any depth; -1 if it holds a float."""
-    count = 0
-    if value.__class__ is dict:
-        count = len(value)
-        value = value.values()  # type: ignore[assignment]
-    for item in value:
-        kind = item.__class__
-        if kind is dict or kind is list:
-            inner = _members(item)
-            if inner < 0:
-                return -1
-            count += inner
-        elif kind is float:
-            return -1
-    return count
 
 
 def _structure(data: bytes) -> bytes:
