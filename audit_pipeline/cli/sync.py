@@ -25,6 +25,7 @@ from audit_pipeline.ingest import (
     SyncReport,
     check_range,
     format_hour,
+    gc_paused,
     last_closed_hour,
     parse_hour,
     sync_hours,
@@ -173,15 +174,16 @@ def run_sync(args: argparse.Namespace) -> int:
     ledger = Ledger(
         data_dir, file_format=PARQUET_FORMAT, signer=signer, origin=os.environ.get(ORIGIN_ENV)
     )
-    report = sync_hours(
-        start=start,
-        end=end,
-        lookback_hours=args.lookback,
-        source=AuditLogSource(settings),
-        ledger=ledger,
-        run_id=args.run_id or f"cli-{uuid.uuid4()}",
-        progress=_progress,
-    )
+    with gc_paused():  # this process runs the sync alone (Dagster never pauses it)
+        report = sync_hours(
+            start=start,
+            end=end,
+            lookback_hours=args.lookback,
+            source=AuditLogSource(settings),
+            ledger=ledger,
+            run_id=args.run_id or f"cli-{uuid.uuid4()}",
+            progress=_progress,
+        )
     print(report.summary(), file=sys.stderr)
     if args.json:
         print(json.dumps(_report_json(report), indent=2))
