@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import orjson
-
 from audit_pipeline.ledger.canonical import canonical_json, canonical_json_parsed
 from audit_pipeline.ledger.errors import MalformedError
 
@@ -77,12 +75,6 @@ def judge_entry(
     non-empty string, ``int`` an integer (never a bool).
     """
     data = bytes(data)
-    return _plainly_faithful(data, required) or judge_entry_checked(data, required)
-
-
-def judge_entry_checked(data: bytes, required: Mapping[str, type]) -> Faithful | Unfaithful:
-    """judge_entry_checked is ``judge_entry`` by the parser that checks every token itself:
-    the reference the fast path must agree with, and the one that names every reason."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -124,57 +116,6 @@ def judge_entry_checked(data: bytes, required: Mapping[str, type]) -> Faithful |
         if problem:
             return Unfaithful(problem, value)
     return Faithful(value, canonical)
-
-
-def _plainly_faithful(data: bytes, required: Mapping[str, type]) -> Faithful | None:
-    """The verdict for the usual entry, mostly in C: orjson's parse where it provably equals
-    the checked parse below, else None (and the checked parse decides, reasons included).
-
-    orjson refuses invalid UTF-8, a byte order mark, lone surrogates, NaN/Infinity and bad
-    JSON. What it would change silently is caught here: every number with a fraction or an
-    exponent, and every integer beyond 64 bits, becomes a float, so an entry holding any
-    float goes to the checked parse; a duplicate key leaves fewer members in the parsed
-    value than the bytes hold.
-    """
-    if data.count(b"[") + data.count(b"{") > MAX_DEPTH:
-        return None
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    if value.__class__ is not dict:
-        return None
-    try:
-        canonical = canonical_json_parsed(value)
-    except MalformedError:
-        return None
-    # orjson writes every float with a "." or an "e"; outside strings, only true and false
-    # hold an "e" otherwise.
-    shape = _structure(canonical)
-    if b"." in shape or shape.count(b"e") != shape.count(b"true") + shape.count(b"false"):
-        return None
-    # A parse never adds members, and the bytes hold at least one ":" per member: when the
-    # counts meet, nothing was merged; otherwise only the ":" outside strings count.
-    members = shape.count(b":")
-    if members != data.count(b":") and members != _structure(data).count(b":"):
-        return None
-    for name, kind in required.items():
-        field = value.get(name)
-        if field.__class__ is not kind or (kind is str and not field.strip()):
-            return None
-    return Faithful(value, canonical)
-
-
-def _structure(data: bytes) -> bytes:
-    """The bytes of valid JSON outside its strings (each string left as ``""``).
-
-    Escape pairs are dropped first (``\\\\`` before ``\\"``, both scanned left to right, as a
-    parser pairs them), so every quote left delimits a string: splitting at quotes puts the
-    strings' contents at the odd positions. All in C, a few microseconds an entry.
-    """
-    if b"\\" in data:
-        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    return b'""'.join(data.split(b'"')[::2])
 
 
 def quarantine_leaf(

@@ -10,12 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit_pipeline.lake.fidelity import (
-    AUDIT_ENTRY_FIELDS,
     MAX_DEPTH,
     Faithful,
     Unfaithful,
     judge_entry,
-    judge_entry_checked,
     quarantine_leaf,
 )
 from audit_pipeline.ledger.canonical import parse_canonical
@@ -122,61 +120,3 @@ def test_fuzz_every_input_is_stored_or_quarantined(data: bytes) -> None:
         assert isinstance(verdict, Unfaithful) and verdict.reason
         _, leaf = quarantine_leaf(data, verdict.reason, 0)
         assert base64.b64decode(parse_canonical(leaf)["quarantine"]["entry_base64"]) == data
-
-
-# Inputs where orjson (the fast path) and the checked parser could part: duplicate keys hidden
-# behind escapes and colons inside strings, integers around 64 bits, floats, -0, escapes.
-TRICKY = [
-    b'{"id":"E1","date_create":1795860000,"action":"x","d":{"a":1,"\\u0061":2}}',
-    b'{"id":"E1","date_create":1795860000,"action":"a:b","d":{"k:":":","k:":1}}',
-    b'{"id":"E1","date_create":1795860000,"action":"x","d":{"q\\"":1,"q\\"":2}}',
-    b'{"id":"E1","date_create":1795860000,"action":"x","d":{"b\\\\":1,"b\\\\":":"}}',
-    b'{"id":"E1","date_create":1795860000,"action":"x","d":18446744073709551615}',
-    b'{"id":"E1","date_create":1795860000,"action":"x","d":18446744073709551616}',
-    b'{"id":"E1","date_create":1795860000,"action":"x","d":-9223372036854775809}',
-    b'{"id":"E1","date_create":1795860000,"action":"x","d":123456789012345678901234567890}',
-    b'{"id":"E1","date_create":1795860000,"action":"x","d":[-0,0.5,1E2,1e-7]}',
-    b'{"id":"E1","date_create":1795860000,"action":"x","d":"\\u0000\\ud83d\\ude00\\/"}',
-    b'{"id":"E1","date_create":1795860000,"action":"x","d":"tab\there"}',
-    b'{"id":"E1","date_create":1795860000,"action":"x","d":"raw\ttab"}',
-    b' {"id" : "E1" , "date_create" : 1795860000 , "action" : "x" } ',
-    b'{"id":"E1","date_create":1795860000,"action":"x"}\n',
-    b'\xef\xbb\xbf{"id":"E1","date_create":1795860000,"action":"x"}',
-    b'{"id":"E1","date_create":1795860000,"action":"x","id":"E1"}',
-    b'{"id":"E1","date_create":1795860000,"action":"x","d":{},"e":[{}],"f":{"":{"":""}}}',
-]
-
-
-def _same_verdict(data: bytes) -> None:
-    fast, checked = judge_entry(data), judge_entry_checked(data, AUDIT_ENTRY_FIELDS)
-    assert type(fast) is type(checked)
-    if isinstance(fast, Faithful):
-        assert fast.canonical == checked.canonical and fast.entry == checked.entry
-    else:
-        assert fast.reason == checked.reason
-
-
-@pytest.mark.parametrize("data", TRICKY)
-def test_fast_path_agrees_with_the_checked_parser(data: bytes) -> None:
-    _same_verdict(data)
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    st.one_of(
-        st.tuples(json_values, st.lists(fragments, max_size=6)).map(
-            lambda t: entry(b'"d":' + json.dumps(t[0]).encode() + b"".join(t[1]))
-        ),
-        st.tuples(st.dictionaries(st.sampled_from(["a", "a:", '"', "\\", ":"]), json_values)).map(
-            lambda t: entry(b'"d":' + json.dumps(t[0], ensure_ascii=False).encode())
-        ),
-        st.lists(st.sampled_from(['"a"', '"a:"', '"\\""', '"\\u0061"', '":"']), max_size=4).map(
-            lambda keys: entry(
-                b'"d":{' + ",".join(f"{k}:{i}" for i, k in enumerate(keys)).encode() + b"}"
-            )
-        ),
-        st.lists(fragments, max_size=40).map(lambda parts: entry(b"".join(parts))),
-    )
-)
-def test_fuzz_fast_path_agrees_with_the_checked_parser(data: bytes) -> None:
-    _same_verdict(data)
