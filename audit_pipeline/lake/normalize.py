@@ -59,6 +59,7 @@ _EVENT_ID, _DATE_CREATE, _QUARANTINE = (
 _TEXT_COLUMNS = frozenset(
     i for i in _TUPLE_COLUMNS if pa.types.is_string(EVENT_SCHEMA.field(i).type)
 )
+_DATE_CREATE_COLUMN = _NAMES.index("date_create")
 # A page's byte buffers are cut into batches well before 32-bit Arrow offsets overflow.
 _MAX_BUFFER = 1 << 30
 _sha256 = hashlib.sha256
@@ -255,12 +256,12 @@ class WindowNormalizer:
             )
             page = self._flush_if_full(page)
         if page.rows:
-            self._batches.append(page.batch())
+            self._batches.append(_sorted(page.batch()))
 
     def _flush_if_full(self, page: _Page) -> _Page:
         if not page.full():
             return page
-        self._batches.append(page.batch())
+        self._batches.append(_sorted(page.batch()))
         return _Page()
 
     def _add_quarantined(self, page: _Page, sent: bytes, entry: Any, reason: str) -> None:
@@ -308,10 +309,12 @@ class WindowNormalizer:
     def finish(self) -> NormalizedWindow:
         """finish puts the window's rows in (``date_create``, ``event_id``) order, one table.
 
-        Pages arrive in any order (newest first, restarted windows, late pages): the keys
-        are sorted once, then each column is gathered in that order while the pages' copy
-        of it is released, so the peak is the rows plus one column and no row is copied
-        twice (sorting each page first, then concatenating, copied every row twice).
+        Each page was sorted when it was added. The API serves newest first and never
+        splits a second across pages, so the pages, taken in reverse, usually follow each
+        other in time: then the table is their concatenation, built one column at a time
+        while each page's copy of that column is released (the peak is the rows plus one
+        column, not twice the rows). Otherwise (a restarted window, a late page) the rows
+        are sorted as a whole.
         """
         batches, self._batches, self._seen = self._batches, [], {}
         if not batches:
@@ -322,12 +325,21 @@ class WindowNormalizer:
                 self.duplicates_skipped,
                 tuple(self.revisions),
             )
-        table = pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
-        del batches
-        order = pc.sort_indices(table, sort_keys=_SORT_KEYS)
-        by_name = dict(zip(_NAMES, table.columns, strict=True))
-        del table
-        columns = [by_name.pop(name).take(order) for name in _NAMES]
+        if _in_order([b for b in reversed(batches)]):
+            batches.reverse()
+            pieces = [[b.column(i) for b in batches] for i in range(len(_NAMES))]
+            del batches
+            columns = []
+            for i in range(len(_NAMES)):
+                columns.append(pa.concat_arrays(pieces[i]))
+                pieces[i] = []
+        else:
+            table = pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
+            del batches
+            order = pc.sort_indices(table, sort_keys=_SORT_KEYS)
+            by_name = dict(zip(_NAMES, table.columns, strict=True))
+            del table
+            columns = [by_name.pop(name).take(order) for name in _NAMES]
         return NormalizedWindow(
             pa.Table.from_arrays(columns, schema=EVENT_SCHEMA),
             self.quarantined,
@@ -337,6 +349,22 @@ class WindowNormalizer:
 
 
 _SORT_KEYS = [("date_create", "ascending"), ("event_id", "ascending")]
+
+
+def _sorted(batch: pa.RecordBatch) -> pa.RecordBatch:
+    return batch.take(pc.sort_indices(batch, sort_keys=_SORT_KEYS))
+
+
+def _in_order(batches: list[pa.RecordBatch]) -> bool:
+    """Whether sorted batches, concatenated as given, are sorted: each one's first second
+    is after the previous one's last (equal seconds would need their ids merged)."""
+    previous = None
+    for batch in batches:
+        dates = batch.column(_DATE_CREATE_COLUMN)
+        if previous is not None and not dates[0].value > previous:
+            return False
+        previous = dates[len(dates) - 1].value
+    return True
 
 
 def _row(entry: dict[str, Any], event_id: str, date_create: int) -> tuple[Any, ...]:
