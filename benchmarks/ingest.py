@@ -164,6 +164,5 @@ def _phase_table(phases: dict) -> str:
         if not raw.startswith("{"):
             continue
         item = json.loads(raw)
-        extra = f" (table {fmt_mb(item['table_bytes'])})" if "table_bytes" in item else ""
-        lines.append(f"| {item['phase']}{extra} | {fmt_mb(item['rss'])} | {fmt_mb(item['peak'])} |")
+        lines.append(f"| {item['phase']} | {fmt_mb(item['rss'])} | {fmt_mb(item['peak'])} |")
     return "\n".join(lines)

@@ -124,59 +124,35 @@ def _peak() -> int:
 
 
 def phases(base_url: str, token: str, start: int, end: int, out: Path) -> int:
-    """The steps of ``ingest.sync_window`` one by one, with resident memory after each:
-    where a big hour's peak comes from. Prints one JSON line per phase to stderr."""
-    import pyarrow as pa
-
-    from audit_pipeline.ingest import _BatchWriter, _gc_paused
-    from audit_pipeline.lake import PARQUET_FORMAT, WindowNormalizer, events_from_table
+    """``ingest.sync_window`` as the sync command runs it, with resident memory at the end
+    of each of its steps (its ``on_phase`` hook): where a big hour's peak comes from.
+    Prints one JSON line per phase to stderr."""
+    from audit_pipeline.ingest import gc_paused, sync_window
+    from audit_pipeline.lake import PARQUET_FORMAT
     from audit_pipeline.ledger import Ledger
     from audit_pipeline.ledger.keys import init_key
     from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
 
     marks: list[dict[str, Any]] = []
 
-    def mark(name: str, **extra: Any) -> None:
-        marks.append({"phase": name, "rss": _rss(), "peak": _peak(), **extra})
+    def mark(name: str) -> None:
+        marks.append({"phase": name, "rss": _rss(), "peak": _peak()})
 
     data_dir = out / "data"
     data_dir.mkdir(parents=True)
     signer, _, _ = init_key(data_dir, out / "signing-key", name="bench", now=start - 86_400)
     ledger = Ledger(data_dir, file_format=PARQUET_FORMAT, signer=signer)
     source = AuditLogSource(
-        AuditApiSettings(token=token, base_url=base_url, max_calls_per_minute=0)
+        AuditApiSettings(
+            token=token, base_url=base_url, max_calls_per_minute=0, page_size=OPTIONS.page_size
+        )
     )
     mark("imports and set-up")
     started = time.perf_counter()
-    with _gc_paused():
-        normalizer = WindowNormalizer(start, start + 3600)
-        for page in source.iter_pages(start, start + 3599):
-            normalizer.add(page.entries)
-        del page
-        mark("pages read and normalized (Arrow, unsorted)")
-        rows = normalizer.finish()
-        pa.default_memory_pool().release_unused()
-        mark("sorted table", table_bytes=rows.table.nbytes)
-        events = events_from_table(rows.table)
-        mark("ledger records built")
-        inner = _BatchWriter(rows.table)
-        del rows
-
-        def write_data(new_events: Any, path: Path) -> None:
-            mark("commit: ids checked, before writing")
-            inner(new_events, path)
-            mark("commit: file written, table released")
-
-        result = ledger.commit_batch(
-            window_start=start,
-            window_end=start + 3600,
-            events=events,
-            write_data=write_data,
-            source={"oldest": start},
-            run_id="bench-phases",
+    with gc_paused():
+        result = sync_window(
+            start, source=source, ledger=ledger, run_id="bench-phases", on_phase=mark
         )
-        mark("commit: read back, checked, signed (peak includes read-back)")
-        del events
     seconds = time.perf_counter() - started
     for item in marks:
         print(json.dumps(item), file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import time
 from collections import Counter
@@ -11,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from audit_pipeline.errors import ConfigurationError
-from audit_pipeline.ingest import format_hour, last_closed_hour, parse_hour, sync_hours
+from audit_pipeline.ingest import (
+    format_hour,
+    gc_paused,
+    last_closed_hour,
+    parse_hour,
+    sync_hours,
+    sync_window,
+)
 from audit_pipeline.lake import PARQUET_FORMAT, read_batch_table
 from audit_pipeline.ledger import verify_ledger
 from audit_pipeline.slack.client import FetchStats, Page
@@ -305,3 +313,44 @@ def test_unparseable_entries_are_committed_to_quarantine_and_verify(ledger):
     assert [b"NaN" in b for b in sent].count(True) == 1
     assert all(r["quarantine_reason"] for r in rows)
     assert_verifies(ledger.data_dir)
+
+
+def test_sync_leaves_the_collector_alone_and_reports_its_phases(ledger, source_for):
+    """Inside Dagster the sync runs beside other threads: it never pauses the (process-wide)
+    cyclic collector itself; only the CLI, alone in its process, wraps it in gc_paused."""
+    seen: list[tuple[str, bool]] = []
+    with running_emulator(
+        start=H, end=H + HOUR, events_per_hour=200, seed=5, rate_limit_per_min=0
+    ) as emu:
+        result = sync_window(
+            H,
+            source=source_for(emu, page_size=50),
+            ledger=ledger,
+            run_id="phases",
+            on_phase=lambda name: seen.append((name, gc.isenabled())),
+        )
+    assert result.events_committed > 0
+    assert all(enabled for _, enabled in seen)
+    assert [name for name, _ in seen] == [
+        "pages read and normalized",
+        "rows sorted into one table",
+        "ledger records built",
+        "commit: ids checked, writing the file",
+        "commit: file written, table released",
+        "committed: file read back, checked, signed",
+    ]
+
+
+def test_gc_pause_restores_the_previous_state_even_on_errors():
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # a caller's own pause is left as it was
+    finally:
+        gc.enable()

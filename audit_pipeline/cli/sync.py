@@ -30,6 +30,7 @@ from audit_pipeline.ingest import (
     HOUR,
     SyncReport,
     check_range,
+    gc_paused,
     last_closed_hour,
     parse_hour,
     sync_hours,
@@ -238,16 +239,17 @@ def run_source_sync(
     )
     ledger = real_ledger(args.data_dir)
     witnessing = CommitWitnessing(ledger, policy_from_env(), progress=_progress)
-    report = sync(
-        start=start,
-        end=end,
-        lookback_hours=args.lookback,
-        source=source_class(settings),
-        ledger=ledger,
-        run_id=args.run_id or f"cli-{uuid.uuid4()}",
-        progress=Progress(),
-        on_commit=witnessing if witnessing.policy else None,
-    )
+    with gc_paused():  # this process runs the sync alone (Dagster never pauses it)
+        report = sync(
+            start=start,
+            end=end,
+            lookback_hours=args.lookback,
+            source=source_class(settings),
+            ledger=ledger,
+            run_id=args.run_id or f"cli-{uuid.uuid4()}",
+            progress=Progress(),
+            on_commit=witnessing if witnessing.policy else None,
+        )
     # the per-hour lines were the progress: one line for the whole, then any warning
     print(sync_story(report), file=sys.stderr)
     for hour, event_id in report.missing_from_source:

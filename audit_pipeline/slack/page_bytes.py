@@ -28,6 +28,22 @@ _SCALAR = re.compile(rb"[^ \t\r\n,\]}]+")
 _SPACE = b" \t\r\n"
 
 
+def _nested_pattern(depth: int) -> re.Pattern[bytes]:
+    """One container up to ``depth`` levels deep, brackets counted as ``_value_end`` counts
+    them (any opener, any closer) and strings skipped whole: a single C-level match instead
+    of a Python step per bracket. Built level by level, so it grows linearly with depth."""
+    atom = rb'[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+"'
+    level = rb"[\[{](?:" + atom + rb")*+[\]}]"
+    for _ in range(depth - 1):
+        level = rb"[\[{](?:" + atom + rb"|" + level + rb")*+[\]}]"
+    return re.compile(level, re.DOTALL)
+
+
+# Real entries are about 5 levels deep; a deeper one (or one the pattern cannot follow:
+# truncated, an unterminated string) takes the bracket-by-bracket walk, which says why.
+_NESTED = _nested_pattern(16)
+
+
 class PageSyntaxError(ValueError):
     """The body's structure could not be followed; ``offset`` is where it failed."""
 
@@ -108,7 +124,8 @@ def _split_list(body: bytes, pos: int, items: list[bytes]) -> int:
             raise PageSyntaxError("response body ends inside the list", n)
         if body[pos] in b",]":
             raise PageSyntaxError("empty list element", pos)
-        end = _value_end(body, pos)
+        nested = _NESTED.match(body, pos)
+        end = nested.end() if nested is not None else _value_end(body, pos)
         items.append(body[pos:end])
         pos = _skip_space(body, end)
         if pos >= n:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit_pipeline.slack.page_bytes import PageSyntaxError, split_page
+from audit_pipeline.slack.page_bytes import _NESTED, PageSyntaxError, _value_end, split_page
 
 
 def test_elements_keep_their_exact_bytes() -> None:
@@ -82,3 +82,26 @@ def test_fuzz_split_raises_only_page_syntax_errors(body: bytes) -> None:
         assert 0 <= exc.offset <= len(body) + 14
     else:
         assert all(item == item.strip(b" \t\r\n") and item for item in page.items)
+
+
+nested_bytes = st.lists(
+    st.sampled_from([b"{", b"}", b"[", b"]", b'"', b"\\", b'\\"', b"a", b",", b":", b" ", b'"x"']),
+    max_size=60,
+).map(lambda parts: b"{" + b"".join(parts))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(nested_bytes, values.map(lambda v: json.dumps([v]).encode())))
+def test_one_match_finds_the_same_end_as_the_bracket_walk(body: bytes) -> None:
+    """The single-regex fast path ends a container exactly where the walk does, or defers."""
+    found = _NESTED.match(body, 0)
+    if found is None:
+        return
+    assert found.end() == _value_end(body, 0)
+
+
+def test_containers_deeper_than_the_pattern_still_split() -> None:
+    deep = b"[" * 40 + b"]" * 40
+    body = b'{"entries":[{"d":' + deep + b'},{"e":1}]}'
+    assert _NESTED.match(body, 12) is None
+    assert split_page(body, "entries").items == [b'{"d":' + deep + b"}", b'{"e":1}']
