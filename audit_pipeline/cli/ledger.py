@@ -355,7 +355,8 @@ def _dataset_seal(data_dir: Path) -> Any:
     from audit_pipeline.dataset.seal import check_seal
 
     path = dataset_path(data_dir)
-    return check_seal(path, data_dir) if path.is_file() else None
+    # lexists: a link, FIFO or directory in the dataset's place is reported, not skipped
+    return check_seal(path, data_dir) if os.path.lexists(path) else None
 
 
 def _record(args: argparse.Namespace, data_dir: Path, report: VerifyReport, bundle: bool) -> None:

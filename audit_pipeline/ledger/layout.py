@@ -107,6 +107,27 @@ def open_regular(path: str | Path) -> int:
     return fd
 
 
+def open_regular_for_writing(path: str | Path, flags: int, mode: int) -> int:
+    """open_regular_for_writing opens (or creates) a file to write, lock or append to only
+    if it is a regular file: a symbolic link is not followed, and a FIFO neither blocks the
+    open (a writer of a FIFO otherwise waits for a reader forever) nor is written to.
+    NotRegularFileError otherwise."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegularFileError(path, "a symbolic link") from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):
+            raise NotRegularFileError(path, file_kind(os.lstat(path).st_mode)) from None
+        raise
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise NotRegularFileError(path, file_kind(kind))
+    os.set_blocking(fd, True)
+    return fd
+
+
 def read_regular(path: str | Path) -> bytes:
     """read_regular returns the bytes of a regular file (see :func:`open_regular`)."""
     with os.fdopen(open_regular(path), "rb") as fh:
@@ -388,7 +409,7 @@ class LocalStorage:
         target = self.path(LOCK)
         make_dirs(target.parent)
         try:
-            fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = open_regular_for_writing(target, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
                 raise ConfigurationError(f"cannot lock the ledger at {target}: {exc}") from exc
