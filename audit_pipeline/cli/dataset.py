@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import Progress
 from audit_pipeline.errors import ConfigurationError
-from audit_pipeline.ledger.layout import resolve_data_dir
+from audit_pipeline.ledger.layout import read_named_file, resolve_data_dir
 from audit_pipeline.text import plural
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def _read_file(path: str | None, what: str) -> bytes | None:
     if not path:
         return None
     try:
-        return Path(path).read_bytes()
+        return read_named_file(path)
     except OSError as exc:
         raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from exc
 

@@ -39,7 +39,13 @@ from audit_pipeline.ledger.keys import (
     revoke_key,
     rotate_key,
 )
-from audit_pipeline.ledger.layout import DATA_DIR_ENV, LEDGER, format_hour, resolve_data_dir
+from audit_pipeline.ledger.layout import (
+    DATA_DIR_ENV,
+    LEDGER,
+    format_hour,
+    read_named_file,
+    resolve_data_dir,
+)
 from audit_pipeline.ledger.proofs import (
     AmbiguousEventError,
     EventNotFoundError,
@@ -127,7 +133,7 @@ def _iso(seconds: int | None) -> str:
 
 def _read_file(path: str, what: str) -> bytes:
     try:
-        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        return sys.stdin.buffer.read() if path == "-" else read_named_file(path)
     except OSError as exc:
         raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from exc
 
@@ -480,7 +486,7 @@ def _dataset_batches(data_dir: Path, event_id: str) -> tuple[list[int], str]:
 
 def _public_keys(value: str) -> Keyring:
     path = Path(value).expanduser()
-    if path.is_file():
+    if path.exists():  # a FIFO or device is named as such by load_trusted_keys
         return load_trusted_keys(path)
     if value.count("+") < 2:  # a vkey is name+hash+key; anything else names a file
         raise ConfigurationError(

@@ -57,6 +57,7 @@ from audit_pipeline.ledger.layout import (
     LocalStorage,
     checkpoint_path,
     parse_numbered_name,
+    read_named_file,
 )
 
 SIGNING_KEY_ENV = "AUDIT_SIGNING_KEY"
@@ -305,7 +306,7 @@ def parse_trusted_keys(data: bytes, *, source: str) -> Keyring:
 
 def load_trusted_keys(path: Path) -> Keyring:
     try:
-        data = Path(path).read_bytes()
+        data = read_named_file(path)
     except OSError as exc:
         raise ConfigurationError(f"cannot read trusted keys {path}: {exc.strerror}") from exc
     return parse_trusted_keys(data, source=str(path))
@@ -373,13 +374,14 @@ def load_signing_key(path: Path) -> note.Signer:
     path = Path(path)
     try:
         mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
+        text = read_named_file(path).decode("utf-8")
     except FileNotFoundError:
         raise ConfigurationError(
             f"no signing key at {path}: run 'audit-pipeline keys init' or set {SIGNING_KEY_ENV}"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"cannot read signing key {path}: {exc}") from None
+        cause = getattr(exc, "strerror", None) or exc
+        raise ConfigurationError(f"cannot read signing key {path}: {cause}") from None
     if stat.S_IMODE(mode) & 0o077:
         raise ConfigurationError(
             f"signing key {path} is accessible by group/others "

@@ -134,6 +134,19 @@ def read_regular(path: str | Path) -> bytes:
         return fh.read()
 
 
+def read_named_file(path: str | Path) -> bytes:
+    """read_named_file reads a file a person or setting names (a key, trusted keys, a proof):
+    links are followed (a mounted secret often is one), but only a regular file is read; a
+    FIFO or device would wait or read forever, so it is an OSError naming its type."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"{file_kind(mode)}, not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return fh.read()
+
+
 def make_dir(path: Path) -> None:
     """make_dir creates one directory with mode 0755 whatever the umask."""
     try:

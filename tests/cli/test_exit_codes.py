@@ -196,3 +196,39 @@ def test_every_command_says_a_file_is_not_a_data_directory(argv, tmp_path, capsy
     assert _first_line(capsys) == (
         f"audit-pipeline {command}: error: data directory README.md is not a directory"
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify", "--trusted-keys", "{special}"],
+        ["verify", "--trusted-checkpoint", "{special}"],
+        ["verify-proof", "{special}", "--public-key", "{special}"],
+    ],
+)
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_a_named_file_that_is_a_fifo_or_device_is_refused_not_waited_on(
+    argv, special, tmp_path, capsys
+):
+    """A FIFO would block the read forever and /dev/zero never ends: both are named, exit 2."""
+    if special == "fifo":
+        special = str(tmp_path / "fifo")
+        os.mkfifo(special)
+    argv = [a.format(special=special) for a in argv]
+    if argv[0] == "verify":
+        init_key(tmp_path / "data", tmp_path / "key", name="test", now=int(time.time()) - 86_400)
+        argv += ["--data-dir", str(tmp_path / "data"), "--no-record"]
+    assert main(argv) == 2
+    assert "not a regular file" in _first_line(capsys)
+
+
+def test_a_signing_key_that_is_a_fifo_is_refused_before_any_call(signing_key, tmp_path, capsys):
+    signing_key.unlink()
+    os.mkfifo(signing_key)
+    data_dir = tmp_path / "data"
+    init_key(data_dir, tmp_path / "other-key", name="test", now=int(time.time()) - 86_400)
+    assert _sync(data_dir, "--base-url", "http://127.0.0.1:9/", "--max-retries", "0") == 2
+    assert _first_line(capsys) == (
+        f"audit-pipeline sync: error: cannot read signing key {signing_key}: "
+        "a FIFO, not a regular file"
+    )
