@@ -224,7 +224,7 @@ def _keys_public(args: argparse.Namespace) -> int:
     print(f"# public keys of {keyring.source}, one a line (for --trusted-keys / --public-key)")
     for key in keyring.keys:
         print(f"# {key.name}+{key.key_id}: {_validity(key, now, size)}")
-        print(key.vkey)
+        print(key.public_line())
     return 0
 
 

@@ -175,6 +175,14 @@ class TrustedKey:
         message = ENTRY_CONTEXT + canonical_json(self.body())
         return signer if signer is not None and signer.verifier.verify(message, sig) else None
 
+    def public_line(self) -> str:
+        """public_line is the vkey followed by its window as ``field=value`` words (the
+        fields of a keyring entry), as ``keys public`` prints it: a file of such lines
+        given to ``--trusted-keys`` keeps a revocation or a rotation's end in force."""
+        fields = (*_POSITIONS, *_TIMES)
+        window = [f"{k}={getattr(self, k)}" for k in fields if getattr(self, k) is not None]
+        return " ".join([self.vkey, *window])
+
     def to_dict(self) -> dict[str, Any]:
         doc = {k: v for k, v in self.body().items() if v is not None or k in _TIMES}
         if self.statement:
@@ -295,13 +303,27 @@ def parse_trusted_keys(data: bytes, *, source: str) -> Keyring:
     text = data.decode("utf-8", errors="replace")
     if text.lstrip().startswith("{"):
         return Keyring.from_bytes(data, source=source)
-    vkeys = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    if not vkeys:
+    lines = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    if not lines:
         raise MalformedKeyringError(f"{source}: no public keys in it")
     try:
-        return Keyring.from_vkeys(vkeys, source=source)
+        return Keyring(tuple(_public_line_key(words, source) for words in lines), source)
     except LedgerError as exc:
         raise MalformedKeyringError(f"{source}: {exc}") from exc
+
+
+def _public_line_key(words: list[str], source: str) -> TrustedKey:
+    """_public_line_key reads ``vkey [field=value ...]`` (see TrustedKey.public_line)."""
+    window: dict[str, int] = {}
+    for word in words[1:]:
+        name, _, value = word.partition("=")
+        if name not in (*_POSITIONS, *_TIMES) or not value.isdigit() or name in window:
+            raise MalformedKeyringError(
+                f"{source}: {word!r} after a vkey is not a key window "
+                f"(want field=number, fields {', '.join((*_POSITIONS, *_TIMES))})"
+            )
+        window[name] = int(value)
+    return TrustedKey.from_vkey(words[0], **window)
 
 
 def load_trusted_keys(path: Path) -> Keyring:

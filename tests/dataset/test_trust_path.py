@@ -38,7 +38,13 @@ def test_keys_public_prints_the_keyrings_full_vkeys(scenario_dataset, cli):
     vkeys = [k["vkey"] for k in keyring["keys"]]
     code, out, _ = cli("keys", "public", "--data-dir", str(scenario_dataset))
     assert code == 0
-    assert [ln for ln in out.splitlines() if not ln.startswith("#")] == vkeys
+    lines = [ln for ln in out.splitlines() if not ln.startswith("#")]
+    assert [ln.split()[0] for ln in lines] == vkeys
+    # each key's window is on its line, so a file of them keeps a revocation in force
+    from audit_pipeline.ledger.keys import load_keyring, parse_trusted_keys
+
+    handed = parse_trusted_keys(out.encode(), source="keys.txt")
+    assert handed.keys == load_keyring(scenario_dataset).keys
     code, out, _ = cli("keys", "list", "--data-dir", str(scenario_dataset))
     assert code == 0 and all(v in out for v in vkeys)
 
