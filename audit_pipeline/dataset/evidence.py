@@ -43,6 +43,7 @@ import stat
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -84,6 +85,11 @@ EVIDENCE_SCHEMA = "audit_pipeline.evidence/v1"
 
 class EvidenceError(ConfigurationError):
     """The export was asked for something it cannot produce (bad range, output exists)."""
+
+
+class BundleChangedError(LedgerError):
+    """A member of a zipped bundle is not the bytes the archive recorded for it (CRC-32 or
+    compressed stream): it changed after it was zipped, which is an integrity failure."""
 
 
 @dataclass(frozen=True)
@@ -392,7 +398,12 @@ def unpacked_bundle(archive_path: Path) -> Iterator[Path]:
                 link = stat.S_ISLNK(info.external_attr >> 16)
                 if info.filename.startswith("/") or "\\" in info.filename or ".." in parts or link:
                     raise EvidenceError(f"{archive_path}: refusing unsafe member {info.filename!r}")
-            archive.extractall(root)
+            try:
+                archive.extractall(root)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                raise BundleChangedError(
+                    f"{archive_path}: the bundle was changed after it was zipped: {exc}"
+                ) from None
         if not is_bundle(root):
             # a bundle directory zipped with its folder: one top-level directory holding it
             entries = list(root.iterdir())
