@@ -37,6 +37,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import stat
@@ -81,6 +82,9 @@ EVIDENCE_FILE = "EVIDENCE.json"
 README_FILE = "README.md"
 WITNESS_KEYS_FILE = "WITNESS-KEYS.txt"
 EVIDENCE_SCHEMA = "audit_pipeline.evidence/v1"
+
+
+log = logging.getLogger(__name__)
 
 
 class EvidenceError(ConfigurationError):
@@ -148,7 +152,10 @@ def export_evidence(
     report = verify_ledger(
         data_dir, file_format=PARQUET_FORMAT, keyring=keyring, trusted_checkpoint=trusted_checkpoint
     )
-    history.record(data_dir, report, trigger="export-evidence")
+    try:
+        history.record(data_dir, report, trigger="export-evidence")
+    except history.HistoryError as exc:  # a read-only copy can still be exported from
+        log.warning("not recorded in the verification history: %s", exc)
     if not report:
         raise DatasetIntegrityError(
             f"the ledger in {data_dir} did not verify ({len(report.findings)} findings); "

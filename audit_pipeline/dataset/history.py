@@ -160,7 +160,8 @@ def append_run(data_dir: Path, run: VerificationRun) -> None:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
     except (OSError, LedgerError) as exc:
-        raise HistoryError(f"cannot append to the verification history {path}: {exc}") from exc
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise HistoryError(f"cannot append to the verification history {path}: {cause}") from exc
 
 
 def load_runs(data_dir: Path) -> list[VerificationRun]:

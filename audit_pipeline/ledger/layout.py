@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.ledger.errors import LedgerError
 
 HOUR = 3600
@@ -425,7 +425,10 @@ class LocalStorage:
             fd = open_regular_for_writing(target, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-                raise ConfigurationError(f"cannot lock the ledger at {target}: {exc}") from exc
+                # the environment (a read-only mount, permissions): could not complete, 3
+                raise AuditPipelineError(
+                    f"cannot lock the ledger at {target}: {exc.strerror}"
+                ) from exc
             raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -232,3 +232,58 @@ def test_a_signing_key_that_is_a_fifo_is_refused_before_any_call(signing_key, tm
         f"audit-pipeline sync: error: cannot read signing key {signing_key}: "
         "a FIFO, not a regular file"
     )
+
+
+@pytest.fixture
+def read_only_ledger(tmp_path):
+    """A data directory with a ledger that nobody may write (0555; root ignores modes, so
+    as root the directories are made immutable with chattr, or the test skips)."""
+    from audit_pipeline.lake import PARQUET_FORMAT, write_events
+    from audit_pipeline.ledger import EventRecord, Ledger
+
+    data_dir = tmp_path / "data"
+    signer, _, _ = init_key(data_dir, tmp_path / "key", name="test", now=1_700_000_000)
+    ledger = Ledger(data_dir, file_format=PARQUET_FORMAT, signer=signer)
+    start = 1_764_547_200  # 2025-12-01T00:00Z
+    entry = {"id": "e1", "date_create": start + 60, "action": "user_login"}
+    ledger.commit_batch(
+        window_start=start,
+        window_end=start + 3600,
+        events=[EventRecord.from_entry(entry)],
+        write_data=lambda evs, path: write_events(evs, path, window=(start, start + 3600)),
+        source={"api_url": "https://slack.test/audit/v1/logs", "pages": 1},
+        run_id="test",
+    )
+    dirs = [data_dir, *(p for p in data_dir.rglob("*") if p.is_dir())]
+    if os.geteuid() == 0:
+        chattr = ["chattr", "-R", "+i", str(data_dir)]
+        if subprocess.run(chattr, capture_output=True).returncode:
+            pytest.skip("root, and chattr +i is not available here")
+        yield data_dir, tmp_path / "key"
+        subprocess.run(["chattr", "-R", "-i", str(data_dir)], check=True)
+        return
+    for d in dirs:
+        d.chmod(0o555)
+    yield data_dir, tmp_path / "key"
+    for d in dirs:
+        d.chmod(0o755)
+
+
+def test_a_read_only_data_dir_is_an_environment_problem_for_every_writer(
+    read_only_ledger, tmp_path, capsys
+):
+    data_dir, key = read_only_ledger
+    code = main(["keys", "rotate", "--data-dir", str(data_dir), "--key-file", str(key)])
+    assert code == 3, "a read-only mount is the environment (3), not bad usage (2)"
+    assert _first_line(capsys).startswith("audit-pipeline keys rotate: error: cannot lock the")
+    assert "Errno" not in capsys.readouterr().err
+
+
+def test_evidence_is_exported_from_a_read_only_data_dir(read_only_ledger, tmp_path, capsys):
+    """Recording the verification is a side effect: an auditor's read-only copy still
+    exports (as verify still verifies), saying it did not record."""
+    data_dir, _ = read_only_ledger
+    out = tmp_path / "ev.zip"
+    argv = ["export-evidence", "--data-dir", str(data_dir), "--out", str(out)]
+    assert main([*argv, "--start", "2025-12-01T00", "--end", "2025-12-01T01"]) == 0
+    assert out.is_file()
