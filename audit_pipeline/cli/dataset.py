@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
+from audit_pipeline.cli.preflight import input_file, output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import Progress
 from audit_pipeline.errors import ConfigurationError
-from audit_pipeline.ledger.layout import read_named_file, resolve_data_dir
+from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.text import plural
 
 if TYPE_CHECKING:
@@ -141,12 +141,7 @@ def _check_data_dir(args: argparse.Namespace) -> None:
 
 
 def _read_file(path: str | None, what: str) -> bytes | None:
-    if not path:
-        return None
-    try:
-        return read_named_file(path)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    return input_file(path, what) if path else None
 
 
 def _keyring(path: str | None) -> Keyring | None:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
+from audit_pipeline.cli.preflight import input_file, output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import LONG_WORK_SECONDS, Progress
 from audit_pipeline.cli.witness import add_witness_options, witness_keys
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
@@ -43,7 +43,6 @@ from audit_pipeline.ledger.layout import (
     DATA_DIR_ENV,
     LEDGER,
     format_hour,
-    read_named_file,
     resolve_data_dir,
 )
 from audit_pipeline.ledger.proofs import (
@@ -129,13 +128,6 @@ def _iso(seconds: int | None) -> str:
     if seconds is None:
         return "-"
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _read_file(path: str, what: str) -> bytes:
-    try:
-        return sys.stdin.buffer.read() if path == "-" else read_named_file(path)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from exc
 
 
 # -- keys --------------------------------------------------------------------------------
@@ -300,7 +292,7 @@ def _verify_dir(args: argparse.Namespace) -> int:
     keyring = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys else None
     trusted = None
     if args.trusted_checkpoint:
-        trusted = _read_file(args.trusted_checkpoint, "trusted checkpoint")
+        trusted = input_file(args.trusted_checkpoint, "trusted checkpoint")
     if args.signer_state:
         if trusted is not None:
             raise ConfigurationError("pass --trusted-checkpoint or --signer-state, not both")
@@ -597,8 +589,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "public",
         help="print public keys (vkeys) to hand an auditor",
         description="With --data-dir: every key of that data directory's keyring, one vkey a\n"
-        "line with its validity as a comment (save it and send it to auditors for\n"
-        "--trusted-keys / --public-key). Otherwise: the signing key's vkey.",
+        "line followed by its window (log positions and times, which --trusted-keys and\n"
+        "--public-key enforce) and its validity as a comment: save it and send it to\n"
+        "auditors. Otherwise: the signing key's vkey.",
     )
     _key_file_option(public)
     _data_dir_option(public)

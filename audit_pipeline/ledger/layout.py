@@ -57,7 +57,6 @@ INTENT_SUFFIX = ".intent"
 _NUMBERED = re.compile(r"^([0-9]+)(\.[a-z]+)$")
 DIR_MODE = 0o755
 DATA_MODE = 0o444
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class NotRegularFileError(LedgerError):
@@ -91,27 +90,14 @@ def open_regular(path: str | Path) -> int:
     component is not followed (``O_NOFOLLOW``), a FIFO does not block the open
     (``O_NONBLOCK``), and the type is checked on the open descriptor (``fstat``) before a
     byte is read. NotRegularFileError otherwise; FileNotFoundError if absent."""
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise NotRegularFileError(path, "a symbolic link") from None
-        if exc.errno in (errno.ENXIO, errno.EISDIR):
-            raise NotRegularFileError(path, file_kind(os.lstat(path).st_mode)) from None
-        raise
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise NotRegularFileError(path, file_kind(mode))
-    os.set_blocking(fd, True)
-    return fd
+    return open_regular_for_writing(path, os.O_RDONLY, 0)
 
 
 def open_regular_for_writing(path: str | Path, flags: int, mode: int) -> int:
     """open_regular_for_writing opens (or creates) a file to write, lock or append to only
-    if it is a regular file: a symbolic link is not followed, and a FIFO neither blocks the
-    open (a writer of a FIFO otherwise waits for a reader forever) nor is written to.
-    NotRegularFileError otherwise."""
+    if it is a regular file, as :func:`open_regular` does for reading: a symbolic link is
+    not followed, and a FIFO neither blocks the open (a writer of a FIFO otherwise waits
+    for a reader forever) nor is written to. NotRegularFileError otherwise."""
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError as exc:
