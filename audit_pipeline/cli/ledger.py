@@ -305,6 +305,8 @@ def _verify_dir(args: argparse.Namespace) -> int:
         raise ConfigurationError("--incremental needs --trusted-checkpoint FILE")
     if args.jobs < 1:
         raise ConfigurationError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.max_lag is not None and not 0 <= args.max_lag < 1e9:  # NaN fails this too
+        raise ConfigurationError(f"--max-lag must be a number of hours >= 0, got {args.max_lag}")
     data_range = None
     if args.range:
         data_range = check_data_range((parse_time(args.range[0]), parse_time(args.range[1])))

@@ -287,3 +287,12 @@ def test_evidence_is_exported_from_a_read_only_data_dir(read_only_ledger, tmp_pa
     argv = ["export-evidence", "--data-dir", str(data_dir), "--out", str(out)]
     assert main([*argv, "--start", "2025-12-01T00", "--end", "2025-12-01T01"]) == 0
     assert out.is_file()
+
+
+@pytest.mark.parametrize("lag", ["-1", "nan", "inf"])
+def test_verify_refuses_a_max_lag_that_is_not_hours(lag, tmp_path, capsys):
+    """A negative lag would fail every ledger (a false integrity alarm); NaN and infinity
+    crashed with an unexpected ValueError/OverflowError (exit 3)."""
+    init_key(tmp_path / "data", tmp_path / "key", name="test", now=int(time.time()) - 86_400)
+    assert main(["verify", "--data-dir", str(tmp_path / "data"), "--max-lag", lag]) == 2
+    assert _first_line(capsys).startswith("audit-pipeline verify: error: --max-lag must be")
