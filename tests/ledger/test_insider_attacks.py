@@ -385,3 +385,21 @@ def test_revoked_key_cannot_backdate_a_batch_against_the_public_keys_file(
     assert not report.intact
     # the batches before the revocation still verify with that file
     assert not [f for f in report.findings if f.location == manifest_path(6)]
+
+
+def test_a_file_planted_where_the_next_batch_goes_is_an_integrity_refusal(
+    six_hours: Ledger, lh
+) -> None:
+    """A file at the next batch's own data path was an 'I/O' error ('File exists', exit 3)
+    and left a staged file behind; it is a file nobody committed: refused as such, before
+    anything is written."""
+    from audit_pipeline.ledger.commit import LedgerStateError
+    from audit_pipeline.ledger.layout import PENDING, batch_data_path
+
+    planted = six_hours.data_dir / batch_data_path(lh.hour(7), 7, "hour", lh.JSONL.suffix)
+    planted.parent.mkdir(parents=True)
+    planted.write_text("planted\n")
+    with pytest.raises(LedgerStateError, match="taken by a file no manifest references"):
+        lh.commit(six_hours, 7)
+    assert list((six_hours.data_dir / PENDING).iterdir()) == []
+    assert found(lh.verify(six_hours.data_dir), "unreferenced_file")
