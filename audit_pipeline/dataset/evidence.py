@@ -65,6 +65,8 @@ from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
     CHECKPOINTS,
+    DATA_MODE,
+    DIR_MODE,
     HOUR,
     KEYRING,
     LocalStorage,
@@ -237,10 +239,12 @@ def export_evidence(
             }
         (staging / EVIDENCE_FILE).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         (staging / README_FILE).write_text(_readme(doc, len(chain)))
+        for path in staging.rglob("*"):  # explicit modes whatever the umask
+            path.chmod(DIR_MODE if path.is_dir() else DATA_MODE)
         if zipped:
             _zip(staging, out)
         else:
-            out.mkdir(parents=True, exist_ok=True)
+            make_dirs(out)
             for item in sorted(staging.iterdir()):
                 shutil.move(str(item), out / item.name)
     finally:
@@ -282,6 +286,7 @@ def _zip(staging: Path, out: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(p for p in staging.rglob("*") if p.is_file()):
                 archive.write(path, path.relative_to(staging).as_posix())
+        tmp.chmod(DATA_MODE)
         os.replace(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):
