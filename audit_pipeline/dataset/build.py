@@ -229,7 +229,7 @@ def build_dataset(
         shown = "; ".join(f.line() for f in findings[:5])
         more = f" (and {len(findings) - 5} more)" if len(findings) > 5 else ""
         raise DatasetIntegrityError(
-            f"the ledger in {data_dir} did not verify ({len(findings)} findings: "
+            f"the ledger in {data_dir} did not verify ({plural(len(findings), 'finding')}: "
             f"{shown}{more}); the dataset was not rebuilt. Run 'audit-pipeline verify' for "
             "the full report."
         )

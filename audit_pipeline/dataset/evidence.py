@@ -79,6 +79,7 @@ from audit_pipeline.ledger.layout import (
 )
 from audit_pipeline.ledger.verify import Finding, FindingCode, check_data_range
 from audit_pipeline.ledger.witnessed import REFUSALS, WITNESSED, default_quorum
+from audit_pipeline.text import plural
 
 EVIDENCE_FILE = "EVIDENCE.json"
 README_FILE = "README.md"
@@ -160,7 +161,7 @@ def export_evidence(
         log.warning("not recorded in the verification history: %s", exc)
     if not report:
         raise DatasetIntegrityError(
-            f"the ledger in {data_dir} did not verify ({len(report.findings)} findings); "
+            f"the ledger in {data_dir} did not verify ({plural(len(report.findings), 'finding')}); "
             "no evidence exported. Run 'audit-pipeline verify' for the full report."
         )
     if report.checkpoint is None:

@@ -291,3 +291,14 @@ def test_bundle_modes_whatever_the_umask(scenario_dataset, tmp_path):
     assert (tmp_path / "b.zip").stat().st_mode & 0o777 == 0o444
     with zipfile.ZipFile(tmp_path / "b.zip") as archive:
         assert {(i.external_attr >> 16) & 0o777 for i in archive.infolist()} == {0o444}
+
+
+def test_an_unverified_ledger_is_not_exported_and_the_count_reads_well(scenario_dataset, tmp_path):
+    from audit_pipeline.dataset.build import DatasetIntegrityError
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(scenario_dataset, data_dir)
+    (data_dir / "lake" / "stray.parquet").write_bytes(b"not committed")  # one finding
+    with pytest.raises(DatasetIntegrityError, match=r"did not verify \(1 finding\)"):
+        export_evidence(data_dir, start=T0, end=T0 + 3600, out=tmp_path / "ev")
+    assert not (tmp_path / "ev").exists()
