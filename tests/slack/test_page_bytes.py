@@ -82,3 +82,13 @@ def test_fuzz_split_raises_only_page_syntax_errors(body: bytes) -> None:
         assert 0 <= exc.offset <= len(body) + 14
     else:
         assert all(item == item.strip(b" \t\r\n") and item for item in page.items)
+
+
+def test_a_byte_order_mark_before_the_page_is_ignored() -> None:
+    """RFC 8259 section 8.1 lets a parser ignore a leading BOM; refusing it would fail every
+    page of a proxy that adds one (the hour could never be committed). Entries keep their
+    exact bytes; a BOM anywhere else is still a syntax error."""
+    page = split_page(b'\xef\xbb\xbf{"entries":[{"id":"a"} ,2]}', "entries")
+    assert page.items == [b'{"id":"a"}', b"2"]
+    with pytest.raises(PageSyntaxError):
+        split_page(b'{"entries":[\xef\xbb\xbf{"id":"a"}]}', "entries")
