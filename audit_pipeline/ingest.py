@@ -25,7 +25,7 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +37,7 @@ from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.lake import WindowNormalizer, events_from_table, write_batch_file
 from audit_pipeline.lake.fidelity import REVISION_PREFIX
 from audit_pipeline.ledger import EventRecord, Ledger
-from audit_pipeline.ledger.layout import HOUR
+from audit_pipeline.ledger.layout import DATA_MODE, HOUR, LocalStorage
 from audit_pipeline.ledger.layout import format_hour as hour_label
 from audit_pipeline.slack.client import AuditLogSource, FetchStats, UnparseablePageError
 
@@ -323,14 +323,11 @@ def _failed_window(
     data_dir: Path, hour: int, lookback: bool, exc: UnparseablePageError
 ) -> FailedWindow:
     """Keep the page that failed an hour (write-once, named by hour and content hash)."""
-    folder = data_dir / FAILED_PAGES_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(exc.body).hexdigest()[:16]
-    path = folder / f"{format_hour(hour)}-{digest}.page"
-    if not path.exists():
-        staged = path.with_suffix(".tmp")
-        staged.write_bytes(exc.body)
-        staged.replace(path)
+    rel = f"{FAILED_PAGES_DIR}/{format_hour(hour)}-{digest}.page"
+    path = data_dir / rel
+    with suppress(FileExistsError):  # never through a linked directory
+        LocalStorage(data_dir).create_exclusive(rel, exc.body, mode=DATA_MODE)
     return FailedWindow(
         window_start=hour,
         lookback=lookback,
