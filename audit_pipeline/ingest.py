@@ -381,11 +381,10 @@ def sync_hours(
         except UnparseablePageError as exc:
             failed = _failed_window(ledger.data_dir, hour, is_lookback, exc)
             report.failed.append(failed)
-            log.error(
-                "%s: not committed: %s (page kept in %s)", failed.hour, exc, failed.saved_page
-            )
+            label = hour_label(hour)  # the one hour format of every other line
+            log.error("%s: not committed: %s (page kept in %s)", label, exc, failed.saved_page)
             if progress:
-                progress(f"[{done}/{len(plan)}] {failed.hour}: FAILED (data error), see summary")
+                progress(f"[{done}/{len(plan)}] {label}: FAILED (data error), see summary")
             continue
         report.windows.append(result)
         if on_commit is not None and result.sequence is not None:

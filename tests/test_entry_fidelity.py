@@ -152,6 +152,7 @@ def test_the_cli_exits_4_when_some_hours_could_not_be_committed(
     assert [f["hour"] for f in summary["failed_hours"]] == ["2026-11-28T11"]
     assert [b["hour"] for b in summary["batches"]] == ["2026-11-28T10"]
     assert "Traceback" not in captured.err and emulator.token not in captured.err + captured.out
+    assert "2026-11-28T11:00Z: FAILED (data error)" in captured.err  # the one hour format
 
 
 @pytest.mark.parametrize("sent", [b for b, _ in SHAPES])
