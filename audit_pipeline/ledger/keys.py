@@ -499,6 +499,8 @@ def revoke_key(
     log's current size) and time ``at`` on: its signatures on batches at or past that
     position fail with ``key_revoked`` whatever time they claim. ``signer`` (the current
     signing key) signs the entry; without it the entry is left unsigned."""
+    if at_size is not None and at_size < 0:  # the keyring would refuse itself afterwards
+        raise ConfigurationError(f"a log position is a tree size >= 0, got {at_size}")
     storage = LocalStorage(Path(data_dir))
     with storage.lock():
         keyring = load_keyring(data_dir)
