@@ -88,7 +88,8 @@ def policy_from_env(environ: Mapping[str, str] | None = None) -> WitnessPolicy:
         try:
             value, source = read_named_file(path).decode("utf-8"), str(path)
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigurationError(f"{WITNESSES_ENV}: cannot read {path}: {exc}") from None
+            cause = getattr(exc, "strerror", None) or exc
+            raise ConfigurationError(f"{WITNESSES_ENV}: cannot read {path}: {cause}") from None
     quorum_text = env.get(QUORUM_ENV, "").strip()
     try:
         quorum = int(quorum_text) if quorum_text else None
