@@ -122,12 +122,13 @@ def read_regular(path: str | Path) -> bytes:
 
 def read_named_file(path: str | Path) -> bytes:
     """read_named_file reads a file a person or setting names (a key, trusted keys, a proof):
-    links are followed (a mounted secret often is one), but only a regular file is read; a
-    FIFO or device would wait or read forever, so it is an OSError naming its type."""
+    links are followed (a mounted secret often is one) and a pipe is read (``<(command)``),
+    but the open never waits for a writer (a FIFO nobody writes to reads as empty), and a
+    device or directory, which would block or read forever, is an OSError naming its type."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as fh:
         mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
             raise OSError(errno.EINVAL, f"{file_kind(mode)}, not a regular file", str(path))
         os.set_blocking(fd, True)
         return fh.read()

@@ -210,7 +210,8 @@ def test_every_command_says_a_file_is_not_a_data_directory(argv, tmp_path, capsy
 def test_a_named_file_that_is_a_fifo_or_device_is_refused_not_waited_on(
     argv, special, tmp_path, capsys
 ):
-    """A FIFO would block the read forever and /dev/zero never ends: both are named, exit 2."""
+    """A FIFO nobody writes to would block the open forever, /dev/zero never ends: the
+    FIFO reads as empty (refused as such), the device is named; neither hangs."""
     if special == "fifo":
         special = str(tmp_path / "fifo")
         os.mkfifo(special)
@@ -218,19 +219,36 @@ def test_a_named_file_that_is_a_fifo_or_device_is_refused_not_waited_on(
     if argv[0] == "verify":
         init_key(tmp_path / "data", tmp_path / "key", name="test", now=int(time.time()) - 86_400)
         argv += ["--data-dir", str(tmp_path / "data"), "--no-record"]
-    assert main(argv) == 2
-    assert "not a regular file" in _first_line(capsys)
+    code = main(argv)
+    line = _first_line(capsys)
+    assert code in (1, 2) and "error:" in line and "Traceback" not in line
+    if special == "/dev/zero":
+        assert code == 2 and "a character device, not a regular file" in line
 
 
-def test_a_signing_key_that_is_a_fifo_is_refused_before_any_call(signing_key, tmp_path, capsys):
+def test_trusted_keys_from_a_pipe_are_read(tmp_path, capsys):
+    """`verify --trusted-keys <(command)`: a pipe with a writer is read, not refused."""
+    data_dir = tmp_path / "data"
+    signer, _, _ = init_key(data_dir, tmp_path / "key", name="t", now=int(time.time()) - 86_400)
+    read_end, write_end = os.pipe()
+    os.write(write_end, (signer.vkey + "\n").encode())
+    os.close(write_end)
+    try:
+        argv = ["verify", "--data-dir", str(data_dir), "--no-record"]
+        assert main([*argv, "--trusted-keys", f"/dev/fd/{read_end}"]) == 0
+    finally:
+        os.close(read_end)
+    assert "keys: used the data directory's own keyring" not in capsys.readouterr().err
+
+
+def test_a_signing_key_fifo_nobody_writes_is_refused_before_any_call(signing_key, tmp_path, capsys):
     signing_key.unlink()
-    os.mkfifo(signing_key)
+    os.mkfifo(signing_key, 0o600)
     data_dir = tmp_path / "data"
     init_key(data_dir, tmp_path / "other-key", name="test", now=int(time.time()) - 86_400)
     assert _sync(data_dir, "--base-url", "http://127.0.0.1:9/", "--max-retries", "0") == 2
     assert _first_line(capsys) == (
-        f"audit-pipeline sync: error: cannot read signing key {signing_key}: "
-        "a FIFO, not a regular file"
+        f"audit-pipeline sync: error: {signing_key} does not hold a valid signing key"
     )
 
 
