@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -214,7 +215,7 @@ def run_query_command(args: argparse.Namespace) -> int:
     require_one_statement(sql)
     path = dataset_path(args.data_dir, args.database)
     ledger_dir = path.parent if (path.parent / "ledger").is_dir() else None
-    if path.is_file():
+    if os.path.lexists(path):  # never attach a FIFO or link unchecked (it could hang)
         sealed = check_seal(path, ledger_dir)
         sealed.require()
         # Say what the rows are (a verified build, and when), not only the rows.

@@ -159,6 +159,10 @@ def test_a_dataset_that_is_not_a_regular_file(
         path.symlink_to(moved)
     code, _, err = cli("verify", "--data-dir", str(data_dir), "--no-record")
     assert code == 1 and "not a regular file" in err
+    code, out, err = cli("query", "--data-dir", str(data_dir), "select 1")
+    assert code == 1 and "not a regular file" in err and not out  # refused, not 'no dataset'
+    code, _, err = cli("report", "--data-dir", str(data_dir), "--out", str(tmp_path / "r.html"))
+    assert code == 1 and "not a regular file" in err
     result = build_dataset(data_dir)
     assert result.mode == FULL and not result.path.is_symlink()
     assert check_seal(result.path, data_dir).ok
