@@ -383,7 +383,7 @@ class LocalStorage:
         self._make_parent(target)
         self.regular_path(rel)  # never write through a linked directory
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        fd = open_regular_for_writing(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             os.fchmod(fd, mode)
             _write_all(fd, data)

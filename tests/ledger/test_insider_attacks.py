@@ -403,3 +403,17 @@ def test_a_file_planted_where_the_next_batch_goes_is_an_integrity_refusal(
         lh.commit(six_hours, 7)
     assert list((six_hours.data_dir / PENDING).iterdir()) == []
     assert found(lh.verify(six_hours.data_dir), "unreferenced_file")
+
+
+def test_a_fifo_at_the_keyrings_temporary_name_does_not_hang_a_key_change(
+    six_hours: Ledger, key_path: Path, lh
+) -> None:
+    """replace() writes a temporary beside the keyring; a FIFO planted at that name made
+    the open wait for a reader for ever."""
+    from audit_pipeline.ledger.keys import KEYRING, rotate_key
+    from audit_pipeline.ledger.layout import NotRegularFileError
+
+    keyring = six_hours.data_dir / KEYRING
+    os.mkfifo(keyring.with_name(f".{keyring.name}.{os.getpid()}.tmp"))
+    with pytest.raises(NotRegularFileError, match="FIFO"):
+        within_seconds(lambda: rotate_key(six_hours.data_dir, key_path, now=lh.CLOCK_START + 1500))
