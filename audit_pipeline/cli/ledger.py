@@ -351,8 +351,7 @@ def _verify_dir(args: argparse.Namespace) -> int:
 
 def _dataset_seal(data_dir: Path) -> Any:
     """_dataset_seal checks the auditors' dataset against its seal, when there is one."""
-    from audit_pipeline.dataset.build import dataset_path
-    from audit_pipeline.dataset.seal import check_seal
+    from audit_pipeline.dataset.seal import check_seal, dataset_path  # no DuckDB needed
 
     path = dataset_path(data_dir)
     # lexists: a link, FIFO or directory in the dataset's place is reported, not skipped

@@ -84,7 +84,12 @@ from audit_pipeline.dataset.schema import (
     comment_tables,
     create_tables,
 )
-from audit_pipeline.dataset.seal import check_seal, write_seal
+from audit_pipeline.dataset.seal import DATASET_ENV as DATASET_ENV  # re-exported
+from audit_pipeline.dataset.seal import (
+    check_seal,
+    dataset_path,  # defined without DuckDB; importers keep using it from here
+    write_seal,
+)
 from audit_pipeline.dataset.storage import (
     STORAGE_COMPATIBILITY,
     STORAGE_VERSION_NUMBER,
@@ -127,8 +132,6 @@ from audit_pipeline.text import plural
 
 log = logging.getLogger(__name__)
 
-DATASET_FILENAME = "audit.duckdb"
-DATASET_ENV = "AUDIT_DATASET"
 _FLUSH_ROWS = 200_000
 FULL = "full"
 INCREMENTAL = "incremental"
@@ -176,14 +179,6 @@ class BuildResult:
             f"({plural(self.data_files, 'data file')}) from the verified ledger of size "
             f"{self.tree_size}; {how}; built in {self.seconds:.1f} s"
         )
-
-
-def dataset_path(data_dir: str | Path | None = None, explicit: str | Path | None = None) -> Path:
-    """dataset_path: ``explicit``, else ``$AUDIT_DATASET``, else ``<data dir>/audit.duckdb``."""
-    chosen = explicit or os.environ.get(DATASET_ENV)
-    if chosen:
-        return Path(chosen).expanduser()
-    return resolve_data_dir(data_dir) / DATASET_FILENAME
 
 
 def build_dataset(
