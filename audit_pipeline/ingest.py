@@ -25,7 +25,7 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +37,7 @@ from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.lake import WindowNormalizer, events_from_table, write_batch_file
 from audit_pipeline.lake.fidelity import REVISION_PREFIX
 from audit_pipeline.ledger import EventRecord, Ledger
-from audit_pipeline.ledger.layout import HOUR, format_hour
+from audit_pipeline.ledger.layout import DATA_MODE, HOUR, LocalStorage, format_hour
 from audit_pipeline.slack.client import AuditLogSource, FetchStats, UnparseablePageError
 from audit_pipeline.slack.read_ahead import read_ahead
 
@@ -327,15 +327,12 @@ def _failed_window(
     data_dir: Path, hour: int, lookback: bool, exc: UnparseablePageError
 ) -> FailedWindow:
     """Keep the page that failed an hour (write-once, named by hour and content hash)."""
-    folder = data_dir / FAILED_PAGES_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(exc.body).hexdigest()[:16]
     stamp = datetime.fromtimestamp(hour, UTC).strftime("%Y-%m-%dT%H")  # no ':' in file names
-    path = folder / f"{stamp}-{digest}.page"
-    if not path.exists():
-        staged = path.with_suffix(".tmp")
-        staged.write_bytes(exc.body)
-        staged.replace(path)
+    rel = f"{FAILED_PAGES_DIR}/{stamp}-{digest}.page"
+    path = data_dir / rel
+    with suppress(FileExistsError):  # never through a linked directory
+        LocalStorage(data_dir).create_exclusive(rel, exc.body, mode=DATA_MODE)
     return FailedWindow(
         window_start=hour,
         lookback=lookback,
@@ -389,11 +386,10 @@ def sync_hours(
         except UnparseablePageError as exc:
             failed = _failed_window(ledger.data_dir, hour, is_lookback, exc)
             report.failed.append(failed)
-            log.error(
-                "%s: not committed: %s (page kept in %s)", failed.hour, exc, failed.saved_page
-            )
+            label = format_hour(hour)  # the one hour format of every other line
+            log.error("%s: not committed: %s (page kept in %s)", label, exc, failed.saved_page)
             if progress:
-                progress(f"[{done}/{len(plan)}] {failed.hour}: FAILED (data error), see summary")
+                progress(f"[{done}/{len(plan)}] {label}: FAILED (data error), see summary")
             continue
         report.windows.append(result)
         if on_commit is not None and result.sequence is not None:

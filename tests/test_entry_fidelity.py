@@ -155,6 +155,7 @@ def test_the_cli_exits_4_when_some_hours_could_not_be_committed(
     assert [f["hour"] for f in summary["failed_hours"]] == ["2026-11-28T11:00Z"]
     assert [b["hour"] for b in summary["batches"]] == ["2026-11-28T10:00Z"]
     assert "Traceback" not in captured.err and emulator.token not in captured.err + captured.out
+    assert "2026-11-28T11:00Z: FAILED (data error)" in captured.err  # the one hour format
 
 
 @pytest.mark.parametrize("sent", [b for b, _ in SHAPES])
@@ -233,3 +234,24 @@ def test_changed_after_commit_is_a_revision_and_an_id_in_two_hours_is_reported(
     assert json.loads(out.read_bytes())["event"]["action"] == "x"
     (Path(dataset_path(ledger.data_dir))).unlink()  # without the dataset: the same answer
     assert main(args) == 2
+
+
+def test_a_failed_page_is_never_kept_through_a_linked_directory(tmp_path, ledger, source_for):
+    """failed-pages/ replaced by a link to a directory elsewhere: the page is not written
+    outside the data directory; the link is named (as verify names it)."""
+    from audit_pipeline.ledger.layout import NotRegularFileError
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (ledger.data_dir / FAILED_PAGES_DIR).symlink_to(outside)
+    broken = b'{"id":"cut","date_create":%d,"action":"x","d":{' % (H + 5)
+    path = events_file(tmp_path, [broken])
+    with (
+        running_emulator(events_file=path, rate_limit_per_min=0) as emulator,
+        pytest.raises(NotRegularFileError, match="symbolic link"),
+    ):
+        sync_hours(
+            start=H, end=H + HOUR, source=source_for(emulator, max_retries=0), ledger=ledger,
+            run_id="r1", lookback_hours=0,
+        )  # fmt: skip
+    assert list(outside.iterdir()) == []

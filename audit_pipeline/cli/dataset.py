@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
+from audit_pipeline.cli.preflight import input_file, output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import Progress
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger.layout import resolve_data_dir
@@ -141,12 +142,7 @@ def _check_data_dir(args: argparse.Namespace) -> None:
 
 
 def _read_file(path: str | None, what: str) -> bytes | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    return input_file(path, what) if path else None
 
 
 def _keyring(path: str | None) -> Keyring | None:
@@ -219,7 +215,7 @@ def run_query_command(args: argparse.Namespace) -> int:
     require_one_statement(sql)
     path = dataset_path(args.data_dir, args.database)
     ledger_dir = path.parent if (path.parent / "ledger").is_dir() else None
-    if path.is_file():
+    if os.path.lexists(path):  # never attach a FIFO or link unchecked (it could hang)
         sealed = check_seal(path, ledger_dir)
         sealed.require()
         # Say what the rows are (a verified build, and when), not only the rows.

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
+from audit_pipeline.cli.preflight import input_file, output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import LONG_WORK_SECONDS, Progress
 from audit_pipeline.cli.witness import add_witness_options, witness_keys
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
@@ -39,7 +39,12 @@ from audit_pipeline.ledger.keys import (
     revoke_key,
     rotate_key,
 )
-from audit_pipeline.ledger.layout import DATA_DIR_ENV, LEDGER, format_hour, resolve_data_dir
+from audit_pipeline.ledger.layout import (
+    DATA_DIR_ENV,
+    LEDGER,
+    format_hour,
+    resolve_data_dir,
+)
 from audit_pipeline.ledger.proofs import (
     AmbiguousEventError,
     EventNotFoundError,
@@ -123,13 +128,6 @@ def _iso(seconds: int | None) -> str:
     if seconds is None:
         return "-"
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _read_file(path: str, what: str) -> bytes:
-    try:
-        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from exc
 
 
 # -- keys --------------------------------------------------------------------------------
@@ -218,7 +216,7 @@ def _keys_public(args: argparse.Namespace) -> int:
     print(f"# public keys of {keyring.source}, one a line (for --trusted-keys / --public-key)")
     for key in keyring.keys:
         print(f"# {key.name}+{key.key_id}: {_validity(key, now, size)}")
-        print(key.vkey)
+        print(key.public_line())
     return 0
 
 
@@ -294,7 +292,7 @@ def _verify_dir(args: argparse.Namespace) -> int:
     keyring = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys else None
     trusted = None
     if args.trusted_checkpoint:
-        trusted = _read_file(args.trusted_checkpoint, "trusted checkpoint")
+        trusted = input_file(args.trusted_checkpoint, "trusted checkpoint")
     if args.signer_state:
         if trusted is not None:
             raise ConfigurationError("pass --trusted-checkpoint or --signer-state, not both")
@@ -307,6 +305,8 @@ def _verify_dir(args: argparse.Namespace) -> int:
         raise ConfigurationError("--incremental needs --trusted-checkpoint FILE")
     if args.jobs < 1:
         raise ConfigurationError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.max_lag is not None and not 0 <= args.max_lag < 1e9:  # NaN fails this too
+        raise ConfigurationError(f"--max-lag must be a number of hours >= 0, got {args.max_lag}")
     data_range = None
     if args.range:
         data_range = check_data_range((parse_time(args.range[0]), parse_time(args.range[1])))
@@ -351,11 +351,11 @@ def _verify_dir(args: argparse.Namespace) -> int:
 
 def _dataset_seal(data_dir: Path) -> Any:
     """_dataset_seal checks the auditors' dataset against its seal, when there is one."""
-    from audit_pipeline.dataset.location import dataset_path
-    from audit_pipeline.dataset.seal import check_seal
+    from audit_pipeline.dataset.seal import check_seal, dataset_path  # no DuckDB needed
 
     path = dataset_path(data_dir)
-    return check_seal(path, data_dir) if path.is_file() else None
+    # lexists: a link, FIFO or directory in the dataset's place is reported, not skipped
+    return check_seal(path, data_dir) if os.path.lexists(path) else None
 
 
 def _record(args: argparse.Namespace, data_dir: Path, report: VerifyReport, bundle: bool) -> None:
@@ -479,7 +479,7 @@ def _dataset_batches(data_dir: Path, event_id: str) -> tuple[list[int], str]:
 
 def _public_keys(value: str) -> Keyring:
     path = Path(value).expanduser()
-    if path.is_file():
+    if path.exists():  # a FIFO or device is named as such by load_trusted_keys
         return load_trusted_keys(path)
     if value.count("+") < 2:  # a vkey is name+hash+key; anything else names a file
         raise ConfigurationError(
@@ -590,8 +590,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "public",
         help="print public keys (vkeys) to hand an auditor",
         description="With --data-dir: every key of that data directory's keyring, one vkey a\n"
-        "line with its validity as a comment (save it and send it to auditors for\n"
-        "--trusted-keys / --public-key). Otherwise: the signing key's vkey.",
+        "line followed by its window (log positions and times, which --trusted-keys and\n"
+        "--public-key enforce) and its validity as a comment: save it and send it to\n"
+        "auditors. Otherwise: the signing key's vkey.",
     )
     _key_file_option(public)
     _data_dir_option(public)

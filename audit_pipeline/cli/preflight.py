@@ -8,6 +8,7 @@ even where the kernel then refuses, as in ``/proc``).
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from audit_pipeline.cli.errors import LocalEnvironmentError, describe_os_error
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger.keys import KeyStatus, keyring_file, load_keyring
+from audit_pipeline.ledger.layout import read_named_file
 from audit_pipeline.ledger.note import Signer
 
 
@@ -91,6 +93,15 @@ def output_file(path: Path, *, what: str = "output") -> Path:
     if cause:
         raise LocalEnvironmentError(f"cannot write {what} {path}: {cause}")
     return path
+
+
+def input_file(path: str, what: str) -> bytes:
+    """input_file reads a file a flag names (``-``: standard input); ConfigurationError (2)
+    naming it and the cause when it cannot (missing, a FIFO or device, unreadable)."""
+    try:
+        return sys.stdin.buffer.read() if path == "-" else read_named_file(path)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from exc
 
 
 def ready_to_commit(data_dir: Path, signer: Signer) -> None:

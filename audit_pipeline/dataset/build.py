@@ -75,7 +75,6 @@ import pyarrow.parquet as pq
 
 from audit_pipeline import __version__
 from audit_pipeline.dataset import history
-from audit_pipeline.dataset.location import dataset_path
 from audit_pipeline.dataset.schema import (
     DATASET_SCHEMA_VERSION,
     EVENT_COLUMNS,
@@ -85,7 +84,12 @@ from audit_pipeline.dataset.schema import (
     comment_tables,
     create_tables,
 )
-from audit_pipeline.dataset.seal import check_seal, write_seal
+from audit_pipeline.dataset.seal import DATASET_ENV as DATASET_ENV  # re-exported
+from audit_pipeline.dataset.seal import (
+    check_seal,
+    dataset_path,  # defined without DuckDB; importers keep using it from here
+    write_seal,
+)
 from audit_pipeline.dataset.storage import (
     STORAGE_COMPATIBILITY,
     STORAGE_VERSION_NUMBER,
@@ -120,8 +124,11 @@ from audit_pipeline.ledger.layout import (
     CHECKPOINTS,
     DATA_MODE,
     LocalStorage,
+    NotRegularFileError,
     make_dirs,
     manifest_path,
+    open_regular,
+    open_regular_for_writing,
     parse_numbered_name,
 )
 from audit_pipeline.ledger.manifest import AUDIT_LOGS_SOURCE, source_name
@@ -223,7 +230,7 @@ def build_dataset(
         shown = "; ".join(f.line() for f in findings[:5])
         more = f" (and {len(findings) - 5} more)" if len(findings) > 5 else ""
         raise DatasetIntegrityError(
-            f"the ledger in {data_dir} did not verify ({len(findings)} findings: "
+            f"the ledger in {data_dir} did not verify ({plural(len(findings), 'finding')}: "
             f"{shown}{more}); the dataset was not rebuilt. Run 'audit-pipeline verify' for "
             "the full report."
         )
@@ -269,10 +276,8 @@ def build_dataset(
 @contextlib.contextmanager
 def _build_lock(target: Path) -> Iterator[None]:
     """_build_lock serializes builders of one target (readers never take it)."""
-    fd = os.open(
-        target.with_name(target.name + ".build-lock"),
-        os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
-        0o644,
+    fd = open_regular_for_writing(
+        target.with_name(target.name + ".build-lock"), os.O_RDWR | os.O_CREAT, 0o644
     )
     try:
         os.fchmod(fd, 0o644)
@@ -545,8 +550,10 @@ def _write_incremental(
 ) -> dict[str, Any]:
     """_write_incremental copies the published file to ``tmp`` and appends what is new, or
     raises _NotIncremental (before anything is published) saying why it cannot."""
-    if not target.exists():
+    if not os.path.lexists(target):
         raise _NotIncremental(f"there is no previous dataset at {target}")
+    if not target.is_file() or target.is_symlink():  # a FIFO would block the copy forever
+        raise _NotIncremental(f"the previous dataset {target} is not a regular file")
     if target.with_name(target.name + ".wal").exists():
         raise _NotIncremental(
             f"the previous dataset has a write-ahead log ({target.name}.wal): it was changed "
@@ -560,7 +567,7 @@ def _write_incremental(
         )
     try:
         _copy_file(target, tmp)
-    except OSError as exc:
+    except (OSError, NotRegularFileError) as exc:
         raise _NotIncremental(f"the previous dataset cannot be copied: {exc}") from exc
     try:
         con = duckdb.connect(str(tmp))
@@ -621,7 +628,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _copy_file(source: Path, destination: Path) -> None:
     """_copy_file copies in the kernel (a reflink where the file system shares extents)."""
-    with open(source, "rb") as src, open(destination, "xb") as dst:
+    with os.fdopen(open_regular(source), "rb") as src, open(destination, "xb") as dst:
         size = os.fstat(src.fileno()).st_size
         try:
             done = 0

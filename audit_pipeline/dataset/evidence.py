@@ -37,12 +37,14 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import stat
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -63,6 +65,8 @@ from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
     CHECKPOINTS,
+    DATA_MODE,
+    DIR_MODE,
     HOUR,
     KEYRING,
     LocalStorage,
@@ -75,6 +79,7 @@ from audit_pipeline.ledger.layout import (
 )
 from audit_pipeline.ledger.verify import Finding, FindingCode, check_data_range
 from audit_pipeline.ledger.witnessed import REFUSALS, WITNESSED, default_quorum
+from audit_pipeline.text import plural
 
 EVIDENCE_FILE = "EVIDENCE.json"
 README_FILE = "README.md"
@@ -82,8 +87,16 @@ WITNESS_KEYS_FILE = "WITNESS-KEYS.txt"
 EVIDENCE_SCHEMA = "audit_pipeline.evidence/v1"
 
 
+log = logging.getLogger(__name__)
+
+
 class EvidenceError(ConfigurationError):
     """The export was asked for something it cannot produce (bad range, output exists)."""
+
+
+class BundleChangedError(LedgerError):
+    """A member of a zipped bundle is not the bytes the archive recorded for it (CRC-32 or
+    compressed stream): it changed after it was zipped, which is an integrity failure."""
 
 
 @dataclass(frozen=True)
@@ -142,10 +155,13 @@ def export_evidence(
     report = verify_ledger(
         data_dir, file_format=PARQUET_FORMAT, keyring=keyring, trusted_checkpoint=trusted_checkpoint
     )
-    history.record(data_dir, report, trigger="export-evidence")
+    try:
+        history.record(data_dir, report, trigger="export-evidence")
+    except history.HistoryError as exc:  # a read-only copy can still be exported from
+        log.warning("not recorded in the verification history: %s", exc)
     if not report:
         raise DatasetIntegrityError(
-            f"the ledger in {data_dir} did not verify ({len(report.findings)} findings); "
+            f"the ledger in {data_dir} did not verify ({plural(len(report.findings), 'finding')}); "
             "no evidence exported. Run 'audit-pipeline verify' for the full report."
         )
     if report.checkpoint is None:
@@ -224,10 +240,12 @@ def export_evidence(
             }
         (staging / EVIDENCE_FILE).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         (staging / README_FILE).write_text(_readme(doc, len(chain)))
+        for path in staging.rglob("*"):  # explicit modes whatever the umask
+            path.chmod(DIR_MODE if path.is_dir() else DATA_MODE)
         if zipped:
             _zip(staging, out)
         else:
-            out.mkdir(parents=True, exist_ok=True)
+            make_dirs(out)
             for item in sorted(staging.iterdir()):
                 shutil.move(str(item), out / item.name)
     finally:
@@ -269,6 +287,7 @@ def _zip(staging: Path, out: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(p for p in staging.rglob("*") if p.is_file()):
                 archive.write(path, path.relative_to(staging).as_posix())
+        tmp.chmod(DATA_MODE)
         os.replace(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -394,7 +413,12 @@ def unpacked_bundle(archive_path: Path) -> Iterator[Path]:
                 link = stat.S_ISLNK(info.external_attr >> 16)
                 if info.filename.startswith("/") or "\\" in info.filename or ".." in parts or link:
                     raise EvidenceError(f"{archive_path}: refusing unsafe member {info.filename!r}")
-            archive.extractall(root)
+            try:
+                archive.extractall(root)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                raise BundleChangedError(
+                    f"{archive_path}: the bundle was changed after it was zipped: {exc}"
+                ) from None
         if not is_bundle(root):
             # a bundle directory zipped with its folder: one top-level directory holding it
             entries = list(root.iterdir())

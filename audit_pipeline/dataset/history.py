@@ -37,7 +37,12 @@ from typing import Any
 
 from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.ledger.errors import LedgerError
-from audit_pipeline.ledger.layout import make_dirs, read_regular
+from audit_pipeline.ledger.layout import (
+    LocalStorage,
+    make_dirs,
+    open_regular_for_writing,
+    read_regular,
+)
 
 RUNS_LOG = "verification/runs.jsonl"
 RUN_SCHEMA = "audit_pipeline.verification_run/v1"
@@ -130,9 +135,11 @@ def record(data_dir: Path, report: Any, *, trigger: str) -> VerificationRun:
 
 
 @contextlib.contextmanager
-def _locked_append(path: Path) -> Iterator[int]:
+def _locked_append(data_dir: Path) -> Iterator[int]:
+    # never through a linked directory, never into a FIFO (that would wait forever)
+    path = LocalStorage(data_dir).regular_path(RUNS_LOG)
     make_dirs(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    fd = open_regular_for_writing(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.fchmod(fd, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -146,14 +153,15 @@ def append_run(data_dir: Path, run: VerificationRun) -> None:
     line = json.dumps(run.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     path = runs_log_path(data_dir)
     try:
-        with _locked_append(path) as fd:
+        with _locked_append(data_dir) as fd:
             data = (line + "\n").encode()
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
-    except OSError as exc:
-        raise HistoryError(f"cannot append to the verification history {path}: {exc}") from exc
+    except (OSError, LedgerError) as exc:
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise HistoryError(f"cannot append to the verification history {path}: {cause}") from exc
 
 
 def load_runs(data_dir: Path) -> list[VerificationRun]:

@@ -17,6 +17,7 @@ import datetime as dt
 import decimal
 import io
 import json
+import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ def open_dataset(
     was built from, is refused (DatasetTamperedError) before a row is read.
     """
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):  # a link or FIFO in its place is the seal check's to refuse
         raise DatasetMissingError(
             f"no dataset at {path}: run 'audit-pipeline dataset build' (or materialize the "
             "audit_dataset asset) first"

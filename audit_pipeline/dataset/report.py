@@ -166,6 +166,17 @@ def render_report(
     )
 
 
+def _behind(current: Verdict) -> str:
+    """_behind says when the tiles (the dataset's rows) lag the ledger the banner verified."""
+    sealed = current.seal
+    if not sealed.ledger_note or sealed.ledger_changed or sealed.seal is None:
+        return ""
+    return (
+        f" The tiles show the dataset, built from the first {sealed.seal.tree_size} batches:"
+        f" the ledger {_e(sealed.ledger_note)} (rebuild it: 'audit-pipeline dataset build')."
+    )
+
+
 def _banner(
     runs: Sequence[history.VerificationRun], current: Verdict | None
 ) -> tuple[str, str, str, list[dict[str, Any]]]:
@@ -177,7 +188,7 @@ def _banner(
         if not current.ok:
             n = len(findings)
             word = "VERIFICATION FAILED" if not current.intact else "GAPS IN COVERAGE"
-            detail = f"{when}: {n} finding{'s' if n != 1 else ''}; see below."
+            detail = f"{when}: {n} finding{'s' if n != 1 else ''}; see below.{_behind(current)}"
             return "fail", word, detail, findings
         if latest is not None and not latest.ok:
             detail = (
@@ -199,7 +210,7 @@ def _banner(
             how = (
                 "every manifest and checkpoint, every data file by SHA-256, the dataset by its seal"
             )
-        return "ok", "VERIFIED", f"{when}: no findings; checked {how}.", []
+        return "ok", "VERIFIED", f"{when}: no findings; checked {how}.{_behind(current)}", []
     if latest is None:
         return "fail", "NOT VERIFIED", "No verification recorded.", []
     n = len(latest.findings)

@@ -46,10 +46,22 @@ from audit_pipeline.ledger.layout import (
     LocalStorage,
     NotRegularFileError,
     manifest_path,
+    resolve_data_dir,
 )
 
 SEAL_SCHEMA = "audit_pipeline.dataset-seal/v1"
 SEAL_SUFFIX = ".seal"
+DATASET_FILENAME = "audit.duckdb"
+DATASET_ENV = "AUDIT_DATASET"
+
+
+def dataset_path(data_dir: str | Path | None = None, explicit: str | Path | None = None) -> Path:
+    """dataset_path: ``explicit``, else ``$AUDIT_DATASET``, else ``<data dir>/audit.duckdb``.
+    Here, without DuckDB, so that the verifier-only install's ``verify`` checks the seal."""
+    chosen = explicit or os.environ.get(DATASET_ENV)
+    if chosen:
+        return Path(chosen).expanduser()
+    return resolve_data_dir(data_dir) / DATASET_FILENAME
 
 
 class DatasetTamperedError(AuditPipelineError):

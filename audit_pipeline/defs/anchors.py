@@ -22,6 +22,7 @@ future) are each a problem that fails the check; see :func:`review_anchors`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,15 @@ VERIFIED_SIZE_TAG = "audit_pipeline/ledger_verified_tree_size"
 RUNS_SOURCE = "dagster: run tags of the runs that verified the ledger"
 RUN_RECORDS_READ = 50
 SIGNER_SOURCE = "signer state: the newest checkpoint the signing key signed"
+
+
+def impossible_time(recorded: float | None, now: float) -> bool:
+    """impossible_time: a recorded time that cannot be true (in the future, or not a finite
+    number, which compares false with everything and so would pass for recent): the record
+    was rewritten."""
+    return recorded is not None and not (
+        math.isfinite(recorded) and recorded <= now + CLOCK_SKEW_SECONDS
+    )
 
 
 @dataclass(frozen=True)
@@ -222,11 +232,15 @@ def review_anchors(
             f"{before.tree_size} seen earlier by {before.source}: the record was rolled back "
             "or rewritten"
         )
-    if last_full_verification is not None and last_full_verification > now + CLOCK_SKEW_SECONDS:
+    if impossible_time(last_full_verification, now):
+        when = (
+            format_hour(int(last_full_verification) // 3600 * 3600)
+            if math.isfinite(last_full_verification)
+            else repr(last_full_verification)
+        )
         record.append(
-            "the recorded last full verification "
-            f"({format_hour(int(last_full_verification) // 3600 * 3600)}) is in the future: the "
-            "record was rewritten (a full verification was run instead)"
+            f"the recorded last full verification ({when}) is in the future or not a time: "
+            "the record was rewritten (a full verification was run instead)"
         )
     ledger: list[str] = []
     newest = max(anchors, key=lambda a: a.tree_size, default=None)

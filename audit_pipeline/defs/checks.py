@@ -25,6 +25,7 @@ import dagster as dg
 from audit_pipeline.defs.anchors import AnchorReview, anchor_metadata
 from audit_pipeline.ingest import format_hour
 from audit_pipeline.ledger import Finding, FindingCode, VerifyReport
+from audit_pipeline.text import plural
 
 LEDGER_ASSET = dg.AssetKey("audit_ledger")
 MAX_LISTED = 20
@@ -363,7 +364,7 @@ def _failure_description(
         first = f"; first finding: {findings[0].line()}" if findings else ""
         return (problems + first)[:1000]
     if findings:
-        return f"{len(findings)} findings; first: {findings[0].line()}"[:1000]
+        return f"{plural(len(findings), 'finding')}; first: {findings[0].line()}"[:1000]
     if check is LEDGER_KEYS_ANCHORED:
         return (
             "the keys are unanchored: signatures were checked only against the data "

@@ -20,13 +20,13 @@ from pydantic import Field
 from audit_pipeline.dataset import history
 from audit_pipeline.defs import env_int
 from audit_pipeline.defs.anchors import (
-    CLOCK_SKEW_SECONDS,
     Anchor,
     checkpoint_body,
     checkpoint_tree_size,
     committed_by_this_instance,
     events_anchors,
     external_anchors,
+    impossible_time,
     review_anchors,
     verified_run_tags,
     verified_runs_anchors,
@@ -303,7 +303,7 @@ def plan_verification(
     if trusted is not None and checkpoint_body(trusted) is None:
         trusted = None  # unreadable: reported by the anchor review
     last_full = recorded.last_full_verification
-    if last_full is not None and last_full > now + CLOCK_SKEW_SECONDS:
+    if impossible_time(last_full, now):
         last_full = None
     reasons = [
         (config.full, "requested"),
@@ -312,7 +312,7 @@ def plan_verification(
         (recorded.failed, "the last verification failed; full until one passes"),
         (
             recorded.last_full_verification is not None and last_full is None,
-            "the recorded last full verification is in the future",
+            "the recorded last full verification is in the future or not a time",
         ),
         (last_full is None, "no full verification recorded"),
         (

@@ -207,7 +207,7 @@ def _field_problem(entry: dict[str, Any], name: str, kind: type) -> str | None:
         if not isinstance(value, str):
             return f"{name} is a JSON {_json_type(value)}, not a string"
         if not value.strip():
-            return f"{name} is an empty string"
+            return f"{name} is an empty string" if not value else f"{name} is only whitespace"
     elif kind is int and (not isinstance(value, int) or isinstance(value, bool)):
         return f"{name} is a JSON {_json_type(value)}, not an integer"
     return None

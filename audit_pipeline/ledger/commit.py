@@ -511,6 +511,12 @@ class Ledger:
     ) -> tuple[DataFile, list[EventRecord]]:
         suffix = self.file_format.suffix
         rel = batch_data_path(window_start, seq, kind, suffix, source)
+        if os.path.lexists(self.storage.path(rel)):  # recovery already ran: not ours
+            raise LedgerStateError(
+                f"batch {seq}'s data path {rel} is taken by a file no manifest references "
+                "(verify reports it as unreferenced_file); not extended until it is explained "
+                "and removed"
+            )
         staged = self.storage.stage_path(f"{seq:08d}-{kind}.staged{suffix}")
         write_data(events, staged)
         self._step("data_written")

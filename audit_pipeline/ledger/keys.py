@@ -57,6 +57,7 @@ from audit_pipeline.ledger.layout import (
     LocalStorage,
     checkpoint_path,
     parse_numbered_name,
+    read_named_file,
 )
 
 SIGNING_KEY_ENV = "AUDIT_SIGNING_KEY"
@@ -173,6 +174,14 @@ class TrustedKey:
             return None
         message = ENTRY_CONTEXT + canonical_json(self.body())
         return signer if signer is not None and signer.verifier.verify(message, sig) else None
+
+    def public_line(self) -> str:
+        """public_line is the vkey followed by its window as ``field=value`` words (the
+        fields of a keyring entry), as ``keys public`` prints it: a file of such lines
+        given to ``--trusted-keys`` keeps a revocation or a rotation's end in force."""
+        fields = (*_POSITIONS, *_TIMES)
+        window = [f"{k}={getattr(self, k)}" for k in fields if getattr(self, k) is not None]
+        return " ".join([self.vkey, *window])
 
     def to_dict(self) -> dict[str, Any]:
         doc = {k: v for k, v in self.body().items() if v is not None or k in _TIMES}
@@ -294,18 +303,32 @@ def parse_trusted_keys(data: bytes, *, source: str) -> Keyring:
     text = data.decode("utf-8", errors="replace")
     if text.lstrip().startswith("{"):
         return Keyring.from_bytes(data, source=source)
-    vkeys = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    if not vkeys:
+    lines = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    if not lines:
         raise MalformedKeyringError(f"{source}: no public keys in it")
     try:
-        return Keyring.from_vkeys(vkeys, source=source)
+        return Keyring(tuple(_public_line_key(words, source) for words in lines), source)
     except LedgerError as exc:
         raise MalformedKeyringError(f"{source}: {exc}") from exc
 
 
+def _public_line_key(words: list[str], source: str) -> TrustedKey:
+    """_public_line_key reads ``vkey [field=value ...]`` (see TrustedKey.public_line)."""
+    window: dict[str, int] = {}
+    for word in words[1:]:
+        name, _, value = word.partition("=")
+        if name not in (*_POSITIONS, *_TIMES) or not value.isdigit() or name in window:
+            raise MalformedKeyringError(
+                f"{source}: {word!r} after a vkey is not a key window "
+                f"(want field=number, fields {', '.join((*_POSITIONS, *_TIMES))})"
+            )
+        window[name] = int(value)
+    return TrustedKey.from_vkey(words[0], **window)
+
+
 def load_trusted_keys(path: Path) -> Keyring:
     try:
-        data = Path(path).read_bytes()
+        data = read_named_file(path)
     except OSError as exc:
         raise ConfigurationError(f"cannot read trusted keys {path}: {exc.strerror}") from exc
     return parse_trusted_keys(data, source=str(path))
@@ -373,13 +396,14 @@ def load_signing_key(path: Path) -> note.Signer:
     path = Path(path)
     try:
         mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
+        text = read_named_file(path).decode("utf-8")
     except FileNotFoundError:
         raise ConfigurationError(
             f"no signing key at {path}: run 'audit-pipeline keys init' or set {SIGNING_KEY_ENV}"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"cannot read signing key {path}: {exc}") from None
+        cause = getattr(exc, "strerror", None) or exc
+        raise ConfigurationError(f"cannot read signing key {path}: {cause}") from None
     if stat.S_IMODE(mode) & 0o077:
         raise ConfigurationError(
             f"signing key {path} is accessible by group/others "
@@ -475,6 +499,8 @@ def revoke_key(
     log's current size) and time ``at`` on: its signatures on batches at or past that
     position fail with ``key_revoked`` whatever time they claim. ``signer`` (the current
     signing key) signs the entry; without it the entry is left unsigned."""
+    if at_size is not None and at_size < 0:  # the keyring would refuse itself afterwards
+        raise ConfigurationError(f"a log position is a tree size >= 0, got {at_size}")
     storage = LocalStorage(Path(data_dir))
     with storage.lock():
         keyring = load_keyring(data_dir)

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.ledger.errors import LedgerError
 
 HOUR = 3600
@@ -57,7 +57,6 @@ INTENT_SUFFIX = ".intent"
 _NUMBERED = re.compile(r"^([0-9]+)(\.[a-z]+)$")
 DIR_MODE = 0o755
 DATA_MODE = 0o444
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class NotRegularFileError(LedgerError):
@@ -91,18 +90,26 @@ def open_regular(path: str | Path) -> int:
     component is not followed (``O_NOFOLLOW``), a FIFO does not block the open
     (``O_NONBLOCK``), and the type is checked on the open descriptor (``fstat``) before a
     byte is read. NotRegularFileError otherwise; FileNotFoundError if absent."""
+    return open_regular_for_writing(path, os.O_RDONLY, 0)
+
+
+def open_regular_for_writing(path: str | Path, flags: int, mode: int) -> int:
+    """open_regular_for_writing opens (or creates) a file to write, lock or append to only
+    if it is a regular file, as :func:`open_regular` does for reading: a symbolic link is
+    not followed, and a FIFO neither blocks the open (a writer of a FIFO otherwise waits
+    for a reader forever) nor is written to. NotRegularFileError otherwise."""
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotRegularFileError(path, "a symbolic link") from None
         if exc.errno in (errno.ENXIO, errno.EISDIR):
             raise NotRegularFileError(path, file_kind(os.lstat(path).st_mode)) from None
         raise
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
         os.close(fd)
-        raise NotRegularFileError(path, file_kind(mode))
+        raise NotRegularFileError(path, file_kind(kind))
     os.set_blocking(fd, True)
     return fd
 
@@ -110,6 +117,20 @@ def open_regular(path: str | Path) -> int:
 def read_regular(path: str | Path) -> bytes:
     """read_regular returns the bytes of a regular file (see :func:`open_regular`)."""
     with os.fdopen(open_regular(path), "rb") as fh:
+        return fh.read()
+
+
+def read_named_file(path: str | Path) -> bytes:
+    """read_named_file reads a file a person or setting names (a key, trusted keys, a proof):
+    links are followed (a mounted secret often is one) and a pipe is read (``<(command)``),
+    but the open never waits for a writer (a FIFO nobody writes to reads as empty), and a
+    device or directory, which would block or read forever, is an OSError naming its type."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            raise OSError(errno.EINVAL, f"{file_kind(mode)}, not a regular file", str(path))
+        os.set_blocking(fd, True)
         return fh.read()
 
 
@@ -366,7 +387,7 @@ class LocalStorage:
         self._make_parent(target)
         self.regular_path(rel)  # never write through a linked directory
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        fd = open_regular_for_writing(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             os.fchmod(fd, mode)
             _write_all(fd, data)
@@ -392,10 +413,13 @@ class LocalStorage:
         target = self.path(LOCK)
         make_dirs(target.parent)
         try:
-            fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = open_regular_for_writing(target, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-                raise ConfigurationError(f"cannot lock the ledger at {target}: {exc}") from exc
+                # the environment (a read-only mount, permissions): could not complete, 3
+                raise AuditPipelineError(
+                    f"cannot lock the ledger at {target}: {exc.strerror}"
+                ) from exc
             raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -56,6 +56,7 @@ from audit_pipeline.ledger.layout import (
     format_hour,
     manifest_path,
     open_regular,
+    read_named_file,
 )
 from audit_pipeline.ledger.manifest import (
     SOURCE_NAME_PATTERN,
@@ -484,7 +485,7 @@ def _hashes(value: Any, what: str) -> list[bytes]:
 def load_proof(path: Path) -> dict[str, Any]:
     """load_proof reads a proof file (MalformedError if it is not JSON)."""
     try:
-        data = Path(path).read_bytes()
+        data = read_named_file(path)
     except OSError as exc:
         raise ConfigurationError(f"cannot read proof {path}: {exc.strerror}") from exc
     doc = parse_json_strict(data)

@@ -41,6 +41,7 @@ from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.checkpoint import parse_checkpoint
 from audit_pipeline.ledger.errors import InvalidProofError, LedgerError
+from audit_pipeline.text import plural
 
 SIGNER_STATE_ENV = "AUDIT_SIGNER_STATE"
 STATE_SCHEMA = "audit_pipeline.signer-state/v1"
@@ -200,7 +201,7 @@ def check_extension(state: SignerState | None, origin: str, leaf_hashes: Sequenc
     size = len(leaf_hashes)
     if size < state.size:
         raise SignerRefusal(
-            f"the log was truncated by {state.size - size} batches: it holds {size} but "
+            f"the log was truncated by {plural(state.size - size, 'batch')}: it holds {size} but "
             f"{where} covers {state.size}; refusing to sign a second tree of a size already "
             "signed (restore the missing manifests, or run 'audit-pipeline keys "
             "restart-signer' to start over on purpose)"

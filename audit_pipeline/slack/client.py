@@ -127,11 +127,11 @@ class AuditApiSettings:
             object.__setattr__(self, "base_url", self.base_url + "/")
         if not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise ConfigurationError(f"page size must be 1..{MAX_PAGE_SIZE}, got {self.page_size}")
-        if self.timeout <= 0:
+        if not 0 < self.timeout < 1e9:  # NaN and infinity fail this too
             raise ConfigurationError(f"timeout must be > 0 seconds, got {self.timeout}")
         if self.max_retries < 0:
             raise ConfigurationError(f"retry budget must be >= 0, got {self.max_retries}")
-        if self.max_calls_per_minute < 0:
+        if not 0 <= self.max_calls_per_minute < 1e9:
             raise ConfigurationError(
                 f"max calls per minute must be >= 0 (0 = no cap), got {self.max_calls_per_minute}"
             )

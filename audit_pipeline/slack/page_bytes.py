@@ -26,6 +26,7 @@ _SKIP = re.compile(rb'(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")*+', re.DOTALL)
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _SCALAR = re.compile(rb"[^ \t\r\n,\]}]+")
 _SPACE = b" \t\r\n"
+_BOM = b"\xef\xbb\xbf"  # RFC 8259 section 8.1: a parser may ignore one before the text
 
 
 def _nested_pattern(depth: int) -> re.Pattern[bytes]:
@@ -69,7 +70,7 @@ def split_page(body: bytes, list_key: str) -> SplitPage:
     """
     body = bytes(body)
     n = len(body)
-    pos = _skip_space(body, 0)
+    pos = _skip_space(body, len(_BOM) if body.startswith(_BOM) else 0)
     if pos >= n or body[pos] != ord("{"):
         raise PageSyntaxError("response body is not a JSON object", pos)
     items: list[bytes] = []

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger.cosignature import WitnessKey
 from audit_pipeline.ledger.errors import LedgerError
+from audit_pipeline.ledger.layout import read_named_file
 
 WITNESSES_ENV = "AUDIT_WITNESSES"
 QUORUM_ENV = "AUDIT_WITNESS_QUORUM"
@@ -85,9 +86,10 @@ def policy_from_env(environ: Mapping[str, str] | None = None) -> WitnessPolicy:
     if value and "\n" not in value and ";" not in value and " " not in value:
         path = Path(value).expanduser()
         try:
-            value, source = path.read_text(encoding="utf-8"), str(path)
-        except OSError as exc:
-            raise ConfigurationError(f"{WITNESSES_ENV}: cannot read {path}: {exc}") from None
+            value, source = read_named_file(path).decode("utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            cause = getattr(exc, "strerror", None) or exc
+            raise ConfigurationError(f"{WITNESSES_ENV}: cannot read {path}: {cause}") from None
     quorum_text = env.get(QUORUM_ENV, "").strip()
     try:
         quorum = int(quorum_text) if quorum_text else None

@@ -9,6 +9,7 @@ from pathlib import Path
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger.cosignature import WitnessSigner
 from audit_pipeline.ledger.errors import LedgerError
+from audit_pipeline.ledger.layout import read_named_file
 
 
 def create_witness_key(path: Path, name: str) -> WitnessSigner:
@@ -36,7 +37,7 @@ def load_witness_key(path: Path) -> WitnessSigner:
     path = Path(path)
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
-        text = path.read_text(encoding="utf-8")
+        text = read_named_file(path).decode("utf-8")
     except FileNotFoundError:
         raise ConfigurationError(
             f"no witness key at {path}: run 'audit-pipeline witness keys init'"

@@ -196,3 +196,121 @@ def test_every_command_says_a_file_is_not_a_data_directory(argv, tmp_path, capsy
     assert _first_line(capsys) == (
         f"audit-pipeline {command}: error: data directory README.md is not a directory"
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify", "--trusted-keys", "{special}"],
+        ["verify", "--trusted-checkpoint", "{special}"],
+        ["verify-proof", "{special}", "--public-key", "{special}"],
+    ],
+)
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_a_named_file_that_is_a_fifo_or_device_is_refused_not_waited_on(
+    argv, special, tmp_path, capsys
+):
+    """A FIFO nobody writes to would block the open forever, /dev/zero never ends: the
+    FIFO reads as empty (refused as such), the device is named; neither hangs."""
+    if special == "fifo":
+        special = str(tmp_path / "fifo")
+        os.mkfifo(special)
+    argv = [a.format(special=special) for a in argv]
+    if argv[0] == "verify":
+        init_key(tmp_path / "data", tmp_path / "key", name="test", now=int(time.time()) - 86_400)
+        argv += ["--data-dir", str(tmp_path / "data"), "--no-record"]
+    code = main(argv)
+    line = _first_line(capsys)
+    assert code in (1, 2) and "error:" in line and "Traceback" not in line
+    if special == "/dev/zero":
+        assert code == 2 and "a character device, not a regular file" in line
+
+
+def test_trusted_keys_from_a_pipe_are_read(tmp_path, capsys):
+    """`verify --trusted-keys <(command)`: a pipe with a writer is read, not refused."""
+    data_dir = tmp_path / "data"
+    signer, _, _ = init_key(data_dir, tmp_path / "key", name="t", now=int(time.time()) - 86_400)
+    read_end, write_end = os.pipe()
+    os.write(write_end, (signer.vkey + "\n").encode())
+    os.close(write_end)
+    try:
+        argv = ["verify", "--data-dir", str(data_dir), "--no-record"]
+        assert main([*argv, "--trusted-keys", f"/dev/fd/{read_end}"]) == 0
+    finally:
+        os.close(read_end)
+    assert "keys: used the data directory's own keyring" not in capsys.readouterr().err
+
+
+def test_a_signing_key_fifo_nobody_writes_is_refused_before_any_call(signing_key, tmp_path, capsys):
+    signing_key.unlink()
+    os.mkfifo(signing_key, 0o600)
+    data_dir = tmp_path / "data"
+    init_key(data_dir, tmp_path / "other-key", name="test", now=int(time.time()) - 86_400)
+    assert _sync(data_dir, "--base-url", "http://127.0.0.1:9/", "--max-retries", "0") == 2
+    assert _first_line(capsys) == (
+        f"audit-pipeline sync: error: {signing_key} does not hold a valid signing key"
+    )
+
+
+@pytest.fixture
+def read_only_ledger(tmp_path):
+    """A data directory with a ledger that nobody may write (0555; root ignores modes, so
+    as root the directories are made immutable with chattr, or the test skips)."""
+    from audit_pipeline.lake import PARQUET_FORMAT, write_events
+    from audit_pipeline.ledger import EventRecord, Ledger
+
+    data_dir = tmp_path / "data"
+    signer, _, _ = init_key(data_dir, tmp_path / "key", name="test", now=1_700_000_000)
+    ledger = Ledger(data_dir, file_format=PARQUET_FORMAT, signer=signer)
+    start = 1_764_547_200  # 2025-12-01T00:00Z
+    entry = {"id": "e1", "date_create": start + 60, "action": "user_login"}
+    ledger.commit_batch(
+        window_start=start,
+        window_end=start + 3600,
+        events=[EventRecord.from_entry(entry)],
+        write_data=lambda evs, path: write_events(evs, path, window=(start, start + 3600)),
+        source={"api_url": "https://slack.test/audit/v1/logs", "pages": 1},
+        run_id="test",
+    )
+    dirs = [data_dir, *(p for p in data_dir.rglob("*") if p.is_dir())]
+    if os.geteuid() == 0:
+        chattr = ["chattr", "-R", "+i", str(data_dir)]
+        if subprocess.run(chattr, capture_output=True).returncode:
+            pytest.skip("root, and chattr +i is not available here")
+        yield data_dir, tmp_path / "key"
+        subprocess.run(["chattr", "-R", "-i", str(data_dir)], check=True)
+        return
+    for d in dirs:
+        d.chmod(0o555)
+    yield data_dir, tmp_path / "key"
+    for d in dirs:
+        d.chmod(0o755)
+
+
+def test_a_read_only_data_dir_is_an_environment_problem_for_every_writer(
+    read_only_ledger, tmp_path, capsys
+):
+    data_dir, key = read_only_ledger
+    code = main(["keys", "rotate", "--data-dir", str(data_dir), "--key-file", str(key)])
+    assert code == 3, "a read-only mount is the environment (3), not bad usage (2)"
+    assert _first_line(capsys).startswith("audit-pipeline keys rotate: error: cannot lock the")
+    assert "Errno" not in capsys.readouterr().err
+
+
+def test_evidence_is_exported_from_a_read_only_data_dir(read_only_ledger, tmp_path, capsys):
+    """Recording the verification is a side effect: an auditor's read-only copy still
+    exports (as verify still verifies), saying it did not record."""
+    data_dir, _ = read_only_ledger
+    out = tmp_path / "ev.zip"
+    argv = ["export-evidence", "--data-dir", str(data_dir), "--out", str(out)]
+    assert main([*argv, "--start", "2025-12-01T00", "--end", "2025-12-01T01"]) == 0
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("lag", ["-1", "nan", "inf"])
+def test_verify_refuses_a_max_lag_that_is_not_hours(lag, tmp_path, capsys):
+    """A negative lag would fail every ledger (a false integrity alarm); NaN and infinity
+    crashed with an unexpected ValueError/OverflowError (exit 3)."""
+    init_key(tmp_path / "data", tmp_path / "key", name="test", now=int(time.time()) - 86_400)
+    assert main(["verify", "--data-dir", str(tmp_path / "data"), "--max-lag", lag]) == 2
+    assert _first_line(capsys).startswith("audit-pipeline verify: error: --max-lag must be")

@@ -14,8 +14,8 @@ import pytest
 from audit_pipeline.cli import main
 from audit_pipeline.dataset import history
 from audit_pipeline.dataset.build import build_dataset, dataset_path
-from audit_pipeline.dataset.location import DATASET_ENV
 from audit_pipeline.dataset.query import open_dataset
+from audit_pipeline.dataset.seal import DATASET_ENV
 from audit_pipeline.lake import write_events
 from audit_pipeline.ledger import EventRecord, Ledger
 from audit_pipeline.ledger.layout import HOUR

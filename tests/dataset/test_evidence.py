@@ -271,3 +271,34 @@ def test_export_claims_only_hours_the_log_has(scenario_dataset, tmp_path):
     assert "asked for 2025-11-29T03:00Z..2025-12-01T00:00Z" in result.summary()
     assert json.loads((out / EVIDENCE_FILE).read_text())["range"]["end"] == T0 + 5 * 3600
     assert verify_bundle(out)
+
+
+def test_bundle_modes_whatever_the_umask(scenario_dataset, tmp_path):
+    """Like the data directory: files read-only, directories 0755, under umask 000 too."""
+    old = os.umask(0)
+    try:
+        out = tmp_path / "bundle"
+        export_evidence(scenario_dataset, start=T0 + 3600, end=T0 + 2 * 3600, out=out)
+        export_evidence(
+            scenario_dataset, start=T0 + 3600, end=T0 + 2 * 3600, out=tmp_path / "b.zip"
+        )
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in out.rglob("*")}
+    modes["."] = out.stat().st_mode & 0o777
+    assert {m for p, m in modes.items() if (out / p).is_dir()} == {0o755}
+    assert {m for p, m in modes.items() if (out / p).is_file()} == {0o444}
+    assert (tmp_path / "b.zip").stat().st_mode & 0o777 == 0o444
+    with zipfile.ZipFile(tmp_path / "b.zip") as archive:
+        assert {(i.external_attr >> 16) & 0o777 for i in archive.infolist()} == {0o444}
+
+
+def test_an_unverified_ledger_is_not_exported_and_the_count_reads_well(scenario_dataset, tmp_path):
+    from audit_pipeline.dataset.build import DatasetIntegrityError
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(scenario_dataset, data_dir)
+    (data_dir / "lake" / "stray.parquet").write_bytes(b"not committed")  # one finding
+    with pytest.raises(DatasetIntegrityError, match=r"did not verify \(1 finding\)"):
+        export_evidence(data_dir, start=T0, end=T0 + 3600, out=tmp_path / "ev")
+    assert not (tmp_path / "ev").exists()

@@ -84,3 +84,21 @@ def test_report_renders_in_headless_chromium(scenario_dataset, tmp_path):
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, Path(keep) / "report.png")
+
+
+def test_a_dataset_behind_the_ledger_is_said_beside_the_verdict(
+    scenario_ledger, data_dir, scenario, tmp_path
+):
+    """The ledger verifies (VERIFIED), but the tiles count the dataset's rows: a report made
+    after new batches were committed says the dataset holds fewer batches than the log."""
+    from audit_pipeline.dataset.build import build_dataset
+
+    built = build_dataset(data_dir)
+    hour = scenario.T0 + 5 * scenario.HOUR
+    alice = scenario.ALICE
+    news = scenario.entry("news", hour + 60, "user_login", alice, scenario.user_entity(alice))
+    scenario.commit(scenario_ledger, hour, [news])
+    page = write_report(tmp_path / "r.html", data_dir=data_dir).read_text()
+    assert "VERIFIED" in page
+    assert f"built from the first {built.tree_size} batches" in page
+    assert "has grown since the build: 1 batch" in page

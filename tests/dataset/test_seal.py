@@ -108,3 +108,61 @@ def test_a_fifo_history_does_not_hang_the_build(scenario_ledger, data_dir: Path)
     os.mkfifo(runs)
     with pytest.raises(HistoryError, match="FIFO"):
         load_runs(data_dir)
+
+
+def _with_fifo(path: Path) -> None:
+    import os
+
+    if path.exists():
+        path.chmod(0o644)
+        path.unlink()
+    path.parent.mkdir(exist_ok=True)
+    os.mkfifo(path)
+
+
+def test_a_fifo_history_does_not_hang_verify_or_the_build(
+    scenario_ledger, data_dir: Path, cli
+) -> None:
+    """Appending to a FIFO would wait for a reader forever: not recorded, said, never hung."""
+    build_dataset(data_dir)
+    _with_fifo(data_dir / "verification" / "runs.jsonl")
+    code, _, err = cli("verify", "--data-dir", str(data_dir))
+    assert code == 0 and "not recorded in the verification history" in err and "FIFO" in err
+    with pytest.raises(Exception, match="FIFO"):
+        build_dataset(data_dir)
+
+
+def test_a_linked_history_directory_is_not_written_through(
+    scenario_ledger, data_dir: Path, tmp_path: Path, cli
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (data_dir / "verification").symlink_to(outside)
+    code, _, err = cli("verify", "--data-dir", str(data_dir))
+    assert code == 1 and "linked_directory" in err
+    assert "not recorded in the verification history" in err
+    assert not (outside / "runs.jsonl").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_a_dataset_that_is_not_a_regular_file(
+    scenario_ledger, data_dir: Path, tmp_path: Path, cli, kind: str
+) -> None:
+    """A FIFO or link in the dataset's place: verify says so (never silent), and the next
+    build neither hangs on it nor reuses it: it builds in full."""
+    path = build_dataset(data_dir).path
+    if kind == "fifo":
+        _with_fifo(path)
+    else:
+        moved = tmp_path / "elsewhere.duckdb"
+        path.rename(moved)
+        path.symlink_to(moved)
+    code, _, err = cli("verify", "--data-dir", str(data_dir), "--no-record")
+    assert code == 1 and "not a regular file" in err
+    code, out, err = cli("query", "--data-dir", str(data_dir), "select 1")
+    assert code == 1 and "not a regular file" in err and not out  # refused, not 'no dataset'
+    code, _, err = cli("report", "--data-dir", str(data_dir), "--out", str(tmp_path / "r.html"))
+    assert code == 1 and "not a regular file" in err
+    result = build_dataset(data_dir)
+    assert result.mode == FULL and not result.path.is_symlink()
+    assert check_seal(result.path, data_dir).ok

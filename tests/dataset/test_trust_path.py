@@ -38,7 +38,13 @@ def test_keys_public_prints_the_keyrings_full_vkeys(scenario_dataset, cli):
     vkeys = [k["vkey"] for k in keyring["keys"]]
     code, out, _ = cli("keys", "public", "--data-dir", str(scenario_dataset))
     assert code == 0
-    assert [ln for ln in out.splitlines() if not ln.startswith("#")] == vkeys
+    lines = [ln for ln in out.splitlines() if not ln.startswith("#")]
+    assert [ln.split()[0] for ln in lines] == vkeys
+    # each key's window is on its line, so a file of them keeps a revocation in force
+    from audit_pipeline.ledger.keys import load_keyring, parse_trusted_keys
+
+    handed = parse_trusted_keys(out.encode(), source="keys.txt")
+    assert handed.keys == load_keyring(scenario_dataset).keys
     code, out, _ = cli("keys", "list", "--data-dir", str(scenario_dataset))
     assert code == 0 and all(v in out for v in vkeys)
 
@@ -126,3 +132,22 @@ def test_a_proof_checks_against_the_handed_over_keys_and_says_who_signed(
     assert line.startswith("OK: event ev-login-a1 (date_create 2025-11-29T00:00:10Z)")
     assert ", signed by key test-log+" in line
     assert json.loads(out)["id"] == "ev-login-a1"
+
+
+def test_a_changed_byte_the_zip_itself_notices_is_an_integrity_failure(handed_over, cli):
+    """A byte changed inside a stored member: the archive's CRC-32 no longer matches. That
+    is the bundle changing after it was made (exit 1), not an unexpected error (exit 3)."""
+    original = handed_over / "evidence.zip"
+    with zipfile.ZipFile(original) as archive:
+        member = next(i for i in archive.infolist() if i.filename.endswith(".parquet"))
+    data = bytearray(original.read_bytes())
+    header = member.header_offset
+    name = int.from_bytes(data[header + 26 : header + 28], "little")
+    extra = int.from_bytes(data[header + 28 : header + 30], "little")
+    at = header + 30 + name + extra + member.compress_size // 2
+    data[at] ^= 0xFF  # a byte in the middle of the member's stored bytes
+    changed = handed_over / "crc.zip"
+    changed.write_bytes(bytes(data))
+    code, _, err = cli("verify", str(changed), "--trusted-keys", str(handed_over / "keys.txt"))
+    assert code == 1, err
+    assert "the bundle was changed after it was zipped" in err and "Traceback" not in err

@@ -4,9 +4,11 @@ a failed verification that must not go green by itself."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from audit_pipeline.defs.anchors import SIGNER_SOURCE
 from audit_pipeline.defs.resources import LedgerResource
@@ -172,10 +174,15 @@ def test_an_unreadable_record_fails_and_verification_is_full(pipeline):
     assert outcome.metadata("audit_ledger")["verification"] == "full"
 
 
-def test_a_last_full_verification_in_the_future_does_not_switch_full_verification_off(pipeline):
+@pytest.mark.parametrize("when", ["future", "nan"])
+def test_a_last_full_verification_in_the_future_does_not_switch_full_verification_off(
+    pipeline, when
+):
+    """A time in the future, or NaN (which compares false with everything, so would pass
+    for "recent" for ever), is a rewritten record: the run is full and the check fails."""
     _synced(pipeline, 0, 1, 2, 3)
-    future = dg.MetadataValue.timestamp(float(pipeline.now + 30 * 86_400))
-    _rewrite_record(pipeline, last_full_verification=future)
+    value = float(pipeline.now + 30 * 86_400) if when == "future" else math.nan
+    _rewrite_record(pipeline, last_full_verification=dg.MetadataValue.timestamp(value))
     victim = sorted((pipeline.data_dir / "lake").rglob("*.parquet"))[0]
     _flip_byte(victim)
 

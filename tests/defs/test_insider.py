@@ -92,7 +92,7 @@ def test_truncated_log_is_not_signed_again(pipeline, key_path):
     pipeline.now += 3600
     outcome = pipeline.sync(4)
     assert not outcome.success
-    assert "truncated by 1 batches" in _error_text(outcome)
+    assert "truncated by 1 batch:" in _error_text(outcome)
     assert not (ledger_dir / "checkpoints" / "00000004.checkpoint").exists()
     assert not (ledger_dir / "manifests" / "00000003.json").exists()
     assert load_signer_state(signer_state_path(key_path, {})).size == 4

@@ -148,3 +148,35 @@ def test_missing_hours_beyond_the_tolerance_block_the_dataset(pipeline):
     assert beyond.checks["ledger_covers_every_hour"].severity == dg.AssetCheckSeverity.ERROR
     assert beyond.run_id not in pipeline.downstream_runs
     assert beyond.check_metadata("ledger_covers_every_hour")["tolerance_hours"] == 1
+
+
+def test_a_read_only_data_directory_fails_as_one_clear_message(pipeline):
+    """A data directory nobody may write (a read-only mount): the run fails with a
+    dg.Failure naming it (what the UI shows), not a raw exception. As root, modes are
+    ignored, so the directories are made immutable (chattr), or the test skips."""
+    import os
+    import subprocess
+
+    import pytest
+
+    assert pipeline.sync(0).success
+    data_dir = pipeline.data_dir
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "-R", "+i", str(data_dir)], capture_output=True).returncode:
+            pytest.skip("root, and chattr +i is not available here")
+        undo = ["chattr", "-R", "-i", str(data_dir)]
+    else:
+        dirs = [data_dir, *(p for p in data_dir.rglob("*") if p.is_dir())]
+        for d in dirs:
+            d.chmod(0o555)
+        undo = ["chmod", "-R", "u+w", str(data_dir)]
+    try:
+        outcome = pipeline.sync(1)
+    finally:
+        subprocess.run(undo, check=True)
+    assert not outcome.success
+    failures = outcome.result.get_step_failure_events()
+    assert failures, "the run failed without a step failure"
+    user = failures[0].step_failure_data.user_failure_data
+    assert user is not None, failures[0].step_failure_data.error
+    assert "cannot lock the ledger" in user.description and str(data_dir) in user.description

@@ -46,6 +46,7 @@ def entry(extra: bytes = b"") -> bytes:
         (b'{"date_create":1795860000,"action":"user_login"}', "no id"),
         (b'{"id":"","date_create":1795860000,"action":"user_login"}', "id is an empty string"),
         (b'{"id":"E1","date_create":1795860000,"action":""}', "action is an empty string"),
+        (b'{"id":"E1","date_create":1795860000,"action":" \\t"}', "action is only whitespace"),
         (b'{"id":"E1","date_create":"1795860000","action":"x"}', "date_create is a JSON string"),
         (b'{"id":"E1","date_create":true,"action":"x"}', "date_create is a JSON boolean"),
         (b'{"id":7,"date_create":1795860000,"action":"x"}', "id is a JSON number"),

@@ -354,3 +354,66 @@ def test_a_v1_ledger_still_verifies_and_extends(six_hours: Ledger, lh) -> None:
     formats = [m.manifest.format for m in fresh.manifests()]
     assert formats == ["audit_pipeline.manifest/v1"] * 7 + ["audit_pipeline.manifest/v2"]
     assert lh.verify(data_dir).ok
+
+
+def test_revoked_key_cannot_backdate_a_batch_against_the_public_keys_file(
+    six_hours: Ledger, lh
+) -> None:
+    """Case 3 with the trust path the README hands strangers: the auditor keeps what
+    ``keys public`` printed after the revocation (vkeys with their windows), not the keyring
+    JSON. The revocation must survive that file, or a stolen key signs on for ever."""
+    from audit_pipeline.ledger.keys import (
+        keyring_file,
+        load_keyring,
+        parse_trusted_keys,
+        revoke_key,
+    )
+
+    data_dir, signer = six_hours.data_dir, six_hours.signer
+    before_revocation = keyring_file(data_dir).read_bytes()
+    trusted_checkpoint = six_hours.latest_checkpoint()
+    revoke_key(data_dir, signer.vkey, at=lh.CLOCK_START + 50_000, signer=signer)
+    text = "\n".join(key.public_line() for key in load_keyring(data_dir).keys)
+    auditor_keys = parse_trusted_keys(text.encode(), source="log-keys.txt")
+
+    keyring_file(data_dir).write_bytes(before_revocation)
+    six_hours.clock.now = lh.CLOCK_START + 2000
+    lh.commit(six_hours, 1, lh.make_events(1, 1, prefix="forged"))
+
+    report = lh.verify(data_dir, keyring=auditor_keys, trusted_checkpoint=trusted_checkpoint)
+    assert manifest_path(7) in found(report, "key_revoked")
+    assert not report.intact
+    # the batches before the revocation still verify with that file
+    assert not [f for f in report.findings if f.location == manifest_path(6)]
+
+
+def test_a_file_planted_where_the_next_batch_goes_is_an_integrity_refusal(
+    six_hours: Ledger, lh
+) -> None:
+    """A file at the next batch's own data path was an 'I/O' error ('File exists', exit 3)
+    and left a staged file behind; it is a file nobody committed: refused as such, before
+    anything is written."""
+    from audit_pipeline.ledger.commit import LedgerStateError
+    from audit_pipeline.ledger.layout import PENDING, batch_data_path
+
+    planted = six_hours.data_dir / batch_data_path(lh.hour(7), 7, "hour", lh.JSONL.suffix)
+    planted.parent.mkdir(parents=True)
+    planted.write_text("planted\n")
+    with pytest.raises(LedgerStateError, match="taken by a file no manifest references"):
+        lh.commit(six_hours, 7)
+    assert list((six_hours.data_dir / PENDING).iterdir()) == []
+    assert found(lh.verify(six_hours.data_dir), "unreferenced_file")
+
+
+def test_a_fifo_at_the_keyrings_temporary_name_does_not_hang_a_key_change(
+    six_hours: Ledger, key_path: Path, lh
+) -> None:
+    """replace() writes a temporary beside the keyring; a FIFO planted at that name made
+    the open wait for a reader for ever."""
+    from audit_pipeline.ledger.keys import KEYRING, rotate_key
+    from audit_pipeline.ledger.layout import NotRegularFileError
+
+    keyring = six_hours.data_dir / KEYRING
+    os.mkfifo(keyring.with_name(f".{keyring.name}.{os.getpid()}.tmp"))
+    with pytest.raises(NotRegularFileError, match="FIFO"):
+        within_seconds(lambda: rotate_key(six_hours.data_dir, key_path, now=lh.CLOCK_START + 1500))

@@ -178,6 +178,16 @@ def test_revoke_by_key_id(data_dir: Path, key_path: Path) -> None:
         revoke_key(data_dir, "deadbeef", at=1)
 
 
+def test_a_negative_revocation_position_is_refused_before_the_keyring_is_written(
+    data_dir: Path, key_path: Path
+) -> None:
+    """--at-size -1 was written, and then every command refused the keyring it made."""
+    signer, _, _ = init_key(data_dir, key_path, name="log", now=10)
+    with pytest.raises(ConfigurationError, match="tree size >= 0"):
+        revoke_key(data_dir, signer.vkey, at=30, at_size=-1, signer=signer)
+    assert load_keyring(data_dir).find("log", signer.key_hash).revoked_at_size is None
+
+
 def test_missing_keyring_says_what_to_do(data_dir: Path) -> None:
     with pytest.raises(ConfigurationError, match="keys init"):
         load_keyring(data_dir)

@@ -152,6 +152,22 @@ def test_settings_from_env_validate_and_hide_the_token():
         AuditApiSettings.from_env({**env, "SLACK_AUDIT_TIMEOUT": "soon"})
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SLACK_AUDIT_TIMEOUT", "nan"),
+        ("SLACK_AUDIT_TIMEOUT", "inf"),
+        ("SLACK_AUDIT_MAX_CALLS_PER_MINUTE", "nan"),
+        ("SLACK_AUDIT_MAX_CALLS_PER_MINUTE", "-1"),
+    ],
+)
+def test_settings_refuse_numbers_that_are_not_usable(name, value):
+    """NaN passed 'timeout <= 0' and crashed later as an unexpected ValueError (exit 3)."""
+    env = {"SLACK_AUDIT_TOKEN": "xoxp-secret", "SLACK_AUDIT_BASE_URL": "http://127.0.0.1:1"}
+    with pytest.raises(ConfigurationError, match="must be"):
+        AuditApiSettings.from_env({**env, name: value})
+
+
 def test_pacer_spaces_requests_to_the_ceiling():
     now = [100.0]
     slept: list[float] = []

@@ -105,3 +105,13 @@ def test_containers_deeper_than_the_pattern_still_split() -> None:
     body = b'{"entries":[{"d":' + deep + b'},{"e":1}]}'
     assert _NESTED.match(body, 12) is None
     assert split_page(body, "entries").items == [b'{"d":' + deep + b"}", b'{"e":1}']
+
+
+def test_a_byte_order_mark_before_the_page_is_ignored() -> None:
+    """RFC 8259 section 8.1 lets a parser ignore a leading BOM; refusing it would fail every
+    page of a proxy that adds one (the hour could never be committed). Entries keep their
+    exact bytes; a BOM anywhere else is still a syntax error."""
+    page = split_page(b'\xef\xbb\xbf{"entries":[{"id":"a"} ,2]}', "entries")
+    assert page.items == [b'{"id":"a"}', b"2"]
+    with pytest.raises(PageSyntaxError):
+        split_page(b'{"entries":[\xef\xbb\xbf{"id":"a"}]}', "entries")
