@@ -340,13 +340,30 @@ def _verify_dir(args: argparse.Namespace) -> int:
     _err(report.summary())
     _record(args, data_dir, report, bundle)
     sealed = None if bundle else _dataset_seal(data_dir)
+    rows: list[str] | None = None
     if sealed is not None:
         _err(sealed.line())
+        rows = _dataset_rows(data_dir, sealed) if sealed.ok and report.intact else None
+        if rows:
+            _err("  DATASET ROWS DIFFER from the verified data files (edited and sealed again?): "
+                 + "; ".join(rows))  # fmt: skip
     if args.json:
         doc = report.to_json()
-        doc["dataset"] = None if sealed is None else sealed.to_dict()
+        doc["dataset"] = None if sealed is None else {**sealed.to_dict(), "rows_differ": rows}
         print(json.dumps(doc, indent=2, ensure_ascii=False))
-    return 0 if report.ok and (sealed is None or sealed.ok) else 1
+    return 0 if report.ok and (sealed is None or sealed.ok) and not rows else 1
+
+
+def _dataset_rows(data_dir: Path, sealed: Any) -> list[str] | None:
+    """_dataset_rows re-derives the dataset's rows from the verified files: the seal beside
+    it is no anchor against whoever can rewrite both (None: not compared, and said why)."""
+    try:
+        from audit_pipeline.dataset.contents import check_dataset_rows
+    except ModuleNotFoundError:
+        _err("  dataset rows not compared with the data files: DuckDB is not installed here")
+        return None
+    _err("  comparing the dataset's rows with the verified data files")
+    return check_dataset_rows(sealed.path, data_dir, sealed.seal.tree_size)
 
 
 def _dataset_seal(data_dir: Path) -> Any:

@@ -75,6 +75,7 @@ import pyarrow.parquet as pq
 
 from audit_pipeline import __version__
 from audit_pipeline.dataset import history
+from audit_pipeline.dataset.contents import differing_rows
 from audit_pipeline.dataset.schema import (
     DATASET_SCHEMA_VERSION,
     EVENT_COLUMNS,
@@ -199,8 +200,14 @@ def build_dataset(
     full: bool = False,
     witness_keys: Sequence[WitnessKey] = (),
     witness_quorum: int | None = None,
+    anchored_digest: str | None = None,
 ) -> BuildResult:
     """build_dataset verifies the ledger and publishes a new dataset file built from it.
+
+    An incremental build re-derives the rows it would carry over from their verified data
+    files (a dataset edited and sealed again is never reused) unless ``anchored_digest``,
+    the dataset's SHA-256 as recorded outside the data directory when it was published
+    (Dagster's event log), equals the seal's: then the file is the one that was published.
 
     ``report`` lets a caller that has just verified (the Dagster asset after its checks)
     pass that report instead of verifying twice; it is recorded in the history either way.
@@ -247,6 +254,7 @@ def build_dataset(
                 run,
                 say,
                 "a full build was asked for" if full else None,
+                anchored_digest,
             )
             write_seal(
                 target,
@@ -448,13 +456,14 @@ def _load_batches(
     batches: Sequence[SignedManifest],
     say: Callable[[str], None],
     kept: Mapping[int, tuple[pa.Table, pa.Table]] | None = None,
+    tables: tuple[str, str] = ("audit_events", "quarantine"),
 ) -> tuple[dict[int, int], int]:
     """_load_batches appends the rows of ``batches`` in storage order: rows in ``kept``
     (sequence -> (events, quarantine) taken from the previous file), others read from their
     verified data files. Returns the quarantined rows per batch and the files read."""
     kept = kept or {}
-    events = _Loader(con, "audit_events", EVENT_COLUMNS)
-    quarantine = _Loader(con, "quarantine", QUARANTINE_COLUMNS)
+    events = _Loader(con, tables[0], EVENT_COLUMNS)
+    quarantine = _Loader(con, tables[1], QUARANTINE_COLUMNS)
     quarantined: dict[int, int] = {}
     ordered = [m for m in _storage_order(batches) if _is_audit_batch(m)]
     to_read = sum(1 for m in ordered if m.sequence not in kept)
@@ -494,13 +503,16 @@ def _write_database(
     run: history.VerificationRun,
     say: Callable[[str], None],
     full_reason: str | None,
+    anchored_digest: str | None = None,
 ) -> dict[str, Any]:
     """_write_database writes the new dataset into ``tmp``, incrementally when it can."""
     chain = _read_chain(data_dir, report)
     reason = full_reason or _unsafe_verification(report)
     if reason is None:
         try:
-            return _write_incremental(tmp, target, data_dir, report, chain, run, say)
+            return _write_incremental(
+                tmp, target, data_dir, report, chain, run, say, anchored_digest
+            )
         except _NotIncremental as why:
             reason = str(why)
             _discard(tmp)
@@ -547,6 +559,7 @@ def _write_incremental(
     chain: _Chain,
     run: history.VerificationRun,
     say: Callable[[str], None],
+    anchored_digest: str | None = None,
 ) -> dict[str, Any]:
     """_write_incremental copies the published file to ``tmp`` and appends what is new, or
     raises _NotIncremental (before anything is published) saying why it cannot."""
@@ -580,6 +593,16 @@ def _write_incremental(
         if not sealed.ok:
             raise _NotIncremental(f"the previous dataset is not reused: {sealed.problem}")
         reused = previous.size
+        if sealed.seal is None or sealed.seal.dataset_sha256 != anchored_digest:
+            # The seal lives beside the file: whoever rewrote one can rewrite both. Nothing
+            # is carried over that the verified data files do not give again.
+            say(f"checking the rows of the {reused} batches to reuse against their data files")
+            differ = differing_rows(con, data_dir, chain.manifests()[:reused])
+            if differ:
+                raise _NotIncremental(
+                    "the previous dataset's rows are not those of the verified data files "
+                    f"({'; '.join(differ)}): it was edited and sealed again"
+                )
         new = chain.manifests(reused)
         new_files = _storage_order(new)
         # Rows of hours at or after the earliest new batch's hour are taken out and put

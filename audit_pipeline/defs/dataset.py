@@ -124,6 +124,8 @@ def audit_dataset(
             trigger=f"dagster run {context.run.run_id}",
             progress=context.log.info,
             full=full,
+            # the digest recorded outside the data directory vouches for the previous file
+            anchored_digest=recorded_digest(context),
         )
     except AuditPipelineError as exc:
         raise dg.Failure(
@@ -161,19 +163,25 @@ def _seal_rewritten(context: dg.AssetExecutionContext, path) -> bool:
     """_seal_rewritten compares the dataset's seal with the digest Dagster's event log
     recorded when this asset last published it: the event log is outside the data
     directory, so a file edited *and* resealed there is caught and rebuilt in full."""
-    event = context.instance.get_latest_materialization_event(context.asset_key)
-    materialization = event.asset_materialization if event else None
-    recorded = materialization.metadata.get("dataset_sha256") if materialization else None
+    recorded = recorded_digest(context)
     if recorded is None or not path.exists():
         return False
     try:
         current = read_seal(path).dataset_sha256
     except ValueError:
         return False  # no usable seal: the build itself will not reuse the file
-    if current != recorded.value:
+    if current != recorded:
         context.log.warning(
-            f"the dataset's seal says {current}, but this asset last published {recorded.value}:"
+            f"the dataset's seal says {current}, but this asset last published {recorded}:"
             " the dataset and its seal were rewritten; rebuilding in full"
         )
         return True
     return False
+
+
+def recorded_digest(context: dg.AssetExecutionContext) -> str | None:
+    """recorded_digest: the dataset SHA-256 this asset recorded when it last published."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    materialization = event.asset_materialization if event else None
+    recorded = materialization.metadata.get("dataset_sha256") if materialization else None
+    return None if recorded is None else str(recorded.value)

@@ -65,6 +65,57 @@ def test_edited_dataset_is_refused_everywhere(
     assert build_dataset(data_dir).mode == INCREMENTAL  # sealed again
 
 
+def _reseal(path: Path) -> None:
+    """The insider's next step: a new seal over the edited file, as the build would write."""
+    from audit_pipeline.dataset.seal import read_seal, write_seal
+
+    before = read_seal(path)
+    seal_path(path).unlink()
+    write_seal(
+        path,
+        origin=before.origin,
+        tree_size=before.tree_size,
+        root_hash=before.root_hash,
+        checkpoint=before.checkpoint,
+        verification_run_id=before.verification_run_id,
+    )
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        FORGED,
+        "DELETE FROM audit_events WHERE action = 'user_login'",
+        "INSERT INTO audit_events SELECT * FROM audit_events LIMIT 1",
+        "UPDATE audit_events SET date_create = date_create - INTERVAL 1 HOUR",
+    ],
+)
+def test_edited_and_resealed_dataset_is_found_by_its_rows(
+    scenario_ledger, data_dir: Path, cli, forgery: str
+) -> None:
+    """The seal beside the dataset is no anchor: whoever can write one can write both. An
+    edit sealed again still shows, because verify and an incremental build re-derive the
+    rows from the verified data files."""
+    path = build_dataset(data_dir).path
+    con = duckdb.connect(str(path))
+    changed = con.execute(forgery).fetchall()
+    con.close()
+    assert changed != [(0,)], "the forgery must change something"
+    _reseal(path)
+    assert check_seal(path, data_dir).ok  # the seal alone is fooled
+
+    code, out, err = cli("verify", "--json", "--no-record", "--data-dir", str(data_dir))
+    assert code == 1 and "DATASET ROWS DIFFER" in err, err
+    assert json.loads(out)["dataset"]["rows_differ"]
+
+    rebuilt = build_dataset(data_dir)  # incremental by default: must not carry them over
+    assert rebuilt.mode == FULL, rebuilt.reason
+    if forgery.startswith("UPDATE"):  # same row counts: only the rows themselves tell
+        assert "edited and sealed again" in rebuilt.reason
+    code, out, err = cli("verify", "--no-record", "--data-dir", str(data_dir))
+    assert code == 0 and "DATASET ROWS DIFFER" not in err, err
+
+
 def test_ledger_changed_since_the_build_is_refused(scenario_ledger, data_dir: Path) -> None:
     path = build_dataset(data_dir).path
     manifest = data_dir / manifest_path(1)
