@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from audit_pipeline.cli.object_store import object_store_url, verify_on_object_store
 from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import LONG_WORK_SECONDS, Progress
 from audit_pipeline.cli.witness import add_witness_options, witness_keys
@@ -278,7 +279,12 @@ def _verify(args: argparse.Namespace) -> int:
         raise ConfigurationError("give the data directory or bundle once: DIR or --data-dir DIR")
     args.data_dir = args.location or args.data_dir
     where = Path(args.data_dir) if args.data_dir else None
-    if where is not None and where.is_file() and where.suffix.lower() == ".zip":
+    if (
+        where is not None
+        and object_store_url(args) is None
+        and where.is_file()
+        and where.suffix.lower() == ".zip"
+    ):
         with evidence.unpacked_bundle(where) as unpacked:
             _err(f"reading the zipped evidence bundle {where} (unpacked to a temporary directory)")
             args.data_dir = str(unpacked)
@@ -290,7 +296,8 @@ def _verify_dir(args: argparse.Namespace) -> int:
     from audit_pipeline.dataset import evidence
     from audit_pipeline.lake import PARQUET_FORMAT
 
-    data_dir = _ledger_dir(args)
+    url = object_store_url(args)
+    data_dir = _ledger_dir(args) if url is None else Path()
     keyring = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys else None
     trusted = None
     if args.trusted_checkpoint:
@@ -323,6 +330,8 @@ def _verify_dir(args: argparse.Namespace) -> int:
     if args.witness_key:
         options["witness_keys"] = witness_keys(args.witness_key)
         options["witness_quorum"] = args.witness_quorum
+    if url is not None:
+        return verify_on_object_store(args, url, options)
     bundle = evidence.is_bundle(data_dir)
     if bundle:
         report = evidence.verify_bundle(data_dir, **options)

@@ -25,14 +25,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from audit_pipeline.ledger.storage import (
     COMPLIANCE,
     ObjectNotFoundError,
     ObjectStore,
     ObjectVersion,
+)
+from audit_pipeline.ledger.verify import (
+    COVERAGE_CODES,
+    Finding,
+    FindingCode,
+    Notice,
+    VerifyReport,
 )
 
 PINNED_VERSION_MISSING = "pinned-version-missing"
@@ -175,3 +183,42 @@ def _rehash(store: ObjectStore, pin: Pin) -> list[VersionFinding]:
     if digest != pin.sha256:
         return [VersionFinding(CHECKSUM_MISMATCH, pin.key, f"bytes hash to {digest}")]
     return []
+
+
+_FINDING_CODES = {
+    PINNED_VERSION_MISSING: "pinned_version_missing",
+    CURRENT_VERSION_DIFFERS: "current_version_differs",
+    DELETE_MARKER: "delete_marker",
+    EXTRA_VERSION: "extra_version",
+    CHECKSUM_MISMATCH: "store_checksum_mismatch",
+    CHECKSUM_MISSING: "store_checksum_missing",
+    SIZE_MISMATCH: "store_size_mismatch",
+    RETENTION_MISSING: "retention_missing",
+    RETENTION_SHORT: "retention_short",
+    UNREFERENCED_OBJECT: "unreferenced_object",
+}
+
+
+def with_version_findings(
+    report: VerifyReport, found: Iterable[VersionFinding], facts: dict[str, Any]
+) -> VerifyReport:
+    """with_version_findings adds the version audit to a verification of the same store:
+    each disagreement a named finding (a notice for expired retention), ``facts`` (where
+    the store is, its retention) shown with the verdict. A key the verifier already named
+    as an unreferenced file is not named twice."""
+    already = {f.location for f in report.findings if f.code is FindingCode.UNREFERENCED_FILE}
+    findings, notices = list(report.findings), list(report.notices)
+    for item in found:
+        if not item.is_tampering:
+            notices.append(Notice(item.kind.replace("-", "_"), item.key, item.detail))
+        elif not (item.kind == UNREFERENCED_OBJECT and item.key in already):
+            code = FindingCode(_FINDING_CODES[item.kind])
+            findings.append(Finding(code, item.key, None, None, f"object store: {item.detail}"))
+    intact = not any(f.code not in COVERAGE_CODES for f in findings)
+    return replace(
+        report,
+        findings=tuple(findings),
+        notices=tuple(notices),
+        checkpoint=report.checkpoint if intact else None,
+        object_store=facts,
+    )
