@@ -17,7 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from audit_pipeline.cli.object_store import object_store_url, verify_on_object_store
+from audit_pipeline.cli.object_store import (
+    init_object_store_key,
+    object_store_arg,
+    object_store_url,
+    verify_on_object_store,
+)
 from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import LONG_WORK_SECONDS, Progress
 from audit_pipeline.cli.witness import add_witness_options, witness_keys
@@ -137,6 +142,8 @@ def _read_file(path: str, what: str) -> bytes:
 
 
 def _keys_init(args: argparse.Namespace) -> int:
+    if (url := object_store_arg(args.data_dir)) is not None:
+        return init_object_store_key(url, _key_path(args), name=args.name)
     data_dir = usable_dir(resolve_data_dir(args.data_dir))
     key_path = _key_path(args)
     usable_dir(key_path.parent, what="signing key directory")

@@ -1,9 +1,9 @@
 """``s3://`` data directories on the command line: which commands take one, and verify's.
 
-Only ``verify`` reads an object-store data directory so far; every other command that
-takes a data directory refuses an ``s3://`` one (``--data-dir`` or ``$AUDIT_DATA_DIR``)
-with one line and exit code 2 before it does anything, rather than reading ``s3:`` as a
-local relative path.
+Only ``verify``, ``sync`` and ``keys init`` work on an object-store data directory so far;
+every other command that takes a data directory refuses an ``s3://`` one (``--data-dir``
+or ``$AUDIT_DATA_DIR``) with one line and exit code 2 before it does anything, rather
+than reading ``s3:`` as a local relative path.
 """
 
 from __future__ import annotations
@@ -19,9 +19,18 @@ from audit_pipeline.cli.errors import command_name
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger.layout import DATA_DIR_ENV, format_hour, is_object_store_url
 
-COMMANDS_ON_OBJECT_STORE = frozenset({"verify"})
+COMMANDS_ON_OBJECT_STORE = frozenset({"verify", "sync", "keys init"})
+
+_WIRED = "'verify', 'sync' and 'keys init'"
 
 Command = Callable[[argparse.Namespace], int | None]
+
+
+def object_store_arg(data_dir: str | None) -> str | None:
+    """object_store_arg: the ``s3://`` data directory of ``--data-dir`` or
+    ``$AUDIT_DATA_DIR``, if that is one."""
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV)
+    return str(chosen) if is_object_store_url(chosen) else None
 
 
 def object_store_url(args: argparse.Namespace) -> str | None:
@@ -42,7 +51,7 @@ def refuse_unwired(func: Command) -> Command:
         if url is not None and name not in COMMANDS_ON_OBJECT_STORE:
             raise ConfigurationError(
                 f"{name} does not work on an object-store data directory ({url}) yet: only "
-                "'verify' does; give a local --data-dir"
+                f"{_WIRED} do; give a local --data-dir"
             )
         return func(args)
 
@@ -74,3 +83,56 @@ def verify_on_object_store(args: argparse.Namespace, url: str, options: dict[str
 
 def _err(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def object_store_ledger(url: str, *, origin: str | None) -> Any:
+    """object_store_ledger opens an ``s3://`` data directory for a sync: the signing key and
+    its signer state from their local places, the store checked (Object Lock, a keyring
+    trusting the key) before any API call. Witnesses are not wired to it yet."""
+    from audit_pipeline.lake import PARQUET_FORMAT
+    from audit_pipeline.ledger.keys import default_signing_key_path, load_signing_key
+    from audit_pipeline.ledger.signer_state import signer_state_path
+    from audit_pipeline.store.ledger import open_ledger
+    from audit_pipeline.store.settings import S3Settings
+    from audit_pipeline.witness.config import WITNESSES_ENV
+
+    if os.environ.get(WITNESSES_ENV, "").strip():
+        raise ConfigurationError(
+            f"{WITNESSES_ENV} is set: witnesses do not work with an object-store data "
+            f"directory ({url}) yet; unset it or give a local --data-dir"
+        )
+    settings = S3Settings.from_env(url)
+    key_path = default_signing_key_path()
+    signer = load_signing_key(key_path)
+    return open_ledger(
+        settings,
+        file_format=PARQUET_FORMAT,
+        signer=signer,
+        key_path=key_path,
+        signer_state=signer_state_path(key_path),
+        origin=origin,
+    )
+
+
+def init_object_store_key(url: str, key_path: Any, *, name: str) -> int:
+    """init_object_store_key creates the signing key locally (if absent) and the store's
+    keyring trusting it; the private key never leaves this machine."""
+    import time
+
+    from audit_pipeline.ledger.keys import create_signing_key, load_signing_key
+    from audit_pipeline.store.ledger import init_keyring
+    from audit_pipeline.store.s3 import S3ObjectStore
+    from audit_pipeline.store.settings import S3Settings
+
+    settings = S3Settings.from_env(url)
+    S3ObjectStore.open(settings)  # Object Lock first: no key is made for a store refused
+    created = not key_path.exists()
+    signer = create_signing_key(key_path, name) if created else load_signing_key(key_path)
+    added = init_keyring(settings, signer, now=int(time.time()))
+    _err(
+        f"{'created' if created else 'using existing'} signing key {key_path} (mode 0600; "
+        "it stays on this machine, never in the bucket)"
+    )
+    _err(f"{'created' if added else 'already in'} the keyring {url}/ledger/keys/keyring.json")
+    print(signer.vkey)
+    return 0

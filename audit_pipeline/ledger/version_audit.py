@@ -24,7 +24,7 @@ the store no longer refuses a delete), never silently accepted.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -200,15 +200,28 @@ _FINDING_CODES = {
 
 
 def with_version_findings(
-    report: VerifyReport, found: Iterable[VersionFinding], facts: dict[str, Any]
+    report: VerifyReport,
+    found: Iterable[VersionFinding],
+    facts: dict[str, Any],
+    leftovers: Mapping[str, str] | None = None,
 ) -> VerifyReport:
     """with_version_findings adds the version audit to a verification of the same store:
     each disagreement a named finding (a notice for expired retention), ``facts`` (where
     the store is, its retention) shown with the verdict. A key the verifier already named
-    as an unreferenced file is not named twice."""
+    as an unreferenced file is not named twice. ``leftovers`` maps the data objects a
+    signed intent of this log vouches for (an uncommitted commit: lost race or crash) to
+    why: those are notices, not unreferenced files."""
+    leftovers = leftovers or {}
+    unreferenced = {FindingCode.UNREFERENCED_FILE, FindingCode.UNREFERENCED_OBJECT}
     already = {f.location for f in report.findings if f.code is FindingCode.UNREFERENCED_FILE}
-    findings, notices = list(report.findings), list(report.notices)
+    findings = [
+        f for f in report.findings if not (f.code in unreferenced and f.location in leftovers)
+    ]
+    notices = list(report.notices)
+    notices += [Notice("uncommitted_leftover", k, why) for k, why in sorted(leftovers.items())]
     for item in found:
+        if item.kind == UNREFERENCED_OBJECT and item.key in leftovers:
+            continue
         if not item.is_tampering:
             notices.append(Notice(item.kind.replace("-", "_"), item.key, item.detail))
         elif not (item.kind == UNREFERENCED_OBJECT and item.key in already):

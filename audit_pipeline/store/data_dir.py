@@ -26,10 +26,11 @@ from pathlib import Path
 from types import TracebackType
 
 from audit_pipeline.ledger.layout import CHECKPOINTS, MANIFESTS
+from audit_pipeline.ledger.object_ledger import STAGED
 from audit_pipeline.ledger.storage import ObjectNotFoundError
 from audit_pipeline.store.s3 import S3ObjectStore
 
-_KEPT = (f"{MANIFESTS}/", f"{CHECKPOINTS}/")
+_KEPT = (f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/")
 
 
 @dataclass(frozen=True)

@@ -18,22 +18,28 @@ Keyring and witness files change by design and are read, not version-audited.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.events import BatchFileFormat
+from audit_pipeline.ledger.keys import Keyring
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
     CHECKPOINTS,
+    KEYRING,
     LAKE,
     MANIFEST_SUFFIX,
     MANIFESTS,
+    checkpoint_path,
     parse_numbered_name,
 )
-from audit_pipeline.ledger.manifest import parse_manifest
+from audit_pipeline.ledger.manifest import parse_manifest, signature_status
+from audit_pipeline.ledger.note import Verifiers
+from audit_pipeline.ledger.object_ledger import STAGED, staged_path
 from audit_pipeline.ledger.storage import ObjectVersion
-from audit_pipeline.ledger.verify import VerifyReport, verify_ledger
+from audit_pipeline.ledger.verify import FindingCode, VerifyReport, verify_ledger
 from audit_pipeline.ledger.version_audit import (
     PINNED_VERSION_MISSING,
     Pin,
@@ -45,7 +51,7 @@ from audit_pipeline.store.data_dir import S3DataDirectory
 from audit_pipeline.store.s3 import ObjectLockUnreadableError, S3ObjectStore
 from audit_pipeline.store.settings import RETENTION_ENV, S3Settings
 
-AUDITED_PREFIXES = (f"{LAKE}/", f"{MANIFESTS}/", f"{CHECKPOINTS}/")
+AUDITED_PREFIXES = (f"{LAKE}/", f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/")
 
 
 def verify_object_store(
@@ -74,22 +80,87 @@ def verify_object_store(
             VersionFinding(PINNED_VERSION_MISSING, key, "the store lists no version of it")
             for key in unlisted
         ]
-    days = settings.retention.days
-    facts = {
+        keyring = options.get("keyring") or _own_keyring(files)
+        leftovers = uncommitted_leftovers(files, report, keyring)
+        facts = _facts(settings, lock, len(pins), len(listed))
+        report = with_version_findings(report, found, facts, leftovers)
+        if report.intact and report.root_hash is not None and report.checkpoint is None:
+            tip = checkpoint_path(report.tree_size)
+            if files.exists(tip):  # the leftovers were all that kept it from being named
+                report = replace(report, checkpoint=files.read(tip))
+    return report
+
+
+def uncommitted_leftovers(
+    files: S3DataDirectory, report: VerifyReport, keyring: Keyring | Verifiers
+) -> dict[str, str]:
+    """uncommitted_leftovers finds the lake objects no manifest references that an intent
+    (``ledger/staged/``) signed by a trusted key of this log describes byte for byte: what
+    a committer that lost a race or crashed before its commit point left, never part of the
+    ledger and never read by the dataset. Intents of committed batches are not read."""
+    if isinstance(keyring, Verifiers):
+        keyring = Keyring.from_vkeys((v.vkey for v in keyring), source="trusted verifiers")
+    unreferenced = {f.location for f in report.findings if f.code is FindingCode.UNREFERENCED_FILE}
+    if not unreferenced:
+        return {}
+    committed = set()
+    for key, raw in files.ledger_bytes.items():
+        if key.startswith(f"{MANIFESTS}/"):
+            try:
+                signed = parse_manifest(raw)
+            except LedgerError:
+                continue
+            if signed.manifest.data is not None:
+                committed.add(staged_path(signed.sequence, signed.manifest.data.sha256))
+    found: dict[str, str] = {}
+    for key in files.store.list_keys(f"{STAGED}/"):
+        if key in committed:
+            continue
+        try:
+            signed = parse_manifest(files.read(key))
+        except (LedgerError, FileNotFoundError):
+            continue
+        data = signed.manifest.data
+        if (
+            data is None
+            or data.path not in unreferenced
+            or staged_path(signed.sequence, data.sha256) != key
+        ):
+            continue
+        if signature_status(signed, keyring) != "valid":
+            continue
+        read = files.read_versions.get(data.path)
+        if read is None:
+            files.read(data.path)
+            read = files.read_versions[data.path]
+        if (read.sha256, read.size) == (data.sha256, data.size):
+            found[data.path] = (
+                f"data of an uncommitted batch {signed.sequence} (a lost commit race or a crash "
+                f"before the commit point; its intent {key} is signed): never part of the ledger"
+            )
+    return found
+
+
+def _facts(settings: S3Settings, lock: str, pinned: int, listed: int) -> dict[str, Any]:
+    where, days = str(settings.location), settings.retention.days
+    return {
         "location": where,
         "endpoint": settings.endpoint_text,
         "object_lock": lock,
         "retention_days": days,
-        "objects_pinned": len(pins),
-        "versions_listed": len(listed),
+        "objects_pinned": pinned,
+        "versions_listed": listed,
         "line": (
             f"object store: {where} at {settings.endpoint_text}: Object Lock {lock}; "
             f"COMPLIANCE retention expected {RETENTION_ENV}={days}; "
-            f"{len(listed)} versions of {len(pins)} pinned objects audited (keyring and "
+            f"{listed} versions of {pinned} pinned objects audited (keyring and "
             "witness files are read, not version-audited; the bucket policy is not checked)"
         ),
     }
-    return with_version_findings(report, found, facts)
+
+
+def _own_keyring(files: S3DataDirectory) -> Keyring:
+    return Keyring.from_bytes(files.read(KEYRING), source=files.describe(KEYRING))
 
 
 def ledger_pins(
@@ -133,6 +204,8 @@ def _record_pin(files: S3DataDirectory, key: str, first: ObjectVersion) -> Pin:
 
 def _is_ledger_record(key: str) -> bool:
     folder, _, name = key.rpartition("/")
+    if folder == STAGED:
+        return name.endswith(".json")
     if folder == MANIFESTS:
         return parse_numbered_name(name, MANIFEST_SUFFIX) is not None
     if folder == CHECKPOINTS:
