@@ -225,6 +225,26 @@ def check_provenance(source: Mapping[str, Any], run_id: str) -> None:
         raise CommitError(f"source cannot be recorded in a manifest: {exc}") from exc
 
 
+def checked_events(
+    window_start: int,
+    window_end: int,
+    events: Sequence[EventRecord],
+    source: Mapping[str, Any],
+    run_id: str,
+) -> tuple[list[EventRecord], int]:
+    """checked_events refuses a commit of a bad window, provenance or event, and returns
+    the events without repeats and how many repeats were dropped."""
+    check_window(window_start, window_end)
+    check_provenance(source, run_id)
+    outside = [e for e in events if not window_start <= e.date_create < window_end]
+    if outside:
+        raise CommitError(
+            f"{len(outside)} events lie outside window {format_hour(window_start)} "
+            f"(first: {outside[0].event_id} at {outside[0].date_create})"
+        )
+    return unique_events(events)
+
+
 class Ledger:
     """Ledger commits batches to, and reads batches from, one data directory.
 
@@ -390,15 +410,7 @@ class Ledger:
         reported in ``missing_from_source`` and kept.
         """
         self._require_signer()
-        check_window(window_start, window_end)
-        check_provenance(source, run_id)
-        outside = [e for e in events if not window_start <= e.date_create < window_end]
-        if outside:
-            raise CommitError(
-                f"{len(outside)} events lie outside window {format_hour(window_start)} "
-                f"(first: {outside[0].event_id} at {outside[0].date_create})"
-            )
-        unique, repeated = unique_events(events)
+        unique, repeated = checked_events(window_start, window_end, events, source, run_id)
         with self.storage.lock():
             self._step("locked")
             chain = self._load_chain()

@@ -40,23 +40,19 @@ from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from audit_pipeline.ledger.commit import (
-    DEFAULT_ORIGIN,
     CommitError,
     CommitResult,
     Ledger,
     LedgerStateError,
     WriteData,
-    check_provenance,
-    check_window,
+    checked_events,
     file_digest,
 )
-from audit_pipeline.ledger.commit_point import ChainGapError, Head, commit_next, manifest_numbers
+from audit_pipeline.ledger.commit_point import Head, commit_next
 from audit_pipeline.ledger.errors import LedgerError, MalformedError
-from audit_pipeline.ledger.events import BatchFileFormat, EventRecord, events_root, unique_events
-from audit_pipeline.ledger.keys import Keyring, KeyStatus, key_id
+from audit_pipeline.ledger.events import BatchFileFormat, EventRecord, events_root
+from audit_pipeline.ledger.keys import Keyring, key_id
 from audit_pipeline.ledger.layout import (
-    CHECKPOINT_SUFFIX,
-    CHECKPOINTS,
     HOUR,
     KEYRING,
     LEDGER,
@@ -64,7 +60,6 @@ from audit_pipeline.ledger.layout import (
     checkpoint_path,
     format_hour,
     manifest_path,
-    parse_numbered_name,
 )
 from audit_pipeline.ledger.manifest import (
     AUDIT_LOGS_SOURCE,
@@ -79,7 +74,12 @@ from audit_pipeline.ledger.manifest import (
 )
 from audit_pipeline.ledger.note import Signer
 from audit_pipeline.ledger.signer_state import check_extension, load_signer_state, record_signed
-from audit_pipeline.ledger.storage import ObjectExistsError, ObjectNotFoundError, ObjectStore
+from audit_pipeline.ledger.storage import (
+    LedgerFiles,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    ObjectStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,18 +122,20 @@ class _Nothing(Exception):
         self.skipped, self.missing = skipped, missing
 
 
-class ObjectStoreLedger:
+class ObjectStoreLedger(Ledger):
     """ObjectStoreLedger commits batches to, and reads them from, a ledger in an object store.
 
-    ``location`` names the store for messages; ``local_dir`` is a local directory for what
-    must never go to the bucket or cannot be written once (pages kept after a failed hour).
-    The rest is :class:`~.commit.Ledger`'s: ``signer``, ``origin``, ``clock``,
-    ``signer_state``.
+    ``files`` reads the store as a data directory (the verifier's
+    :class:`~.storage.LedgerFiles`); ``location`` names the store for messages;
+    ``local_dir`` is a local directory for what cannot go to the bucket (pages kept after a
+    failed hour). Reading the chain, the key and chain checks are :class:`~.commit.Ledger`'s;
+    committing, checkpoints and the keyring are the store's.
     """
 
     def __init__(
         self,
         store: ObjectStore,
+        files: LedgerFiles,
         *,
         location: str,
         local_dir: Path,
@@ -144,6 +146,7 @@ class ObjectStoreLedger:
         signer_state: Path | None = None,
     ) -> None:
         self.store = store
+        self.storage = files  # type: ignore[assignment]  # read side only (list_dir, read)
         self.location = location
         self.data_dir = Path(local_dir)
         self.file_format = file_format
@@ -153,39 +156,7 @@ class ObjectStoreLedger:
         self.signer_state = None if signer_state is None else Path(signer_state)
         self._chain: list[SignedManifest] = []
 
-    def _step(self, name: str) -> None:
-        """_step marks a point of the commit protocol (tests override it to crash there)."""
-
     # -- reading ---------------------------------------------------------------------------
-
-    def _load_chain(self) -> list[SignedManifest]:
-        try:
-            count = len(manifest_numbers(self.store))
-        except ChainGapError as exc:
-            raise LedgerStateError(f"{exc}; run 'audit-pipeline verify'") from None
-        if count < len(self._chain):
-            raise LedgerStateError(f"the ledger shrank from {len(self._chain)} to {count}")
-        for seq in range(len(self._chain), count):
-            try:
-                signed = parse_manifest(self.store.get(manifest_path(seq)))
-            except (LedgerError, ObjectNotFoundError) as exc:
-                raise LedgerStateError(f"manifest {seq} is unreadable: {exc}") from exc
-            prev = self._chain[-1].sha256 if self._chain else GENESIS_PREV
-            if signed.sequence != seq or signed.manifest.prev_manifest_sha256 != prev:
-                raise LedgerStateError(f"manifest {seq} does not link to manifest {seq - 1}")
-            self._chain.append(signed)
-        return list(self._chain)
-
-    def manifests(self) -> list[SignedManifest]:
-        return self._load_chain()
-
-    def tree_size(self) -> int:
-        return len(self._load_chain())
-
-    def committed_windows(self, source: str = AUDIT_LOGS_SOURCE) -> set[int]:
-        return {
-            m.manifest.window_start for m in self._load_chain() if source_name(m.manifest) == source
-        }
 
     def committed_event_ids(self, window_start: int, source: str = AUDIT_LOGS_SOURCE) -> set[str]:
         return {r.event_id for r in self._window_records(self._load_chain(), window_start, source)}
@@ -195,17 +166,6 @@ class ObjectStoreLedger:
         for record in self._window_records(self._load_chain(), window_start, source):
             leaves.setdefault(record.event_id, record.leaf_hash)
         return leaves
-
-    def latest_checkpoint(self) -> bytes | None:
-        latest = self._latest_checkpoint_size()
-        return None if latest is None else self.store.get(checkpoint_path(latest))
-
-    def _latest_checkpoint_size(self) -> int | None:
-        names = (k.rpartition("/")[2] for k in self.store.list_keys(f"{CHECKPOINTS}/"))
-        sizes = [
-            s for s in (parse_numbered_name(n, CHECKPOINT_SUFFIX) for n in names) if s is not None
-        ]
-        return max(sizes, default=None)
 
     def _window_records(
         self, chain: Sequence[SignedManifest], window_start: int, source: str
@@ -242,11 +202,6 @@ class ObjectStoreLedger:
 
     # -- committing ------------------------------------------------------------------------
 
-    def _require_signer(self) -> Signer:
-        if self.signer is None:
-            raise ConfigurationError("this ledger was opened without a signing key")
-        return self.signer
-
     def commit_batch(
         self,
         *,
@@ -261,15 +216,7 @@ class ObjectStoreLedger:
         :meth:`~.commit.Ledger.commit_batch`), racing other committers by create-only
         writes of the next manifest."""
         signer = self._require_signer()
-        check_window(window_start, window_end)
-        check_provenance(source, run_id)
-        outside = [e for e in events if not window_start <= e.date_create < window_end]
-        if outside:
-            raise CommitError(
-                f"{len(outside)} events lie outside window {format_hour(window_start)} "
-                f"(first: {outside[0].event_id} at {outside[0].date_create})"
-            )
-        unique, repeated = unique_events(events)
+        unique, repeated = checked_events(window_start, window_end, events, source, run_id)
         name = source.get("name") or AUDIT_LOGS_SOURCE
         with tempfile.TemporaryDirectory(prefix="audit-pipeline-commit-") as tmp:
             work = _Work(self, signer, Path(tmp), window_start, unique, write_data, source, run_id)
@@ -312,49 +259,6 @@ class ObjectStoreLedger:
                 f"--data-dir {self.location}' first"
             ) from None
         return Keyring.from_bytes(raw, source=f"{self.location}/{KEYRING}")
-
-    def _origin(self, chain: Sequence[SignedManifest]) -> str:
-        if not chain:
-            return self.origin or DEFAULT_ORIGIN
-        origin = chain[0].manifest.origin
-        if self.origin is not None and self.origin != origin:
-            raise ConfigurationError(f"this ledger's origin is {origin!r}, not {self.origin!r}")
-        return origin
-
-    def _check_signing_key(self, signer: Signer, created: int, position: int) -> None:
-        status = self._keyring().status(signer.name, signer.key_hash, created, position)
-        if status is not KeyStatus.VALID:
-            raise ConfigurationError(
-                f"signing key {signer.name}+{key_id(signer.key_hash)} is {status.value} in "
-                f"the keyring of {self.location} at batch {position}"
-            )
-
-    def _check_tip(self, chain: Sequence[SignedManifest]) -> tuple[int, bytes] | None:
-        """_check_tip: the newest checkpoint in the store, checked against ``chain``."""
-        latest = self._latest_checkpoint_size()
-        if latest is None:
-            return None
-        previous = self.store.get(checkpoint_path(latest))
-        try:
-            cp, _ = open_checkpoint(previous, self._keyring().verifiers())
-        except LedgerError as exc:
-            raise LedgerStateError(f"checkpoint {latest} does not verify: {exc}") from exc
-        if cp.tree_size > len(chain):
-            raise LedgerStateError(
-                f"a checkpoint for {cp.tree_size} manifests exists but the log holds "
-                f"{len(chain)}: refusing to extend a truncated log (run 'audit-pipeline verify')"
-            )
-        if merkle.root_hash([m.leaf_hash for m in chain[: cp.tree_size]]) != cp.root_hash:
-            raise LedgerStateError(
-                f"the log no longer matches its checkpoint of size {cp.tree_size}: "
-                "refusing to extend it (run 'audit-pipeline verify')"
-            )
-        return cp.tree_size, previous
-
-    def _check_signer_state(self, chain: Sequence[SignedManifest]) -> None:
-        if self.signer_state is not None:
-            state = load_signer_state(self.signer_state)
-            check_extension(state, self._origin(chain), [m.leaf_hash for m in chain])
 
     def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest]) -> bytes:
         """_write_checkpoint signs the checkpoint for ``len(chain)`` (recorded in the signer
@@ -470,7 +374,7 @@ class _Work:
         if self.last is not None and self.last[0] < seq and chain[self.last[0]].raw == self.last[1]:
             raise _Committed(self.last[0])
         ledger._check_signer_state(chain)
-        tip = ledger._check_tip(chain)
+        tip = ledger._checked_tip(chain)
         if chain and (tip is None or tip[0] < len(chain)):
             ledger._write_checkpoint(self.signer, chain)  # a crashed commit's tip
         batches = [

@@ -49,11 +49,8 @@ class S3DataDirectory:
     def __init__(self, store: S3ObjectStore, cache_dir: Path | None = None) -> None:
         self.store = store
         self.root = str(store.location)
-        self._owned = None
-        if cache_dir is None:
-            self._owned = tempfile.TemporaryDirectory(prefix="audit-pipeline-s3-")
-            cache_dir = Path(self._owned.name)
-        self.cache_dir = Path(cache_dir)
+        self._owned: tempfile.TemporaryDirectory | None = None
+        self._cache_dir = None if cache_dir is None else Path(cache_dir)
         self.read_versions: dict[str, ReadVersion] = {}
         self.ledger_bytes: dict[str, bytes] = {}  # manifests and checkpoints, as read
         self._lock = threading.Lock()
@@ -69,10 +66,18 @@ class S3DataDirectory:
     ) -> None:
         self.close()
 
+    @property
+    def cache_dir(self) -> Path:
+        """cache_dir is made on first use (reading manifests needs none)."""
+        if self._cache_dir is None:
+            self._owned = tempfile.TemporaryDirectory(prefix="audit-pipeline-s3-")
+            self._cache_dir = Path(self._owned.name)
+        return self._cache_dir
+
     def close(self) -> None:
         if self._owned is not None:
             self._owned.cleanup()
-            self._owned = None
+            self._owned, self._cache_dir = None, None
 
     def describe(self, rel: str) -> str:
         return f"{self.root}/{rel}"

@@ -18,6 +18,7 @@ from audit_pipeline.ledger.layout import KEYRING, MANIFESTS
 from audit_pipeline.ledger.note import Signer
 from audit_pipeline.ledger.object_ledger import ObjectStoreLedger
 from audit_pipeline.ledger.storage import ObjectExistsError, ObjectNotFoundError
+from audit_pipeline.store.data_dir import S3DataDirectory
 from audit_pipeline.store.s3 import S3ObjectStore
 from audit_pipeline.store.settings import S3Settings
 
@@ -63,6 +64,7 @@ def open_ledger(
         )
     return ObjectStoreLedger(
         store,
+        S3DataDirectory(store),
         location=where,
         local_dir=local_dir_for(settings, key_path),
         file_format=file_format,

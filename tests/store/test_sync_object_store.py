@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from audit_pipeline.cli import main
-from audit_pipeline.lake import PARQUET_FORMAT, write_events
-from audit_pipeline.ledger import EventRecord
+from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger.keys import create_signing_key, load_signing_key
 from audit_pipeline.ledger.layout import HOUR
 from audit_pipeline.ledger.object_ledger import STAGED, ObjectStoreLedger
 from audit_pipeline.ledger.signer_state import signer_state_path
+from audit_pipeline.ledger.storage import ObjectExistsError
 from audit_pipeline.slack.emulator import Emulator, running_emulator
 from audit_pipeline.store.ledger import open_ledger
-from audit_pipeline.store.s3 import S3ObjectStore
 from audit_pipeline.store.settings import S3Settings
-from tests.store.conftest import REGION, settings_for
+from tests.cli.test_verify_history_prove import H0 as DATA_H0
+from tests.cli.test_verify_history_prove import commit_hour
+from tests.store.conftest import REGION
 
 pytestmark = pytest.mark.e2e
 
@@ -145,35 +145,6 @@ def test_a_bucket_without_object_lock_is_refused_before_anything(
 # -- racing committers and crashes: ObjectStoreLedger directly -------------------------
 
 
-def _events(hour: int, n: int = 3, prefix: str = "evt") -> list[EventRecord]:
-    start = H0 + hour * HOUR
-    return [
-        EventRecord.from_entry(
-            {
-                "id": f"{prefix}-{hour:03d}-{i}",
-                "date_create": start + 60 * i,
-                "action": "user_login",
-                "actor": {"type": "user", "user": {"id": "W1", "name": "Ada"}},
-                "entity": {"type": "user", "user": {"id": "W1", "name": "Ada"}},
-                "context": {"location": {"type": "workspace", "id": "T1", "name": "Acme"}},
-            }
-        )
-        for i in range(n)
-    ]
-
-
-def _commit(ledger: ObjectStoreLedger, hour: int, events: list[EventRecord]):
-    start = H0 + hour * HOUR
-    return ledger.commit_batch(
-        window_start=start,
-        window_end=start + HOUR,
-        events=events,
-        write_data=lambda evs, path: write_events(evs, path, window=(start, start + HOUR)),
-        source={"api_url": "https://slack.test/audit/v1/logs", "pages": 1},
-        run_id="race-test",
-    )
-
-
 def _open(settings: S3Settings, key_path: Path, state_dir: Path) -> ObjectStoreLedger:
     return open_ledger(
         settings,
@@ -189,8 +160,8 @@ def _committer(settings: S3Settings, key_path: str, state_dir: str, hour: int, s
     """One process: its own signer state, the shared key, one hour to commit."""
     ledger = _open(settings, Path(key_path), Path(state_dir))
     start.wait()
-    _commit(ledger, hour, _events(hour))
-    _commit(ledger, 0, _events(0))  # every process also offers hour 0: committed once
+    commit_hour(ledger, hour)
+    commit_hour(ledger, 0)  # every process also offers hour 0: committed once
 
 
 @pytest.fixture
@@ -224,7 +195,7 @@ def test_eight_committers_in_separate_processes_make_one_linear_chain(
     chain = ledger.manifests()
     assert len(chain) == 9
     hours = sorted(m.manifest.window_start for m in chain)
-    assert hours == [H0 + h * HOUR for h in range(9)]  # each hour once: no duplicates
+    assert hours == [DATA_H0 + h * HOUR for h in range(9)]  # each hour once: no duplicates
     assert all(m.manifest.kind == "hour" for m in chain)
     code, out, err = run(capsys, "verify", "--data-dir", data_url, "--json")
     report = json.loads(out)
@@ -245,7 +216,7 @@ class Crash(Exception):
 def test_a_commit_killed_at_each_step_recovers(capsys, keyed, tmp_path, data_url, step) -> None:
     settings, key_path = keyed
     first = _open(settings, key_path, tmp_path)
-    _commit(first, 0, _events(0))
+    commit_hour(first, 0)
 
     crashing = _open(settings, key_path, tmp_path)
 
@@ -255,7 +226,7 @@ def test_a_commit_killed_at_each_step_recovers(capsys, keyed, tmp_path, data_url
 
     crashing._step = crash_at  # type: ignore[method-assign]
     with pytest.raises(Crash):
-        _commit(crashing, 1, _events(1))
+        commit_hour(crashing, 1)
 
     # what the crash left verifies: a leftover at most, never a batch
     code, out, err = run(capsys, "verify", "--data-dir", data_url, "--json")
@@ -268,11 +239,11 @@ def test_a_commit_killed_at_each_step_recovers(capsys, keyed, tmp_path, data_url
 
     # a fresh committer (another process would do the same) finishes the hour exactly once
     again = _open(settings, key_path, tmp_path)
-    _commit(again, 1, _events(1))
-    _commit(again, 2, _events(2))
+    commit_hour(again, 1)
+    commit_hour(again, 2)
     chain = again.manifests()
     per_hour = [m.manifest.window_start for m in chain]
-    assert per_hour == [H0, H0 + HOUR, H0 + 2 * HOUR]
+    assert per_hour == [DATA_H0, DATA_H0 + HOUR, DATA_H0 + 2 * HOUR]
     assert sum(m.manifest.event_count for m in chain) == 9
     code, out, err = run(capsys, "verify", "--data-dir", data_url, "--json")
     report = json.loads(out)
@@ -283,10 +254,15 @@ def test_a_commit_killed_at_each_step_recovers(capsys, keyed, tmp_path, data_url
 def test_overwrites_of_committed_objects_are_refused(keyed, tmp_path, store) -> None:
     settings, key_path = keyed
     ledger = _open(settings, key_path, tmp_path)
-    result = _commit(ledger, 0, _events(0))
-    staged = store.list_keys(f"{STAGED}/")
-    for key in (result.data_path, "ledger/manifests/00000000.json", *staged):
-        with pytest.raises(Exception, match="already exists"):
+    commit_hour(ledger, 0)
+    data = ledger.manifests()[0].manifest.data
+    taken = [data.path, "ledger/manifests/00000000.json", "ledger/checkpoints/00000001.checkpoint"]
+    taken += store.list_keys(f"{STAGED}/")
+    assert len(taken) == 4
+    for key in taken:
+        with pytest.raises(ObjectExistsError):
             store.put_new(key, b"forged")
-    assert os.environ["AUDIT_RETENTION_DAYS"] == "1"
-    assert isinstance(store, S3ObjectStore) and settings_for  # the session's store
+    for key in taken:  # every record the commit made is locked in COMPLIANCE mode
+        stored = store.head(key)
+        assert stored.lock_mode == "COMPLIANCE" and stored.retain_until is not None
+        assert stored.sha256 is not None  # the server verified and keeps its SHA-256
