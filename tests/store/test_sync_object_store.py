@@ -110,13 +110,50 @@ def test_the_demo_flow_over_s3(capsys, env, tmp_path, data_url, store) -> None:
     assert report["object_store"]["objects_pinned"] == 3 + 3 + 3 + 3  # + the intents
     assert report["checkpoint"] == doc["checkpoint"]
 
+    # anchored, incremental and ranged, all through S3
+    key_file = Path(env["AUDIT_SIGNING_KEY"])
+    trusted = tmp_path / "trusted-keyring.json"
+    trusted.write_bytes(store.get("ledger/keys/keyring.json"))
+    state = str(signer_state_path(key_file))
+    code, out, err = run(
+        capsys,
+        "verify",
+        "--data-dir",
+        data_url,
+        "--json",
+        "--trusted-keys",
+        str(trusted),
+        "--signer-state",
+        state,
+        "--max-lag",
+        "100000",
+    )
+    anchored = json.loads(out)
+    assert code == 0 and anchored["anchored"] and not anchored["not_ruled_out"], err
+    code, out, err = run(
+        capsys,
+        "verify",
+        "--data-dir",
+        data_url,
+        "--json",
+        "--trusted-keys",
+        str(trusted),
+        "--signer-state",
+        state,
+        "--incremental",
+    )
+    assert code == 0 and json.loads(out)["incremental_from"] == 3, err
+    code, out, err = run(
+        capsys, "verify", "--data-dir", data_url, "--json", "--range", hour_text(1), hour_text(2)
+    )
+    assert code == 0 and json.loads(out)["data_range"], err
+
     # again: nothing new for the hours held
     code, again, err = sync(capsys, data_url, 0, HOURS)
     assert code == 0 and again["events_committed"] == 0, err
     assert len(store.list_keys("ledger/manifests/")) == 3
 
     # the bucket holds records only: no key, no signer state, no token, no credentials
-    key_file = Path(env["AUDIT_SIGNING_KEY"])
     secrets_ = [
         key_file.read_bytes().strip(),
         env["SLACK_AUDIT_TOKEN"].encode(),
