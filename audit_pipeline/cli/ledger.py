@@ -20,6 +20,7 @@ from typing import Any
 from audit_pipeline.cli.object_store import (
     init_object_store_key,
     object_store_arg,
+    object_store_reader,
     object_store_url,
     verify_on_object_store,
 )
@@ -397,11 +398,13 @@ def _record(args: argparse.Namespace, data_dir: Path, report: VerifyReport, bund
 def _checkpoint(args: argparse.Namespace) -> int:
     from audit_pipeline.lake import PARQUET_FORMAT
 
-    data_dir = _ledger_dir(args)
-    latest = Ledger(data_dir, file_format=PARQUET_FORMAT).latest_checkpoint()
+    url = object_store_arg(args.data_dir)
+    data_dir = url or _ledger_dir(args)
+    ledger = object_store_reader(url) if url else Ledger(data_dir, file_format=PARQUET_FORMAT)
+    latest = ledger.latest_checkpoint()
     if latest is None:
         raise NothingToShowError(f"no checkpoint in {data_dir} yet: nothing has been committed")
-    checkpoint, _ = open_checkpoint(latest, load_keyring(data_dir).verifiers())
+    checkpoint, _ = open_checkpoint(latest, ledger.keyring().verifiers())
     sys.stdout.write(latest.decode("utf-8"))
     _err(f"checkpoint of {checkpoint.origin}: {checkpoint.tree_size} batches")
     return 0
@@ -413,7 +416,9 @@ def _checkpoint(args: argparse.Namespace) -> int:
 def _prove(args: argparse.Namespace) -> int:
     from audit_pipeline.lake import PARQUET_FORMAT
 
-    data_dir = _ledger_dir(args)
+    url = object_store_arg(args.data_dir)
+    reader = object_store_reader(url) if url else None
+    data_dir = _ledger_dir(args) if url is None else Path()
     if args.out and args.out != "-":
         output_file(Path(args.out), what="proof")
     window = None
@@ -424,7 +429,7 @@ def _prove(args: argparse.Namespace) -> int:
     how = "batch given" if args.batch is not None else "searched newest first"
     if window is not None and args.batch is None:
         how = "searched the given hour"
-    if args.batch is None and window is None:
+    if args.batch is None and window is None and reader is None:
         hints, how = _dataset_batches(data_dir, args.event_id)
         for hint in hints:
             try:
@@ -441,6 +446,7 @@ def _prove(args: argparse.Namespace) -> int:
             file_format=PARQUET_FORMAT,
             batch_hint=args.batch,
             window_start=window,
+            ledger=reader,
         )
     data = proof_bytes(proof)
     if args.out and args.out != "-":

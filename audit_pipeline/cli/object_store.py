@@ -1,6 +1,7 @@
 """``s3://`` data directories on the command line: which commands take one, and verify's.
 
-Only ``verify``, ``sync`` and ``keys init`` work on an object-store data directory so far;
+Only ``verify``, ``sync``, ``keys init``, ``checkpoint`` and ``prove`` work on an
+object-store data directory so far;
 every other command that takes a data directory refuses an ``s3://`` one (``--data-dir``
 or ``$AUDIT_DATA_DIR``) with one line and exit code 2 before it does anything, rather
 than reading ``s3:`` as a local relative path.
@@ -19,9 +20,9 @@ from audit_pipeline.cli.errors import command_name
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger.layout import DATA_DIR_ENV, format_hour, is_object_store_url
 
-COMMANDS_ON_OBJECT_STORE = frozenset({"verify", "sync", "keys init"})
+COMMANDS_ON_OBJECT_STORE = frozenset({"verify", "sync", "keys init", "checkpoint", "prove"})
 
-_WIRED = "'verify', 'sync' and 'keys init'"
+_WIRED = "'verify', 'sync', 'keys init', 'checkpoint' and 'prove'"
 
 Command = Callable[[argparse.Namespace], int | None]
 
@@ -136,3 +137,13 @@ def init_object_store_key(url: str, key_path: Any, *, name: str) -> int:
     _err(f"{'created' if added else 'already in'} the keyring {url}/ledger/keys/keyring.json")
     print(signer.vkey)
     return 0
+
+
+def object_store_reader(url: str) -> Any:
+    """object_store_reader opens an ``s3://`` data directory for reading (``checkpoint``,
+    ``prove``): what it reads is checked against the signed checkpoint, not trusted."""
+    from audit_pipeline.lake import PARQUET_FORMAT
+    from audit_pipeline.store.ledger import reading_ledger
+    from audit_pipeline.store.settings import S3Settings
+
+    return reading_ledger(S3Settings.from_env(url), file_format=PARQUET_FORMAT)

@@ -577,6 +577,10 @@ class Ledger:
     def _keyring(self) -> Keyring:
         return load_keyring(self.data_dir)
 
+    def keyring(self) -> Keyring:
+        """keyring is the data directory's own keyring (as trustworthy as the directory)."""
+        return self._keyring()
+
     def _check_signing_key(self, signer: Signer, created: int, position: int) -> None:
         """_check_signing_key refuses to sign what the verifier would reject."""
         status = self._keyring().status(signer.name, signer.key_hash, created, position)

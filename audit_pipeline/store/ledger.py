@@ -74,6 +74,20 @@ def open_ledger(
     )
 
 
+def reading_ledger(settings: S3Settings, *, file_format: BatchFileFormat) -> ObjectStoreLedger:
+    """reading_ledger reads the ledger under ``settings.location`` (no key: it cannot
+    commit); reader credentials suffice."""
+    store = S3ObjectStore(settings)
+    files = S3DataDirectory(store)
+    return ObjectStoreLedger(
+        store,
+        files,
+        location=str(settings.location),
+        local_dir=files.cache_dir,
+        file_format=file_format,
+    )
+
+
 def init_keyring(settings: S3Settings, signer: Signer, *, now: int) -> bool:
     """init_keyring creates the store's keyring trusting ``signer`` from now (a
     self-signed entry); True if it did, False if the keyring trusts the key already.

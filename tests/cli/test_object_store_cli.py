@@ -17,8 +17,6 @@ from audit_pipeline.ledger.layout import resolve_data_dir
 URL = "s3://audit-bucket/ledger"
 
 COMMANDS = [
-    ["checkpoint"],
-    ["prove", "evt-1"],
     ["keys", "rotate"],
     ["keys", "list"],
     ["dataset", "build"],
@@ -54,7 +52,10 @@ def test_unwired_commands_refuse_an_object_store(argv, how, cwd, capsys, monkeyp
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err
-    assert URL in lines[0] and "only 'verify', 'sync' and 'keys init' do" in lines[0]
+    assert (
+        URL in lines[0]
+        and "only 'verify', 'sync', 'keys init', 'checkpoint' and 'prove' do" in lines[0]
+    )
     assert not any(cwd.iterdir())  # no local "s3:" directory, no output file
 
 

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from audit_pipeline.cli import main
-from audit_pipeline.lake import PARQUET_FORMAT
+from audit_pipeline.lake import PARQUET_FORMAT, read_batch_table
 from audit_pipeline.ledger.keys import create_signing_key, load_signing_key
 from audit_pipeline.ledger.layout import HOUR
 from audit_pipeline.ledger.object_ledger import STAGED, ObjectStoreLedger
 from audit_pipeline.ledger.signer_state import signer_state_path
 from audit_pipeline.ledger.storage import ObjectExistsError
 from audit_pipeline.slack.emulator import Emulator, running_emulator
-from audit_pipeline.store.ledger import open_ledger
+from audit_pipeline.store.ledger import open_ledger, reading_ledger
 from audit_pipeline.store.settings import S3Settings
 from tests.cli.test_verify_history_prove import H0 as DATA_H0
 from tests.cli.test_verify_history_prove import commit_hour
@@ -61,6 +61,10 @@ def env(monkeypatch, seaweed, emulator, tmp_path: Path) -> dict[str, str]:
     for name in ("AUDIT_DATA_DIR", "AUDIT_WITNESSES", "AUDIT_SIGNER_STATE"):
         monkeypatch.delenv(name, raising=False)
     return values
+
+
+def _open_reader(url: str):
+    return reading_ledger(S3Settings.from_env(url), file_format=PARQUET_FORMAT)
 
 
 def hour_text(index: int) -> str:
@@ -147,6 +151,18 @@ def test_the_demo_flow_over_s3(capsys, env, tmp_path, data_url, store) -> None:
         capsys, "verify", "--data-dir", data_url, "--json", "--range", hour_text(1), hour_text(2)
     )
     assert code == 0 and json.loads(out)["data_range"], err
+
+    # the latest checkpoint, and an offline proof of one event, read through S3
+    code, out, err = run(capsys, "checkpoint", "--data-dir", data_url)
+    assert code == 0 and out == doc["checkpoint"], err
+    reader = _open_reader(data_url)
+    second = reader.storage.regular_path(reader.manifests()[1].manifest.data.path)
+    event_id = read_batch_table(second).column("event_id")[0].as_py()
+    proof = tmp_path / "proof.json"
+    code, _, err = run(capsys, "prove", event_id, "--data-dir", data_url, "--out", str(proof))
+    assert code == 0 and "batch 1" in err, err
+    code, _, err = run(capsys, "verify-proof", str(proof), "--public-key", str(trusted))
+    assert code == 0, err
 
     # again: nothing new for the hours held
     code, again, err = sync(capsys, data_url, 0, HOURS)
