@@ -145,16 +145,17 @@ class ObjectStoreLedger(Ledger):
         clock: Callable[[], float] = time.time,
         signer_state: Path | None = None,
     ) -> None:
+        super().__init__(
+            local_dir,
+            file_format=file_format,
+            signer=signer,
+            origin=origin,
+            clock=clock,
+            signer_state=signer_state,
+        )
         self.store = store
-        self.storage = files  # type: ignore[assignment]  # read side only (list_dir, read)
+        self.storage = files  # type: ignore[assignment]  # its read side: list_dir, read
         self.location = location
-        self.data_dir = Path(local_dir)
-        self.file_format = file_format
-        self.signer = signer
-        self.origin = origin
-        self.clock = clock
-        self.signer_state = None if signer_state is None else Path(signer_state)
-        self._chain: list[SignedManifest] = []
 
     # -- reading ---------------------------------------------------------------------------
 

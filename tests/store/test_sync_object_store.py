@@ -118,40 +118,14 @@ def test_the_demo_flow_over_s3(capsys, env, tmp_path, data_url, store) -> None:
     key_file = Path(env["AUDIT_SIGNING_KEY"])
     trusted = tmp_path / "trusted-keyring.json"
     trusted.write_bytes(store.get("ledger/keys/keyring.json"))
-    state = str(signer_state_path(key_file))
-    code, out, err = run(
-        capsys,
-        "verify",
-        "--data-dir",
-        data_url,
-        "--json",
-        "--trusted-keys",
-        str(trusted),
-        "--signer-state",
-        state,
-        "--max-lag",
-        "100000",
-    )
-    anchored = json.loads(out)
-    assert code == 0 and anchored["anchored"] and not anchored["not_ruled_out"], err
-    code, out, err = run(
-        capsys,
-        "verify",
-        "--data-dir",
-        data_url,
-        "--json",
-        "--trusted-keys",
-        str(trusted),
-        "--signer-state",
-        state,
-        "--incremental",
-    )
-    assert code == 0 and json.loads(out)["incremental_from"] == 3, err
-    code, out, err = run(
-        capsys, "verify", "--data-dir", data_url, "--json", "--range", hour_text(1), hour_text(2)
-    )
-    assert code == 0 and json.loads(out)["data_range"], err
-
+    anchors = ["--trusted-keys", str(trusted), "--signer-state", str(signer_state_path(key_file))]
+    for extra, check in (
+        (["--max-lag", "100000"], lambda r: r["anchored"] and not r["not_ruled_out"]),
+        (["--incremental"], lambda r: r["incremental_from"] == 3),
+        (["--range", hour_text(1), hour_text(2)], lambda r: r["data_range"]),
+    ):
+        code, out, err = run(capsys, "verify", "--data-dir", data_url, "--json", *anchors, *extra)
+        assert code == 0 and check(json.loads(out)), err
     # the latest checkpoint, and an offline proof of one event, read through S3
     code, out, err = run(capsys, "checkpoint", "--data-dir", data_url)
     assert code == 0 and out == doc["checkpoint"], err
