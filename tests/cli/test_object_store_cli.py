@@ -67,3 +67,15 @@ def test_the_layout_never_takes_an_s3_url_for_a_local_path(monkeypatch) -> None:
     monkeypatch.setenv("AUDIT_DATA_DIR", URL)
     with pytest.raises(ConfigurationError):
         resolve_data_dir()
+
+
+def test_the_dagster_ledger_resource_refuses_an_object_store(monkeypatch) -> None:
+    """The Dagster assets and checks reach the data directory through LedgerResource: an
+    s3:// one fails the run with the one-line reason, never as a local path."""
+    from audit_pipeline.defs.resources import LedgerResource
+
+    with pytest.raises(ConfigurationError, match="object-store data directory"):
+        LedgerResource(data_dir=URL).resolved_data_dir()
+    monkeypatch.setenv("AUDIT_DATA_DIR", URL)
+    with pytest.raises(ConfigurationError, match="object-store data directory"):
+        LedgerResource().resolved_data_dir()

@@ -203,3 +203,9 @@ def test_nothing_local_is_read_for_an_s3_data_dir(
     code, _, err = verify(capsys, data_url)
     assert code == 0, err
     assert not any(work.iterdir())
+
+
+def test_a_prefix_without_a_ledger_is_a_configuration_error(capsys, s3_env, data_url, store):
+    code, out, err = verify(capsys, data_url)
+    assert code == 2 and not out
+    assert f"no ledger in {data_url}" in err and len(err.strip().splitlines()) == 1
