@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audit_pipeline.cli.object_store import local_copy_for_dataset, object_store_arg
 from audit_pipeline.cli.preflight import output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import Progress
 from audit_pipeline.errors import ConfigurationError
@@ -158,16 +159,23 @@ def _keyring(path: str | None) -> Keyring | None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    _check_data_dir(args)
+    url = object_store_arg(args.data_dir)
+    if url is None:
+        _check_data_dir(args)
     from audit_pipeline.dataset.build import build_dataset
     from audit_pipeline.witness.config import policy_from_env
 
     witnesses = policy_from_env()
+    keyring = _keyring(args.trusted_keys)
+    trusted = _read_file(args.trusted_checkpoint, "trusted checkpoint")
+    data_dir = args.data_dir
+    if url is not None:
+        data_dir = local_copy_for_dataset(url, args.database, keyring, trusted)
     result = build_dataset(
-        args.data_dir,
+        data_dir,
         database=args.database,
-        keyring=_keyring(args.trusted_keys),
-        trusted_checkpoint=_read_file(args.trusted_checkpoint, "trusted checkpoint"),
+        keyring=keyring,
+        trusted_checkpoint=trusted,
         progress=Progress(),
         full=args.full,
         witness_keys=witnesses.keys,

@@ -19,7 +19,7 @@ URL = "s3://audit-bucket/ledger"
 COMMANDS = [
     ["keys", "rotate"],
     ["keys", "list"],
-    ["dataset", "build"],
+    ["query", "SELECT 1"],
     ["report", "--out", "report.html"],
     [
         "export-evidence",
@@ -54,7 +54,8 @@ def test_unwired_commands_refuse_an_object_store(argv, how, cwd, capsys, monkeyp
     assert len(lines) == 1 and "Traceback" not in err
     assert (
         URL in lines[0]
-        and "only 'verify', 'sync', 'keys init', 'checkpoint' and 'prove' do" in lines[0]
+        and "only 'verify', 'sync', 'keys init', 'checkpoint', 'prove' and 'dataset build' do"
+        in lines[0]
     )
     assert not any(cwd.iterdir())  # no local "s3:" directory, no output file
 

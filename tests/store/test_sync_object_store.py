@@ -138,6 +138,23 @@ def test_the_demo_flow_over_s3(capsys, env, tmp_path, data_url, store) -> None:
     code, _, err = run(capsys, "verify-proof", str(proof), "--public-key", str(trusted))
     assert code == 0, err
 
+    # the auditors' dataset: built locally from a verified, hash-checked copy
+    database = tmp_path / "auditor" / "audit.duckdb"
+    database.parent.mkdir()
+    code, out, err = run(
+        capsys, "dataset", "build", "--data-dir", data_url, "--database", str(database), "--json"
+    )
+    assert code == 0, err
+    built = json.loads(out)
+    assert built["events"] == doc["events_committed"] and built["batches"] == 3
+    assert "verified with its versions" in err
+    code, out, err = run(
+        capsys, "query", "--database", str(database), "SELECT count(*) AS n FROM audit_events"
+    )
+    assert code == 0 and str(doc["events_committed"]) in out, err
+    code, _, err = run(capsys, "verify", str(database.with_name("audit.ledger")))
+    assert code == 0, err  # the local copy is a data directory like any other
+
     # again: nothing new for the hours held
     code, again, err = sync(capsys, data_url, 0, HOURS)
     assert code == 0 and again["events_committed"] == 0, err

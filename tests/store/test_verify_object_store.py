@@ -209,3 +209,20 @@ def test_a_prefix_without_a_ledger_is_a_configuration_error(capsys, s3_env, data
     code, out, err = verify(capsys, data_url)
     assert code == 2 and not out
     assert f"no ledger in {data_url}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_no_dataset_is_built_from_a_tampered_store(
+    capsys, s3_env, seaweed, tmp_path, data_url, uploaded, store
+) -> None:
+    target = data_key(uploaded)
+    bucket, full = store.location.bucket, store.location.key(target)
+    original = store.get(target)
+    # a new current version with the very same bytes: every hash still matches, the
+    # version audit alone sees it
+    pipeline_client(seaweed).put_object(Bucket=bucket, Key=full, Body=original)
+    database = tmp_path / "out" / "audit.duckdb"
+    database.parent.mkdir()
+    code = main(["dataset", "build", "--data-dir", data_url, "--database", str(database)])
+    _, err = capsys.readouterr()
+    assert code == 1 and "did not verify" in err, err
+    assert not database.exists() and not database.with_name("audit.ledger").exists()
