@@ -1,7 +1,7 @@
 """``s3://`` data directories on the command line: which commands take one, and verify's.
 
-Only ``verify``, ``sync``, ``keys init``, ``checkpoint``, ``prove`` and ``dataset build``
-work on an object-store data directory so far;
+Only ``verify``, ``sync``, ``keys init``, ``checkpoint``, ``prove``, ``dataset build``,
+``export-evidence`` and ``report`` work on an object-store data directory so far;
 every other command that takes a data directory refuses an ``s3://`` one (``--data-dir``
 or ``$AUDIT_DATA_DIR``) with one line and exit code 2 before it does anything, rather
 than reading ``s3:`` as a local relative path.
@@ -21,10 +21,14 @@ from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger.layout import DATA_DIR_ENV, format_hour, is_object_store_url
 
 COMMANDS_ON_OBJECT_STORE = frozenset(
-    {"verify", "sync", "keys init", "checkpoint", "prove", "dataset build"}
+    {"verify", "sync", "keys init", "checkpoint", "prove", "dataset build", "export-evidence"}
+    | {"report"}
 )
 
-_WIRED = "'verify', 'sync', 'keys init', 'checkpoint', 'prove' and 'dataset build'"
+_WIRED = (
+    "'verify', 'sync', 'keys init', 'checkpoint', 'prove', 'dataset build', "
+    "'export-evidence' and 'report'"
+)
 
 Command = Callable[[argparse.Namespace], int | None]
 
@@ -159,11 +163,8 @@ def local_copy_for_dataset(
     verifies that copy again, hashing every data file it loads)."""
     from pathlib import Path
 
-    from audit_pipeline.dataset.build import DATASET_ENV, DatasetIntegrityError
-    from audit_pipeline.lake import PARQUET_FORMAT
-    from audit_pipeline.store.local_copy import copy_ledger, local_copy_path
-    from audit_pipeline.store.settings import S3Settings
-    from audit_pipeline.store.verification import verify_object_store
+    from audit_pipeline.dataset.build import DATASET_ENV
+    from audit_pipeline.store.local_copy import local_copy_path
 
     database = database or os.environ.get(DATASET_ENV)
     if not database:
@@ -171,6 +172,24 @@ def local_copy_for_dataset(
             f"give --database FILE (or {DATASET_ENV}) for a dataset of {url}: it is built "
             "locally, with a verified local copy of the ledger beside it"
         )
+    return verified_local_copy(
+        url, local_copy_path(Path(database).expanduser()), keyring, trusted_checkpoint
+    )
+
+
+def verified_local_copy(
+    url: str, target: Any, keyring: Any, trusted_checkpoint: bytes | None
+) -> Any:
+    """verified_local_copy verifies the ``s3://`` ledger with its versions (integrity
+    findings: DatasetIntegrityError, exit 1) and brings the local copy at ``target`` up to
+    date; whoever reads the copy verifies it again (a cache, never trusted for being
+    there)."""
+    from audit_pipeline.dataset.build import DatasetIntegrityError
+    from audit_pipeline.lake import PARQUET_FORMAT
+    from audit_pipeline.store.local_copy import copy_ledger
+    from audit_pipeline.store.settings import S3Settings
+    from audit_pipeline.store.verification import verify_object_store
+
     settings = S3Settings.from_env(url)
     report = verify_object_store(
         settings, file_format=PARQUET_FORMAT, keyring=keyring, trusted_checkpoint=trusted_checkpoint
@@ -178,9 +197,8 @@ def local_copy_for_dataset(
     if not report.intact:
         raise DatasetIntegrityError(
             f"the ledger in {url} did not verify ({len(report.integrity_findings)} findings); "
-            "no dataset built. Run 'audit-pipeline verify --data-dir URL' for the report."
+            "nothing made from it. Run 'audit-pipeline verify --data-dir URL' for the report."
         )
-    target = local_copy_path(Path(database).expanduser())
     fetched = copy_ledger(settings, target)
     _err(f"{url}: verified with its versions; local copy {target} ({fetched} objects fetched)")
     return target

@@ -138,8 +138,8 @@ def resolve_data_dir(explicit: str | Path | None = None) -> Path:
     chosen = explicit if explicit not in (None, "") else os.environ.get(DATA_DIR_ENV)
     if is_object_store_url(chosen):
         raise ConfigurationError(
-            f"{chosen} is an object-store data directory, which this does not use yet (verify, "
-            "sync, keys init, checkpoint, prove and dataset build do): use a local data directory"
+            f"{chosen} is an object-store data directory, which this does not use yet: use a "
+            "local data directory (see 'Object storage' in the README for what works there)"
         )
     return Path(chosen or DEFAULT_DATA_DIR).expanduser()
 

@@ -155,6 +155,35 @@ def test_the_demo_flow_over_s3(capsys, env, tmp_path, data_url, store) -> None:
     code, _, err = run(capsys, "verify", str(database.with_name("audit.ledger")))
     assert code == 0, err  # the local copy is a data directory like any other
 
+    # the report and an evidence bundle, each from a copy verified with the store's versions
+    code, _, err = run(
+        capsys,
+        "report",
+        "--data-dir",
+        data_url,
+        "--database",
+        str(database),
+        "--out",
+        str(tmp_path / "report.html"),
+    )
+    assert code == 0 and (tmp_path / "report.html").stat().st_size > 0, err
+    bundle = tmp_path / "evidence.zip"
+    code, _, err = run(
+        capsys,
+        "export-evidence",
+        "--data-dir",
+        data_url,
+        "--start",
+        hour_text(1),
+        "--end",
+        hour_text(2),
+        "--out",
+        str(bundle),
+    )
+    assert code == 0, err
+    code, _, err = run(capsys, "verify", str(bundle), "--range", hour_text(1), hour_text(2))
+    assert code == 0, err
+
     # again: nothing new for the hours held
     code, again, err = sync(capsys, data_url, 0, HOURS)
     assert code == 0 and again["events_committed"] == 0, err
