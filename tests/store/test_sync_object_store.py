@@ -20,7 +20,7 @@ from audit_pipeline.cli import main
 from audit_pipeline.lake import PARQUET_FORMAT, read_batch_table
 from audit_pipeline.ledger.keys import create_signing_key, load_signing_key
 from audit_pipeline.ledger.layout import HOUR
-from audit_pipeline.ledger.object_ledger import STAGED, ObjectStoreLedger
+from audit_pipeline.ledger.object_ledger import STAGED, ConcurrentWindowError, ObjectStoreLedger
 from audit_pipeline.ledger.signer_state import signer_state_path
 from audit_pipeline.ledger.storage import ObjectExistsError
 from audit_pipeline.slack.emulator import Emulator, running_emulator
@@ -339,3 +339,36 @@ def test_overwrites_of_committed_objects_are_refused(keyed, tmp_path, store) -> 
         stored = store.head(key)
         assert stored.lock_mode == "COMPLIANCE" and stored.retain_until is not None
         assert stored.sha256 is not None  # the server verified and keeps its SHA-256
+
+
+def test_a_race_for_the_same_hour_commits_each_event_once(
+    capsys, keyed, tmp_path, data_url, store
+) -> None:
+    """Two committers build the same hour; the loser finds the hour's data path taken, and
+    stops without committing rather than write a batch built for another chain; its intent
+    stays (nothing is deleted) and vouches for nothing in the lake."""
+    settings, key_path = keyed
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    loser = _open(settings, key_path, tmp_path / "a")
+    winner = _open(settings, key_path, tmp_path / "b")
+
+    def race(name: str) -> None:
+        if name == "data_written":  # the loser has built its batch: the winner commits first
+            commit_hour(winner, 0, n=2)
+
+    loser._step = race  # type: ignore[method-assign]
+    with pytest.raises(ConcurrentWindowError):
+        commit_hour(loser, 0, n=3)
+    chain = winner.manifests()
+    assert [m.manifest.kind for m in chain] == ["hour"] and chain[0].manifest.event_count == 2
+    code, out, err = run(capsys, "verify", "--data-dir", data_url, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["notices"] == [], err
+    assert len(store.list_keys(f"{STAGED}/")) == 2  # the winner's and the loser's intents
+    # the next run commits the rest as a late batch, every event once
+    loser._step = lambda name: None  # type: ignore[method-assign]
+    commit_hour(_open(settings, key_path, tmp_path / "a"), 0, n=3)
+    chain = winner.manifests()
+    assert [m.manifest.kind for m in chain] == ["hour", "late"]
+    assert sum(m.manifest.event_count for m in chain) == 3
