@@ -375,7 +375,14 @@ class _Work:
         if self.last is not None and self.last[0] < seq and chain[self.last[0]].raw == self.last[1]:
             raise _Committed(self.last[0])
         ledger._check_signer_state(chain)
-        tip = ledger._checked_tip(chain)
+        try:
+            tip = ledger._checked_tip(chain)
+        except LedgerStateError:
+            # a checkpoint past the chain read a moment ago: another commit landed in
+            # between (a rebase), unless the manifests are really gone (truncation)
+            if len(ledger._load_chain()) > seq:
+                raise ObjectExistsError(f"the head moved past {seq - 1}") from None
+            raise
         if chain and (tip is None or tip[0] < len(chain)):
             ledger._write_checkpoint(self.signer, chain)  # a crashed commit's tip
         batches = [
