@@ -17,6 +17,7 @@ Keyring and witness files change by design and are read, not version-audited.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ from audit_pipeline.store.data_dir import S3DataDirectory
 from audit_pipeline.store.s3 import ObjectLockUnreadableError, S3ObjectStore
 from audit_pipeline.store.settings import RETENTION_ENV, S3Settings
 
+_STAGED_NAME = re.compile(r"^[0-9]{8,}-[0-9a-f]{16}\.json$")
 AUDITED_PREFIXES = (f"{LAKE}/", f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/")
 
 
@@ -205,7 +207,7 @@ def _record_pin(files: S3DataDirectory, key: str, first: ObjectVersion) -> Pin:
 def _is_ledger_record(key: str) -> bool:
     folder, _, name = key.rpartition("/")
     if folder == STAGED:
-        return name.endswith(".json")
+        return _STAGED_NAME.match(name) is not None
     if folder == MANIFESTS:
         return parse_numbered_name(name, MANIFEST_SUFFIX) is not None
     if folder == CHECKPOINTS:

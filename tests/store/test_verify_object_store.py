@@ -154,12 +154,15 @@ def test_an_object_no_manifest_pins_and_a_short_retention_are_findings(
 ) -> None:
     stray = "lake/date=2025-12-01/hour=05/00000009-hour.parquet"
     store.put_new(stray, b"not part of the ledger")
+    junk = "ledger/staged/not-an-intent.json"
+    store.put_new(junk, b"{}")
     monkeypatch.setenv("AUDIT_RETENTION_DAYS", "30")  # the objects are kept for 1 day
     code, doc, err = verify(capsys, data_url)
     assert code == 1
     found = codes(doc)
     assert stray in found["unreferenced_file"]
     assert stray not in found.get("unreferenced_object", ())  # named once
+    assert junk in found["unreferenced_object"]  # beside the intents, not one of them
     assert found["retention_short"] >= {manifest_path(0), data_key(uploaded)}
     assert doc["object_store"]["retention_days"] == 30 and "AUDIT_RETENTION_DAYS=30" in err
 
