@@ -17,6 +17,7 @@ import sys
 
 from audit_pipeline import __version__
 from audit_pipeline.cli.errors import PIPELINE_MODULES, register_unavailable, run_command
+from audit_pipeline.cli.object_store import refuse_unwired
 
 # Modules that contribute sub-commands, in --help order.
 COMMAND_MODULES = (
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # slack-sdk logs every failed attempt at ERROR; the command reports the outcome once
         logging.getLogger("audit_pipeline.slack_sdk").setLevel(logging.CRITICAL)
-    return run_command(args, args.func)
+    return run_command(args, refuse_unwired(args.func))
 
 
 if __name__ == "__main__":

@@ -10,13 +10,20 @@ the dataset is ``--database``, else ``$AUDIT_DATASET``, else ``<data dir>/audit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audit_pipeline.cli.object_store import (
+    local_copy_for_dataset,
+    object_store_arg,
+    verified_local_copy,
+)
 from audit_pipeline.cli.preflight import input_file, output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import Progress
 from audit_pipeline.errors import ConfigurationError
@@ -154,16 +161,23 @@ def _keyring(path: str | None) -> Keyring | None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    _check_data_dir(args)
+    url = object_store_arg(args.data_dir)
+    if url is None:
+        _check_data_dir(args)
     from audit_pipeline.dataset.build import build_dataset
     from audit_pipeline.witness.config import policy_from_env
 
     witnesses = policy_from_env()
+    keyring = _keyring(args.trusted_keys)
+    trusted = _read_file(args.trusted_checkpoint, "trusted checkpoint")
+    data_dir = args.data_dir
+    if url is not None:
+        data_dir = local_copy_for_dataset(url, args.database, keyring, trusted)
     result = build_dataset(
-        args.data_dir,
+        data_dir,
         database=args.database,
-        keyring=_keyring(args.trusted_keys),
-        trusted_checkpoint=_read_file(args.trusted_checkpoint, "trusted checkpoint"),
+        keyring=keyring,
+        trusted_checkpoint=trusted,
         progress=Progress(),
         full=args.full,
         witness_keys=witnesses.keys,
@@ -253,7 +267,9 @@ def _warn_failed_verification(data_dir: Path | None) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    _check_data_dir(args)
+    url = object_store_arg(args.data_dir)
+    if url is None:
+        _check_data_dir(args)
     from audit_pipeline.dataset.evidence import export_evidence
     from audit_pipeline.ingest import parse_hour
     from audit_pipeline.witness.config import policy_from_env
@@ -265,26 +281,38 @@ def run_export(args: argparse.Namespace) -> int:
         output_file(Path(args.out), what="evidence bundle")
     else:
         usable_dir(Path(args.out), what="evidence bundle directory")
-    result = export_evidence(
-        args.data_dir,
-        start=start,
-        end=end,
-        out=Path(args.out),
-        keyring=_keyring(args.trusted_keys),
-        trusted_checkpoint=_read_file(args.trusted_checkpoint, "trusted checkpoint"),
-        witness_keys=witnesses.keys,
-        witness_quorum=witnesses.quorum,
-    )
+    keyring = _keyring(args.trusted_keys)
+    trusted = _read_file(args.trusted_checkpoint, "trusted checkpoint")
+    with contextlib.ExitStack() as stack:
+        data_dir = args.data_dir
+        if url is not None:  # a verified copy, for this export only
+            copy = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".evidence-s3-")))
+            data_dir = verified_local_copy(url, copy / "ledger-copy", keyring, trusted)
+        result = export_evidence(
+            data_dir,
+            start=start,
+            end=end,
+            out=Path(args.out),
+            keyring=keyring,
+            trusted_checkpoint=trusted,
+            witness_keys=witnesses.keys,
+            witness_quorum=witnesses.quorum,
+        )
     print(result.summary())
     return 0
 
 
 def run_report(args: argparse.Namespace) -> int:
-    _check_data_dir(args)
+    url = object_store_arg(args.data_dir)
+    if url is None:
+        _check_data_dir(args)
     from audit_pipeline.dataset.report import write_report
 
+    data_dir = args.data_dir
+    if url is not None:  # the dataset's copy, brought up to the store as verified now
+        data_dir = local_copy_for_dataset(url, args.database, None, None)
     out = write_report(
-        output_file(Path(args.out), what="report"), data_dir=args.data_dir, database=args.database
+        output_file(Path(args.out), what="report"), data_dir=data_dir, database=args.database
     )
     print(f"report written to {out}")
     return 0

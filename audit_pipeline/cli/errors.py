@@ -97,7 +97,7 @@ def _silence_stdout() -> None:
 PIPELINE_EXTRA = "pip install 'audit-pipeline[pipeline]'"
 # Top-level modules of the [pipeline] extra (pyproject.toml), which the verifier lacks.
 PIPELINE_MODULES = frozenset(
-    {"dagster", "dagster_webserver", "dagster_dg_cli", "slack_sdk", "duckdb"}
+    {"dagster", "dagster_webserver", "dagster_dg_cli", "slack_sdk", "duckdb", "boto3", "botocore"}
 )
 
 

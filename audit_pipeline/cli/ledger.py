@@ -17,6 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from audit_pipeline.cli.object_store import (
+    init_object_store_key,
+    object_store_arg,
+    object_store_reader,
+    object_store_url,
+    verify_on_object_store,
+)
 from audit_pipeline.cli.preflight import input_file, output_file, readable_dir, usable_dir
 from audit_pipeline.cli.progress import LONG_WORK_SECONDS, Progress
 from audit_pipeline.cli.witness import add_witness_options, witness_keys
@@ -134,6 +141,8 @@ def _iso(seconds: int | None) -> str:
 
 
 def _keys_init(args: argparse.Namespace) -> int:
+    if (url := object_store_arg(args.data_dir)) is not None:
+        return init_object_store_key(url, _key_path(args), name=args.name)
     data_dir = usable_dir(resolve_data_dir(args.data_dir))
     key_path = _key_path(args)
     usable_dir(key_path.parent, what="signing key directory")
@@ -276,7 +285,12 @@ def _verify(args: argparse.Namespace) -> int:
         raise ConfigurationError("give the data directory or bundle once: DIR or --data-dir DIR")
     args.data_dir = args.location or args.data_dir
     where = Path(args.data_dir) if args.data_dir else None
-    if where is not None and where.is_file() and where.suffix.lower() == ".zip":
+    if (
+        where is not None
+        and object_store_url(args) is None
+        and where.is_file()
+        and where.suffix.lower() == ".zip"
+    ):
         with evidence.unpacked_bundle(where) as unpacked:
             _err(f"reading the zipped evidence bundle {where} (unpacked to a temporary directory)")
             args.data_dir = str(unpacked)
@@ -288,7 +302,8 @@ def _verify_dir(args: argparse.Namespace) -> int:
     from audit_pipeline.dataset import evidence
     from audit_pipeline.lake import PARQUET_FORMAT
 
-    data_dir = _ledger_dir(args)
+    url = object_store_url(args)
+    data_dir = _ledger_dir(args) if url is None else Path()
     keyring = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys else None
     trusted = None
     if args.trusted_checkpoint:
@@ -323,6 +338,8 @@ def _verify_dir(args: argparse.Namespace) -> int:
     if args.witness_key:
         options["witness_keys"] = witness_keys(args.witness_key)
         options["witness_quorum"] = args.witness_quorum
+    if url is not None:
+        return verify_on_object_store(args, url, options)
     bundle = evidence.is_bundle(data_dir)
     if bundle:
         report = evidence.verify_bundle(data_dir, **options)
@@ -398,11 +415,13 @@ def _record(args: argparse.Namespace, data_dir: Path, report: VerifyReport, bund
 def _checkpoint(args: argparse.Namespace) -> int:
     from audit_pipeline.lake import PARQUET_FORMAT
 
-    data_dir = _ledger_dir(args)
-    latest = Ledger(data_dir, file_format=PARQUET_FORMAT).latest_checkpoint()
+    url = object_store_arg(args.data_dir)
+    data_dir = url or _ledger_dir(args)
+    ledger = object_store_reader(url) if url else Ledger(data_dir, file_format=PARQUET_FORMAT)
+    latest = ledger.latest_checkpoint()
     if latest is None:
         raise NothingToShowError(f"no checkpoint in {data_dir} yet: nothing has been committed")
-    checkpoint, _ = open_checkpoint(latest, load_keyring(data_dir).verifiers())
+    checkpoint, _ = open_checkpoint(latest, ledger.keyring().verifiers())
     sys.stdout.write(latest.decode("utf-8"))
     _err(f"checkpoint of {checkpoint.origin}: {checkpoint.tree_size} batches")
     return 0
@@ -414,7 +433,9 @@ def _checkpoint(args: argparse.Namespace) -> int:
 def _prove(args: argparse.Namespace) -> int:
     from audit_pipeline.lake import PARQUET_FORMAT
 
-    data_dir = _ledger_dir(args)
+    url = object_store_arg(args.data_dir)
+    reader = object_store_reader(url) if url else None
+    data_dir = _ledger_dir(args) if url is None else Path()
     if args.out and args.out != "-":
         output_file(Path(args.out), what="proof")
     window = None
@@ -425,7 +446,7 @@ def _prove(args: argparse.Namespace) -> int:
     how = "batch given" if args.batch is not None else "searched newest first"
     if window is not None and args.batch is None:
         how = "searched the given hour"
-    if args.batch is None and window is None:
+    if args.batch is None and window is None and reader is None:
         hints, how = _dataset_batches(data_dir, args.event_id)
         for hint in hints:
             try:
@@ -442,6 +463,7 @@ def _prove(args: argparse.Namespace) -> int:
             file_format=PARQUET_FORMAT,
             batch_hint=args.batch,
             window_start=window,
+            ledger=reader,
         )
     data = proof_bytes(proof)
     if args.out and args.out != "-":

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from audit_pipeline.cli.object_store import object_store_arg, object_store_ledger
 from audit_pipeline.cli.output import invoked_as
 from audit_pipeline.cli.preflight import ready_to_commit, usable_dir
 from audit_pipeline.cli.progress import Progress
@@ -106,6 +107,8 @@ def closed_range(
 def real_ledger(data_dir_arg: str | None) -> Ledger:
     """real_ledger opens the data directory a real sync commits to (never demo data), after
     checking everything local a commit needs: nothing is fetched before that."""
+    if (url := object_store_arg(data_dir_arg)) is not None:
+        return object_store_ledger(url, origin=os.environ.get(ORIGIN_ENV))
     data_dir = resolve_data_dir(data_dir_arg)
     if (data_dir / DEMO_MARKER).exists():
         raise ConfigurationError(

@@ -101,13 +101,23 @@ LEDGER_FILES_MATCH_MANIFESTS = LedgerCheck(
             C.EVENT_RECORD_MISMATCH,
             C.EVENT_OUTSIDE_WINDOW,
             C.NOT_REGULAR_FILE,
+            # an object-store data directory: the versions behind each key
+            C.PINNED_VERSION_MISSING,
+            C.CURRENT_VERSION_DIFFERS,
+            C.DELETE_MARKER,
+            C.EXTRA_VERSION,
+            C.STORE_CHECKSUM_MISMATCH,
+            C.STORE_CHECKSUM_MISSING,
+            C.STORE_SIZE_MISMATCH,
+            C.RETENTION_MISSING,
+            C.RETENTION_SHORT,
         }
     ),
 )
 LEDGER_HAS_NO_UNREFERENCED_FILES = LedgerCheck(
     "ledger_has_no_unreferenced_files",
     "No file under lake/ is outside the ledger (injected files never reach auditors).",
-    frozenset({C.UNREFERENCED_FILE, C.LINKED_DIRECTORY}),
+    frozenset({C.UNREFERENCED_FILE, C.LINKED_DIRECTORY, C.UNREFERENCED_OBJECT}),
 )
 LEDGER_EVENT_IDS_UNIQUE = LedgerCheck(
     "ledger_event_ids_unique",

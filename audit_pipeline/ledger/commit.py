@@ -225,6 +225,26 @@ def check_provenance(source: Mapping[str, Any], run_id: str) -> None:
         raise CommitError(f"source cannot be recorded in a manifest: {exc}") from exc
 
 
+def checked_events(
+    window_start: int,
+    window_end: int,
+    events: Sequence[EventRecord],
+    source: Mapping[str, Any],
+    run_id: str,
+) -> tuple[list[EventRecord], int]:
+    """checked_events refuses a commit of a bad window, provenance or event, and returns
+    the events without repeats and how many repeats were dropped."""
+    check_window(window_start, window_end)
+    check_provenance(source, run_id)
+    outside = [e for e in events if not window_start <= e.date_create < window_end]
+    if outside:
+        raise CommitError(
+            f"{len(outside)} events lie outside window {format_hour(window_start)} "
+            f"(first: {outside[0].event_id} at {outside[0].date_create})"
+        )
+    return unique_events(events)
+
+
 class Ledger:
     """Ledger commits batches to, and reads batches from, one data directory.
 
@@ -390,15 +410,7 @@ class Ledger:
         reported in ``missing_from_source`` and kept.
         """
         self._require_signer()
-        check_window(window_start, window_end)
-        check_provenance(source, run_id)
-        outside = [e for e in events if not window_start <= e.date_create < window_end]
-        if outside:
-            raise CommitError(
-                f"{len(outside)} events lie outside window {format_hour(window_start)} "
-                f"(first: {outside[0].event_id} at {outside[0].date_create})"
-            )
-        unique, repeated = unique_events(events)
+        unique, repeated = checked_events(window_start, window_end, events, source, run_id)
         with self.storage.lock():
             self._step("locked")
             chain = self._load_chain()
@@ -570,6 +582,10 @@ class Ledger:
 
     def _keyring(self) -> Keyring:
         return load_keyring(self.data_dir)
+
+    def keyring(self) -> Keyring:
+        """keyring is the data directory's own keyring (as trustworthy as the directory)."""
+        return self._keyring()
 
     def _check_signing_key(self, signer: Signer, created: int, position: int) -> None:
         """_check_signing_key refuses to sign what the verifier would reject."""

@@ -99,14 +99,20 @@ def commit_next(
     """commit_next creates the next manifest; ``build(seq, head)`` makes its bytes.
 
     ``build`` is called again after every lost race, with the new head, so a manifest
-    always links to the one before it. Raises :class:`StorageError` when 409 conflicts
-    persist past ``MAX_CONFLICT_RETRIES`` for one sequence number.
+    always links to the one before it; ``build`` raising :class:`ObjectExistsError` (a
+    create-only write of its own found the key taken) counts as a lost race too. Raises
+    :class:`StorageError` when 409 conflicts persist past ``MAX_CONFLICT_RETRIES`` for one
+    sequence number.
     """
     rebases = 0
     while rebases <= MAX_REBASES:
         head = read_head(store)
         seq = 0 if head is None else head.seq + 1
-        data = build(seq, head)
+        try:
+            data = build(seq, head)
+        except ObjectExistsError:
+            rebases += 1  # a key of this attempt was taken: another writer is at ``seq``
+            continue
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
                 stored = store.put_new(manifest_path(seq), data)

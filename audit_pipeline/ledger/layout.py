@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.errors import AuditPipelineError, ConfigurationError
 from audit_pipeline.ledger.errors import LedgerError
 
 HOUR = 3600
@@ -157,7 +157,18 @@ def resolve_data_dir(explicit: str | Path | None = None) -> Path:
     """resolve_data_dir picks the data directory: ``--data-dir``, else ``$AUDIT_DATA_DIR``,
     else ``./data``."""
     chosen = explicit if explicit not in (None, "") else os.environ.get(DATA_DIR_ENV)
+    if is_object_store_url(chosen):
+        raise ConfigurationError(
+            f"{chosen} is an object-store data directory, which this does not use yet: use a "
+            "local data directory (see 'Object storage' in the README for what works there)"
+        )
     return Path(chosen or DEFAULT_DATA_DIR).expanduser()
+
+
+def is_object_store_url(value: object) -> bool:
+    """is_object_store_url: is this data directory an ``s3://`` URL (also spelled by a
+    ``Path``, which folds ``//`` to ``/``), never a local relative path called ``s3:``?"""
+    return value is not None and str(value).startswith("s3:/")
 
 
 def numbered_name(number: int, suffix: str) -> str:

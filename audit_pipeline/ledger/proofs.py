@@ -48,7 +48,7 @@ from audit_pipeline.ledger.errors import (
     RootMismatchError,
 )
 from audit_pipeline.ledger.events import BatchFileFormat
-from audit_pipeline.ledger.keys import Keyring, KeyStatus, load_keyring
+from audit_pipeline.ledger.keys import Keyring, KeyStatus
 from audit_pipeline.ledger.layout import (
     LAKE,
     batch_data_dir,
@@ -144,19 +144,21 @@ def prove_event(
     file_format: BatchFileFormat,
     batch_hint: int | None = None,
     window_start: int | None = None,
+    ledger: Ledger | None = None,
 ) -> dict[str, Any]:
-    """prove_event builds the proof of ``event_id`` against the latest checkpoint.
+    """prove_event builds the proof of ``event_id`` against the latest checkpoint (of
+    ``ledger`` when given, such as one reading an object store, else of ``data_dir``).
 
     ``batch_hint`` (a sequence number) or ``window_start`` (the event's hour) narrow the
     search; without them every batch is read, newest first (callers with an index, such
     as the CLI with the auditors' dataset, pass the hint). A search skips batches whose
     data file is absent (a partial copy); a hinted batch without its file is an error.
     """
-    ledger = Ledger(Path(data_dir), file_format=file_format)
+    ledger = ledger or Ledger(Path(data_dir), file_format=file_format)
     cp_bytes = ledger.latest_checkpoint()
     if cp_bytes is None:
         raise LedgerStateError("the ledger has no checkpoint yet: nothing can be proven")
-    cp, _ = open_checkpoint(cp_bytes, load_keyring(Path(data_dir)).verifiers())
+    cp, _ = open_checkpoint(cp_bytes, ledger.keyring().verifiers())
     witnessed = witnessed_path(cp.tree_size)
     if ledger.storage.exists(witnessed):
         # The same checkpoint with the witnesses' cosignatures appended, when they gave any.

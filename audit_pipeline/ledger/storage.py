@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from audit_pipeline.errors import AuditPipelineError
 
@@ -114,3 +114,26 @@ class ObjectStore(Protocol):
     def list_versions(self, prefix: str) -> list[ObjectVersion]:
         """list_versions returns every version and delete marker under ``prefix``."""
         ...
+
+
+@runtime_checkable
+class LedgerFiles(Protocol):
+    """LedgerFiles is what the verifier reads a data directory through: ``layout``'s
+    ``LocalStorage``, or an object store's read side. Paths are relative, POSIX style;
+    a missing file raises FileNotFoundError. ``regular_path`` gives a local path holding
+    the file's bytes (for readers that open paths, such as the Parquet format), ``path``
+    the same for a file already checked."""
+
+    def exists(self, rel: str) -> bool: ...
+
+    def read(self, rel: str) -> bytes: ...
+
+    def list_dir(self, rel: str) -> list[str]: ...
+
+    def walk_files(self, rel: str, linked_dirs: list[str] | None = None) -> list[str]: ...
+
+    def linked_directories(self, skip: tuple[str, ...] = ()) -> list[str]: ...
+
+    def regular_path(self, rel: str) -> Any: ...
+
+    def path(self, rel: str) -> Any: ...

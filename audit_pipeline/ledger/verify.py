@@ -93,6 +93,7 @@ from audit_pipeline.ledger.manifest import (
 from audit_pipeline.ledger.note import Verifiers
 from audit_pipeline.ledger.report_text import finding_lines
 from audit_pipeline.ledger.several_hours import id_hashes, ids_in_several_hours
+from audit_pipeline.ledger.storage import LedgerFiles
 from audit_pipeline.ledger.witnessed import WitnessVerdict, check_witnessed, default_quorum
 from audit_pipeline.text import plural
 
@@ -147,6 +148,17 @@ class FindingCode(enum.StrEnum):
     WITNESS_QUORUM_MISSING = "witness_quorum_missing"
     WITNESS_CONFLICT = "witness_conflict"
     WITNESS_BAD_COSIGNATURE = "witness_bad_cosignature"
+    # an object-store data directory (see version_audit): versions against what was pinned
+    PINNED_VERSION_MISSING = "pinned_version_missing"
+    CURRENT_VERSION_DIFFERS = "current_version_differs"
+    DELETE_MARKER = "delete_marker"
+    EXTRA_VERSION = "extra_version"
+    STORE_CHECKSUM_MISMATCH = "store_checksum_mismatch"
+    STORE_CHECKSUM_MISSING = "store_checksum_missing"
+    STORE_SIZE_MISMATCH = "store_size_mismatch"
+    RETENTION_MISSING = "retention_missing"
+    RETENTION_SHORT = "retention_short"
+    UNREFERENCED_OBJECT = "unreferenced_object"
 
 
 _KEY_CODES = {
@@ -231,6 +243,8 @@ class VerifyReport:
     data_range: tuple[int, int] | None = None
     trusted_checkpoint: bool = False
     max_lag: int | None = None
+    # where an object-store data directory lives and what its versions audit covered
+    object_store: Mapping[str, Any] | None = None
 
     @property
     def not_ruled_out(self) -> tuple[UncheckedAttack, ...]:
@@ -295,6 +309,7 @@ class VerifyReport:
             "findings": [f.to_dict() for f in self.findings],
             "notices": [n.to_dict() for n in self.notices],
             "witnesses": None if self.witnesses is None else self.witnesses.to_dict(),
+            "object_store": None if self.object_store is None else dict(self.object_store),
         }
 
     def summary(self) -> str:
@@ -330,6 +345,8 @@ class VerifyReport:
             lines.extend(f"  {line}" for line in finding_lines(self.findings))
         if self.witnesses is not None:
             lines.append(f"  {self.witnesses.line()}")
+        if self.object_store is not None:
+            lines.append(f"  {self.object_store['line']}")
         # absent data outside the range is counted in the facts line: no line per file
         lines.extend(_notice_lines(n for n in self.notices if n.code != "data_outside_range"))
         if not self.trusted_keys:
@@ -389,7 +406,7 @@ class _DataResult:
 
 
 def verify_ledger(
-    data_dir: Path,
+    data_dir: str | Path,
     *,
     file_format: BatchFileFormat,
     keyring: Keyring | Verifiers | None = None,
@@ -402,6 +419,7 @@ def verify_ledger(
     progress: Callable[[str], None] | None = None,
     witness_keys: Sequence[WitnessKey] = (),
     witness_quorum: int | None = None,
+    storage: LedgerFiles | None = None,
 ) -> VerifyReport:
     """verify_ledger checks the data directory and returns every finding it has.
 
@@ -419,10 +437,16 @@ def verify_ledger(
     ``witness_quorum`` (default: all of them) valid cosignatures and no witness may have
     cosigned a history the log no longer extends (see :mod:`.witnessed`). Raises only for
     misuse (ConfigurationError) or when files cannot be read (VerificationIncompleteError).
+    ``storage`` reads another kind of data directory (an object store) in place of the
+    local ``data_dir``, which then only names it.
     """
-    data_dir = Path(data_dir)
-    if not (data_dir / LEDGER).is_dir():
-        raise ConfigurationError(f"no ledger in {data_dir} (expected {data_dir / LEDGER}/)")
+    if storage is None:
+        data_dir = Path(data_dir)
+        if not (data_dir / LEDGER).is_dir():
+            raise ConfigurationError(f"no ledger in {data_dir} (expected {data_dir / LEDGER}/)")
+        storage = LocalStorage(data_dir)
+    elif not storage.list_dir(LEDGER):
+        raise ConfigurationError(f"no ledger in {data_dir} (expected {LEDGER}/ in it)")
     if incremental and trusted_checkpoint is None:
         raise ConfigurationError("incremental verification needs a trusted checkpoint")
     if jobs < 1:
@@ -436,11 +460,11 @@ def verify_ledger(
         )
     trusted_keys = keyring is not None
     if keyring is None:
-        keyring = load_keyring(data_dir)
+        keyring = _own_keyring(data_dir, storage)
     elif isinstance(keyring, Verifiers):
         keyring = Keyring.from_vkeys((v.vkey for v in keyring), source="trusted verifiers")
     run = _Run(
-        LocalStorage(data_dir),
+        storage,
         file_format,
         keyring,
         now=time.time() if now is None else now,
@@ -457,6 +481,18 @@ def verify_ledger(
         if isinstance(exc, FileNotFoundError):
             raise VerificationIncompleteError(f"{exc.filename} vanished while verifying") from exc
         raise VerificationIncompleteError(f"I/O error: {exc}") from exc
+
+
+def _own_keyring(data_dir: str | Path, storage: LedgerFiles) -> Keyring:
+    if isinstance(storage, LocalStorage):
+        return load_keyring(Path(data_dir))
+    try:
+        raw = storage.read(KEYRING)
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"no keyring at {data_dir}/{KEYRING}: pass --trusted-keys"
+        ) from None
+    return Keyring.from_bytes(raw, source=f"{data_dir}/{KEYRING}")
 
 
 def check_data_range(data_range: tuple[int, int]) -> tuple[int, int]:
@@ -479,7 +515,7 @@ def check_data_range(data_range: tuple[int, int]) -> tuple[int, int]:
 class _Run:
     def __init__(
         self,
-        storage: LocalStorage,
+        storage: LedgerFiles,
         file_format: BatchFileFormat,
         keyring: Keyring,
         *,
@@ -1229,7 +1265,7 @@ def _whole_hours(parsed: Mapping[int, SignedManifest]) -> set[int]:
 
 
 def _check_data_file(
-    storage: LocalStorage,
+    storage: LedgerFiles,
     file_format: BatchFileFormat,
     signed: SignedManifest,
     want_ids: bool,
@@ -1344,7 +1380,7 @@ class _PrefixRoots:
         return self._roots[size]
 
 
-def _digest_or_none(storage: LocalStorage, rel: str) -> tuple[int, str] | None:
+def _digest_or_none(storage: LedgerFiles, rel: str) -> tuple[int, str] | None:
     try:
         return file_digest(storage.regular_path(rel))
     except (NotRegularFileError, FileNotFoundError):

@@ -24,15 +24,23 @@ the store no longer refuses a delete), never silently accepted.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from audit_pipeline.ledger.storage import (
     COMPLIANCE,
     ObjectNotFoundError,
     ObjectStore,
     ObjectVersion,
+)
+from audit_pipeline.ledger.verify import (
+    COVERAGE_CODES,
+    Finding,
+    FindingCode,
+    Notice,
+    VerifyReport,
 )
 
 PINNED_VERSION_MISSING = "pinned-version-missing"
@@ -175,3 +183,55 @@ def _rehash(store: ObjectStore, pin: Pin) -> list[VersionFinding]:
     if digest != pin.sha256:
         return [VersionFinding(CHECKSUM_MISMATCH, pin.key, f"bytes hash to {digest}")]
     return []
+
+
+_FINDING_CODES = {
+    PINNED_VERSION_MISSING: "pinned_version_missing",
+    CURRENT_VERSION_DIFFERS: "current_version_differs",
+    DELETE_MARKER: "delete_marker",
+    EXTRA_VERSION: "extra_version",
+    CHECKSUM_MISMATCH: "store_checksum_mismatch",
+    CHECKSUM_MISSING: "store_checksum_missing",
+    SIZE_MISMATCH: "store_size_mismatch",
+    RETENTION_MISSING: "retention_missing",
+    RETENTION_SHORT: "retention_short",
+    UNREFERENCED_OBJECT: "unreferenced_object",
+}
+
+
+def with_version_findings(
+    report: VerifyReport,
+    found: Iterable[VersionFinding],
+    facts: dict[str, Any],
+    leftovers: Mapping[str, str] | None = None,
+) -> VerifyReport:
+    """with_version_findings adds the version audit to a verification of the same store:
+    each disagreement a named finding (a notice for expired retention), ``facts`` (where
+    the store is, its retention) shown with the verdict. A key the verifier already named
+    as an unreferenced file is not named twice. ``leftovers`` maps the data objects a
+    signed intent of this log vouches for (an uncommitted commit: lost race or crash) to
+    why: those are notices, not unreferenced files."""
+    leftovers = leftovers or {}
+    unreferenced = {FindingCode.UNREFERENCED_FILE, FindingCode.UNREFERENCED_OBJECT}
+    already = {f.location for f in report.findings if f.code is FindingCode.UNREFERENCED_FILE}
+    findings = [
+        f for f in report.findings if not (f.code in unreferenced and f.location in leftovers)
+    ]
+    notices = list(report.notices)
+    notices += [Notice("uncommitted_leftover", k, why) for k, why in sorted(leftovers.items())]
+    for item in found:
+        if item.kind == UNREFERENCED_OBJECT and item.key in leftovers:
+            continue
+        if not item.is_tampering:
+            notices.append(Notice(item.kind.replace("-", "_"), item.key, item.detail))
+        elif not (item.kind == UNREFERENCED_OBJECT and item.key in already):
+            code = FindingCode(_FINDING_CODES[item.kind])
+            findings.append(Finding(code, item.key, None, None, f"object store: {item.detail}"))
+    intact = not any(f.code not in COVERAGE_CODES for f in findings)
+    return replace(
+        report,
+        findings=tuple(findings),
+        notices=tuple(notices),
+        checkpoint=report.checkpoint if intact else None,
+        object_store=facts,
+    )

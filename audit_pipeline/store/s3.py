@@ -45,6 +45,11 @@ _LOCK_FIX = (
 )
 
 
+class ObjectLockUnreadableError(StorageError):
+    """ObjectLockUnreadableError: the credentials (a reader's) may not read the bucket's
+    Object Lock configuration; a writer must stop, a verifier says what it did not check."""
+
+
 def s3_client(settings: S3Settings) -> Any:
     """s3_client builds a boto3 S3 client: path-style, standard retries, our credentials."""
     config = Config(
@@ -106,6 +111,10 @@ class S3ObjectStore:
                 raise ConfigurationError(
                     f"bucket {bucket} does not exist at {self.settings.endpoint_text}: "
                     + _LOCK_FIX.format(bucket=bucket)
+                ) from None
+            if code == "AccessDenied":
+                raise ObjectLockUnreadableError(
+                    f"these credentials may not read bucket {bucket}'s Object Lock configuration"
                 ) from None
             raise self._error("GetObjectLockConfiguration", bucket, exc) from None
         except BotoCoreError as exc:

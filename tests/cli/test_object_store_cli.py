@@ -1,0 +1,69 @@
+"""Commands not wired to an object-store data directory refuse ``s3://`` in one line (exit 2).
+
+``s3:`` is never read as a local relative path, whether it comes from ``--data-dir`` or
+``$AUDIT_DATA_DIR``, and nothing is created on the way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from audit_pipeline.cli import main
+from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.ledger.layout import resolve_data_dir
+
+URL = "s3://audit-bucket/ledger"
+
+COMMANDS = [
+    ["keys", "rotate"],
+    ["keys", "list"],
+    ["query", "SELECT 1"],
+    ["keys", "revoke", "x"],
+]
+
+
+@pytest.fixture
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AUDIT_DATA_DIR", raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_unwired_commands_refuse_an_object_store(argv, how, cwd, capsys, monkeypatch) -> None:
+    if how == "flag":
+        argv = [*argv, "--data-dir", URL]
+    else:
+        monkeypatch.setenv("AUDIT_DATA_DIR", URL)
+    code = main(argv)
+    _, err = capsys.readouterr()
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert URL in lines[0] and "'dataset build', 'export-evidence' and 'report' do" in lines[0]
+    assert not any(cwd.iterdir())  # no local "s3:" directory, no output file
+
+
+def test_the_layout_never_takes_an_s3_url_for_a_local_path(monkeypatch) -> None:
+    with pytest.raises(ConfigurationError, match="object-store data directory"):
+        resolve_data_dir(URL)
+    with pytest.raises(ConfigurationError):
+        resolve_data_dir(Path(URL))  # a Path folds s3:// to s3:/
+    monkeypatch.setenv("AUDIT_DATA_DIR", URL)
+    with pytest.raises(ConfigurationError):
+        resolve_data_dir()
+
+
+def test_the_dagster_ledger_resource_refuses_an_object_store(monkeypatch) -> None:
+    """The Dagster assets and checks reach the data directory through LedgerResource: an
+    s3:// one fails the run with the one-line reason, never as a local path."""
+    from audit_pipeline.defs.resources import LedgerResource
+
+    with pytest.raises(ConfigurationError, match="object-store data directory"):
+        LedgerResource(data_dir=URL).resolved_data_dir()
+    monkeypatch.setenv("AUDIT_DATA_DIR", URL)
+    with pytest.raises(ConfigurationError, match="object-store data directory"):
+        LedgerResource().resolved_data_dir()

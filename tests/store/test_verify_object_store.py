@@ -1,0 +1,231 @@
+"""`audit-pipeline verify --data-dir s3://...` against a real SeaweedFS with Object Lock.
+
+A ledger committed locally is copied into the bucket with the pipeline's create-only,
+checksummed, COMPLIANCE-retained writes; then the verifier reads it through S3 only and
+audits every version. Changes through S3 (with the pipeline's own credentials) and behind
+its back (the filer) must show as named findings; the retention setting shows in the
+summary.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from audit_pipeline.cli import main
+from audit_pipeline.ledger import Ledger
+from audit_pipeline.ledger.layout import KEYRING, LocalStorage, manifest_path
+from audit_pipeline.ledger.storage import ObjectExistsError
+from audit_pipeline.store.s3 import S3ObjectStore
+from audit_pipeline.store.seaweedfs import SeaweedServer
+from tests.cli.test_verify_history_prove import commit_hour
+from tests.store.conftest import REGION, pipeline_client, settings_for
+
+pytestmark = pytest.mark.e2e
+
+
+def upload(ledger: Ledger, store: S3ObjectStore) -> list[str]:
+    """upload copies a local ledger into the store, data before the records naming it."""
+    local = LocalStorage(ledger.data_dir)
+    keys = [
+        *local.walk_files("lake"),
+        *local.walk_files("ledger/manifests"),
+        *local.walk_files("ledger/checkpoints"),
+        KEYRING,
+    ]
+    for rel in keys:
+        store.put_new(rel, local.read(rel))
+    return keys
+
+
+@pytest.fixture
+def s3_env(monkeypatch, seaweed: SeaweedServer) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.pipeline.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.pipeline.secret_access_key)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AUDIT_RETENTION_DAYS", "1")
+    monkeypatch.delenv("AUDIT_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def uploaded(ledger: Ledger, store: S3ObjectStore) -> list[str]:
+    for hour in range(3):
+        commit_hour(ledger, hour)
+    return upload(ledger, store)
+
+
+def verify(capsys, url: str, *extra: str) -> tuple[int, dict, str]:
+    code = main(["verify", "--data-dir", url, "--json", *extra])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if out else {}, err
+
+
+def codes(doc: dict) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for f in doc["findings"]:
+        found.setdefault(f["code"], set()).add(f["location"])
+    return found
+
+
+def data_key(uploaded: list[str], index: int = 0) -> str:
+    return [k for k in uploaded if k.startswith("lake/")][index]
+
+
+def test_a_clean_ledger_verifies_through_s3_with_its_retention_shown(
+    capsys, s3_env, data_url, uploaded
+) -> None:
+    code, doc, err = verify(capsys, data_url)
+    assert code == 0, err
+    assert doc["ok"] and doc["tree_size"] == 3 and doc["checked"]["data_files"] == 3
+    assert doc["checked"]["events"] == 9
+    store = doc["object_store"]
+    assert store["retention_days"] == 1 and store["location"] == data_url
+    assert store["objects_pinned"] == 3 + 3 + 3  # data files, manifests, checkpoints
+    assert "AUDIT_RETENTION_DAYS=1" in err and err.startswith("OK: ledger")
+    assert "not recorded in a verification history" in err
+
+
+def test_writes_through_s3_are_refused_or_named(
+    capsys, s3_env, seaweed, data_url, uploaded, store
+) -> None:
+    target = data_key(uploaded)
+    with pytest.raises(ObjectExistsError):
+        store.put_new(target, b"forged")
+    first = store.head(target)
+    client = pipeline_client(seaweed)
+    bucket, full = store.location.bucket, store.location.key(target)
+    with pytest.raises(ClientError) as refused:
+        client.delete_object(Bucket=bucket, Key=full, VersionId=first.version_id)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    # what the pipeline's own credentials can still do: a new current version, a marker
+    client.put_object(Bucket=bucket, Key=full, Body=b"forged bytes")
+    manifest = store.location.key(manifest_path(2))
+    client.delete_object(Bucket=bucket, Key=manifest)
+
+    code, doc, err = verify(capsys, data_url)
+    assert code == 1 and not doc["ok"]
+    found = codes(doc)
+    assert target in found["current_version_differs"]
+    assert target in found["extra_version"]
+    assert target in found["file_hash_mismatch"]  # readers would get the forged bytes
+    assert manifest_path(2) in found["delete_marker"]
+    assert "missing_manifest" in found or "tail_truncated" in found
+    assert "FAIL:" in err and "AUDIT_RETENTION_DAYS=1" in err
+
+
+def _filer_put(seaweed: SeaweedServer, store: S3ObjectStore, rel: str, body: bytes) -> None:
+    """_filer_put writes behind S3's back: the storage layer, bypassing Object Lock."""
+    path = f"/buckets/{store.location.bucket}/{store.location.key(rel)}"
+    request = urllib.request.Request(seaweed.filer_url + path, data=body, method="PUT")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status < 300
+
+
+def test_a_write_over_a_key_behind_s3_is_an_extra_version(
+    capsys, s3_env, seaweed, data_url, uploaded, store
+) -> None:
+    target = data_key(uploaded, 1)
+    _filer_put(seaweed, store, target, b"written behind the lock")
+    code, doc, _ = verify(capsys, data_url)
+    assert code == 1
+    assert codes(doc) == {"extra_version": {target}}
+
+
+def test_a_locked_version_rewritten_behind_s3_is_caught(
+    capsys, s3_env, seaweed, data_url, uploaded, store
+) -> None:
+    target = data_key(uploaded, 2)
+    version = store.head(target).version_id
+    _filer_put(seaweed, store, f"{target}.versions/v_{version}", b"rewritten under the lock")
+    code, doc, err = verify(capsys, data_url)
+    assert code == 1, err
+    found = codes(doc)
+    # readers get nothing where the batch was, and the locked version itself is gone
+    assert found == {"data_file_missing": {target}, "pinned_version_missing": {target}}
+
+
+def test_an_object_no_manifest_pins_and_a_short_retention_are_findings(
+    capsys, s3_env, monkeypatch, data_url, uploaded, store
+) -> None:
+    stray = "lake/date=2025-12-01/hour=05/00000009-hour.parquet"
+    store.put_new(stray, b"not part of the ledger")
+    junk = "ledger/staged/not-an-intent.json"
+    store.put_new(junk, b"{}")
+    monkeypatch.setenv("AUDIT_RETENTION_DAYS", "30")  # the objects are kept for 1 day
+    code, doc, err = verify(capsys, data_url)
+    assert code == 1
+    found = codes(doc)
+    assert stray in found["unreferenced_file"]
+    assert stray not in found.get("unreferenced_object", ())  # named once
+    assert junk in found["unreferenced_object"]  # beside the intents, not one of them
+    assert found["retention_short"] >= {manifest_path(0), data_key(uploaded)}
+    assert doc["object_store"]["retention_days"] == 30 and "AUDIT_RETENTION_DAYS=30" in err
+
+
+def test_a_bucket_without_object_lock_is_refused_with_the_fix(
+    capsys, s3_env, seaweed, uploaded
+) -> None:
+    client = pipeline_client(seaweed)
+    client.create_bucket(Bucket="no-lock-here")
+    code, out, err = verify(capsys, "s3://no-lock-here/ledger")
+    assert code == 2 and not out
+    assert "does not have Object Lock enabled" in err and "object-lock-enabled" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_retention_setting_is_required(capsys, s3_env, monkeypatch, data_url) -> None:
+    monkeypatch.delenv("AUDIT_RETENTION_DAYS")
+    code, _, err = verify(capsys, data_url)
+    assert code == 2 and "AUDIT_RETENTION_DAYS is required" in err
+
+
+def test_reader_credentials_are_enough_to_verify(
+    capsys, s3_env, monkeypatch, seaweed, data_url, uploaded
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.reader.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.reader.secret_access_key)
+    settings = settings_for(seaweed, data_url, identity="reader")
+    assert settings.access_key_id == seaweed.reader.access_key_id
+    code, doc, err = verify(capsys, data_url)
+    assert code == 0 and doc["ok"], err
+    assert doc["object_store"]["object_lock"].startswith("not checked: these credentials")
+    assert "Object Lock not checked" in err  # said, and each object's retention still was
+
+
+def test_nothing_local_is_read_for_an_s3_data_dir(
+    capsys, s3_env, monkeypatch, tmp_path: Path, data_url, uploaded
+) -> None:
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)  # a local "s3:" directory would be made or read here
+    code, _, err = verify(capsys, data_url)
+    assert code == 0, err
+    assert not any(work.iterdir())
+
+
+def test_a_prefix_without_a_ledger_is_a_configuration_error(capsys, s3_env, data_url, store):
+    code, out, err = verify(capsys, data_url)
+    assert code == 2 and not out
+    assert f"no ledger in {data_url}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_no_dataset_is_built_from_a_tampered_store(
+    capsys, s3_env, seaweed, tmp_path, data_url, uploaded, store
+) -> None:
+    target = data_key(uploaded)
+    bucket, full = store.location.bucket, store.location.key(target)
+    original = store.get(target)
+    # a new current version with the very same bytes: every hash still matches, the
+    # version audit alone sees it
+    pipeline_client(seaweed).put_object(Bucket=bucket, Key=full, Body=original)
+    database = tmp_path / "out" / "audit.duckdb"
+    database.parent.mkdir()
+    code = main(["dataset", "build", "--data-dir", data_url, "--database", str(database)])
+    _, err = capsys.readouterr()
+    assert code == 1 and "did not verify" in err, err
+    assert not database.exists() and not database.with_name("audit.ledger").exists()
