@@ -306,13 +306,17 @@ def run_report(args: argparse.Namespace) -> int:
     url = object_store_arg(args.data_dir)
     if url is None:
         _check_data_dir(args)
-    from audit_pipeline.dataset.report import write_report
+    from audit_pipeline.dataset.report import write_checked_report
 
     data_dir = args.data_dir
     if url is not None:  # the dataset's copy, brought up to the store as verified now
         data_dir = local_copy_for_dataset(url, args.database, None, None)
-    out = write_report(
+    out, passed = write_checked_report(
         output_file(Path(args.out), what="report"), data_dir=data_dir, database=args.database
     )
     print(f"report written to {out}")
+    if not passed:
+        # The page shows the failure; the exit code says it too (1: integrity findings).
+        print("the report's verification did not pass: see its banner", file=sys.stderr)
+        return 1
     return 0

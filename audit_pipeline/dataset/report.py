@@ -93,6 +93,14 @@ def write_report(
     out: Path, *, data_dir: str | Path | None = None, database: str | Path | None = None
 ) -> Path:
     """write_report renders the report from the dataset and the verification history."""
+    return write_checked_report(out, data_dir=data_dir, database=database)[0]
+
+
+def write_checked_report(
+    out: Path, *, data_dir: str | Path | None = None, database: str | Path | None = None
+) -> tuple[Path, bool]:
+    """write_checked_report writes the report and says whether its banner is a pass: the
+    check made now passed (no check possible without the ledger: the recorded verdict)."""
     path = dataset_path(data_dir, database)
     ledger_dir = resolve_data_dir(data_dir) if data_dir else ledger_beside(path)
     current = None
@@ -114,7 +122,8 @@ def write_report(
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
-    return out
+    passed = current.ok if current is not None else bool(runs) and runs[-1].ok
+    return out, passed
 
 
 def render_report(

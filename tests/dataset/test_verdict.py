@@ -19,9 +19,10 @@ def _cut_in_half(data_dir: Path, sequence: int) -> Path:
 
 
 def test_report_checks_now_and_turns_every_dependent_tile_red(
-    scenario_ledger, data_dir: Path, tmp_path: Path
+    scenario_ledger, data_dir: Path, tmp_path: Path, cli
 ) -> None:
     built = build_dataset(data_dir)
+    assert cli("report", "--data-dir", str(data_dir), "--out", str(tmp_path / "a.html"))[0] == 0
     green = write_report(tmp_path / "ok.html", data_dir=data_dir).read_text()
     assert "VERIFIED" in green and "Checked now" in green and "FAILED" not in green
 
@@ -37,6 +38,9 @@ def test_report_checks_now_and_turns_every_dependent_tile_red(
     assert "unknown (verification failed)" in page  # the hours-missing tile
     assert "not confirmed" in page  # the checkpoint state
     assert "matches the verified manifests" not in page
+    # the command says it too: exit 1, as for any integrity finding
+    code, out, err = cli("report", "--data-dir", str(data_dir), "--out", str(tmp_path / "b.html"))
+    assert code == 1 and "did not pass" in err and (tmp_path / "b.html").exists()
 
 
 def test_new_batches_after_the_build_are_verified_fully(scenario_ledger, data_dir, scenario):
