@@ -39,7 +39,7 @@ def test_report_checks_now_and_turns_every_dependent_tile_red(
     assert "not confirmed" in page  # the checkpoint state
     assert "matches the verified manifests" not in page
     # the command says it too: exit 1, as for any integrity finding
-    code, out, err = cli("report", "--data-dir", str(data_dir), "--out", str(tmp_path / "b.html"))
+    code, _, err = cli("report", "--data-dir", str(data_dir), "--out", str(tmp_path / "b.html"))
     assert code == 1 and "did not pass" in err and (tmp_path / "b.html").exists()
 
 
