@@ -241,7 +241,8 @@ def run_source_sync(
         max_calls_per_minute=args.max_calls_per_minute,
     )
     ledger = real_ledger(args.data_dir)
-    witnessing = CommitWitnessing(ledger, policy_from_env(), progress=_progress)
+    progress = Progress()  # one bar; witness lines end it before they print
+    witnessing = CommitWitnessing(ledger, policy_from_env(), progress=progress)
     with gc_paused():  # this process runs the sync alone (Dagster never pauses it)
         report = sync(
             start=start,
@@ -250,7 +251,7 @@ def run_source_sync(
             source=source_class(settings),
             ledger=ledger,
             run_id=args.run_id or f"cli-{uuid.uuid4()}",
-            progress=Progress(),
+            progress=progress,
             on_commit=witnessing if witnessing.policy else None,
         )
     # the per-hour lines were the progress: one line for the whole, then any warning
@@ -358,7 +359,8 @@ def run_demo(args: argparse.Namespace) -> int:
             origin=DEMO_ORIGIN,
             signer_state=signer_state_path(data_dir / DEMO_KEY_FILE, {}),
         )
-        witnessing = CommitWitnessing(ledger, make_policy([witness], None), progress=_progress)
+        # quiet per commit (the bar shows the hours); the last round is said once, below
+        witnessing = CommitWitnessing(ledger, make_policy([witness], None))
         report = sync_hours(
             start=start,
             end=end,
@@ -371,6 +373,8 @@ def run_demo(args: argparse.Namespace) -> int:
         workflow_report = _demo_workflow_runs(emulator, ledger, start, end, witnessing)
         if not report.batches and not workflow_report.batches:
             witnessing()  # nothing new: still catch the witness up with the latest checkpoint
+        if witnessing.last is not None:
+            _progress(witnessing.last.summary())
     verification = verify_ledger(data_dir, file_format=PARQUET_FORMAT, witness_keys=[witness.key])
     print(sync_story(report))
     print("workflow activities: " + sync_story(workflow_report))
