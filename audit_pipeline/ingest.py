@@ -373,28 +373,51 @@ def sync_hours(
     report = SyncReport(stats=source.stats)
     plan: list[tuple[int, bool]] = [(h, True) for h in lookback]
     plan += [(h, False) for h in range(start, end, HOUR)]
+    return run_windows(
+        plan,
+        lambda hour, is_lookback: sync_window(
+            hour,
+            source=source,
+            ledger=ledger,
+            run_id=run_id,
+            lookback=is_lookback,
+            actions=report.actions,
+        ),
+        ledger=ledger,
+        report=report,
+        progress=progress,
+        on_commit=on_commit,
+    )
+
+
+def run_windows(
+    plan: Sequence[tuple[int, bool]],
+    window: Callable[[int, bool], WindowResult],
+    *,
+    ledger: Ledger,
+    report: SyncReport,
+    progress: Callable[[str], None] | None = None,
+    on_commit: Callable[[WindowResult], None] | None = None,
+    label: str = "",
+) -> SyncReport:
+    """run_windows syncs each planned ``(hour, is_lookback)`` with ``window``, oldest first,
+    for any source: a page that cannot be parsed costs only its hour (kept, reported, retried
+    by the next run); ``on_commit`` runs after each window that committed a batch."""
     for done, (hour, is_lookback) in enumerate(plan, 1):
         try:
-            result = sync_window(
-                hour,
-                source=source,
-                ledger=ledger,
-                run_id=run_id,
-                lookback=is_lookback,
-                actions=report.actions,
-            )
+            result = window(hour, is_lookback)
         except UnparseablePageError as exc:
             failed = _failed_window(ledger.data_dir, hour, is_lookback, exc)
             report.failed.append(failed)
-            label = format_hour(hour)  # the one hour format of every other line
-            log.error("%s: not committed: %s (page kept in %s)", label, exc, failed.saved_page)
+            where = f"{label}{format_hour(hour)}"  # the one hour format of every other line
+            log.error("%s: not committed: %s (page kept in %s)", where, exc, failed.saved_page)
             if progress:
-                progress(f"[{done}/{len(plan)}] {label}: FAILED (data error), see summary")
+                progress(f"[{done}/{len(plan)}] {where}: FAILED (data error), see summary")
             continue
         report.windows.append(result)
         if on_commit is not None and result.sequence is not None:
             on_commit(result)
         if progress:
-            progress(result.progress_line(done, len(plan)))
+            progress(result.progress_line(done, len(plan), label))
     report.checkpoint = ledger.latest_checkpoint()
     return report

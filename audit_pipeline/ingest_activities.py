@@ -22,16 +22,15 @@ import pyarrow.compute as pc
 from audit_pipeline.ingest import (
     SyncReport,
     WindowResult,
-    _failed_window,
     check_range,
     format_hour,
+    run_windows,
 )
 from audit_pipeline.lake.activities import MICROS, normalize_activities, write_activity_file
 from audit_pipeline.lake.parquet import events_from_table
 from audit_pipeline.ledger import EventRecord, Ledger
 from audit_pipeline.ledger.layout import HOUR
 from audit_pipeline.slack.activities_client import SOURCE_NAME, ActivitySource
-from audit_pipeline.slack.client import UnparseablePageError
 
 log = logging.getLogger(__name__)
 
@@ -121,22 +120,14 @@ def sync_activity_hours(
     held = ledger.committed_windows(SOURCE_NAME)
     plan = [(h, True) for h in range(start - lookback_hours * HOUR, start, HOUR) if h in held]
     plan += [(h, False) for h in range(start, end, HOUR)]
-    report = SyncReport(stats=source.stats)
-    for done, (hour, is_lookback) in enumerate(plan, 1):
-        try:
-            result = sync_activity_window(
-                hour, source=source, ledger=ledger, run_id=run_id, lookback=is_lookback
-            )
-        except UnparseablePageError as exc:  # this hour only; the page is kept, as for audit
-            failed = _failed_window(ledger.data_dir, hour, is_lookback, exc)
-            report.failed.append(failed)
-            log.error("activities %s: not committed: %s (page kept in %s)", failed.hour, exc,
-                      failed.saved_page)  # fmt: skip
-            continue
-        report.windows.append(result)
-        if on_commit is not None and result.sequence is not None:
-            on_commit(result)
-        if progress:
-            progress(result.progress_line(done, len(plan), "activities "))
-    report.checkpoint = ledger.latest_checkpoint()
-    return report
+    return run_windows(
+        plan,
+        lambda hour, is_lookback: sync_activity_window(
+            hour, source=source, ledger=ledger, run_id=run_id, lookback=is_lookback
+        ),
+        ledger=ledger,
+        report=SyncReport(stats=source.stats),
+        progress=progress,
+        on_commit=on_commit,
+        label="activities ",
+    )
