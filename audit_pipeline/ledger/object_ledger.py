@@ -330,9 +330,19 @@ class ObjectStoreLedger(Ledger):
         except MalformedError as exc:
             raise CommitError(f"cannot sign manifest {manifest.sequence}: {exc}") from exc
 
-    def _roll_forward(self, chain: Sequence[SignedManifest], seq: int, rel: str) -> None:
+    def _roll_forward(self, chain: Sequence[SignedManifest], seq: int, rel: str) -> bool:
         """_roll_forward commits the crashed commit whose intent names ``rel`` at ``seq``,
-        when the data object there is exactly the one the intent describes."""
+        when the data object there is exactly the one the intent describes; False when no
+        trusted intent describes it (other intents for ``seq``, such as this committer's
+        own, name other bytes at the same path)."""
+        stored = self.store.head(rel)
+        try:
+            raw = None if stored is None else self.store.get(rel, stored.version_id)
+        except ObjectNotFoundError:
+            raw = None
+        if stored is None or raw is None:
+            return False
+        digest = hashlib.sha256(raw).hexdigest()
         prev = chain[-1].sha256 if chain else GENESIS_PREV
         keyring = self._keyring()
         for key in self.store.list_keys(f"{STAGED}/{seq:08d}-"):
@@ -343,22 +353,17 @@ class ObjectStoreLedger(Ledger):
             m, data = signed.manifest, signed.manifest.data
             if data is None or data.path != rel or m.sequence != seq:
                 continue
-            if m.prev_manifest_sha256 != prev or signature_status(signed, keyring) != "valid":
+            if (len(raw), digest) != (data.size, data.sha256) or m.prev_manifest_sha256 != prev:
                 continue
-            stored = self.store.head(rel)
-            try:
-                raw = b"" if stored is None else self.store.get(rel, stored.version_id)
-            except ObjectNotFoundError:
-                return
-            if len(raw) != data.size or hashlib.sha256(raw).hexdigest() != data.sha256:
-                return
-            assert stored is not None
+            if signature_status(signed, keyring) != "valid":
+                continue
             try:
                 self.store.put_new(manifest_path(seq), self._pinned(signed, stored.version_id).raw)
                 log.warning("rolled forward the interrupted commit of batch %d (%s)", seq, rel)
             except ObjectExistsError:
                 pass
-            return
+            return True
+        return False
 
 
 def same_batch(a: Manifest, b: Manifest) -> bool:
@@ -475,8 +480,14 @@ class _Work:
             except ObjectExistsError:
                 held = ledger._held_version(data)
                 if held is None:
-                    ledger._roll_forward(chain, seq, data.path)
-                    raise
+                    if ledger._roll_forward(chain, seq, data.path):
+                        raise
+                    if len(ledger._load_chain()) > seq:
+                        raise  # another committer took ``seq`` meanwhile: rebase
+                    raise LedgerStateError(
+                        f"{data.path} is taken by an object no signed intent of batch {seq} "
+                        "describes: run 'audit-pipeline verify'"
+                    ) from None
                 version_id = held
             ledger._step("data_linked")
             signed = ledger._pinned(signed, version_id)
