@@ -477,3 +477,45 @@ def test_a_data_path_taken_by_an_object_no_intent_describes_stops_the_commit(
     with pytest.raises(LedgerStateError, match="no signed intent of batch 1"):
         commit_hour(ledger, 1)
     assert len(ledger.manifests()) == 1
+
+
+def test_key_and_query_commands_read_the_store(
+    capsys, keyed, monkeypatch, seaweed, tmp_path, data_url
+) -> None:
+    settings, key_path = keyed
+    ledger = _open(settings, key_path, tmp_path)
+    commit_hour(ledger, 0)
+    commit_hour(ledger, 1)
+    vkey = load_signing_key(key_path).vkey
+    database = tmp_path / "auditor" / "audit.duckdb"
+    database.parent.mkdir()
+    code, _, err = run(
+        capsys, "dataset", "build", "--data-dir", data_url, "--database", str(database)
+    )
+    assert code == 0, err
+
+    # reading commands need no more than the reader's credentials
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.reader.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.reader.secret_access_key)
+    code, out, err = run(capsys, "keys", "list", "--data-dir", data_url, "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert listed["keyring"] == f"{data_url}/ledger/keys/keyring.json"
+    assert [(k["vkey"], k["status_now"]) for k in listed["keys"]] == [(vkey, "valid")]
+    code, out, err = run(capsys, "keys", "public", "--data-dir", data_url)
+    assert code == 0 and f"\n{vkey} valid_from_size=0 " in out and "batches 0.." in out, err
+    sql = "SELECT count(*) AS n FROM audit_events"
+    code, out, err = run(capsys, "query", "--data-dir", data_url, "--database", str(database), sql)
+    assert code == 0 and "6" in out and "matches its seal" in err, err
+    code, out, err = run(capsys, "query", "--data-dir", data_url, sql)
+    assert code == 2 and "give --database FILE" in err and not out
+    code, _, err = run(
+        capsys, "keys", "restart-signer", "--data-dir", data_url, "--reason", "new machine"
+    )
+    assert code == 0 and "continues from size 2" in err, err
+
+    # keyring changes cannot be write-once: refused in one line with what to do instead
+    for argv in (["rotate"], ["revoke", vkey]):
+        code, out, err = run(capsys, "keys", *argv, "--data-dir", data_url)
+        assert code == 2 and not out and len(err.strip().splitlines()) == 1
+        assert "created once" in err and "--trusted-keys" in err and "new log" in err
