@@ -16,12 +16,8 @@ from audit_pipeline.ledger.layout import resolve_data_dir
 
 URL = "s3://audit-bucket/ledger"
 
-COMMANDS = [
-    ["keys", "rotate"],
-    ["keys", "list"],
-    ["query", "SELECT 1"],
-    ["keys", "revoke", "x"],
-]
+COMMANDS = [["dataset", "path"]]
+KEYRING_CHANGES = [["keys", "rotate"], ["keys", "revoke", "x"]]
 
 
 @pytest.fixture
@@ -43,8 +39,27 @@ def test_unwired_commands_refuse_an_object_store(argv, how, cwd, capsys, monkeyp
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err
-    assert URL in lines[0] and "'dataset build', 'export-evidence' and 'report' do" in lines[0]
+    assert URL in lines[0] and "only 'verify', 'sync'," in lines[0]
+    assert "'keys init|list|public|restart-signer' do" in lines[0]
     assert not any(cwd.iterdir())  # no local "s3:" directory, no output file
+
+
+@pytest.mark.parametrize("argv", KEYRING_CHANGES, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_keyring_changes_refuse_an_object_store_saying_what_instead(
+    argv, how, cwd, capsys, monkeypatch
+) -> None:
+    if how == "flag":
+        argv = [*argv, "--data-dir", URL]
+    else:
+        monkeypatch.setenv("AUDIT_DATA_DIR", URL)
+    code = main(argv)
+    _, err = capsys.readouterr()
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and URL in lines[0] and "created once" in lines[0]
+    assert "--trusted-keys FILE" in lines[0] and "keys init --data-dir s3://BUCKET/" in lines[0]
+    assert not any(cwd.iterdir())
 
 
 def test_the_layout_never_takes_an_s3_url_for_a_local_path(monkeypatch) -> None:
