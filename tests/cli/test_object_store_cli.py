@@ -72,9 +72,9 @@ def test_the_layout_never_takes_an_s3_url_for_a_local_path(monkeypatch) -> None:
         resolve_data_dir()
 
 
-def test_the_dagster_ledger_resource_refuses_an_object_store(monkeypatch) -> None:
-    """The Dagster assets and checks reach the data directory through LedgerResource: an
-    s3:// one fails the run with the one-line reason, never as a local path."""
+def test_the_dagster_ledger_resource_never_takes_an_s3_url_for_a_local_path(monkeypatch) -> None:
+    """LedgerResource works on an s3:// data directory through the store
+    (tests/defs/test_object_store_resources.py); asked for a local path, it refuses."""
     from audit_pipeline.defs.resources import LedgerResource
 
     with pytest.raises(ConfigurationError, match="object-store data directory"):
