@@ -27,9 +27,9 @@ def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a[:2]))
-@pytest.mark.parametrize("how", ["flag", "env"])
-def test_unwired_commands_refuse_an_object_store(argv, how, cwd, capsys, monkeypatch) -> None:
+def refused(argv: list[str], how: str, capsys, monkeypatch) -> list[str]:
+    """refused runs ``argv`` on the object store (by flag or variable) and returns the one
+    line of its refusal (exit 2)."""
     if how == "flag":
         argv = [*argv, "--data-dir", URL]
     else:
@@ -39,6 +39,13 @@ def test_unwired_commands_refuse_an_object_store(argv, how, cwd, capsys, monkeyp
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err
+    return lines
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_unwired_commands_refuse_an_object_store(argv, how, cwd, capsys, monkeypatch) -> None:
+    lines = refused(argv, how, capsys, monkeypatch)
     assert URL in lines[0] and "only 'verify', 'sync'," in lines[0]
     assert "'keys init|list|public|restart-signer' do" in lines[0]
     assert not any(cwd.iterdir())  # no local "s3:" directory, no output file
@@ -49,15 +56,8 @@ def test_unwired_commands_refuse_an_object_store(argv, how, cwd, capsys, monkeyp
 def test_keyring_changes_refuse_an_object_store_saying_what_instead(
     argv, how, cwd, capsys, monkeypatch
 ) -> None:
-    if how == "flag":
-        argv = [*argv, "--data-dir", URL]
-    else:
-        monkeypatch.setenv("AUDIT_DATA_DIR", URL)
-    code = main(argv)
-    _, err = capsys.readouterr()
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and URL in lines[0] and "created once" in lines[0]
+    lines = refused(argv, how, capsys, monkeypatch)
+    assert URL in lines[0] and "created once" in lines[0]
     assert "--trusted-keys FILE" in lines[0] and "keys init --data-dir s3://BUCKET/" in lines[0]
     assert not any(cwd.iterdir())
 

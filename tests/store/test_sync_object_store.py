@@ -231,6 +231,14 @@ def _open(settings: S3Settings, key_path: Path, state_dir: Path) -> ObjectStoreL
     )
 
 
+def _committed(keyed: tuple[S3Settings, Path], state_dir: Path, *hours: int) -> ObjectStoreLedger:
+    """_committed is a committer on the test's store that has committed ``hours``."""
+    ledger = _open(*keyed, state_dir)
+    for hour in hours:
+        commit_hour(ledger, hour)
+    return ledger
+
+
 def _committer(settings: S3Settings, key_path: str, state_dir: str, hour: int, start) -> None:
     """One process: its own signer state, the shared key, one hour to commit."""
     ledger = _open(settings, Path(key_path), Path(state_dir))
@@ -288,6 +296,16 @@ class Crash(Exception):
     pass
 
 
+def crash_at(step: str):
+    """crash_at is a commit step hook that dies at ``step``."""
+
+    def hook(name: str) -> None:
+        if name == step:
+            raise Crash(name)
+
+    return hook
+
+
 @pytest.mark.parametrize("step", STEPS)
 def test_a_commit_killed_at_each_step_recovers(capsys, keyed, tmp_path, data_url, step) -> None:
     settings, key_path = keyed
@@ -295,12 +313,7 @@ def test_a_commit_killed_at_each_step_recovers(capsys, keyed, tmp_path, data_url
     commit_hour(first, 0)
 
     crashing = _open(settings, key_path, tmp_path)
-
-    def crash_at(name: str) -> None:
-        if name == step:
-            raise Crash(name)
-
-    crashing._step = crash_at  # type: ignore[method-assign]
+    crashing._step = crash_at(step)  # type: ignore[method-assign]
     with pytest.raises(Crash):
         commit_hour(crashing, 1)
 
@@ -398,12 +411,7 @@ def test_a_crashed_commit_rolled_forward_by_another_committer_is_pinned(
     commit_hour(_open(settings, key_path, tmp_path), 0)
     (tmp_path / "crashed").mkdir()
     crashing = _open(settings, key_path, tmp_path / "crashed")
-
-    def crash_at(name: str) -> None:
-        if name == "data_linked":
-            raise Crash(name)
-
-    crashing._step = crash_at  # type: ignore[method-assign]
+    crashing._step = crash_at("data_linked")  # type: ignore[method-assign]
     with pytest.raises(Crash):
         commit_hour(crashing, 1, n=3)
     finisher = _open(settings, key_path, tmp_path)
@@ -445,9 +453,7 @@ def test_verify_audits_a_data_object_against_the_version_its_manifest_pins(
 def test_a_new_version_with_the_same_bytes_differs_from_the_pin(
     capsys, keyed, tmp_path, seaweed, data_url, store
 ) -> None:
-    settings, key_path = keyed
-    ledger = _open(settings, key_path, tmp_path)
-    commit_hour(ledger, 0)
+    ledger = _committed(keyed, tmp_path, 0)
     signed = ledger.manifests()[0]
     data = signed.manifest.data
     client = store.client  # the pipeline's own credentials, without If-None-Match
@@ -482,11 +488,8 @@ def test_a_data_path_taken_by_an_object_no_intent_describes_stops_the_commit(
 def test_key_and_query_commands_read_the_store(
     capsys, keyed, monkeypatch, seaweed, tmp_path, data_url
 ) -> None:
-    settings, key_path = keyed
-    ledger = _open(settings, key_path, tmp_path)
-    commit_hour(ledger, 0)
-    commit_hour(ledger, 1)
-    vkey = load_signing_key(key_path).vkey
+    _committed(keyed, tmp_path, 0, 1)
+    vkey = load_signing_key(keyed[1]).vkey
     database = tmp_path / "auditor" / "audit.duckdb"
     database.parent.mkdir()
     code, _, err = run(
