@@ -3,7 +3,7 @@
 The ledger verifies through :class:`~audit_pipeline.ledger.storage.LedgerFiles`; this is
 that surface over an :class:`~audit_pipeline.store.s3.S3ObjectStore`. Every read takes
 the key's *current* version (what pyarrow, DuckDB and every other reader would get) by
-its version id, so the bytes checked are one version, never a mix; :attr:`read_versions`
+one GET, so the bytes checked are one version, never a mix; :attr:`read_versions`
 remembers which, with the store's description of it (checksum, retention), so the
 version audit needs no second request for a key read here. Readers that open paths (the
 Parquet format) get a copy in a private local cache made for this run; the verifier
@@ -93,11 +93,8 @@ class S3DataDirectory:
     def read(self, rel: str) -> bytes:
         """read returns the current version's bytes (FileNotFoundError if there is none)."""
         rel = _clean(rel)
-        stored = self.store.head(rel)
         try:
-            if stored is None:
-                raise ObjectNotFoundError(rel)
-            data = self.store.get(rel, stored.version_id)
+            data, stored = self.store.get_described(rel)
         except ObjectNotFoundError:
             raise FileNotFoundError(errno.ENOENT, "no such object", self.describe(rel)) from None
         with self._lock:
