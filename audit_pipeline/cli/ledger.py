@@ -20,6 +20,8 @@ from typing import Any
 from audit_pipeline.cli.object_store import (
     init_object_store_key,
     object_store_arg,
+    object_store_checkpoint,
+    object_store_keyring,
     object_store_reader,
     object_store_url,
     verify_on_object_store,
@@ -194,12 +196,16 @@ def _keys_restart_signer(args: argparse.Namespace) -> int:
     from audit_pipeline.lake import PARQUET_FORMAT
 
     state_path = Path(args.state).expanduser() if args.state else signer_state_path(_key_path(args))
-    data_dir = resolve_data_dir(args.data_dir)
     adopt = None
-    if (data_dir / LEDGER).is_dir():
-        adopt = Ledger(data_dir, file_format=PARQUET_FORMAT).latest_checkpoint()
-    if adopt is not None:
-        open_checkpoint(adopt, load_keyring(data_dir).verifiers())
+    if (url := object_store_arg(args.data_dir)) is not None:
+        data_dir: Any = url  # the state is local; the store is only read
+        adopt = object_store_checkpoint(url)
+    else:
+        data_dir = resolve_data_dir(args.data_dir)
+        if (data_dir / LEDGER).is_dir():
+            adopt = Ledger(data_dir, file_format=PARQUET_FORMAT).latest_checkpoint()
+        if adopt is not None:
+            open_checkpoint(adopt, load_keyring(data_dir).verifiers())
     previous = load_signer_state(state_path)
     state = reset_signer_state(state_path, reason=args.reason, now=int(time.time()), adopt=adopt)
     forgot = f"size {previous.size} of {previous.origin}" if previous else "nothing"
@@ -219,9 +225,8 @@ def _keys_public(args: argparse.Namespace) -> int:
         return 0
     if args.key_file:
         raise ConfigurationError("give --data-dir (its keyring) or --key-file, not both")
-    data_dir = _ledger_dir(args)
-    keyring = load_keyring(data_dir)
-    now, size = int(time.time()), log_size(data_dir)
+    keyring, size = _keyring_and_size(args)
+    now = int(time.time())
     print(f"# public keys of {keyring.source}, one a line (for --trusted-keys / --public-key)")
     for key in keyring.keys:
         print(f"# {key.name}+{key.key_id}: {_validity(key, now, size)}")
@@ -245,10 +250,18 @@ def _batches(key: Any) -> str:
     return f"{key.valid_from_size or 0}..{'' if end is None else end - 1}"
 
 
-def _keys_list(args: argparse.Namespace) -> int:
+def _keyring_and_size(args: argparse.Namespace) -> tuple[Keyring, int]:
+    """_keyring_and_size: the data directory's keyring and its log's size (a local
+    directory, or an ``s3://`` one read with reader credentials)."""
+    if (url := object_store_arg(args.data_dir)) is not None:
+        return object_store_keyring(url)
     data_dir = _ledger_dir(args)
-    keyring = load_keyring(data_dir)
-    now, size = int(time.time()), log_size(data_dir)
+    return load_keyring(data_dir), log_size(data_dir)
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    keyring, size = _keyring_and_size(args)
+    now = int(time.time())
     if args.json:
         rows = [
             {

@@ -145,8 +145,15 @@ def test_a_locked_version_rewritten_behind_s3_is_caught(
     code, doc, err = verify(capsys, data_url)
     assert code == 1, err
     found = codes(doc)
-    # readers get nothing where the batch was, and the locked version itself is gone
-    assert found == {"data_file_missing": {target}, "pinned_version_missing": {target}}
+    # readers (a GET) get the rewritten bytes where the batch was, and the locked version
+    # itself is gone from the listing (a HEAD of the key answers 404 on SeaweedFS; the
+    # verifier reads as readers do)
+    assert found == {
+        "file_hash_mismatch": {target},
+        "size_mismatch": {target},
+        "unreadable_data_file": {target},
+        "pinned_version_missing": {target},
+    }
 
 
 def test_an_object_no_manifest_pins_and_a_short_retention_are_findings(
