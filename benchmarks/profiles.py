@@ -29,7 +29,7 @@ INGEST_PARTS = (
 INCREMENTAL_PARTS = (
     ("read + strictly parse every manifest", ("_Run._read_manifests",)),
     ("walk the whole lake for unreferenced files", ("_Run._check_unreferenced",)),
-    ("roots of every log prefix", ("_PrefixRoots.__init__",)),
+    ("roots of every log prefix", ("PrefixRoots.__init__",)),
     ("check the new data files", ("_check_data_file",)),
 )
 COMMIT_PARTS = (

@@ -231,6 +231,26 @@ def verify_consistency(
     _check_match(root2, calculated2, "root2")
 
 
+class PrefixRoots:
+    """PrefixRoots gives the RFC 6962 root of every prefix of the log in O(n log n)."""
+
+    def __init__(self, leaf_hashes: list[bytes]) -> None:
+        self._roots: list[bytes] = [empty_root()]
+        stack: list[tuple[int, bytes]] = []
+        for leaf in leaf_hashes:
+            stack.append((1, leaf))
+            while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
+                (width, right), (_, left) = stack.pop(), stack.pop()
+                stack.append((width * 2, node_hash(left, right)))
+            root = stack[-1][1]
+            for _, left in reversed(stack[:-1]):
+                root = node_hash(left, root)
+            self._roots.append(root)
+
+    def root(self, size: int) -> bytes:
+        return self._roots[size]
+
+
 def _decomp_incl_proof(index: int, size: int) -> tuple[int, int]:
     """_decomp_incl_proof returns the number of inner and border hashes in the inclusion
     proof of ``index`` in a tree of ``size``: the path is inner until it meets the right

@@ -245,9 +245,12 @@ def keyed(capsys, env, data_url) -> tuple[S3Settings, Path]:
 
 
 def test_eight_committers_in_separate_processes_make_one_linear_chain(
-    capsys, keyed, tmp_path, data_url, store
+    capsys, keyed, tmp_path, data_url, store, monkeypatch
 ) -> None:
     settings, key_path = keyed
+    # A spawned process imports its target by module name; pytest's importlib mode does not
+    # put the repository on sys.path, and the child starts from the parent's sys.path.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
     context = multiprocessing.get_context("spawn")
     start = context.Event()
     workers = [

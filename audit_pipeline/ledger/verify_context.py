@@ -1,0 +1,67 @@
+"""VerifyContext: what one verification run carries (its inputs, findings and notices),
+shared by the checks of each concern (:mod:`.verify_data`, :mod:`.verify_checkpoints`,
+:mod:`.verify_coverage`) that :func:`.verify.verify_ledger` runs in turn."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from audit_pipeline.ledger.cosignature import WitnessKey
+from audit_pipeline.ledger.events import BatchFileFormat
+from audit_pipeline.ledger.findings import Finding, FindingCode, Notice
+from audit_pipeline.ledger.keys import Keyring
+from audit_pipeline.ledger.storage import LedgerFiles
+
+
+class VerifyContext:
+    """VerifyContext holds one run's inputs and collects what its checks find."""
+
+    def __init__(
+        self,
+        storage: LedgerFiles,
+        file_format: BatchFileFormat,
+        keyring: Keyring,
+        *,
+        now: float,
+        jobs: int,
+        progress: Callable[[str], None],
+        data_range: tuple[int, int] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.file_format = file_format
+        self.keyring = keyring
+        self.now = now
+        self.jobs = jobs
+        self.progress = progress
+        self.data_range = data_range
+        self.findings: list[Finding] = []
+        self.notices: list[Notice] = []
+        self.checked: Counter[str] = Counter()
+        self.witness_keys: tuple[WitnessKey, ...] = ()
+        self.witness_quorum = 0
+
+    def add(
+        self,
+        code: FindingCode,
+        location: str,
+        detail: str,
+        expected: object = None,
+        actual: object = None,
+    ) -> None:
+        self.findings.append(
+            Finding(
+                code,
+                location,
+                None if expected is None else str(expected),
+                None if actual is None else str(actual),
+                detail,
+            )
+        )
+
+    def notice(self, code: str, location: str, detail: str) -> None:
+        self.notices.append(Notice(code, location, detail))
+
+    def in_range(self, window_start: int) -> bool:
+        """in_range: whether an hour's data belongs to what this run was asked to check."""
+        return self.data_range is None or (self.data_range[0] <= window_start < self.data_range[1])
