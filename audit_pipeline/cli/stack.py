@@ -45,6 +45,7 @@ from audit_pipeline.cli.dev import (
 from audit_pipeline.cli.stack_store import STORES, StackStore, stack_store
 from audit_pipeline.cli.sync import DEMO_DATA_DIR, DEMO_ORIGIN
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
+from audit_pipeline.ledger.layout import is_object_store_url
 
 LOOPBACK = "127.0.0.1"
 LOCATION = "audit_pipeline"
@@ -301,7 +302,7 @@ def start_stack(env: Mapping[str, str], home: Path, *, port: int, queue: str) ->
         if not env.get(required):
             raise ConfigurationError(f"{required} is not set for the stack")
     _install_instance_template(home, TEMPLATE)
-    if env.get("AUDIT_DATA_DIR") and not env["AUDIT_DATA_DIR"].startswith("s3://"):
+    if env.get("AUDIT_DATA_DIR") and not is_object_store_url(env["AUDIT_DATA_DIR"]):
         # the keys the instance trusts, taken once beside it (outside the data directory);
         # for an object store, stack_store puts them there
         install_trusted_keys(home, Path(env["AUDIT_DATA_DIR"]))

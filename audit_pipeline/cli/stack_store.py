@@ -34,10 +34,6 @@ class StackStore:
     key_path: Path
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # holds a secret
 
-    @property
-    def is_object_store(self) -> bool:
-        return self.data_dir.startswith("s3://")
-
 
 @contextlib.contextmanager
 def stack_store(
