@@ -47,7 +47,8 @@ BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 RUN_TIMEOUT = 300.0
 # The schedule's minute is the first that starts at least this long after the test does:
 # time for the stack to come up (about 15 s here) before the tick, with room for a loaded
-# machine. Its wait (up to a minute more) is the price of a real tick.
+# machine (slower still, the test starts the stack once more with a later minute). Its wait
+# (up to a minute more) is the price of a real tick.
 STARTUP_MARGIN = 50.0
 MINUTE = 60
 
@@ -147,9 +148,9 @@ def _event_pids(url: str, run_id: str) -> dict[str, set[int]]:
     return found
 
 
-def _next_tick(now: float) -> float:
-    """_next_tick: the first minute that starts at least STARTUP_MARGIN after ``now``."""
-    return (int(now + STARTUP_MARGIN) // MINUTE + 1) * MINUTE
+def _next_tick(now: float, margin: float) -> float:
+    """_next_tick: the first minute that starts at least ``margin`` seconds after ``now``."""
+    return (int(now + margin) // MINUTE + 1) * MINUTE
 
 
 def _wait_for_scheduled_run(stack: Stack, timeout: float) -> dict:
@@ -243,71 +244,85 @@ def _partition(hour: int) -> str:
 def test_a_scheduled_hour_runs_through_the_daemon_with_steps_on_a_celery_worker(
     instance_db: str, tmp_path: Path
 ) -> None:
-    tick = _next_tick(time.time())
-    hour = last_closed_hour(tick)  # the hour the schedule's tick asks for
-    partition = _partition(hour)
-    settings = {
-        # schedule and sensor stopped: the schedule is started below, the gap-filling
-        # sensor stays off so the schedule's is the only run
-        "AUDIT_AUTOMATION": "off",
-        "AUDIT_SYNC_MINUTE": str(datetime.fromtimestamp(tick, UTC).minute),
-    }
-    with _running_stack(instance_db, tmp_path, hour=hour, store="local", settings=settings) as (
-        stack,
-        data,
-    ):
-        selector = {
-            "repositoryLocationName": "audit_pipeline",
-            "repositoryName": "__repository__",
-            "scheduleName": SCHEDULE,
+    margin = STARTUP_MARGIN
+    for attempt in (1, 2):
+        began = time.time()
+        tick = _next_tick(began, margin)
+        hour = last_closed_hour(tick)  # the hour the schedule's tick asks for
+        settings = {
+            # schedule and sensor stopped: the schedule is started below, the gap-filling
+            # sensor stays off so the schedule's is the only run
+            "AUDIT_AUTOMATION": "off",
+            "AUDIT_SYNC_MINUTE": str(datetime.fromtimestamp(tick, UTC).minute),
         }
-        started = stack.graphql(START_SCHEDULE, {"selector": selector})["startSchedule"]
-        assert started["__typename"] == "ScheduleStateResult", started
-        assert started["scheduleState"]["status"] == "RUNNING"
-        if time.time() >= tick - 1:
-            pytest.fail(
-                "the stack took until after the schedule's minute to come up; raise "
-                f"STARTUP_MARGIN ({STARTUP_MARGIN:.0f} s)"
-            )
-
-        scheduled = _wait_for_scheduled_run(stack, tick - time.time() + 120)
-        run_id = scheduled["runId"]
-        tags = {t["key"]: t["value"] for t in scheduled["tags"]}
-        assert tags["dagster/schedule_name"] == SCHEDULE
-        assert tags["dagster/partition"] == partition
-
-        status, events = _finished(stack, run_id)
-        logs = _logs(stack)
-        assert status == "SUCCESS", (events[-10:], logs)
-        assert "Evaluating schedule" in stack.log_path("daemon").read_text(errors="replace")
-
-        kinds = [e["__typename"] for e in events]
-        # queued by the scheduler, then started by the daemon's run queue
-        assert kinds.index("RunEnqueuedEvent") < kinds.index("RunStartingEvent")
-        daemons = stack.graphql(INSTANCE)["instance"]["daemonHealth"]["allDaemonStatuses"]
-        for daemon in ("SCHEDULER", "QUEUED_RUN_COORDINATOR"):
-            assert {"daemonType": daemon, "healthy": True} in daemons
-        in_worker = [e for e in events if "in celery worker" in (e["message"] or "")]
-        assert any(e["stepKey"] == "slack_audit_events" for e in in_worker), events
-        successes = {e["stepKey"] for e in events if e["__typename"] == "ExecutionStepSuccessEvent"}
-        assert "slack_audit_events" in successes
-        assert successes <= {e["stepKey"] for e in in_worker}  # every step ran on Celery
-        assert "succeeded in" in logs["celery-worker"]  # the worker process did the work
-
-        # Every step ran in a process of the Celery worker's group, none in the run worker
-        pids = _event_pids(instance_db, run_id)
-        worker_group = stack.processes["celery-worker"].pid
-        assert pids["run"] and pids["step"], pids
-        assert pids["step"].isdisjoint(pids["run"]), pids
-        for pid in pids["step"]:
-            assert os.getpgid(pid) == worker_group, (pid, pids)
-
-        _assert_checks_green(stack, partition, run_id)
+        root = tmp_path / f"attempt-{attempt}"
+        with _running_stack(instance_db, root, hour=hour, store="local", settings=settings) as (
+            stack,
+            data,
+        ):
+            if time.time() >= tick - 5:
+                # A loaded machine: the stack came up after the minute chosen. Once more,
+                # with a minute far enough for the start-up just seen (nothing ran yet).
+                margin = time.time() - began + 30
+                continue
+            run_id = _scheduled_hour_runs_on_celery(stack, instance_db, tick, hour)
+            break
+    else:
+        pytest.fail(f"the stack twice came up after the schedule's minute ({margin:.0f} s)")
     # the instance lives in PostgreSQL: the one run, made by the schedule's tick
     assert dict(_query(instance_db, "SELECT run_id, status FROM runs")) == {run_id: "SUCCESS"}
     ticks = _query(instance_db, "SELECT status FROM job_ticks")
     assert ("SUCCESS",) in ticks, ticks
     assert list((Path(data.data_dir) / "ledger" / "manifests").iterdir())  # committed
+
+
+def _scheduled_hour_runs_on_celery(stack: Stack, instance_db: str, tick: float, hour: int) -> str:
+    """_scheduled_hour_runs_on_celery starts the schedule, waits for its tick's run and
+    checks where and how it ran; returns the run's id."""
+    partition = _partition(hour)
+    selector = {
+        "repositoryLocationName": "audit_pipeline",
+        "repositoryName": "__repository__",
+        "scheduleName": SCHEDULE,
+    }
+    started = stack.graphql(START_SCHEDULE, {"selector": selector})["startSchedule"]
+    assert started["__typename"] == "ScheduleStateResult", started
+    assert started["scheduleState"]["status"] == "RUNNING"
+
+    scheduled = _wait_for_scheduled_run(stack, tick - time.time() + 120)
+    run_id = scheduled["runId"]
+    tags = {t["key"]: t["value"] for t in scheduled["tags"]}
+    assert tags["dagster/schedule_name"] == SCHEDULE
+    assert tags["dagster/partition"] == partition
+
+    status, events = _finished(stack, run_id)
+    logs = _logs(stack)
+    assert status == "SUCCESS", (events[-10:], logs)
+    assert "Evaluating schedule" in stack.log_path("daemon").read_text(errors="replace")
+
+    kinds = [e["__typename"] for e in events]
+    # queued by the scheduler, then started by the daemon's run queue
+    assert kinds.index("RunEnqueuedEvent") < kinds.index("RunStartingEvent")
+    daemons = stack.graphql(INSTANCE)["instance"]["daemonHealth"]["allDaemonStatuses"]
+    for daemon in ("SCHEDULER", "QUEUED_RUN_COORDINATOR"):
+        assert {"daemonType": daemon, "healthy": True} in daemons
+    in_worker = [e for e in events if "in celery worker" in (e["message"] or "")]
+    assert any(e["stepKey"] == "slack_audit_events" for e in in_worker), events
+    successes = {e["stepKey"] for e in events if e["__typename"] == "ExecutionStepSuccessEvent"}
+    assert "slack_audit_events" in successes
+    assert successes <= {e["stepKey"] for e in in_worker}  # every step ran on Celery
+    assert "succeeded in" in logs["celery-worker"]  # the worker process did the work
+
+    # Every step ran in a process of the Celery worker's group, none in the run worker
+    pids = _event_pids(instance_db, run_id)
+    worker_group = stack.processes["celery-worker"].pid
+    assert pids["run"] and pids["step"], pids
+    assert pids["step"].isdisjoint(pids["run"]), pids
+    for pid in pids["step"]:
+        assert os.getpgid(pid) == worker_group, (pid, pids)
+
+    _assert_checks_green(stack, partition, run_id)
+    return run_id
 
 
 def _resources_take_s3() -> bool:
