@@ -40,6 +40,7 @@ from audit_pipeline.ledger.layout import resolve_data_dir
 from audit_pipeline.slack.emulator import running_emulator
 from audit_pipeline.store.seaweedfs import weed_binary
 from tests.defs.test_assets import LEDGER_CHECKS
+from tests.e2e.test_dagster_ui import LAUNCH
 
 pytestmark = pytest.mark.e2e
 
@@ -52,15 +53,6 @@ RUN_TIMEOUT = 300.0
 STARTUP_MARGIN = 50.0
 MINUTE = 60
 
-LAUNCH = """
-mutation ($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId status } }
-    ... on PythonError { message }
-  }
-}
-"""
 SCHEDULE = "hourly_sync_schedule"
 START_SCHEDULE = """
 mutation ($selector: ScheduleSelector!) {
