@@ -8,6 +8,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from audit_pipeline.ingest import HOUR, _BatchWriter
 from audit_pipeline.lake import PARQUET_FORMAT, WindowNormalizer, events_from_table
@@ -48,15 +49,17 @@ def _leaf_floor(data_dir: Path) -> tuple[int, float]:
     return sum(len(x) + 1 for x in leaves), time.perf_counter() - started
 
 
-def add_hour(ledger: BuiltLedger, events_per_hour: int) -> float:
-    """add_hour commits the next hour with ``Ledger.commit_batch``; returns its seconds."""
+def add_hour(ledger: BuiltLedger, events_per_hour: int, writer: Any = None) -> float:
+    """add_hour commits the next hour with ``commit_batch`` of ``writer`` (default: a
+    ``Ledger`` on the built ledger's directory); returns its seconds."""
     window = ledger.end
     normalizer = WindowNormalizer(window, window + HOUR)
     normalizer.add(generate_hour(7, window, events_per_hour))
     rows = normalizer.finish()
-    writer = Ledger(
-        ledger.data_dir, file_format=PARQUET_FORMAT, signer=load_signing_key(ledger.key_path)
-    )
+    if writer is None:
+        writer = Ledger(
+            ledger.data_dir, file_format=PARQUET_FORMAT, signer=load_signing_key(ledger.key_path)
+        )
     seconds, _ = timed(
         lambda: writer.commit_batch(
             window_start=window,
