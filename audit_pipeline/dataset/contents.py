@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 
+from audit_pipeline.dataset.loading import load_batches
 from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import Ledger, SignedManifest
 from audit_pipeline.ledger.manifest import AUDIT_LOGS_SOURCE, source_name
@@ -32,14 +33,12 @@ def differing_rows(
 ) -> list[str]:
     """differing_rows returns one line per table of ``schema`` whose rows are not exactly
     those of ``batches``' verified files (empty: every row matches)."""
-    from audit_pipeline.dataset.build import _load_batches  # build uses this module too
-
     for table, expected in _TABLES:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {expected} AS SELECT * FROM {schema}.{table} LIMIT 0"
         )
     try:
-        _load_batches(con, data_dir, batches, lambda _: None, tables=tuple(e for _, e in _TABLES))
+        load_batches(con, data_dir, batches, lambda _: None, tables=tuple(e for _, e in _TABLES))
         problems = []
         for table, expected in _TABLES:
             extra = _count(
