@@ -5,6 +5,10 @@ Each data file the manifests list is read once (never found by a glob: a file dr
 rows parsed from those same bytes. Rows go in storage order: by hour window, then batch,
 then row, so ``audit_events`` is stored in time order.
 
+DuckDB's own Parquet reader decodes the files (faster than decoding them in Arrow and
+handing the tables over), reading them from an in-memory file system that holds only the
+bytes just hashed: a file on disk is never read by path after its check.
+
 Events live in a native table (not views over Parquet) because a year is 8,760 small
 files: scanning them for every query is slow, a native table is compact and fast, and an
 index on ``event_id`` makes a lookup by id a point query.
@@ -14,25 +18,51 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from fsspec.implementations.memory import MemoryFileSystem
 
 from audit_pipeline.dataset.errors import DatasetIntegrityError
 from audit_pipeline.dataset.schema import EVENT_COLUMNS, QUARANTINE_COLUMNS
-from audit_pipeline.lake.parquet import is_event_schema, upgrade_batch_table
+from audit_pipeline.lake.parquet import is_event_schema
 from audit_pipeline.ledger import LedgerError, SignedManifest
 from audit_pipeline.ledger.layout import LocalStorage
 from audit_pipeline.ledger.manifest import AUDIT_LOGS_SOURCE, source_name
 
 _FLUSH_ROWS = 200_000
+_GROUP_BYTES = 256 << 20  # verified bytes held in memory for one INSERT from Parquet
+_PROTOCOL = "audit-verified"
 
 
-def _read_verified_file(data_dir: Path, signed: SignedManifest) -> pa.Table:
-    """_read_verified_file reads a data file once and parses the bytes it hashed."""
+class _VerifiedFiles(MemoryFileSystem):
+    """_VerifiedFiles holds, in this process's memory, exactly the bytes that were hashed
+    against their manifests; DuckDB's Parquet reader reads them from here, never from disk
+    (a file changed after it was hashed cannot slip in)."""
+
+    protocol = _PROTOCOL
+    root_marker = ""
+
+
+@dataclass(frozen=True)
+class _VerifiedFile:
+    """One data file's checked bytes and what its footer says about them."""
+
+    signed: SignedManifest
+    raw: bytes
+    current_schema: bool  # False: the first lake schema, without entry_bytes
+    may_quarantine: bool  # its quarantine_reason column may hold a value
+
+    @property
+    def name(self) -> str:
+        return f"{self.signed.sequence}.parquet"
+
+
+def _read_verified_file(data_dir: Path, signed: SignedManifest) -> _VerifiedFile:
+    """_read_verified_file reads a data file once and checks the bytes it will load."""
     data = signed.manifest.data
     assert data is not None
     try:
@@ -46,16 +76,104 @@ def _read_verified_file(data_dir: Path, signed: SignedManifest) -> pa.Table:
             f"{data.path} (batch {signed.sequence}) changed after verification: its bytes no "
             "longer match the signed manifest; nothing was published"
         )
-    table = pq.read_table(pa.BufferReader(raw))
-    if not is_event_schema(table.schema) or table.num_rows != data.rows:
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(raw))
+        schema, metadata = parquet.schema_arrow, parquet.metadata
+    except (pa.ArrowException, OSError) as exc:
+        raise DatasetIntegrityError(f"{data.path}: unreadable Parquet: {exc}") from exc
+    if not is_event_schema(schema) or metadata.num_rows != data.rows:
         raise DatasetIntegrityError(f"{data.path}: not the audit event file its manifest pins")
-    return upgrade_batch_table(table)
+    return _VerifiedFile(
+        signed,
+        raw,
+        current_schema="entry_bytes" in schema.names,
+        may_quarantine=_may_quarantine(metadata, schema.get_field_index("quarantine_reason")),
+    )
 
 
-def _with_provenance(table: pa.Table, sequence: int) -> pa.Table:
-    n = table.num_rows
-    table = table.append_column("batch_sequence", pa.array([sequence] * n, pa.int64()))
-    return table.append_column("row_index", pa.array(range(n), pa.int64()))
+def _may_quarantine(metadata: pq.FileMetaData, column: int) -> bool:
+    """_may_quarantine: unless every row group's statistics say quarantine_reason is all
+    null (the statistics are part of the hashed bytes), the file may hold quarantined rows."""
+    for group in range(metadata.num_row_groups):
+        chunk = metadata.row_group(group)
+        stats = chunk.column(column).statistics
+        if stats is None or not stats.has_null_count or stats.null_count != chunk.num_rows:
+            return True
+    return False
+
+
+class _ParquetLoader:
+    """_ParquetLoader inserts verified files' rows through DuckDB's Parquet reader, in
+    groups, in the order they were added; returns the quarantined rows per batch."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, tables: tuple[str, str]) -> None:
+        self.con = con
+        self.tables = tables
+        self.files = _VerifiedFiles(global_store=False, skip_instance_cache=True)
+        self.pending: list[_VerifiedFile] = []
+        self.pending_bytes = 0
+        self.pending_rows = 0
+        self.quarantined: dict[int, int] = {}
+
+    def __enter__(self) -> _ParquetLoader:
+        self.con.register_filesystem(self.files)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.files.store.clear()
+        self.con.unregister_filesystem(_PROTOCOL)
+
+    def add(self, verified: _VerifiedFile) -> None:
+        if self.pending and self.pending[-1].current_schema != verified.current_schema:
+            self.flush()  # one schema per statement
+        self.files.pipe_file(self._path(verified), verified.raw)
+        self.pending.append(verified)
+        self.pending_bytes += len(verified.raw)
+        self.pending_rows += verified.signed.manifest.data.rows  # type: ignore[union-attr]
+        if self.pending_bytes >= _GROUP_BYTES or self.pending_rows >= _FLUSH_ROWS:
+            self.flush()
+
+    def _path(self, verified: _VerifiedFile) -> str:
+        return f"{_PROTOCOL}://{id(self)}/{verified.name}"
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        group, self.pending, self.pending_bytes, self.pending_rows = self.pending, [], 0, 0
+        for sequence in (v.signed.sequence for v in group):
+            self.quarantined[sequence] = 0
+        self._insert(self.tables[0], EVENT_COLUMNS, group, "quarantine_reason IS NULL")
+        suspects = [v for v in group if v.may_quarantine]
+        if suspects:
+            self._insert(
+                self.tables[1], QUARANTINE_COLUMNS, suspects, "quarantine_reason IS NOT NULL"
+            )
+            listed = ", ".join(str(v.signed.sequence) for v in suspects)
+            self.quarantined.update(
+                self.con.execute(
+                    f"SELECT batch_sequence, count(*) FROM {self.tables[1]} "
+                    f"WHERE batch_sequence IN ({listed}) GROUP BY ALL"
+                ).fetchall()
+            )
+        for verified in group:
+            self.files.rm_file(self._path(verified))
+
+    def _insert(
+        self, table: str, columns: Sequence[str], group: Sequence[_VerifiedFile], where: str
+    ) -> None:
+        # Rows keep the order of the list (DuckDB preserves insertion order by default).
+        listing = ", ".join(f"'{self._path(v)}'" for v in group)
+        current = group[0].current_schema
+        chosen = ", ".join(
+            c if current or c != "entry_bytes" else "NULL::BLOB AS entry_bytes" for c in columns
+        )
+        sequence = "CAST(regexp_extract(filename, '/([0-9]+)[.]parquet$', 1) AS BIGINT)"
+        names = ", ".join([*columns, "batch_sequence", "row_index"])
+        self.con.execute(
+            f"INSERT INTO {table} ({names}) SELECT {chosen}, {sequence}, file_row_number "
+            f"FROM read_parquet([{listing}], filename = true, file_row_number = true) "
+            f"WHERE {where}"
+        )
 
 
 class _Loader:
@@ -121,24 +239,24 @@ def load_batches(
     ordered = [m for m in storage_order(batches) if _is_audit_batch(m)]
     to_read = sum(1 for m in ordered if m.sequence not in kept)
     read = 0
-    for signed in ordered:
-        if signed.sequence in kept:
-            kept_events, kept_quarantine = kept[signed.sequence]
-            events.add(kept_events)
-            quarantine.add(kept_quarantine)
-            quarantined[signed.sequence] = kept_quarantine.num_rows
-            continue
-        table = _with_provenance(_read_verified_file(data_dir, signed), signed.sequence)
-        read += 1
-        bad = pc.is_valid(table.column("quarantine_reason"))
-        quarantined[signed.sequence] = pc.sum(bad).as_py() or 0
-        if quarantined[signed.sequence]:
-            quarantine.add(table.filter(bad))
-            events.add(table.filter(pc.invert(bad)))
-        else:
-            events.add(table)
-        if read % 500 == 0:
-            say(f"loaded {read}/{to_read} data files")
+    with _ParquetLoader(con, tables) as files:
+        for signed in ordered:
+            # Rows go in storage order: whichever loader is not taking this batch flushes.
+            if signed.sequence in kept:
+                files.flush()
+                kept_events, kept_quarantine = kept[signed.sequence]
+                events.add(kept_events)
+                quarantine.add(kept_quarantine)
+                quarantined[signed.sequence] = kept_quarantine.num_rows
+                continue
+            events.flush()
+            quarantine.flush()
+            files.add(_read_verified_file(data_dir, signed))
+            read += 1
+            if read % 500 == 0:
+                say(f"loaded {read}/{to_read} data files")
+        files.flush()
     events.flush()
     quarantine.flush()
+    quarantined.update(files.quarantined)
     return quarantined, read
