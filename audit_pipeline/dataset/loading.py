@@ -38,8 +38,8 @@ _GROUP_BYTES = 256 << 20  # verified bytes held in memory for one INSERT from Pa
 _PROTOCOL = "audit-verified"
 
 
-class _VerifiedFiles(MemoryFileSystem):
-    """_VerifiedFiles holds, in this process's memory, exactly the bytes that were hashed
+class VerifiedFiles(MemoryFileSystem):
+    """VerifiedFiles holds, in this process's memory, exactly the bytes that were hashed
     against their manifests; DuckDB's Parquet reader reads them from here, never from disk
     (a file changed after it was hashed cannot slip in)."""
 
@@ -48,7 +48,7 @@ class _VerifiedFiles(MemoryFileSystem):
 
 
 @dataclass(frozen=True)
-class _VerifiedFile:
+class VerifiedFile:
     """One data file's checked bytes and what its footer says about them."""
 
     signed: SignedManifest
@@ -57,12 +57,12 @@ class _VerifiedFile:
     may_quarantine: bool  # its quarantine_reason column may hold a value
 
     @property
-    def name(self) -> str:
-        return f"{self.signed.sequence}.parquet"
+    def rows(self) -> int:
+        return self.signed.manifest.data.rows  # type: ignore[union-attr]
 
 
-def _read_verified_file(data_dir: Path, signed: SignedManifest) -> _VerifiedFile:
-    """_read_verified_file reads a data file once and checks the bytes it will load."""
+def read_verified_file(data_dir: Path, signed: SignedManifest) -> VerifiedFile:
+    """read_verified_file reads a data file once and checks the bytes it will load."""
     data = signed.manifest.data
     assert data is not None
     try:
@@ -83,7 +83,7 @@ def _read_verified_file(data_dir: Path, signed: SignedManifest) -> _VerifiedFile
         raise DatasetIntegrityError(f"{data.path}: unreadable Parquet: {exc}") from exc
     if not is_event_schema(schema) or metadata.num_rows != data.rows:
         raise DatasetIntegrityError(f"{data.path}: not the audit event file its manifest pins")
-    return _VerifiedFile(
+    return VerifiedFile(
         signed,
         raw,
         current_schema="entry_bytes" in schema.names,
@@ -102,20 +102,24 @@ def _may_quarantine(metadata: pq.FileMetaData, column: int) -> bool:
     return False
 
 
-class _ParquetLoader:
-    """_ParquetLoader inserts verified files' rows through DuckDB's Parquet reader, in
-    groups, in the order they were added; returns the quarantined rows per batch."""
+class VerifiedParquet:
+    """VerifiedParquet hands groups of verified files (in the order added) to ``on_group``,
+    which reads them with DuckDB through :meth:`rows_sql`; the bytes stay in memory only
+    until their group is done."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, tables: tuple[str, str]) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        on_group: Callable[[VerifiedParquet, list[VerifiedFile]], None],
+    ) -> None:
         self.con = con
-        self.tables = tables
-        self.files = _VerifiedFiles(global_store=False, skip_instance_cache=True)
-        self.pending: list[_VerifiedFile] = []
+        self.on_group = on_group
+        self.files = VerifiedFiles(global_store=False, skip_instance_cache=True)
+        self.pending: list[VerifiedFile] = []
         self.pending_bytes = 0
         self.pending_rows = 0
-        self.quarantined: dict[int, int] = {}
 
-    def __enter__(self) -> _ParquetLoader:
+    def __enter__(self) -> VerifiedParquet:
         self.con.register_filesystem(self.files)
         return self
 
@@ -123,56 +127,87 @@ class _ParquetLoader:
         self.files.store.clear()
         self.con.unregister_filesystem(_PROTOCOL)
 
-    def add(self, verified: _VerifiedFile) -> None:
+    def add(self, verified: VerifiedFile) -> None:
         if self.pending and self.pending[-1].current_schema != verified.current_schema:
             self.flush()  # one schema per statement
         self.files.pipe_file(self._path(verified), verified.raw)
         self.pending.append(verified)
         self.pending_bytes += len(verified.raw)
-        self.pending_rows += verified.signed.manifest.data.rows  # type: ignore[union-attr]
+        self.pending_rows += verified.rows
         if self.pending_bytes >= _GROUP_BYTES or self.pending_rows >= _FLUSH_ROWS:
             self.flush()
 
-    def _path(self, verified: _VerifiedFile) -> str:
-        return f"{_PROTOCOL}://{id(self)}/{verified.name}"
+    def _path(self, verified: VerifiedFile) -> str:
+        return f"{_PROTOCOL}://{id(self)}/{verified.signed.sequence}.parquet"
 
     def flush(self) -> None:
         if not self.pending:
             return
         group, self.pending, self.pending_bytes, self.pending_rows = self.pending, [], 0, 0
-        for sequence in (v.signed.sequence for v in group):
-            self.quarantined[sequence] = 0
-        self._insert(self.tables[0], EVENT_COLUMNS, group, "quarantine_reason IS NULL")
-        suspects = [v for v in group if v.may_quarantine]
-        if suspects:
-            self._insert(
-                self.tables[1], QUARANTINE_COLUMNS, suspects, "quarantine_reason IS NOT NULL"
-            )
-            listed = ", ".join(str(v.signed.sequence) for v in suspects)
-            self.quarantined.update(
-                self.con.execute(
-                    f"SELECT batch_sequence, count(*) FROM {self.tables[1]} "
-                    f"WHERE batch_sequence IN ({listed}) GROUP BY ALL"
-                ).fetchall()
-            )
+        self.on_group(self, group)
         for verified in group:
             self.files.rm_file(self._path(verified))
 
-    def _insert(
-        self, table: str, columns: Sequence[str], group: Sequence[_VerifiedFile], where: str
-    ) -> None:
-        # Rows keep the order of the list (DuckDB preserves insertion order by default).
+    def rows_sql(
+        self,
+        group: Sequence[VerifiedFile],
+        columns: Sequence[str],
+        where: str,
+        types: Mapping[str, str] | None = None,
+    ) -> str:
+        """rows_sql selects ``columns`` (cast to ``types`` if given), batch_sequence and
+        row_index of the group's rows matching ``where``, in the order of the group's files
+        and their rows (DuckDB preserves insertion order by default)."""
         listing = ", ".join(f"'{self._path(v)}'" for v in group)
         current = group[0].current_schema
-        chosen = ", ".join(
-            c if current or c != "entry_bytes" else "NULL::BLOB AS entry_bytes" for c in columns
-        )
+        chosen = []
+        for column in columns:
+            value = column if current or column != "entry_bytes" else "NULL::BLOB"
+            if types:
+                value = f"CAST({value} AS {types[column]})"
+            chosen.append(f"{value} AS {column}")
         sequence = "CAST(regexp_extract(filename, '/([0-9]+)[.]parquet$', 1) AS BIGINT)"
-        names = ", ".join([*columns, "batch_sequence", "row_index"])
-        self.con.execute(
-            f"INSERT INTO {table} ({names}) SELECT {chosen}, {sequence}, file_row_number "
+        return (
+            f"SELECT {', '.join(chosen)}, {sequence} AS batch_sequence, "
+            "file_row_number AS row_index "
             f"FROM read_parquet([{listing}], filename = true, file_row_number = true) "
             f"WHERE {where}"
+        )
+
+
+EVENT_ROWS = "quarantine_reason IS NULL"
+QUARANTINE_ROWS = "quarantine_reason IS NOT NULL"
+
+
+class _ParquetLoader:
+    """_ParquetLoader inserts each group's rows into the two row tables and counts the
+    quarantined rows per batch."""
+
+    def __init__(self, tables: tuple[str, str]) -> None:
+        self.tables = tables
+        self.quarantined: dict[int, int] = {}
+
+    def __call__(self, files: VerifiedParquet, group: list[VerifiedFile]) -> None:
+        names = ", ".join([*EVENT_COLUMNS, "batch_sequence", "row_index"])
+        files.con.execute(
+            f"INSERT INTO {self.tables[0]} ({names}) "
+            + files.rows_sql(group, EVENT_COLUMNS, EVENT_ROWS)
+        )
+        self.quarantined.update((v.signed.sequence, 0) for v in group)
+        suspects = [v for v in group if v.may_quarantine]
+        if not suspects:
+            return
+        names = ", ".join([*QUARANTINE_COLUMNS, "batch_sequence", "row_index"])
+        files.con.execute(
+            f"INSERT INTO {self.tables[1]} ({names}) "
+            + files.rows_sql(suspects, QUARANTINE_COLUMNS, QUARANTINE_ROWS)
+        )
+        listed = ", ".join(str(v.signed.sequence) for v in suspects)
+        self.quarantined.update(
+            files.con.execute(
+                f"SELECT batch_sequence, count(*) FROM {self.tables[1]} "
+                f"WHERE batch_sequence IN ({listed}) GROUP BY ALL"
+            ).fetchall()
         )
 
 
@@ -216,7 +251,7 @@ def storage_order(batches: Sequence[SignedManifest]) -> list[SignedManifest]:
     return sorted(with_data, key=lambda m: (m.manifest.window_start, m.sequence))
 
 
-def _is_audit_batch(signed: SignedManifest) -> bool:
+def is_audit_batch(signed: SignedManifest) -> bool:
     """Workflow activity batches go to workflow_activity (workflow_views.py), not here."""
     return source_name(signed.manifest) == AUDIT_LOGS_SOURCE
 
@@ -236,10 +271,11 @@ def load_batches(
     events = _Loader(con, tables[0], EVENT_COLUMNS)
     quarantine = _Loader(con, tables[1], QUARANTINE_COLUMNS)
     quarantined: dict[int, int] = {}
-    ordered = [m for m in storage_order(batches) if _is_audit_batch(m)]
+    ordered = [m for m in storage_order(batches) if is_audit_batch(m)]
     to_read = sum(1 for m in ordered if m.sequence not in kept)
     read = 0
-    with _ParquetLoader(con, tables) as files:
+    loader = _ParquetLoader(tables)
+    with VerifiedParquet(con, loader) as files:
         for signed in ordered:
             # Rows go in storage order: whichever loader is not taking this batch flushes.
             if signed.sequence in kept:
@@ -251,12 +287,12 @@ def load_batches(
                 continue
             events.flush()
             quarantine.flush()
-            files.add(_read_verified_file(data_dir, signed))
+            files.add(read_verified_file(data_dir, signed))
             read += 1
             if read % 500 == 0:
                 say(f"loaded {read}/{to_read} data files")
         files.flush()
     events.flush()
     quarantine.flush()
-    quarantined.update(files.quarantined)
+    quarantined.update(loader.quarantined)
     return quarantined, read
