@@ -5,7 +5,8 @@ sealed again: whoever can write the data directory can write both. This check ne
 anchor. It re-reads the batches' data files (each hash-checked against its signed
 manifest) and has DuckDB read them as a build does, cast to the dataset's column types;
 for every batch, on both sides, each row (every column, with its row index) is encoded as
-JSON (JSON columns as their exact text, BLOBs in hex) and hashed with SHA-256, and the
+JSON (JSON columns as their exact text, BLOBs in hex; ``raw_json``, ``details`` and
+``entry_bytes`` as the SHA-256 of their exact text or bytes) and hashed with SHA-256, and the
 row digests in row order are hashed again. A batch whose digest or row count differs, or
 rows of a batch not listed, are reported. Nothing is materialized: it costs about what a
 build's reading costs, plus one scan of the dataset's rows.
@@ -37,29 +38,30 @@ _TABLES = (
     ("audit_events", EVENT_COLUMNS, EVENT_ROWS),
     ("quarantine", QUARANTINE_COLUMNS, QUARANTINE_ROWS),
 )
+_HASHED = frozenset({"raw_json", "details", "entry_bytes"})  # the large ones
 BatchDigests = dict[int, tuple[int, str]]  # batch sequence -> (rows, digest of its rows)
 
 
 def _digests_sql(rows: str, columns: Sequence[str], types: Mapping[str, str]) -> str:
     """_digests_sql: per batch of ``rows``, the row count and the SHA-256 of its rows'
-    SHA-256s in row order (each row as JSON, so no two different rows encode alike)."""
-    encoded = ", ".join(
-        f"{c} := "
-        + (
-            f"CAST({c} AS VARCHAR)"
-            if types[c] == "JSON"
-            else f"hex({c})"
-            if types[c] == "BLOB"
-            else c
-        )
-        for c in columns
-    )
+    SHA-256s in row order (each row as JSON, so no two different rows encode alike; the
+    large columns enter as their own SHA-256, which spares escaping them)."""
+    encoded = ", ".join(f"{c} := {_encoded(c, types[c])}" for c in columns)
     return (
         "SELECT batch_sequence, count(*), sha256(string_agg(d, '' ORDER BY row_index, d)) "
         f"FROM (SELECT batch_sequence, row_index, "
         f"sha256(to_json(struct_pack(row_index := row_index, {encoded}))) AS d FROM ({rows})) "
         "GROUP BY batch_sequence"
     )
+
+
+def _encoded(column: str, kind: str) -> str:
+    """_encoded: JSON columns by their exact text, BLOBs by bytes (never by a rendering)."""
+    if column in _HASHED:
+        return f"sha256({column}::VARCHAR)" if kind == "JSON" else f"sha256({column})"
+    if kind == "JSON":
+        return f"CAST({column} AS VARCHAR)"
+    return f"hex({column})" if kind == "BLOB" else column
 
 
 def _column_types(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, str]:
