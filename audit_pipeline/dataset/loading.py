@@ -188,27 +188,40 @@ class _ParquetLoader:
         self.quarantined: dict[int, int] = {}
 
     def __call__(self, files: VerifiedParquet, group: list[VerifiedFile]) -> None:
-        names = ", ".join([*EVENT_COLUMNS, "batch_sequence", "row_index"])
-        files.con.execute(
-            f"INSERT INTO {self.tables[0]} ({names}) "
-            + files.rows_sql(group, EVENT_COLUMNS, EVENT_ROWS)
-        )
+        loaded = self._insert(files, group, 0, EVENT_COLUMNS, EVENT_ROWS)
         self.quarantined.update((v.signed.sequence, 0) for v in group)
         suspects = [v for v in group if v.may_quarantine]
-        if not suspects:
-            return
-        names = ", ".join([*QUARANTINE_COLUMNS, "batch_sequence", "row_index"])
-        files.con.execute(
-            f"INSERT INTO {self.tables[1]} ({names}) "
-            + files.rows_sql(suspects, QUARANTINE_COLUMNS, QUARANTINE_ROWS)
-        )
-        listed = ", ".join(str(v.signed.sequence) for v in suspects)
-        self.quarantined.update(
-            files.con.execute(
-                f"SELECT batch_sequence, count(*) FROM {self.tables[1]} "
-                f"WHERE batch_sequence IN ({listed}) GROUP BY ALL"
-            ).fetchall()
-        )
+        if suspects:
+            loaded += self._insert(files, suspects, 1, QUARANTINE_COLUMNS, QUARANTINE_ROWS)
+            listed = ", ".join(str(v.signed.sequence) for v in suspects)
+            self.quarantined.update(
+                files.con.execute(
+                    f"SELECT batch_sequence, count(*) FROM {self.tables[1]} "
+                    f"WHERE batch_sequence IN ({listed}) GROUP BY ALL"
+                ).fetchall()
+            )
+        # Every row lands in one of the two tables (a footer whose statistics said "no
+        # quarantined rows" wrongly would otherwise drop some without a word).
+        if loaded != sum(v.rows for v in group):
+            first, last = group[0].signed.sequence, group[-1].signed.sequence
+            raise DatasetIntegrityError(
+                f"batches {first}..{last}: {loaded} rows loaded, their manifests list "
+                f"{sum(v.rows for v in group)}; nothing was published"
+            )
+
+    def _insert(
+        self,
+        files: VerifiedParquet,
+        group: list[VerifiedFile],
+        table: int,
+        columns: Sequence[str],
+        where: str,
+    ) -> int:
+        names = ", ".join([*columns, "batch_sequence", "row_index"])
+        row = files.con.execute(
+            f"INSERT INTO {self.tables[table]} ({names}) " + files.rows_sql(group, columns, where)
+        ).fetchone()
+        return int(row[0]) if row else 0
 
 
 class _Loader:
