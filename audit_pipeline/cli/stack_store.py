@@ -55,6 +55,7 @@ def seaweedfs_store(home: Path, environ: Mapping[str, str]) -> Iterator[StackSto
     starts), as for every s3:// data directory."""
     from botocore.exceptions import ClientError
 
+    from audit_pipeline.dataset.seal import DATASET_ENV
     from audit_pipeline.ledger.keys import create_signing_key, load_signing_key
     from audit_pipeline.store.ledger import init_keyring, keyring_of
     from audit_pipeline.store.s3 import S3ObjectStore, s3_client
@@ -71,6 +72,8 @@ def seaweedfs_store(home: Path, environ: Mapping[str, str]) -> Iterator[StackSto
             "AWS_SECRET_ACCESS_KEY": server.pipeline.secret_access_key,
             "AWS_REGION": REGION,
             RETENTION_ENV: environ[RETENTION_ENV].strip(),
+            # the dataset of an s3:// log is a local file, built from a verified local copy
+            DATASET_ENV: environ.get(DATASET_ENV) or str(home / "audit.duckdb"),
         }
         settings = S3Settings.from_env(url, env)
         try:
