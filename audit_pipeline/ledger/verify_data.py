@@ -7,19 +7,20 @@ from __future__ import annotations
 import os
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from audit_pipeline.ledger.commit import file_digest, parse_intent
 from audit_pipeline.ledger.errors import LedgerError
-from audit_pipeline.ledger.events import BatchFileFormat, events_root, record_mismatch
-from audit_pipeline.ledger.findings import LIST_LIMIT, Finding, FindingCode, first_items
+from audit_pipeline.ledger.events import BatchFileFormat
+from audit_pipeline.ledger.findings import LIST_LIMIT, Finding, FindingCode
 from audit_pipeline.ledger.layout import (
     INTENT_SUFFIX,
     LAKE,
     PENDING,
+    LocalStorage,
     NotRegularFileError,
     format_hour,
     manifest_path,
@@ -29,7 +30,8 @@ from audit_pipeline.ledger.layout import (
 from audit_pipeline.ledger.manifest import SignedManifest
 from audit_pipeline.ledger.several_hours import id_hashes, ids_in_several_hours
 from audit_pipeline.ledger.storage import LedgerFiles
-from audit_pipeline.ledger.verify_context import VerifyContext
+from audit_pipeline.ledger.verify_context import FILES, VerifyContext
+from audit_pipeline.ledger.verify_rows import check_rows, read_event_columns
 from audit_pipeline.text import plural
 
 
@@ -56,26 +58,17 @@ class DataFileChecks(VerifyContext):
             s for s in shared if s < start and with_data[s].manifest.window_start in todo_windows
         ]
 
-        def work(seq: int) -> _DataResult:
-            signed = with_data[seq]
-            return _check_data_file(
+        tasks = [
+            DataFileTask(
                 self.storage,
                 self.file_format,
-                signed,
-                seq in shared,
-                may_be_absent=not self.in_range(signed.manifest.window_start),
+                with_data[seq],
+                self.depth,
+                may_be_absent=not self.in_range(with_data[seq].manifest.window_start),
             )
-
-        results: dict[int, _DataResult] = {}
-        if self.jobs > 1 and len(todo) > 1:
-            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-                for done, (seq, res) in enumerate(zip(todo, pool.map(work, todo), strict=True)):
-                    results[seq] = res
-                    self._tick(done + 1, len(todo))
-        else:
-            for done, seq in enumerate(todo):
-                results[seq] = work(seq)
-                self._tick(done + 1, len(todo))
+            for seq in todo
+        ]
+        results: dict[int, _DataResult] = dict(zip(todo, self._run_tasks(tasks), strict=True))
         for seq in sorted(results):
             res = results[seq]
             if res.absent_outside_range:
@@ -85,6 +78,14 @@ class DataFileChecks(VerifyContext):
             self.checked["data_files"] += 1
             self.checked["bytes_hashed"] += res.bytes_hashed
             self.checked["events"] += res.events
+            if res.ids is not None:
+                res.id_hashes = id_hashes(res.ids)
+                if seq not in shared:
+                    res.ids = None  # only a window shared with another batch needs them
+        if self.depth == FILES:
+            present = sum(not r.absent_outside_range for r in results.values())
+            self._notice_rows_not_rederived(present)
+            return
         # Ids of earlier batches that share a window with a new one (incremental mode).
         for seq in sorted(need_ids):
             data = with_data[seq].manifest.data
@@ -98,6 +99,41 @@ class DataFileChecks(VerifyContext):
             results[seq] = _DataResult([], ids, 0, 0, id_hashes=id_hashes(ids))
         self._check_window_duplicates(parsed, results, start)
         self._notice_ids_in_several_hours(parsed, results)
+
+    def _run_tasks(self, tasks: list[DataFileTask]) -> Iterator[_DataResult]:
+        """_run_tasks checks the data files in order, in ``jobs`` worker processes when there
+        are several (each file is hashed and decoded in one process; results come back in
+        batch order), with progress every hundred files."""
+        jobs = self.jobs
+        if jobs > 1 and not isinstance(self.storage, LocalStorage):
+            self.notice(
+                "jobs_not_used",
+                "data files",
+                f"--jobs {jobs} asked for, but this storage's client is not shared with worker "
+                "processes: the data files were checked in this process, one at a time",
+            )
+            jobs = 1
+        if jobs > 1 and len(tasks) > 1:
+            chunk = max(1, len(tasks) // (jobs * 16))
+            with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+                for done, res in enumerate(pool.map(check_data_file, tasks, chunksize=chunk)):
+                    self._tick(done + 1, len(tasks))
+                    yield res
+            return
+        for done, task in enumerate(tasks):
+            res = check_data_file(task)
+            self._tick(done + 1, len(tasks))
+            yield res
+
+    def _notice_rows_not_rederived(self, files: int) -> None:
+        self.notice(
+            "rows_not_rederived",
+            "data files",
+            f"file level: {plural(files, 'data file')} matched the size and SHA-256 their "
+            "signed manifests pin; their rows were not re-derived (leaves, events roots, row "
+            "counts, time ranges, windows, id/time columns, ids twice in an hour or in several "
+            "hours: checked when committed, and by --depth rows)",
+        )
 
     def _notice_ids_in_several_hours(
         self, parsed: Mapping[int, SignedManifest], results: Mapping[int, _DataResult]
@@ -215,17 +251,23 @@ class DataFileChecks(VerifyContext):
             )
 
 
-def _check_data_file(
-    storage: LedgerFiles,
-    file_format: BatchFileFormat,
-    signed: SignedManifest,
-    want_ids: bool,
-    *,
-    may_be_absent: bool = False,
-) -> _DataResult:
-    """_check_data_file checks one batch's data file against its manifest (one outside the
-    data range may be absent; if present it is checked like any other)."""
-    m = signed.manifest
+@dataclass(frozen=True)
+class DataFileTask:
+    """DataFileTask is one data file to check: everything a worker process needs (picklable
+    for the local data directory)."""
+
+    storage: LedgerFiles
+    file_format: BatchFileFormat
+    signed: SignedManifest
+    depth: str
+    may_be_absent: bool = False
+
+
+def check_data_file(task: DataFileTask) -> _DataResult:
+    """check_data_file checks one batch's data file against its manifest: its size and
+    SHA-256 at every depth, its rows too at ``rows`` (one outside the data range may be
+    absent; if present it is checked like any other)."""
+    m = task.signed.manifest
     data = m.data
     assert data is not None
     findings: list[Finding] = []
@@ -241,14 +283,13 @@ def _check_data_file(
             )
         )
 
-    path = storage.path(data.path)
     try:
-        size, sha256 = file_digest(storage.regular_path(data.path))
+        size, sha256 = file_digest(task.storage.regular_path(data.path))
     except NotRegularFileError as exc:
         add(FindingCode.NOT_REGULAR_FILE, str(exc))
         return _DataResult(findings, None, 0, 0)
     except FileNotFoundError:
-        if may_be_absent:
+        if task.may_be_absent:
             return _DataResult(findings, None, 0, 0, absent_outside_range=True)
         add(FindingCode.DATA_FILE_MISSING, "the data file is missing")
         return _DataResult(findings, None, 0, 0)
@@ -258,57 +299,15 @@ def _check_data_file(
         add(
             FindingCode.FILE_HASH_MISMATCH, "SHA-256 differs from the manifest", data.sha256, sha256
         )
+    if task.depth == FILES:
+        return _DataResult(findings, None, size, 0)
     try:
-        records = file_format.read_events(path)
+        columns = read_event_columns(task.file_format, task.storage.path(data.path))
     except LedgerError as exc:
         add(FindingCode.UNREADABLE_DATA_FILE, f"rows cannot be read: {exc}")
         return _DataResult(findings, None, size, 0)
-    if len(records) != data.rows:
-        add(
-            FindingCode.ROW_COUNT_MISMATCH,
-            "row count differs from the manifest",
-            data.rows,
-            len(records),
-        )
-    root = events_root(records).hex()
-    if root != m.events_root:
-        add(
-            FindingCode.EVENTS_ROOT_MISMATCH,
-            "Merkle root recomputed from the rows differs from the manifest",
-            m.events_root,
-            root,
-        )
-    times = [r.date_create for r in records]
-    span = (min(times, default=None), max(times, default=None))
-    if span != (m.min_date_create, m.max_date_create):
-        add(
-            FindingCode.EVENT_RANGE_MISMATCH,
-            "event time range differs from the manifest",
-            (m.min_date_create, m.max_date_create),
-            span,
-        )
-    outside = [r.event_id for r in records if not m.window_start <= r.date_create < m.window_end]
-    if outside:
-        add(
-            FindingCode.EVENT_OUTSIDE_WINDOW,
-            f"{len(outside)} events outside {format_hour(m.window_start)}: {first_items(outside)}",
-        )
-    mismatched = [f"{r.event_id} ({p})" for r in records if (p := record_mismatch(r))]
-    if mismatched:
-        add(
-            FindingCode.EVENT_RECORD_MISMATCH,
-            f"{plural(len(mismatched), 'row')} whose columns disagree with their leaf: "
-            f"{first_items(mismatched)}",
-        )
-    repeated = [i for i, n in Counter(r.event_id for r in records).items() if n > 1]
-    if repeated:
-        add(
-            FindingCode.DUPLICATE_EVENT_ID,
-            f"{len(repeated)} event ids appear twice in the file: {first_items(repeated)}",
-        )
-    ids = [r.event_id for r in records] if want_ids else None
-    hashes = id_hashes(r.event_id for r in records)
-    return _DataResult(findings, ids, size, len(records), id_hashes=hashes)
+    check_rows(m, columns, add)
+    return _DataResult(findings, columns.ids, size, len(columns.ids))
 
 
 def _digest_or_none(storage: LedgerFiles, rel: str) -> tuple[int, str] | None:
