@@ -77,7 +77,8 @@ class DataFileChecks(VerifyContext):
             self.findings.extend(res.findings)
             self.checked["data_files"] += 1
             self.checked["bytes_hashed"] += res.bytes_hashed
-            self.checked["events"] += res.events
+            if self.depth != FILES:  # the file level reads no event
+                self.checked["events"] += res.events
             if res.ids is not None:
                 res.id_hashes = id_hashes(res.ids)
                 if seq not in shared:

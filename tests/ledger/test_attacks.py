@@ -34,7 +34,6 @@ from audit_pipeline.ledger.manifest import SIGNING_CONTEXT, parse_manifest
 from audit_pipeline.ledger.note import Signer
 from audit_pipeline.ledger.verify import VerifyReport
 
-
 # Attacks whose finding needs the rows re-derived (verify --depth rows).
 ROWS_ONLY = frozenset(
     {
