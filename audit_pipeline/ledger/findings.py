@@ -248,8 +248,11 @@ class VerifyReport:
             for key, word in (("events", "event"), ("checkpoints", "checkpoint"), ("hours", "hour"))
         )
         facts += " checked"
-        if self.depth != "rows":
+        not_rederived = c.get("rows_not_rederived", 0)
+        if not_rederived:
             facts += "; file level: rows not re-derived"
+            if self.depth != "files":
+                facts += f" for {plural(not_rederived, 'data file')} the trusted checkpoint covers"
         if self.data_range is not None:
             start, end = self.data_range
             facts += (

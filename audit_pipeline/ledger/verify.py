@@ -118,6 +118,7 @@ def verify_ledger(
     witness_quorum: int | None = None,
     storage: LedgerFiles | None = None,
     depth: str = ROWS,
+    recheck_trusted_files: bool = False,
 ) -> VerifyReport:
     """verify_ledger checks the data directory and returns every finding it has.
 
@@ -140,6 +141,8 @@ def verify_ledger(
     checked (``rows``, the default: every leaf re-derived; ``files``: size and SHA-256
     against the signed manifest only, said in a notice; see :data:`.verify_context.DEPTHS`).
     ``jobs`` > 1 checks data files in that many worker processes (local data directories).
+    ``recheck_trusted_files`` (with ``incremental``) also checks the data files of the
+    batches the trusted checkpoint covers, at file level.
     """
     if storage is None:
         data_dir = Path(data_dir)
@@ -175,6 +178,7 @@ def verify_ledger(
         progress=progress or (lambda _msg: None),
         data_range=data_range,
         depth=depth,
+        recheck_trusted_files=recheck_trusted_files,
     )
     run.witness_keys, run.witness_quorum = tuple(witness_keys), quorum
     try:

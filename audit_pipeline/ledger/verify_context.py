@@ -36,6 +36,7 @@ class VerifyContext:
         progress: Callable[[str], None],
         data_range: tuple[int, int] | None = None,
         depth: str = ROWS,
+        recheck_trusted_files: bool = False,
     ) -> None:
         self.storage = storage
         self.file_format = file_format
@@ -45,6 +46,7 @@ class VerifyContext:
         self.progress = progress
         self.data_range = data_range
         self.depth = depth
+        self.recheck_trusted_files = recheck_trusted_files
         self.findings: list[Finding] = []
         self.notices: list[Notice] = []
         self.checked: Counter[str] = Counter()

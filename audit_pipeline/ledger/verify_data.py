@@ -52,8 +52,12 @@ class DataFileChecks(VerifyContext):
         with_data = {s: m for s, m in sorted(parsed.items()) if m.manifest.data}
         windows = Counter(m.manifest.window_start for m in with_data.values())
         shared = {s for s, m in with_data.items() if windows[m.manifest.window_start] > 1}
-        todo = [s for s in with_data if s >= start]
-        todo_windows = {with_data[s].manifest.window_start for s in todo}
+        new = [s for s in with_data if s >= start]
+        todo_windows = {with_data[s].manifest.window_start for s in new}
+        # The batches a trusted checkpoint covers, when asked: at file level (their
+        # manifests, and so their files' hashes, are what that checkpoint vouches for).
+        todo = list(with_data) if self.recheck_trusted_files else new
+        depth = {seq: self.depth if seq >= start else FILES for seq in todo}
         need_ids = [
             s for s in shared if s < start and with_data[s].manifest.window_start in todo_windows
         ]
@@ -63,7 +67,7 @@ class DataFileChecks(VerifyContext):
                 self.storage,
                 self.file_format,
                 with_data[seq],
-                self.depth,
+                depth[seq],
                 may_be_absent=not self.in_range(with_data[seq].manifest.window_start),
             )
             for seq in todo
@@ -77,15 +81,17 @@ class DataFileChecks(VerifyContext):
             self.findings.extend(res.findings)
             self.checked["data_files"] += 1
             self.checked["bytes_hashed"] += res.bytes_hashed
-            if self.depth != FILES:  # the file level reads no event
+            if depth[seq] == FILES:
+                self.checked["rows_not_rederived"] += 1
+            else:  # the file level reads no event
                 self.checked["events"] += res.events
             if res.ids is not None:
                 res.id_hashes = id_hashes(res.ids)
                 if seq not in shared:
                     res.ids = None  # only a window shared with another batch needs them
+        if self.checked["rows_not_rederived"]:
+            self._notice_rows_not_rederived(self.checked["rows_not_rederived"])
         if self.depth == FILES:
-            present = sum(not r.absent_outside_range for r in results.values())
-            self._notice_rows_not_rederived(present)
             return
         # Ids of earlier batches that share a window with a new one (incremental mode).
         for seq in sorted(need_ids):

@@ -125,3 +125,21 @@ def test_report_json_and_summary_name_the_depth(six_hours: Ledger, lh) -> None:
     # The file level hashed the same bytes the row level did.
     assert files.checked["bytes_hashed"] == rows.checked["bytes_hashed"] > 0
     assert hashlib.sha256(b"").hexdigest() not in files.summary()
+
+
+def test_incremental_rechecks_the_trusted_batches_files_when_asked(six_hours: Ledger, lh) -> None:
+    """Rows of the new batches, file level for the ones a trusted checkpoint covers: a data
+    file changed under that checkpoint is caught without re-deriving its rows."""
+    held = six_hours.latest_checkpoint()
+    lh.commit(six_hours, 6)
+    changed = _data_file(six_hours, 2 if six_hours.manifests()[2].manifest.data else 1)
+    changed.write_bytes(changed.read_bytes() + b"\n")
+    plain = lh.verify(six_hours.data_dir, trusted_checkpoint=held, incremental=True)
+    assert plain.ok and plain.checked["data_files"] == 1  # the new batch only
+    both = lh.verify(
+        six_hours.data_dir, trusted_checkpoint=held, incremental=True, recheck_trusted_files=True
+    )
+    assert {"size_mismatch", "file_hash_mismatch"} == lh.codes(both)
+    assert both.checked["data_files"] == 7 and both.checked["rows_not_rederived"] == 6
+    assert both.checked["events"] == 3 and both.depth == "rows"
+    assert "rows not re-derived for 6 data files the trusted checkpoint covers" in both.summary()
