@@ -158,10 +158,13 @@ class LedgerResource(dg.ConfigurableResource):
         incremental: bool,
         witness_keys: Sequence[WitnessKey] = (),
         witness_quorum: int | None = None,
+        recheck_trusted_files: bool = False,
     ) -> VerifyReport:
         """verify runs the ledger verifier over the data directory; returns its report.
 
-        ``incremental`` needs a trusted checkpoint; without one the whole ledger is checked.
+        ``incremental`` needs a trusted checkpoint; without one the whole ledger is checked
+        (at row level). ``recheck_trusted_files`` also checks, at file level, the data files
+        the trusted checkpoint covers.
         Signatures are checked against :meth:`trusted_keyring` when one is configured.
         """
         return verify_ledger(
@@ -173,6 +176,7 @@ class LedgerResource(dg.ConfigurableResource):
             jobs=self.verify_jobs,
             witness_keys=witness_keys,
             witness_quorum=witness_quorum,
+            recheck_trusted_files=recheck_trusted_files,
         )
 
 

@@ -63,7 +63,11 @@ def _holds(hashes: array, value: int) -> bool:
 
 def _distinct(hashes: Iterable[array]) -> array:
     """_distinct: one hour's hashes (of all its batches), sorted, each once."""
-    return array("q", sorted(set(chain.from_iterable(hashes))))
+    arrays = list(hashes)
+    distinct = set(chain.from_iterable(arrays))
+    if len(arrays) == 1 and len(distinct) == len(arrays[0]):
+        return arrays[0]  # one batch without a repeated id: already sorted, each once
+    return array("q", sorted(distinct))
 
 
 def _in_several_runs(runs: Sequence[array]) -> set[int]:

@@ -257,9 +257,13 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
 
         if not trusted_keys:
             self._check_keyring_statements()
-        self._check_manifests(batches, start, origin)
-        self._check_windows(parsed, start)
-        self._check_data(parsed, start)
+        self._start_data(parsed, start)  # in worker processes meanwhile, with --jobs
+        try:
+            self._check_manifests(batches, start, origin)
+            self._check_windows(parsed, start)
+            self._check_data(parsed, start)
+        finally:
+            self._stop_data()
         self._check_unreferenced(parsed, size)
         self._check_checkpoints(parsed, origin, size, contiguous, roots, start)
         self._check_coverage(parsed, start, max_lag)

@@ -48,20 +48,20 @@ class _DataResult:
 class DataFileChecks(VerifyContext):
     """The data files: each against its manifest, ids across batches, files nobody references."""
 
-    def _check_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
+    _running: tuple[list[int], dict[int, str], Iterator[_DataResult]] | None = None
+    _pool: ProcessPoolExecutor | None = None
+
+    def _start_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
+        """_start_data hands the data files to ``jobs`` worker processes (when there are
+        several), so they are hashed and decoded while this process checks the manifests;
+        :meth:`_check_data` collects the results in batch order."""
         with_data = {s: m for s, m in sorted(parsed.items()) if m.manifest.data}
         windows = Counter(m.manifest.window_start for m in with_data.values())
-        shared = {s for s, m in with_data.items() if windows[m.manifest.window_start] > 1}
         new = [s for s in with_data if s >= start]
-        todo_windows = {with_data[s].manifest.window_start for s in new}
         # The batches a trusted checkpoint covers, when asked: at file level (their
         # manifests, and so their files' hashes, are what that checkpoint vouches for).
         todo = list(with_data) if self.recheck_trusted_files else new
         depth = {seq: self.depth if seq >= start else FILES for seq in todo}
-        need_ids = [
-            s for s in shared if s < start and with_data[s].manifest.window_start in todo_windows
-        ]
-
         tasks = [
             DataFileTask(
                 self.storage,
@@ -69,10 +69,35 @@ class DataFileChecks(VerifyContext):
                 with_data[seq],
                 depth[seq],
                 may_be_absent=not self.in_range(with_data[seq].manifest.window_start),
+                want_ids=windows[with_data[seq].manifest.window_start] > 1,
+                hash_probe=hash(HASH_PROBE),
             )
             for seq in todo
         ]
-        results: dict[int, _DataResult] = dict(zip(todo, self._run_tasks(tasks), strict=True))
+        self._running = (todo, depth, self._run_tasks(tasks))
+
+    def _stop_data(self) -> None:
+        """_stop_data ends the worker processes, if any (also when a check failed)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def _check_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
+        with_data = {s: m for s, m in sorted(parsed.items()) if m.manifest.data}
+        windows = Counter(m.manifest.window_start for m in with_data.values())
+        shared = {s for s, m in with_data.items() if windows[m.manifest.window_start] > 1}
+        todo_windows = {m.manifest.window_start for s, m in with_data.items() if s >= start}
+        need_ids = [
+            s for s in shared if s < start and with_data[s].manifest.window_start in todo_windows
+        ]
+        if self._running is None:
+            self._start_data(parsed, start)
+        assert self._running is not None
+        (todo, depth, running), self._running = self._running, None
+        try:
+            results: dict[int, _DataResult] = dict(zip(todo, running, strict=True))
+        finally:
+            self._stop_data()
         for seq in sorted(results):
             res = results[seq]
             if res.absent_outside_range:
@@ -85,7 +110,7 @@ class DataFileChecks(VerifyContext):
                 self.checked["rows_not_rederived"] += 1
             else:  # the file level reads no event
                 self.checked["events"] += res.events
-            if res.ids is not None:
+            if res.ids is not None and res.id_hashes is None:
                 res.id_hashes = id_hashes(res.ids)
                 if seq not in shared:
                     res.ids = None  # only a window shared with another batch needs them
@@ -109,8 +134,8 @@ class DataFileChecks(VerifyContext):
 
     def _run_tasks(self, tasks: list[DataFileTask]) -> Iterator[_DataResult]:
         """_run_tasks checks the data files in order, in ``jobs`` worker processes when there
-        are several (each file is hashed and decoded in one process; results come back in
-        batch order), with progress every hundred files."""
+        are several (started now; each file is hashed and decoded in one process; results
+        come back in batch order), with progress every hundred files."""
         jobs = self.jobs
         if jobs > 1 and not isinstance(self.storage, LocalStorage):
             self.notice(
@@ -122,14 +147,14 @@ class DataFileChecks(VerifyContext):
             jobs = 1
         if jobs > 1 and len(tasks) > 1:
             chunk = max(1, len(tasks) // (jobs * 16))
-            with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
-                for done, res in enumerate(pool.map(check_data_file, tasks, chunksize=chunk)):
-                    self._tick(done + 1, len(tasks))
-                    yield res
-            return
-        for done, task in enumerate(tasks):
-            res = check_data_file(task)
-            self._tick(done + 1, len(tasks))
+            self._pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)))
+            results = self._pool.map(check_data_file, tasks, chunksize=chunk)  # submits all
+            return self._ticked(results, len(tasks))
+        return self._ticked(map(check_data_file, tasks), len(tasks))
+
+    def _ticked(self, results: Iterator[_DataResult], total: int) -> Iterator[_DataResult]:
+        for done, res in enumerate(results):
+            self._tick(done + 1, total)
             yield res
 
     def _notice_rows_not_rederived(self, files: int) -> None:
@@ -268,6 +293,13 @@ class DataFileTask:
     signed: SignedManifest
     depth: str
     may_be_absent: bool = False
+    want_ids: bool = False  # the window is shared with another batch: ids are compared
+    # hash(HASH_PROBE) in the process that asked: a worker whose string hashes are the same
+    # (forked) returns its ids' hashes, else the ids for the asking process to hash
+    hash_probe: int | None = None
+
+
+HASH_PROBE = "audit_pipeline: are string hashes this process's?"
 
 
 def check_data_file(task: DataFileTask) -> _DataResult:
@@ -314,7 +346,12 @@ def check_data_file(task: DataFileTask) -> _DataResult:
         add(FindingCode.UNREADABLE_DATA_FILE, f"rows cannot be read: {exc}")
         return _DataResult(findings, None, size, 0)
     check_rows(m, columns, add)
-    return _DataResult(findings, columns.ids, size, len(columns.ids))
+    ids = columns.ids
+    if task.hash_probe != hash(HASH_PROBE):
+        return _DataResult(findings, ids, size, len(ids))
+    return _DataResult(
+        findings, ids if task.want_ids else None, size, len(ids), id_hashes=id_hashes(ids)
+    )
 
 
 def _digest_or_none(storage: LedgerFiles, rel: str) -> tuple[int, str] | None:
