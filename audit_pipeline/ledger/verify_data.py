@@ -1,6 +1,8 @@
-"""Data-file checks of a verification: every data file against its manifest (size,
-SHA-256, rows, events root, time range, each row against its leaf), ids committed twice in
-an hour or in several hours, and files under ``lake/`` that no manifest references."""
+"""Data-file checks of a verification: every data file against its manifest (size and
+SHA-256 at every depth; at row level also rows, events root, time range, each row against
+its leaf: :mod:`.verify_rows`), ids committed twice in an hour or in several hours, and
+files under ``lake/`` that no manifest references. With ``jobs`` > 1 the files are checked
+in worker processes (:func:`check_data_file` is their picklable task)."""
 
 from __future__ import annotations
 
@@ -106,9 +108,9 @@ class DataFileChecks(VerifyContext):
             self.findings.extend(res.findings)
             self.checked["data_files"] += 1
             self.checked["bytes_hashed"] += res.bytes_hashed
-            if depth[seq] == FILES:
+            if depth[seq] == FILES:  # no event read
                 self.checked["rows_not_rederived"] += 1
-            else:  # the file level reads no event
+            else:
                 self.checked["events"] += res.events
             if res.ids is not None and res.id_hashes is None:
                 res.id_hashes = id_hashes(res.ids)
