@@ -246,6 +246,7 @@ class VerifyReport:
         facts += f" ({plural(c.get('bytes_hashed', 0), 'byte')}), " + ", ".join(
             plural(c.get(key, 0), word)
             for key, word in (("events", "event"), ("checkpoints", "checkpoint"), ("hours", "hour"))
+            if key != "events" or self.depth != "files"  # the file level reads no event
         )
         facts += " checked"
         not_rederived = c.get("rows_not_rederived", 0)
