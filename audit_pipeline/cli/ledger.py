@@ -710,8 +710,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="check data files in N worker processes (default 1; an object store is read "
-        "in one process)",
+        help="check data files in N worker processes (default 1; threads at --depth files, "
+        "where hashing runs outside the interpreter lock; an object store is read in one "
+        "process)",
     )
     verify.add_argument(
         "--max-lag",

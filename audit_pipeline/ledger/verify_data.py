@@ -10,7 +10,7 @@ import os
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,7 @@ class DataFileChecks(VerifyContext):
     """The data files: each against its manifest, ids across batches, files nobody references."""
 
     _running: tuple[list[int], dict[int, str], Iterator[_DataResult]] | None = None
-    _pool: ProcessPoolExecutor | None = None
+    _pool: Executor | None = None
 
     def _start_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
         """_start_data hands the data files to ``jobs`` worker processes (when there are
@@ -148,8 +148,13 @@ class DataFileChecks(VerifyContext):
             )
             jobs = 1
         if jobs > 1 and len(tasks) > 1:
+            workers = min(jobs, len(tasks))
+            if all(t.depth == FILES for t in tasks):
+                # Hashing releases the GIL: threads, without a process's start-up and pickling.
+                self._pool = ThreadPoolExecutor(max_workers=workers)
+                return self._ticked(self._pool.map(check_data_file, tasks), len(tasks))
             chunk = max(1, len(tasks) // (jobs * 16))
-            self._pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)))
+            self._pool = ProcessPoolExecutor(max_workers=workers)
             results = self._pool.map(check_data_file, tasks, chunksize=chunk)  # submits all
             return self._ticked(results, len(tasks))
         return self._ticked(map(check_data_file, tasks), len(tasks))
