@@ -44,11 +44,12 @@ PROVE_PARTS = (
 )
 VERIFY_PARTS = (
     ("read + parse manifests", ("_Run._read_manifests",)),
-    ("check data files, total", ("_check_data_file",)),
+    ("check data files, total", ("check_data_file",)),
     ("  SHA-256 of files", ("file_digest",)),
-    ("  decode Parquet + build records (lake reader)", ("ParquetBatchFormat.read_events",)),
-    ("  events Merkle root: leaf + node hashes", ("events_root",)),
-    ("  row id/time vs leaf JSON", ("record_mismatch",)),
+    ("  decode Parquet into columns (lake reader)", ("ParquetBatchFormat.read_event_columns",)),
+    ("  leaf hashes", ("leaf_hashes",)),
+    ("  events Merkle root: node hashes", ("root_hash",)),
+    ("  row id/time vs leaf JSON", ("mismatched_rows",)),
     ("checkpoints and signatures", ("_Run._check_checkpoints", "_Run._check_manifests")),
 )
 

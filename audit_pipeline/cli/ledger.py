@@ -343,6 +343,7 @@ def _verify_dir(args: argparse.Namespace) -> int:
         "trusted_checkpoint": trusted,
         "incremental": args.incremental,
         "jobs": args.jobs,
+        "depth": args.depth,
         "max_lag": int(args.max_lag * 3600) if args.max_lag is not None else None,
         "data_range": data_range,
         # a bar on a terminal; elsewhere lines once the work runs long (or with -v)
@@ -661,8 +662,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="verify the whole ledger and data lake offline",
         description=(
             "Check every manifest (link and signature), sequence continuity, every data file\n"
-            "(size, SHA-256, rows, Merkle root), checkpoints, key validity, unreferenced files,\n"
-            "duplicate ids, event times and hourly coverage. Every finding is reported.\n"
+            "(size, SHA-256; with --depth rows, the default, also rows, leaves, Merkle root),\n"
+            "checkpoints, key validity, unreferenced files, duplicate ids, event times and\n"
+            "hourly coverage. Every finding is reported.\n"
             "With --trusted-checkpoint FILE (a checkpoint kept elsewhere), an RFC 6962\n"
             "consistency proof shows today's log extends it: catches truncation, rollback and\n"
             "forks. Without --trusted-keys the data directory's own keyring is used, which\n"
@@ -706,11 +708,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print one JSON report (audit_pipeline.verify/v1) on stdout",
     )
     verify.add_argument(
+        "--depth",
+        choices=("files", "rows"),
+        default="rows",
+        help="how deep each data file is checked. files: every data file is byte for byte "
+        "what a signed manifest pinned (size and SHA-256; bound by hashing), relying on the "
+        "check at commit time that its rows match the signed events root. rows (default): "
+        "that, and every leaf, the events root, row count, time range, window and id/time "
+        "columns re-derived from the rows, and ids across batches: also catches a batch "
+        "whose signed manifest never matched its rows (e.g. a key holder signing a lie)",
+    )
+    verify.add_argument(
         "--jobs",
         type=int,
         default=1,
         metavar="N",
-        help="hash data files with N threads (default 1)",
+        help="check data files in N worker processes (default 1; threads at --depth files, "
+        "where hashing runs outside the interpreter lock; an object store is read in one "
+        "process)",
     )
     verify.add_argument(
         "--max-lag",

@@ -198,10 +198,13 @@ class LedgerResource(dg.ConfigurableResource):
         incremental: bool,
         witness_keys: Sequence[WitnessKey] = (),
         witness_quorum: int | None = None,
+        recheck_trusted_files: bool = False,
     ) -> VerifyReport:
         """verify runs the ledger verifier over the data directory; returns its report.
 
-        ``incremental`` needs a trusted checkpoint; without one the whole ledger is checked.
+        ``incremental`` needs a trusted checkpoint; without one the whole ledger is checked
+        (at row level). ``recheck_trusted_files`` also checks, at file level, the data files
+        the trusted checkpoint covers.
         Signatures are checked against :meth:`trusted_keyring` when one is configured. An
         object store is verified with its versions.
         """
@@ -212,6 +215,7 @@ class LedgerResource(dg.ConfigurableResource):
             jobs=self.verify_jobs,
             witness_keys=witness_keys,
             witness_quorum=witness_quorum,
+            recheck_trusted_files=recheck_trusted_files,
         )
         if self.object_store_url() is not None:
             from audit_pipeline.store.verification import verify_object_store

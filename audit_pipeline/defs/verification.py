@@ -35,6 +35,7 @@ from audit_pipeline.defs.checks import (
     LEDGER_CHECK_SPECS,
     Coverage,
     ledger_check_results,
+    verification_depth,
 )
 from audit_pipeline.defs.partitions import START_HOUR
 from audit_pipeline.defs.resources import LedgerResource, SlackNotificationError, SlackNotifier
@@ -62,9 +63,10 @@ class VerifyConfig(dg.Config):
 
     full: bool = Field(
         default=False,
-        description="Re-hash every data file, not only those committed since the checkpoint "
-        f"Dagster recorded (done anyway every {FULL_VERIFY_EVERY_HOURS} hours, and on every "
-        "run after a failed verification until a full one passes).",
+        description="Re-derive the rows of every data file (row level), not only of those "
+        "committed since the checkpoint Dagster recorded; every run checks every file's size "
+        f"and SHA-256 anyway (file level). Done every {FULL_VERIFY_EVERY_HOURS} hours, and on "
+        "every run after a failed verification until a full one passes.",
     )
     adopt_unrecorded_ledger: bool = Field(
         default=False,
@@ -209,6 +211,7 @@ def verification_result(
         if plan.full
         else f"incremental from batch {report.incremental_from}",
         "verification_reason": plan.reason,
+        "verification_depth": verification_depth(report),
         "tree_size": report.tree_size,
         "findings": len(report.findings),
         "integrity_findings": len(report.integrity_findings),
@@ -342,7 +345,14 @@ def run_verification(
     if witnesses is not None and witnesses.keys:
         witnessed = {"witness_keys": witnesses.keys, "witness_quorum": witnesses.quorum}
     try:
-        return ledger.verify(trusted_checkpoint=trusted, incremental=not full, **witnessed)
+        # Row level for the new batches (all of them on a full run), file level for the
+        # data files the recorded checkpoint covers: each run re-hashes every file.
+        return ledger.verify(
+            trusted_checkpoint=trusted,
+            incremental=not full,
+            recheck_trusted_files=not full,
+            **witnessed,
+        )
     except AuditPipelineError as exc:
         raise dg.Failure(
             description=f"the ledger could not be verified: {exc}",

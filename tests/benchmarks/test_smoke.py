@@ -84,7 +84,9 @@ def test_every_benchmark_runs_at_the_tiny_size(tmp_path):
         assert f"## {name} (" in text, f"section {name} missing"
     for case in (
         "pipeline / floor",
-        "full verify, --jobs 1",
+        "full verify, file level (vs SHA-256 floor)",
+        "full verify, row level, --jobs 1 (vs row floor)",
+        "full verify, row level, --jobs 2 / --jobs 1",
         "incremental verify, year / week",
         "group by action: dataset / one file",
         "lookup by event id (dataset)",

@@ -90,6 +90,16 @@ def test_a_clean_ledger_verifies_through_s3_with_its_retention_shown(
     assert "not recorded in a verification history" in err
 
 
+def test_jobs_and_depth_on_s3_one_process_with_a_notice(capsys, s3_env, data_url, uploaded) -> None:
+    code, doc, err = verify(capsys, data_url, "--jobs", "2", "--depth", "files")
+    assert code == 0, err
+    assert doc["checked"]["depth"] == "files" and doc["checked"]["data_files"] == 3
+    notices = {n["code"] for n in doc["notices"]}
+    assert {"jobs_not_used", "rows_not_rederived"} <= notices
+    code, doc, err = verify(capsys, data_url, "--jobs", "2")
+    assert code == 0 and doc["checked"]["events"] == 9, err
+
+
 def test_writes_through_s3_are_refused_or_named(
     capsys, s3_env, seaweed, data_url, uploaded, store
 ) -> None:
