@@ -124,40 +124,37 @@ def judge_entry(
     return Faithful(value, canonical)
 
 
-# Whole JSON strings (escapes included), and what makes a number more than a plain
-# integer orjson holds exactly: a fraction or exponent, or 19 digits and more.
-_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
-_NOT_PLAIN_NUMBER = re.compile(rb"[0-9][.eE]|[0-9]{19}")
+# A number token (it follows ``:``, ``[`` or ``,``) with a fraction or exponent, or of 19
+# digits and more. It may also match inside a string: that only costs the careful parse.
+_NOT_PLAIN_NUMBER = re.compile(rb"[:\[,][ \t\r\n]*-?[0-9]+[.eE]|[:\[,][ \t\r\n]*-?[0-9]{19}")
+_SORTED = orjson.OPT_SORT_KEYS
 
 
 def _judge_plain(data: bytes, required: Mapping[str, type]) -> Faithful | None:
     """The common case in C: an entry orjson parses, with no float, no integer beyond 64
-    bits, no duplicate key and shallow nesting, whose required fields are fine, has the
-    same canonical JSON as the careful parse below gives. None sends every other entry
-    (and any doubt) there, which finds the reason; nothing is refused here.
+    bits, no repeated key and few brackets, whose required fields are fine, has the same
+    canonical JSON as the careful parse below gives. None sends every other entry (and
+    any doubt) there, which finds the reason; nothing is refused here.
 
-    orjson alone is not enough: it keeps the last of duplicate keys and turns big integers
-    and long decimals into doubles. Outside strings, a number token with a fraction,
-    exponent or 19+ digits sends the entry to the careful parse; and the members counted
-    (``:`` outside strings) in the bytes sent and in the canonical JSON differ exactly when
-    a key was repeated within an object.
+    orjson alone is not enough: it keeps the last of repeated keys and turns big integers
+    and long decimals into doubles. So a number token that is not a plain short integer
+    takes the careful parse; and a repeated key shows as fewer ``:`` in the canonical JSON
+    than in the bytes sent (re-encoding keeps every other ``:``, inside strings too, and
+    creates none, unless the bytes spell one as a ``\\u003a`` escape: careful parse).
     """
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH or _NOT_PLAIN_NUMBER.search(data):
+        return None
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
     if value.__class__ is not dict:
         return None
-    bare = _JSON_STRING.sub(b"", data)
-    if _NOT_PLAIN_NUMBER.search(bare) is not None:
-        return None
-    if bare.count(b"[") + bare.count(b"{") > MAX_DEPTH:
-        return None
     try:
-        canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        canonical = orjson.dumps(value, option=_SORTED)
     except TypeError:
         return None
-    if _JSON_STRING.sub(b"", canonical).count(b":") != bare.count(b":"):
+    if canonical.count(b":") != data.count(b":") or b"\\u003a" in data or b"\\u003A" in data:
         return None
     for name, kind in required.items():
         field = value.get(name)
