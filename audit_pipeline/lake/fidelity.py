@@ -124,9 +124,16 @@ def judge_entry(
     return Faithful(value, canonical)
 
 
-# A number token (it follows ``:``, ``[`` or ``,``) with a fraction or exponent, or of 19
-# digits and more. It may also match inside a string: that only costs the careful parse.
-_NOT_PLAIN_NUMBER = re.compile(rb"[:\[,][ \t\r\n]*-?[0-9]+[.eE]|[:\[,][ \t\r\n]*-?[0-9]{19}")
+# Number tokens that are not plain short integers, found in C after every digit became
+# ``0``: a fraction or exponent after a member's ``":`` or an array's ``[`` or ``,``, or
+# 19 digits in a row. Each literal-led search is a fast scan; a match inside a string
+# (``"rv\":130.0"``) only costs the careful parse.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_FRACTION_SEARCHES = tuple(
+    re.compile(lead + rb"[ \t\r\n]*-?0+[.eE]").search
+    for lead in (rb'"[ \t\r\n]*:', rb",", rb"\[")
+)
+_LONG_INTEGER = b"0" * 19
 _SORTED = orjson.OPT_SORT_KEYS
 
 
@@ -137,12 +144,15 @@ def _judge_plain(data: bytes, required: Mapping[str, type]) -> Faithful | None:
     any doubt) there, which finds the reason; nothing is refused here.
 
     orjson alone is not enough: it keeps the last of repeated keys and turns big integers
-    and long decimals into doubles. So a number token that is not a plain short integer
-    takes the careful parse; and a repeated key shows as fewer ``:`` in the canonical JSON
+    and long decimals into doubles. So any number token that may not be a plain short
+    integer takes the careful parse; and a repeated key shows as fewer ``:`` in the canonical JSON
     than in the bytes sent (re-encoding keeps every other ``:``, inside strings too, and
     creates none, unless the bytes spell one as a ``\\u003a`` escape: careful parse).
     """
-    if data.count(b"[") + data.count(b"{") > MAX_DEPTH or _NOT_PLAIN_NUMBER.search(data):
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH:
+        return None
+    digits = data.translate(_DIGITS_AS_ZERO)
+    if _LONG_INTEGER in digits or any(search(digits) for search in _FRACTION_SEARCHES):
         return None
     try:
         value = orjson.loads(data)
