@@ -34,8 +34,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit_pipeline.errors import ConfigurationError
-from audit_pipeline.lake import WindowNormalizer, events_from_table, write_batch_file
+from audit_pipeline.lake import WindowNormalizer, write_batch_file
 from audit_pipeline.lake.fidelity import REVISION_PREFIX
+from audit_pipeline.lake.parquet import event_leaves_from_table
 from audit_pipeline.ledger import EventRecord, Ledger
 from audit_pipeline.ledger.layout import DATA_MODE, HOUR, LocalStorage, format_hour
 from audit_pipeline.slack.client import AuditLogSource, FetchStats, UnparseablePageError
@@ -268,7 +269,7 @@ def sync_window(
     rows = normalizer.finish()
     pa.default_memory_pool().release_unused()  # the pages' copies, now sorted into rows
     phase("rows sorted into one table")
-    events = events_from_table(rows.table)
+    events = event_leaves_from_table(rows.table)
     phase("ledger records built")
     writer = _BatchWriter(rows.table, phase)
     duplicates_in_window = rows.duplicates_skipped

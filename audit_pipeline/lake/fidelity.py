@@ -130,8 +130,7 @@ def judge_entry(
 # (``"rv\":130.0"``) only costs the careful parse.
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _FRACTION_SEARCHES = tuple(
-    re.compile(lead + rb"[ \t\r\n]*-?0+[.eE]").search
-    for lead in (rb'"[ \t\r\n]*:', rb",", rb"\[")
+    re.compile(lead + rb"[ \t\r\n]*-?0+[.eE]").search for lead in (rb'"[ \t\r\n]*:', rb",", rb"\[")
 )
 _LONG_INTEGER = b"0" * 19
 _SORTED = orjson.OPT_SORT_KEYS

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from audit_pipeline.lake.schema import EVENT_SCHEMA, EVENT_SCHEMA_V1
 from audit_pipeline.ledger.errors import MalformedError
-from audit_pipeline.ledger.events import EventRecord
+from audit_pipeline.ledger.events import EventLeaf, EventRecord
 
 ROW_GROUP_SIZE = 128 * 1024
 _LEDGER_COLUMNS = ("event_id", "date_create", "raw_json")
@@ -108,6 +108,17 @@ def events_from_table(table: pa.Table) -> list[EventRecord]:
     return list(map(EventRecord, ids, times, raws))
 
 
+def event_leaves_from_table(table: pa.Table) -> list[EventLeaf]:
+    """event_leaves_from_table returns what the ledger commits of each row (id, time, leaf
+    hash), in row order, without copying the leaf bytes out of Arrow."""
+    ids = table.column("event_id").to_pylist()
+    times = pc.divide(table.column("date_create").cast(pa.int64()), 1000).to_pylist()
+    leaves = table.column("leaf_hash").to_pylist()
+    if not len(ids) == len(times) == len(leaves):
+        raise MalformedError("batch columns differ in length")
+    return list(map(EventLeaf, ids, times, leaves))
+
+
 class ParquetBatchFormat:
     """The ledger's ``BatchFileFormat`` for the lake's Parquet files."""
 
@@ -117,12 +128,18 @@ class ParquetBatchFormat:
         """The rows, one row group at a time: only one group's Arrow copy is ever held
         beside the records (a 1M-event file otherwise doubles its memory while read)."""
         records: list[EventRecord] = []
+        for part in self.iter_events(path):
+            records.extend(part)
+        return records
+
+    def iter_events(self, path: Path) -> Iterator[list[EventRecord]]:
+        """The rows of each row group in turn: a reader that checks them as they come (the
+        commit's read-back) holds one group at a time."""
         with _unreadable_as_malformed(path):
             parquet = _open_batch_file(path)
             for group in range(parquet.num_row_groups):
                 table = parquet.read_row_group(group, columns=list(_LEDGER_COLUMNS))
-                records.extend(events_from_table(table))
-        return records
+                yield events_from_table(table)
 
     def read_leaf_hashes(self, path: Path) -> list[bytes]:
         return read_batch_table(path, ("leaf_hash",)).column("leaf_hash").to_pylist()
