@@ -8,7 +8,7 @@ recomputes each row's leaf from ``raw_json`` rather than trusting the stored ``l
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,7 +25,6 @@ _LEDGER_COLUMNS = ("event_id", "date_create", "raw_json")
 _WRITE_OPTIONS = {
     "compression": "zstd",
     "compression_level": 3,
-    "row_group_size": ROW_GROUP_SIZE,
     "use_dictionary": True,
     "write_statistics": True,
     "data_page_version": "2.0",
@@ -34,9 +33,36 @@ _WRITE_OPTIONS = {
 
 def write_batch_file(table: pa.Table, path: Path) -> None:
     """write_batch_file writes ``table`` (``EVENT_SCHEMA``, already sorted) to ``path``."""
-    if not table.schema.equals(EVENT_SCHEMA, check_metadata=False):
-        raise ValueError("batch table does not have EVENT_SCHEMA")
-    pq.write_table(table.replace_schema_metadata(EVENT_SCHEMA.metadata), path, **_WRITE_OPTIONS)
+    write_batch_stream(table.to_batches(), path)
+
+
+def write_batch_stream(batches: Iterable[pa.RecordBatch], path: Path) -> None:
+    """write_batch_stream writes sorted ``EVENT_SCHEMA`` batches to ``path`` as they come.
+
+    Rows are regrouped into row groups of exactly ``ROW_GROUP_SIZE`` (the last one shorter),
+    each written from contiguous arrays (Parquet pages break where Arrow chunks do), so the
+    file's bytes depend only on the rows, never on how they were cut into batches; at most
+    about one row group is held at a time.
+    """
+    schema = EVENT_SCHEMA
+    with pq.ParquetWriter(path, schema, **_WRITE_OPTIONS) as writer:
+        pending: list[pa.RecordBatch] = []
+        held = written = 0
+        for batch in batches:
+            if not batch.schema.equals(schema, check_metadata=False):
+                raise ValueError("batch table does not have EVENT_SCHEMA")
+            pending.append(batch)
+            held += batch.num_rows
+            while held >= ROW_GROUP_SIZE:
+                rows = pa.Table.from_batches(pending, schema)
+                group = rows.slice(0, ROW_GROUP_SIZE).combine_chunks()
+                writer.write_table(group, row_group_size=ROW_GROUP_SIZE)
+                del group
+                rest = rows.slice(ROW_GROUP_SIZE)
+                pending, held, written = rest.to_batches(), rest.num_rows, written + 1
+        if held or not written:
+            rows = pa.Table.from_batches(pending, schema).combine_chunks()
+            writer.write_table(rows, row_group_size=ROW_GROUP_SIZE)
 
 
 def _open_batch_file(path: Path) -> pq.ParquetFile:
