@@ -41,28 +41,40 @@ def write_batch_stream(batches: Iterable[pa.RecordBatch], path: Path) -> None:
 
     Rows are regrouped into row groups of exactly ``ROW_GROUP_SIZE`` (the last one shorter),
     each written from contiguous arrays (Parquet pages break where Arrow chunks do), so the
-    file's bytes depend only on the rows, never on how they were cut into batches; at most
-    about one row group is held at a time.
+    file's bytes depend only on the rows, never on how they were cut into batches; about
+    one row group is held at a time.
     """
-    schema = EVENT_SCHEMA
-    with pq.ParquetWriter(path, schema, **_WRITE_OPTIONS) as writer:
-        pending: list[pa.RecordBatch] = []
+    with pq.ParquetWriter(path, EVENT_SCHEMA, **_WRITE_OPTIONS) as writer:
+        group: list[pa.RecordBatch] = []
         held = written = 0
         for batch in batches:
-            if not batch.schema.equals(schema, check_metadata=False):
+            if not batch.schema.equals(EVENT_SCHEMA, check_metadata=False):
                 raise ValueError("batch table does not have EVENT_SCHEMA")
-            pending.append(batch)
-            held += batch.num_rows
-            while held >= ROW_GROUP_SIZE:
-                rows = pa.Table.from_batches(pending, schema)
-                group = rows.slice(0, ROW_GROUP_SIZE).combine_chunks()
-                writer.write_table(group, row_group_size=ROW_GROUP_SIZE)
-                del group
-                rest = rows.slice(ROW_GROUP_SIZE)
-                pending, held, written = rest.to_batches(), rest.num_rows, written + 1
+            while held + batch.num_rows >= ROW_GROUP_SIZE:
+                cut = ROW_GROUP_SIZE - held
+                group.append(batch.slice(0, cut))
+                batch = batch.slice(cut)
+                writer.write_table(_contiguous(group), row_group_size=ROW_GROUP_SIZE)
+                held, written = 0, written + 1
+            if batch.num_rows:
+                group.append(batch)
+                held += batch.num_rows
         if held or not written:
-            rows = pa.Table.from_batches(pending, schema).combine_chunks()
-            writer.write_table(rows, row_group_size=ROW_GROUP_SIZE)
+            writer.write_table(_contiguous(group), row_group_size=ROW_GROUP_SIZE)
+
+
+def _contiguous(group: list[pa.RecordBatch]) -> pa.Table:
+    """The rows of ``group`` as one table of unchunked columns; ``group`` is emptied and
+    each column's pieces are released as soon as it is joined, so the peak is the rows
+    plus one column rather than twice the rows."""
+    pieces = [[batch.column(i) for batch in group] for i in range(len(EVENT_SCHEMA))]
+    group.clear()
+    columns = []
+    for i, field in enumerate(EVENT_SCHEMA):
+        chunks, pieces[i] = pieces[i], []
+        columns.append(pa.concat_arrays(chunks) if chunks else pa.array([], field.type))
+        del chunks
+    return pa.Table.from_arrays(columns, schema=EVENT_SCHEMA)
 
 
 def _open_batch_file(path: Path) -> pq.ParquetFile:
