@@ -125,12 +125,13 @@ def judge_entry(
 
 
 # Number tokens that are not plain short integers, found in C after every digit became
-# ``0``: a fraction or exponent after a member's ``":`` or an array's ``[`` or ``,``, or
-# 19 digits in a row. Each literal-led search is a fast scan; a match inside a string
-# (``"rv\":130.0"``) only costs the careful parse.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_FRACTION_SEARCHES = tuple(
-    re.compile(lead + rb"[ \t\r\n]*-?0+[.eE]").search for lead in (rb'"[ \t\r\n]*:', rb",", rb"\[")
+# ``0`` (and ``[`` became ``{``, so one count finds the brackets): a fraction or exponent
+# after a member's ``":`` or an array's ``[`` or ``,``, or 19 digits in a row. Each
+# literal-led search is a fast scan; a match inside a string (``"rv\":130.0"``) only costs
+# the careful parse.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789[", b"000000000{")
+_AFTER_NAME, _AFTER_COMMA, _AFTER_BRACKET = (
+    re.compile(lead + rb"[ \t\r\n]*-?0+[.eE]").search for lead in (rb'"[ \t\r\n]*:', rb",", rb"\{")
 )
 _LONG_INTEGER = b"0" * 19
 _SORTED = orjson.OPT_SORT_KEYS
@@ -148,10 +149,14 @@ def _judge_plain(data: bytes, required: Mapping[str, type]) -> Faithful | None:
     than in the bytes sent (re-encoding keeps every other ``:``, inside strings too, and
     creates none, unless the bytes spell one as a ``\\u003a`` escape: careful parse).
     """
-    if data.count(b"[") + data.count(b"{") > MAX_DEPTH:
-        return None
     digits = data.translate(_DIGITS_AS_ZERO)
-    if _LONG_INTEGER in digits or any(search(digits) for search in _FRACTION_SEARCHES):
+    if (
+        digits.count(b"{") > MAX_DEPTH
+        or _LONG_INTEGER in digits
+        or _AFTER_NAME(digits)
+        or _AFTER_COMMA(digits)
+        or _AFTER_BRACKET(digits)
+    ):
         return None
     try:
         value = orjson.loads(data)
