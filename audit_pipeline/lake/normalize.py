@@ -132,17 +132,22 @@ class _Page:
 
     def add(
         self, row: tuple[Any, ...], raw: bytes, leaf: bytes, details: bytes | None, sent: bytes
-    ) -> None:
+    ) -> bool:
+        """add appends one row; True when the page is full (see :meth:`full`)."""
         self.sent += sent
-        self.sent_offsets.append(len(self.sent))
+        sent_size = len(self.sent)
+        self.sent_offsets.append(sent_size)
         self.rows.append(row)
         self.raw += raw
-        self.raw_offsets.append(len(self.raw))
+        raw_size = len(self.raw)
+        self.raw_offsets.append(raw_size)
         self.leaves += leaf
         if details is not None:
             self.details += details
         self.details_valid.append(details is not None)
-        self.details_offsets.append(len(self.details))
+        details_size = len(self.details)
+        self.details_offsets.append(details_size)
+        return sent_size > _MAX_BUFFER or raw_size > _MAX_BUFFER or details_size > _MAX_BUFFER
 
     def full(self) -> bool:
         return max(len(self.raw), len(self.details), len(self.sent)) > _MAX_BUFFER
@@ -247,14 +252,14 @@ class WindowNormalizer:
                 page = self._flush_if_full(page)
                 continue
             details = entry.get("details")
-            page.add(
+            if page.add(
                 _row(entry, event_id, date_create),
                 raw,
                 leaf,
                 None if details is None else canonical_json_parsed(details),
                 sent,
-            )
-            page = self._flush_if_full(page)
+            ):
+                page = self._flush_if_full(page)
         if page.rows:
             self._keep(_sorted(page.batch()))
 
