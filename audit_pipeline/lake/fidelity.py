@@ -27,14 +27,11 @@ import base64
 import hashlib
 import json
 import math
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
-
-import orjson
 
 from audit_pipeline.ledger.canonical import canonical_json, canonical_json_parsed
 from audit_pipeline.ledger.errors import MalformedError
@@ -78,9 +75,6 @@ def judge_entry(
     non-empty string, ``int`` an integer (never a bool).
     """
     data = bytes(data)
-    fast = _judge_plain(data, required)
-    if fast is not None:
-        return fast
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -121,59 +115,6 @@ def judge_entry(
         problem = _field_problem(value, name, kind)
         if problem:
             return Unfaithful(problem, value)
-    return Faithful(value, canonical)
-
-
-# Number tokens that are not plain short integers, found in C after every digit became
-# ``0`` (and ``[`` became ``{``, so one count finds the brackets): a fraction or exponent
-# after a member's ``":`` or an array's ``[`` or ``,``, or 19 digits in a row. Each
-# literal-led search is a fast scan; a match inside a string (``"rv\":130.0"``) only costs
-# the careful parse.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789[", b"000000000{")
-_AFTER_NAME, _AFTER_COMMA, _AFTER_BRACKET = (
-    re.compile(lead + rb"[ \t\r\n]*-?0+[.eE]").search for lead in (rb'"[ \t\r\n]*:', rb",", rb"\{")
-)
-_LONG_INTEGER = b"0" * 19
-_SORTED = orjson.OPT_SORT_KEYS
-
-
-def _judge_plain(data: bytes, required: Mapping[str, type]) -> Faithful | None:
-    """The common case in C: an entry orjson parses, with no float, no integer beyond 64
-    bits, no repeated key and few brackets, whose required fields are fine, has the same
-    canonical JSON as the careful parse below gives. None sends every other entry (and
-    any doubt) there, which finds the reason; nothing is refused here.
-
-    orjson alone is not enough: it keeps the last of repeated keys and turns big integers
-    and long decimals into doubles. So any number token that may not be a plain short
-    integer takes the careful parse; and a repeated key shows as fewer ``:`` in the canonical JSON
-    than in the bytes sent (re-encoding keeps every other ``:``, inside strings too, and
-    creates none, unless the bytes spell one as a ``\\u003a`` escape: careful parse).
-    """
-    digits = data.translate(_DIGITS_AS_ZERO)
-    if (
-        digits.count(b"{") > MAX_DEPTH
-        or _LONG_INTEGER in digits
-        or _AFTER_NAME(digits)
-        or _AFTER_COMMA(digits)
-        or _AFTER_BRACKET(digits)
-    ):
-        return None
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    if value.__class__ is not dict:
-        return None
-    try:
-        canonical = orjson.dumps(value, option=_SORTED)
-    except TypeError:
-        return None
-    if canonical.count(b":") != data.count(b":") or b"\\u003a" in data or b"\\u003A" in data:
-        return None
-    for name, kind in required.items():
-        field = value.get(name)
-        if field.__class__ is not kind or (kind is str and not field.strip()):
-            return None
     return Faithful(value, canonical)
 
 

@@ -53,7 +53,7 @@ def entry(extra: bytes = b"") -> bytes:
         (b'{"id":"E1",', "invalid JSON"),
         (entry(b'"details":' + b"9" * 5000), "integer of more than 4300 digits"),
         # What orjson alone would accept silently (it keeps the last repeated key and turns
-        # big integers into doubles): the fast path must hand these to the careful parse.
+        # big integers into doubles): whatever parses entries must still refuse these.
         (entry(b'"details":{"a:b":1,"a:b":2}'), "duplicate key 'a:b'"),
         (entry(b'"details":{"\\u003a":1,":":2,"x":"a:b"}'), "duplicate key ':'"),
         (entry(b'"details":{"n":[ 0.1000000000000000055511151231257827]}'), "loses precision"),
@@ -87,7 +87,7 @@ def test_big_integers_and_exact_floats_are_faithful() -> None:
         b'"details":{"x":{"a":1},"y":{"a":1}}',
     ],
 )
-def test_fast_and_careful_parse_agree(extra: bytes) -> None:
+def test_entries_near_the_parsers_limits_are_stored_as_read(extra: bytes) -> None:
     """Entries near the fast path's limits are stored exactly as the stdlib parse reads them."""
     verdict = judge_entry(entry(extra))
     assert isinstance(verdict, Faithful)
