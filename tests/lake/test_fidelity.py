@@ -88,7 +88,7 @@ def test_big_integers_and_exact_floats_are_faithful() -> None:
     ],
 )
 def test_entries_near_the_parsers_limits_are_stored_as_read(extra: bytes) -> None:
-    """Entries near the fast path's limits are stored exactly as the stdlib parse reads them."""
+    """Entries near the parsers' limits are stored exactly as the stdlib parse reads them."""
     verdict = judge_entry(entry(extra))
     assert isinstance(verdict, Faithful)
     assert verdict.entry == json.loads(entry(extra))
