@@ -16,14 +16,19 @@ INGEST_PARTS = (
     # Pages are fetched and split in the read-ahead thread, which the profile does not
     # sample: what shows is the time the sync waited for a page that was not there yet.
     ("wait for the next page (fetch + split, read ahead)", ("read_ahead",)),
-    ("normalize pages (lake)", ("WindowNormalizer.add",)),
-    ("sort the window (lake)", ("WindowNormalizer.finish",)),
-    ("ledger records from the table (lake)", ("events_from_table",)),
+    (
+        "normalize pages, spill them to disk (lake)",
+        ("WindowNormalizer.add", "SpillingWindowNormalizer.add"),
+    ),
+    (
+        "order the window's pages (lake)",
+        ("WindowNormalizer.finish", "SpillingWindowNormalizer.finish"),
+    ),
+    ("compact ledger records: id, time, leaf hash (lake)", ("event_leaves_from_table",)),
     ("ledger commit, total", ("Ledger.commit_batch",)),
-    ("  write Parquet (lake)", ("write_batch_file",)),
-    ("  read the file back (lake reader)", ("ParquetBatchFormat.read_events",)),
-    ("  check written rows: ids + leaf JSON (ledger)", ("_check_written",)),
-    ("  events Merkle root (ledger)", ("events_root",)),
+    ("  stream the spill into Parquet (lake)", ("write_batch_stream",)),
+    ("  read back + check rows: ids, leaf hashes, leaf JSON (ledger)", ("_check_written",)),
+    ("  events Merkle root (ledger)", ("root_hash",)),
     ("  hash the file (ledger)", ("file_digest",)),
 )
 INCREMENTAL_PARTS = (

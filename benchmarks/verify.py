@@ -13,8 +13,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audit_pipeline.ingest import HOUR, _BatchWriter
-from audit_pipeline.lake import PARQUET_FORMAT, WindowNormalizer, events_from_table
+from audit_pipeline.ingest import HOUR
+from audit_pipeline.lake import (
+    PARQUET_FORMAT,
+    WindowNormalizer,
+    events_from_table,
+    write_batch_file,
+)
 from audit_pipeline.ledger import Ledger, load_signing_key, verify_ledger
 from audit_pipeline.slack.generator import generate_hour
 from benchmarks.common import BenchmarkError, Section, fmt_s, median, timed
@@ -78,7 +83,7 @@ def add_hour(ledger: BuiltLedger, events_per_hour: int, writer: Any = None) -> f
             window_start=window,
             window_end=window + HOUR,
             events=events_from_table(rows.table),
-            write_data=_BatchWriter(rows.table),
+            write_data=lambda _events, path: write_batch_file(rows.table, path),
             source={"benchmark": "one more hour"},
             run_id="benchmark-add-hour",
         )
