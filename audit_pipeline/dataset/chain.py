@@ -8,7 +8,6 @@ manifests a build needs are parsed (a year is 8,760 of them).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 
 from audit_pipeline.dataset.errors import DatasetIntegrityError
@@ -23,7 +22,7 @@ class VerifiedChain:
     def __init__(self, raws: list[bytes]) -> None:
         self.raws = raws
         self.sha256 = [hashlib.sha256(raw).hexdigest() for raw in raws]
-        self.roots = manifest_prefix_roots([merkle.leaf_hash(raw) for raw in raws])
+        self.roots = merkle.PrefixRoots([merkle.leaf_hash(raw) for raw in raws])
         self._parsed: dict[int, SignedManifest] = {}
 
     def __len__(self) -> int:
@@ -58,7 +57,7 @@ def read_verified_chain(data_dir: Path, report: VerifyReport) -> VerifiedChain:
                 f"{getattr(exc, 'strerror', None) or exc}; nothing was published"
             ) from exc
     chain = VerifiedChain(raws)
-    if report.tree_size and chain.roots[-1] != report.root_hash:
+    if report.tree_size and chain.roots.root(len(chain)) != report.root_hash:
         raise DatasetIntegrityError(
             f"the manifests in {data_dir} no longer have the verified root of size "
             f"{report.tree_size}: the ledger changed after verification; nothing was published"
@@ -69,21 +68,3 @@ def read_verified_chain(data_dir: Path, report: VerifyReport) -> VerifiedChain:
 def verified_chain(data_dir: Path, report: VerifyReport) -> list[SignedManifest]:
     """verified_chain returns the manifests the report verified, proven by their root."""
     return read_verified_chain(data_dir, report).manifests()
-
-
-def manifest_prefix_roots(leaf_hashes: Sequence[bytes]) -> list[bytes]:
-    """manifest_prefix_roots returns the RFC 6962 root of every prefix of the manifests'
-    leaf hashes, O(n log n) (index = size). The ledger keeps its own; the two are to become
-    one (ledger/merkle.py)."""
-    roots = [merkle.empty_root()]
-    stack: list[tuple[int, bytes]] = []
-    for leaf in leaf_hashes:
-        stack.append((1, leaf))
-        while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
-            (width, right), (_, left) = stack.pop(), stack.pop()
-            stack.append((width * 2, merkle.node_hash(left, right)))
-        root = stack[-1][1]
-        for _, left in reversed(stack[:-1]):
-            root = merkle.node_hash(left, root)
-        roots.append(root)
-    return roots

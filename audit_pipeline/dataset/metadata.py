@@ -192,7 +192,7 @@ def _insert_checkpoints(
         cols["root_hash"].append(root_hash)
         cols["signed_by"].append(signed_by)
         cols["matches"].append(
-            tree_size <= len(chain) and merkle_b64(chain.roots[tree_size]) == root_hash
+            tree_size <= len(chain) and merkle_b64(chain.roots.root(tree_size)) == root_hash
         )
         cols["path"].append(f"{CHECKPOINTS}/{name}")
         cols["note"].append(raw.decode())
