@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         ("ingest_events", int),
         ("ingest_repeats", int),
         ("dlt_repeats", int),
+        ("ingest_activities", int),
         ("year_hours", int),
         ("events_per_hour", int),
         ("verify_repeats", int),

@@ -199,6 +199,12 @@ class EmulatorProcess:
     entries: int
     render_seconds: float
     pid: int
+    activities: int = 0  # workflow activities served by admin.apps.activities.list
+
+    @property
+    def web_api_url(self) -> str:
+        """web_api_url is where the emulator serves Web API methods (``…/api/``)."""
+        return self.base_url.replace("/audit/v1/", "/api/")
 
     def stats(self) -> dict[str, Any]:
         """stats reads the emulator's counters from its admin path."""
@@ -215,9 +221,16 @@ class EmulatorProcess:
 
 @contextmanager
 def emulator_process(
-    *, start: int, end: int, events_per_hour: int, rate_limit: int = 0, seed: int = 1
+    *,
+    start: int,
+    end: int,
+    events_per_hour: int,
+    rate_limit: int = 0,
+    seed: int = 1,
+    workflow_runs_per_hour: int = 0,
 ) -> Iterator[EmulatorProcess]:
-    """emulator_process serves ``[start, end)`` from a child process, fully pre-rendered."""
+    """emulator_process serves ``[start, end)`` from a child process, fully pre-rendered
+    (workflow runs too, when asked for: their activities without a rate limit)."""
     argv = module_argv(
         "benchmarks.emulator_server",
         f"--start={start}",
@@ -225,6 +238,7 @@ def emulator_process(
         f"--events-per-hour={events_per_hour}",
         f"--rate-limit={rate_limit}",
         f"--seed={seed}",
+        f"--workflow-runs-per-hour={workflow_runs_per_hour}",
     )
     proc = subprocess.Popen(
         argv,
@@ -236,9 +250,10 @@ def emulator_process(
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().split()
-        if len(line) != 3:
+        if len(line) not in (3, 4):
             raise BenchmarkError("the emulator process did not start")
-        yield EmulatorProcess(line[0], int(line[1]), float(line[2]), proc.pid)
+        activities = int(line[3]) if len(line) == 4 else 0
+        yield EmulatorProcess(line[0], int(line[1]), float(line[2]), proc.pid, activities)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

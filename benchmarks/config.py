@@ -14,6 +14,8 @@ class Sizes:
     ingest_events: int
     ingest_repeats: int
     dlt_repeats: int
+    # ingest of the second source: one hour of about this many workflow activities
+    ingest_activities: int
     # the ledger of history: one batch per hour; prefixes of it stand for week and month
     year_hours: int
     events_per_hour: int
@@ -45,6 +47,7 @@ TINY = Sizes(
     ingest_events=3_000,
     ingest_repeats=1,
     dlt_repeats=1,
+    ingest_activities=2_000,
     year_hours=48,
     events_per_hour=20,
     week_hours=12,
@@ -67,6 +70,7 @@ SMALL = Sizes(
     ingest_events=100_000,
     ingest_repeats=2,
     dlt_repeats=1,
+    ingest_activities=30_000,
     year_hours=24 * 30,
     events_per_hour=300,
     week_hours=24 * 7,
@@ -89,6 +93,7 @@ FULL = Sizes(
     ingest_events=1_000_000,
     ingest_repeats=3,
     dlt_repeats=1,
+    ingest_activities=150_000,
     year_hours=24 * 365,
     events_per_hour=600,
     week_hours=24 * 7,

@@ -5,6 +5,10 @@ sync`` (pull, normalize, hash, write, commit, checkpoint); the peer is a dlt RES
 pipeline writing Parquet to a local filesystem destination. Each run is its own process
 (its peak RSS measured with ``wait4``) and the three alternate, so drift on a shared
 machine hits all of them alike. Ratios are of medians.
+
+The second source, workflow activities, gets an info row: ``audit-pipeline sync-activities``
+over one emulator hour of activities against bare slack-sdk paging of
+``admin.apps.activities.list``, from an emulator process of their own.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from audit_pipeline.ingest import last_closed_hour
+from audit_pipeline.slack.activities_emulator import DEFAULT_ACTIVITIES_TOKEN
 from audit_pipeline.slack.generator import hour_volume
 from benchmarks.common import (
     HOUR,
@@ -34,6 +39,7 @@ from benchmarks.profiles import INGEST_PARTS, breakdown, profile_child
 
 SEED = 1
 MEMORY_TARGET = 10**9  # issue 16: < 1.0 GB for a 1M-event hour, flat in the hour's size
+ACTIVITIES_PER_RUN = 8  # about what one generated workflow run logs
 
 
 def plan_hour(events: int, now: float) -> tuple[int, int]:
@@ -47,7 +53,7 @@ def dlt_available() -> bool:
     return importlib.util.find_spec("dlt") is not None
 
 
-def _run(kind: str, base_url: str, hour: int, out: Path) -> dict:
+def _run(kind: str, base_url: str, hour: int, out: Path, *token: str) -> dict:
     if out.exists():
         shutil.rmtree(out)
     child = run_child(
@@ -58,6 +64,7 @@ def _run(kind: str, base_url: str, hour: int, out: Path) -> dict:
             f"--start={hour}",
             f"--end={hour + HOUR}",
             f"--out={out}",
+            *(f"--token={t}" for t in token),
         )
     )
     result = child.json()
@@ -154,7 +161,51 @@ def run(sizes: Sizes, work: Path, say: Callable[[str], None], profile: bool = Fa
     )
     section.notes.append(_phase_table(phases))
     section.extra.update(rates=rates, peaks=peaks, events=expected)
+    _activities(section, sizes, work, say, hour)
     return section
+
+
+def _activities(section: Section, sizes: Sizes, work: Path, say: Callable[[str], None], hour: int):
+    """The info row of the second source: ``sync-activities`` against its paging floor."""
+    runs_per_hour = max(1, sizes.ingest_activities // ACTIVITIES_PER_RUN)
+    say(f"ingest: rendering {runs_per_hour:,} workflow runs in an emulator process")
+    runs: dict[str, list[dict]] = {"activities-floor": [], "activities": []}
+    with emulator_process(
+        start=hour, end=hour + HOUR, events_per_hour=0, seed=SEED,
+        workflow_runs_per_hour=runs_per_hour,
+    ) as emulator:  # fmt: skip
+        expected = emulator.activities
+        for rep in range(sizes.ingest_repeats):
+            for kind, done in runs.items():
+                say(f"ingest: {kind} run {rep + 1}")
+                out = work / f"ingest-{kind}"
+                result = _run(kind, emulator.web_api_url, hour, out, DEFAULT_ACTIVITIES_TOKEN)
+                if result["events"] != expected:
+                    raise BenchmarkError(
+                        f"{kind} took {result['events']} activities, expected {expected}"
+                    )
+                done.append(result)
+    rate = {k: median([r["events"] / r["seconds"] for r in v]) for k, v in runs.items()}
+    synced = runs["activities"]
+    samples = ", ".join(f"{r['events'] / r['seconds']:,.0f}" for r in synced)
+    section.row(
+        "audit-pipeline sync-activities",
+        f"{rate['activities']:,.0f} activities/s",
+        f"{expected:,} activities; runs: {samples}; "
+        f"peak RSS {fmt_mb(max(r['max_rss'] for r in synced))}; "
+        f"start-up {median([r['import_seconds'] for r in synced]):.2f} s; "
+        f"bare slack-sdk paging {rate['activities-floor']:,.0f} activities/s, "
+        f"{rate['activities'] / rate['activities-floor']:.2f}x of it",
+        status="info",
+    )
+    section.notes.append(
+        f"The second source: the same hour holding {expected:,} workflow activities "
+        f"({runs_per_hour:,} generated runs), served by an emulator process of their own "
+        f"(rendered in {emulator.render_seconds:.0f} s), rate limit off, pages of 1,000 (the "
+        "method's maximum). The floor pages admin.apps.activities.list with slack-sdk and "
+        "only parses; sync-activities pulls, normalizes, writes and commits to a ledger."
+    )
+    section.extra.update(activity_rates=rate, activities=expected)
 
 
 def _phase_table(phases: dict) -> str:

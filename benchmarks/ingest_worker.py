@@ -1,9 +1,10 @@
-"""One ingest run in its own process: ``floor``, ``pipeline`` or ``dlt``.
+"""One ingest run in its own process: ``floor``, ``pipeline`` or ``dlt`` (audit logs),
+``activities-floor`` or ``activities`` (workflow activities, the second source).
 
 ``python -m benchmarks.ingest_worker KIND --base-url URL --start S --end E --out DIR``
 imports what it needs, then times only the pull itself and prints one JSON line:
-``{"kind", "events", "seconds", "import_seconds"}``. The parent measures the whole process
-(wall time and peak RSS through ``wait4``).
+``{"kind", "events", "seconds", "import_seconds"}`` (activities count as events). The
+parent measures the whole process (wall time and peak RSS through ``wait4``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 _T0 = time.perf_counter()
 PAGE_SIZE = 9999
+ACTIVITIES_PAGE_SIZE = 1000  # the method's maximum
 OPTIONS = argparse.Namespace(page_size=PAGE_SIZE, calls_per_minute=0)
 
 
@@ -39,6 +41,43 @@ def floor(base_url: str, token: str, start: int, end: int, out: Path) -> int:
 
 def pipeline(base_url: str, token: str, start: int, end: int, out: Path) -> int:
     """``audit-pipeline sync`` end to end: pull, normalize, hash, write, commit, checkpoint."""
+    os.environ.update(SLACK_AUDIT_TOKEN=token, SLACK_AUDIT_BASE_URL=base_url)
+    return _sync_command("sync", OPTIONS.page_size, start, end, out)
+
+
+def activities_floor(base_url: str, token: str, start: int, end: int, out: Path) -> int:
+    """Bare slack-sdk paging of ``admin.apps.activities.list`` over the hour (the arguments
+    ``sync-activities`` sends): every page requested and parsed, nothing else."""
+    from slack_sdk import WebClient
+
+    client = WebClient(token=token, base_url=base_url)
+    started = time.perf_counter()
+    count, cursor = 0, None
+    while True:
+        body = client.admin_apps_activities_list(
+            min_date_created=start * 1_000_000,
+            max_date_created=end * 1_000_000 - 1,
+            min_log_level="trace",
+            sort_direction="asc",
+            limit=ACTIVITIES_PAGE_SIZE,
+            cursor=cursor,
+        ).data
+        count += len(body["activities"])
+        cursor = (body.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            break
+    return count, time.perf_counter() - started
+
+
+def activities(base_url: str, token: str, start: int, end: int, out: Path) -> int:
+    """``audit-pipeline sync-activities`` end to end, into a ledger of its own."""
+    os.environ.update(SLACK_ACTIVITIES_TOKEN=token, SLACK_ACTIVITIES_BASE_URL=base_url)
+    return _sync_command("sync-activities", ACTIVITIES_PAGE_SIZE, start, end, out)
+
+
+def _sync_command(command: str, page_size: int, start: int, end: int, out: Path) -> int:
+    """Runs one sync command through the CLI's entry point into a fresh data directory;
+    returns the events the ledger then holds and the seconds the command took."""
     from audit_pipeline.cli import main
     from audit_pipeline.ingest import format_hour
     from audit_pipeline.lake import PARQUET_FORMAT
@@ -48,24 +87,22 @@ def pipeline(base_url: str, token: str, start: int, end: int, out: Path) -> int:
     data_dir, key = out / "data", out / "signing-key"
     data_dir.mkdir(parents=True)
     init_key(data_dir, key, name="bench", now=start - 86_400)
-    os.environ.update(
-        SLACK_AUDIT_TOKEN=token, SLACK_AUDIT_BASE_URL=base_url, AUDIT_SIGNING_KEY=str(key)
-    )
+    os.environ.update(AUDIT_SIGNING_KEY=str(key))
     argv = [
-        "sync",
+        command,
         f"--start={format_hour(start)}",
         f"--end={format_hour(end)}",
         f"--data-dir={data_dir}",
         "--lookback=0",
         f"--max-calls-per-minute={OPTIONS.calls_per_minute}",
-        f"--page-size={OPTIONS.page_size}",
+        f"--page-size={page_size}",
         "--run-id=bench",
     ]
     started = time.perf_counter()
     code = main(argv)
     seconds = time.perf_counter() - started
     if code != 0:
-        raise SystemExit(f"audit-pipeline sync exited {code}")
+        raise SystemExit(f"audit-pipeline {command} exited {code}")
     chain = Ledger(data_dir, file_format=PARQUET_FORMAT).manifests()
     return sum(m.manifest.event_count for m in chain), seconds
 
@@ -159,7 +196,14 @@ def phases(base_url: str, token: str, start: int, end: int, out: Path) -> int:
     return result.events_committed, seconds
 
 
-KINDS = {"floor": floor, "pipeline": pipeline, "dlt": dlt_rest_api, "phases": phases}
+KINDS = {
+    "floor": floor,
+    "pipeline": pipeline,
+    "dlt": dlt_rest_api,
+    "phases": phases,
+    "activities-floor": activities_floor,
+    "activities": activities,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
