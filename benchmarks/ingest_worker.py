@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +29,25 @@ def floor(base_url: str, token: str, start: int, end: int, out: Path) -> int:
     from slack_sdk.audit_logs import AuditLogsClient
 
     client = AuditLogsClient(token=token, base_url=base_url)
+    return _page_through(
+        lambda cursor: (
+            client.logs(oldest=start, latest=end - 1, limit=PAGE_SIZE, cursor=cursor).body
+        ),
+        "entries",
+    )
+
+
+def _page_through(fetch: Callable[[str | None], dict], items: str) -> tuple[int, float]:
+    """Follows ``next_cursor`` from the first page to the last (``fetch(cursor)`` gives a
+    page's parsed body); returns how many ``items`` the pages held and the seconds taken."""
     started = time.perf_counter()
     count, cursor = 0, None
     while True:
-        body = client.logs(oldest=start, latest=end - 1, limit=PAGE_SIZE, cursor=cursor).body
-        count += len(body["entries"])
+        body = fetch(cursor)
+        count += len(body[items])
         cursor = (body.get("response_metadata") or {}).get("next_cursor")
         if not cursor:
-            break
-    return count, time.perf_counter() - started
+            return count, time.perf_counter() - started
 
 
 def pipeline(base_url: str, token: str, start: int, end: int, out: Path) -> int:
@@ -51,22 +62,19 @@ def activities_floor(base_url: str, token: str, start: int, end: int, out: Path)
     from slack_sdk import WebClient
 
     client = WebClient(token=token, base_url=base_url)
-    started = time.perf_counter()
-    count, cursor = 0, None
-    while True:
-        body = client.admin_apps_activities_list(
-            min_date_created=start * 1_000_000,
-            max_date_created=end * 1_000_000 - 1,
-            min_log_level="trace",
-            sort_direction="asc",
-            limit=ACTIVITIES_PAGE_SIZE,
-            cursor=cursor,
-        ).data
-        count += len(body["activities"])
-        cursor = (body.get("response_metadata") or {}).get("next_cursor")
-        if not cursor:
-            break
-    return count, time.perf_counter() - started
+    return _page_through(
+        lambda cursor: (
+            client.admin_apps_activities_list(
+                min_date_created=start * 1_000_000,
+                max_date_created=end * 1_000_000 - 1,
+                min_log_level="trace",
+                sort_direction="asc",
+                limit=ACTIVITIES_PAGE_SIZE,
+                cursor=cursor,
+            ).data
+        ),
+        "activities",
+    )
 
 
 def activities(base_url: str, token: str, start: int, end: int, out: Path) -> int:
