@@ -87,6 +87,7 @@ from audit_pipeline.ledger.manifest import (
 )
 from audit_pipeline.ledger.note import Signer
 from audit_pipeline.ledger.signer_state import check_extension, load_signer_state, record_signed
+from audit_pipeline.ledger.tiles import TILE_WIDTH, LogHashes, missing_tiles, publish_tiles
 
 log = logging.getLogger(__name__)
 
@@ -488,6 +489,7 @@ class Ledger:
         self.storage.create_exclusive(manifest_path(seq), signed.raw, mode=0o444)
         self._step("manifest_written")
         self._chain.append(signed)
+        self._write_tiles([*chain, signed])
         checkpoint = self._write_checkpoint(signer, [*chain, signed])
         self._step("checkpoint_written")
         if data is not None:
@@ -635,6 +637,25 @@ class Ledger:
                 )
             check_extension(state, self._origin(chain), [m.leaf_hash for m in chain])
 
+    def _write_tiles(self, chain: Sequence[SignedManifest]) -> None:
+        """_write_tiles creates the hash tiles the log of ``chain`` completes, and any a
+        ledger written before tiles existed lacks (see :mod:`.tiles`), before its checkpoint
+        is signed. A tile stored with other hashes is left alone and logged: readers then
+        fall back to the manifests and ``verify`` names it (``log_tile_mismatch``)."""
+        leaves = [m.leaf_hash for m in chain]
+        hashes = LogHashes(
+            len(leaves),
+            len(leaves) // TILE_WIDTH * TILE_WIDTH,
+            _no_tile,
+            lambda lo, hi: leaves[lo:hi],
+        )
+        wanted = missing_tiles(self.storage, hashes)
+        for path in publish_tiles(self._create_tile, self.storage, wanted):
+            log.warning("hash tile %s holds other hashes than the log's: run 'verify'", path)
+
+    def _create_tile(self, rel: str, data: bytes) -> None:
+        self.storage.create_exclusive(rel, data, mode=0o444)
+
     def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest]) -> bytes:
         """_write_checkpoint signs and publishes the checkpoint for ``len(chain)``; with a
         signer state, only as a consistent extension of it, recorded there before it is
@@ -689,6 +710,7 @@ class Ledger:
             self._remove_staged(rel)
         tip = self._checked_tip(chain)
         if chain and (tip is None or tip[0] < len(chain)):
+            self._write_tiles(chain)
             self._write_checkpoint(self._require_signer(), chain)
 
     def _intent_is_ours(self, intent: Intent, size: int) -> bool:
@@ -737,6 +759,10 @@ class Ledger:
             return
         self.storage.remove(rel)
         log.info("removed staged file %s of an interrupted commit", rel)
+
+
+def _no_tile(_rel: str) -> None:
+    return None
 
 
 def _window_of(path: str) -> int | None:

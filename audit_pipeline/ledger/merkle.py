@@ -96,9 +96,7 @@ def prove_inclusion(index: int, size: int, leaf_hashes: Sequence[bytes]) -> list
     return inclusion_path(index, size, lambda lo, hi: _subtree_root(leaf_hashes, lo, hi))
 
 
-def inclusion_path(
-    index: int, size: int, subtree_root: Callable[[int, int], bytes]
-) -> list[bytes]:
+def inclusion_path(index: int, size: int, subtree_root: Callable[[int, int], bytes]) -> list[bytes]:
     """inclusion_path is :func:`prove_inclusion` with the subtree roots MTH(D[lo:hi]) it
     needs supplied by ``subtree_root`` (for example from stored hash tiles)."""
     _check_int("leaf index", index)

@@ -25,10 +25,13 @@ before tiles existed reads as before, and its next commit writes the tiles it la
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 
 from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.errors import LedgerError
+from audit_pipeline.ledger.layout import manifest_path
+from audit_pipeline.ledger.storage import LedgerFiles, ObjectExistsError
 
 TILES = "ledger/tile"
 TILE_HEIGHT = 8
@@ -39,8 +42,20 @@ ReadTile = Callable[[str], "bytes | None"]
 LeafHashes = Callable[[int, int], list[bytes]]
 
 
-class TileConflictError(LedgerError):
-    """A tile already stored holds other hashes than the log's (it was altered)."""
+_TILE_PATH = re.compile(r"^ledger/tile/([0-9]+)/((?:x[0-9]{3}/)*[0-9]{3})(?:\.p/([0-9]+))?$")
+
+
+def parse_tile_path(rel: str) -> tuple[int, int, int] | None:
+    """parse_tile_path reads (level, index, width) from a tile's path (None: not one, or
+    not spelled canonically)."""
+    found = _TILE_PATH.match(rel)
+    if found is None:
+        return None
+    level, index = int(found[1]), int(found[2].replace("x", "").replace("/", ""))
+    width = int(found[3]) if found[3] else TILE_WIDTH
+    if not 1 <= width <= TILE_WIDTH or tile_path(level, index, width) != rel:
+        return None
+    return level, index, width
 
 
 def tile_path(level: int, index: int, width: int = TILE_WIDTH) -> str:
@@ -104,9 +119,7 @@ class LogHashes:
     may write). Nothing read is trusted until :meth:`root` matches a signed root.
     """
 
-    def __init__(
-        self, size: int, full: int, read_tile: ReadTile, leaf_hashes: LeafHashes
-    ) -> None:
+    def __init__(self, size: int, full: int, read_tile: ReadTile, leaf_hashes: LeafHashes) -> None:
         if full % TILE_WIDTH or not 0 <= full <= size:
             raise ValueError(f"tiles cover whole tiles within the log, not {full} of {size}")
         self.size = size
@@ -163,9 +176,7 @@ class LogHashes:
             return merkle.root_hash(self._tail_leaves()[start : start + (1 << height)])
         if lo + (1 << height) > self.full:  # across the last tile: its two halves
             half = height - 1
-            return merkle.node_hash(
-                self._perfect(lo, half), self._perfect(lo + (1 << half), half)
-            )
+            return merkle.node_hash(self._perfect(lo, half), self._perfect(lo + (1 << half), half))
         level = height // TILE_HEIGHT
         first = lo >> (TILE_HEIGHT * level)
         count = 1 << (height - TILE_HEIGHT * level)
@@ -214,3 +225,55 @@ class LogHashes:
 def expected_tiles(hashes: LogHashes, tiles: Iterable[tuple[int, int, int]]) -> dict[str, bytes]:
     """expected_tiles maps each tile's path to the bytes it must hold in this log."""
     return {tile_path(*t): hashes.tile_bytes(*t) for t in tiles}
+
+
+def stored_log(files: LedgerFiles, size: int, *, use_tiles: bool = True) -> LogHashes:
+    """stored_log reads the log of ``size`` leaves from a data directory: its whole tiles
+    and the manifests after them (``use_tiles`` False: every manifest, the fallback when
+    the tiles do not reproduce a signed root). FileNotFoundError names a missing manifest."""
+
+    def read_tile(rel: str) -> bytes | None:
+        try:
+            return files.read(rel)
+        except (FileNotFoundError, LedgerError):
+            return None
+
+    def leaf_hashes(lo: int, hi: int) -> list[bytes]:
+        return [merkle.leaf_hash(files.read(manifest_path(seq))) for seq in range(lo, hi)]
+
+    full = size // TILE_WIDTH * TILE_WIDTH if use_tiles else 0
+    return LogHashes(size, full, read_tile if use_tiles else _absent, leaf_hashes)
+
+
+def _absent(_rel: str) -> None:
+    return None
+
+
+def missing_tiles(files: LedgerFiles, hashes: LogHashes) -> dict[str, bytes]:
+    """missing_tiles maps each tile a reader of this log would use that is not stored yet
+    to the bytes it must hold (what a commit writes: the new ones, and those of a ledger
+    written before tiles existed)."""
+    return {
+        path: hashes.tile_bytes(*tile)
+        for tile in tiles_for(hashes.size // TILE_WIDTH * TILE_WIDTH)
+        if not files.exists(path := tile_path(*tile))
+    }
+
+
+def publish_tiles(
+    create: Callable[[str, bytes], None], files: LedgerFiles, tiles: Mapping[str, bytes]
+) -> list[str]:
+    """publish_tiles creates each tile once; one already there with the same bytes (a lost
+    race, a retried commit) is fine. Returns the paths stored with other bytes."""
+    conflicts = []
+    for path, data in tiles.items():
+        try:
+            create(path, data)
+        except (FileExistsError, ObjectExistsError):
+            try:
+                same = files.read(path) == data
+            except (FileNotFoundError, LedgerError):
+                same = False
+            if not same:
+                conflicts.append(path)
+    return conflicts

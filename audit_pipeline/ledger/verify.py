@@ -249,6 +249,7 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
         self._check_data(parsed, start)
         self._check_unreferenced(parsed, size)
         self._check_checkpoints(parsed, origin, size, contiguous, roots, start)
+        self._check_tiles(leaf_hashes)
         self._check_coverage(parsed, start, max_lag)
         self._check_range_coverage(parsed)
         witnesses = self._check_witnesses(origin, size, contiguous, roots, start)

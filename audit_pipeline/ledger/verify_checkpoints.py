@@ -26,6 +26,13 @@ from audit_pipeline.ledger.layout import (
 )
 from audit_pipeline.ledger.manifest import SignedManifest
 from audit_pipeline.ledger.merkle import PrefixRoots
+from audit_pipeline.ledger.tiles import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    TILES,
+    LogHashes,
+    parse_tile_path,
+)
 from audit_pipeline.ledger.verify_context import VerifyContext
 from audit_pipeline.text import plural
 
@@ -192,3 +199,40 @@ class CheckpointChecks(VerifyContext):
                 f"no checkpoint yet for the newest {plural(size - latest, 'batch')} (a commit was "
                 "interrupted after its manifest; the next commit signs one)",
             )
+
+    def _check_tiles(self, leaf_hashes: list[bytes]) -> None:
+        """Every stored hash tile holds the hashes of the log's manifests (a reader that
+        trusts tiles only after they give a signed root still must not meet a wrong one)."""
+        size = len(leaf_hashes)
+        hashes = LogHashes(
+            size,
+            size // TILE_WIDTH * TILE_WIDTH,
+            lambda _rel: None,
+            lambda lo, hi: leaf_hashes[lo:hi],
+        )
+        for rel in self.storage.walk_files(TILES):
+            tile = parse_tile_path(rel)
+            if tile is None:
+                self.add(FindingCode.UNEXPECTED_FILE, rel, "not a hash tile's name")
+                continue
+            self.checked["log_tiles"] += 1
+            level, index, width = tile
+            covers = (index * TILE_WIDTH + width) << (TILE_HEIGHT * level)
+            try:
+                raw = self.storage.read(rel)
+            except NotRegularFileError as exc:
+                self.add(FindingCode.NOT_REGULAR_FILE, rel, str(exc))
+                continue
+            if covers > hashes.full:
+                self.add(
+                    FindingCode.LOG_TILE_MISMATCH,
+                    rel,
+                    f"a hash tile of the first {covers} manifests, but the log has {size}",
+                )
+            elif raw != hashes.tile_bytes(level, index, width):
+                self.add(
+                    FindingCode.LOG_TILE_MISMATCH,
+                    rel,
+                    "the hash tile does not hold the hashes of the log's manifests (altered): "
+                    "commits and proofs fall back to reading every manifest",
+                )

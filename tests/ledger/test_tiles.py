@@ -71,7 +71,14 @@ def test_root_and_proofs_equal_merkle(size):
     for index in {0, size - 1, *(rng.randrange(size) for _ in range(5))} if size else ():
         for at in {size, rng.randint(index + 1, size)}:
             assert hashes.inclusion_proof(index, at) == merkle.prove_inclusion(index, at, leaves)
-    for size1 in {0, min(1, size), size // 2, full, size, *(rng.randint(0, size) for _ in range(4))}:
+    for size1 in {
+        0,
+        min(1, size),
+        size // 2,
+        full,
+        size,
+        *(rng.randint(0, size) for _ in range(4)),
+    }:
         assert hashes.consistency_proof(size1) == merkle.prove_consistency(size1, size, leaves)
         assert hashes.root(size1) == merkle.root_hash(leaves[:size1])
 
