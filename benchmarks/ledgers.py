@@ -43,6 +43,14 @@ from audit_pipeline.ledger.layout import (
 )
 from audit_pipeline.ledger.manifest import GENESIS_PREV, DataFile, Manifest, sign_manifest
 from audit_pipeline.ledger.note import Signer
+from audit_pipeline.ledger.tiles import (
+    TILE_WIDTH,
+    LogHashes,
+    expected_tiles,
+    tile_path,
+    tiles_completed_at,
+    tiles_for,
+)
 from audit_pipeline.slack.generator import HOUR, generate_hour
 
 WEEK = 7 * 24 * HOUR
@@ -128,6 +136,14 @@ class BulkLedgerWriter:
         os.chmod(path, 0o444)
         self.prev = signed.sha256
         self.leaves.append(signed.leaf_hash)
+        self._write_tiles()
+
+    def _write_tiles(self) -> None:
+        """The hash tiles a commit at this size writes (see ``ledger/tiles.py``)."""
+        leaves, full = self.leaves, self.size // TILE_WIDTH * TILE_WIDTH
+        hashes = LogHashes(self.size, full, lambda _rel: None, lambda lo, hi: leaves[lo:hi])
+        for rel, data in expected_tiles(hashes, tiles_completed_at(self.size)).items():
+            self.storage.create_exclusive(rel, data, mode=0o444)
 
     def checkpoint(self) -> bytes:
         """checkpoint signs and stores the checkpoint of the current size; returns it."""
@@ -227,6 +243,10 @@ def prefix_copy(source: BuiltLedger, data_dir: Path, hours: int) -> BuiltLedger:
             events += signed.manifest.event_count
     cp_rel = checkpoint_path(hours)
     os.link(src.path(cp_rel), dst.path(cp_rel))
+    for tile in tiles_for(hours // TILE_WIDTH * TILE_WIDTH):
+        rel = tile_path(*tile)
+        dst.path(rel).parent.mkdir(parents=True, exist_ok=True)
+        os.link(src.path(rel), dst.path(rel))
     return BuiltLedger(
         data_dir,
         source.key_path,
