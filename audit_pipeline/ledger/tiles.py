@@ -124,7 +124,7 @@ class LogHashes:
             raise ValueError(f"tiles cover whole tiles within the log, not {full} of {size}")
         self.size = size
         self.full = full
-        self._read_tile = read_tile
+        self.read_tile = read_tile
         self._leaf_hashes = leaf_hashes
         self._tiles: dict[tuple[int, int], list[bytes]] = {}
         self._tail: list[bytes] | None = None
@@ -141,7 +141,7 @@ class LogHashes:
         width = min(TILE_WIDTH, count - index * TILE_WIDTH)
         assert width > 0, "tiles: bad math in _tile"
         path = tile_path(level, index, width)
-        raw = self._read_tile(path)
+        raw = self.read_tile(path)
         if raw is not None and len(raw) == width * HASH:
             self.tiles_read += 1
             hashes = [raw[i : i + HASH] for i in range(0, len(raw), HASH)]
@@ -218,8 +218,18 @@ class LogHashes:
 
     def tile_bytes(self, level: int, index: int, width: int) -> bytes:
         """tile_bytes is what the tile (level, index, width) holds for this log."""
-        tile = self._tile(level, index)
-        return b"".join(tile[:width])
+        span = 1 << (TILE_HEIGHT * level)
+        first = index * TILE_WIDTH
+        if (first + width) * span <= self.full:
+            return b"".join(self._tile(level, index)[:width])
+        return b"".join(
+            self.subtree_root(j * span, (j + 1) * span) for j in range(first, first + width)
+        )
+
+    def adopt(self, other: LogHashes) -> None:
+        """adopt reuses the tiles ``other`` (the same log, before an append) has read."""
+        if other.full == self.full:
+            self._tiles.update(other._tiles)
 
 
 def expected_tiles(hashes: LogHashes, tiles: Iterable[tuple[int, int, int]]) -> dict[str, bytes]:
