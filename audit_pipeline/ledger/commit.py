@@ -497,7 +497,7 @@ class Ledger:
 
     def _append(
         self,
-        view: LogView,
+        view: Sequence[SignedManifest] | LogView,
         *,
         window_start: int,
         kind: str,
@@ -508,6 +508,7 @@ class Ledger:
     ) -> CommitResult:
         """_append writes one batch at the next sequence number (caller holds the lock)."""
         signer = self._require_signer()
+        view = _as_view(view)
         seq = view.size
         origin = self._origin(view)
         last = view.last

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger import merkle
+from audit_pipeline.ledger.batch_index import INDEX, BatchRef, open_index
 from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint
 from audit_pipeline.ledger.errors import (
     InvalidProofError,
@@ -200,9 +201,11 @@ class CheckpointChecks(VerifyContext):
                 "interrupted after its manifest; the next commit signs one)",
             )
 
-    def _check_tiles(self, leaf_hashes: list[bytes]) -> None:
-        """Every stored hash tile holds the hashes of the log's manifests (a reader that
-        trusts tiles only after they give a signed root still must not meet a wrong one)."""
+    def _check_tiles(self, leaf_hashes: list[bytes], parsed: Mapping[int, SignedManifest]) -> None:
+        """Every stored hash tile holds the hashes of the log's manifests, and every batch
+        index file is signed and lists the batches the manifests say (readers accept both
+        only against a signed root or a signature, but must never meet a wrong one)."""
+        self._check_index(parsed, len(leaf_hashes))
         size = len(leaf_hashes)
         hashes = LogHashes(
             size,
@@ -236,3 +239,32 @@ class CheckpointChecks(VerifyContext):
                     "the hash tile does not hold the hashes of the log's manifests (altered): "
                     "commits and proofs fall back to reading every manifest",
                 )
+
+    def _check_index(self, parsed: Mapping[int, SignedManifest], size: int) -> None:
+        origin = parsed[0].manifest.origin if 0 in parsed else None
+        for name in self.storage.list_dir(INDEX):
+            rel = f"{INDEX}/{name}"
+            start = parse_numbered_name(name, ".json")
+            if start is None or start % TILE_WIDTH:
+                self.add(FindingCode.UNEXPECTED_FILE, rel, "not a batch index file's name")
+                continue
+            self.checked["batch_index_files"] += 1
+            try:
+                raw = self.storage.read(rel)
+            except NotRegularFileError as exc:
+                self.add(FindingCode.NOT_REGULAR_FILE, rel, str(exc))
+                continue
+            refs = None if origin is None else open_index(raw, self.keyring, origin, start)
+            want = [
+                BatchRef.of(parsed[s]) if s in parsed else None
+                for s in range(start, min(start + TILE_WIDTH, size))
+            ]
+            if refs is None:
+                detail = (
+                    "the batch index file does not verify with a key trusted where it was signed"
+                )
+            elif refs != want:
+                detail = "the batch index file lists other hours or kinds than the manifests"
+            else:
+                continue
+            self.add(FindingCode.LOG_TILE_MISMATCH, rel, detail)
