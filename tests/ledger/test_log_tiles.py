@@ -91,3 +91,74 @@ def test_a_ledger_without_tiles_proves_and_gets_them_on_its_next_commit(
     lh.commit(ledger, BATCHES, n=1)
     assert (tiled / tile_path(0, 0)).is_file() and (tiled / tile_path(1, 0, 1)).is_file()
     assert lh.verify(tiled).checked["log_tiles"] == 2
+
+
+def _trusted(data_dir: Path, size: int) -> bytes:
+    return (data_dir / "ledger" / "checkpoints" / f"{size:08d}.checkpoint").read_bytes()
+
+
+def test_index_files_are_written_and_checked(tiled: Path) -> None:
+    index = tiled / "ledger" / "index" / "00000000.json"
+    assert index.is_file() and index.stat().st_mode & 0o777 == 0o444
+    assert lh.verify(tiled).checked["batch_index_files"] == 1
+    lh.make_writable(index)
+    index.write_bytes(index.read_bytes().replace(b'"late"', b'"hour"', 1) + b" ")
+    report = lh.verify(tiled)
+    assert [(f.code, f.location) for f in report.findings] == [
+        ("log_tile_mismatch", "ledger/index/00000000.json")
+    ]
+
+
+def test_incremental_verify_reads_only_what_is_new(tiled: Path, signing_key, clock) -> None:
+    clock.now = lh.CLOCK_START + 10_000
+    ledger = Ledger(tiled, file_format=lh.JSONL, signer=signing_key, origin=lh.ORIGIN, clock=clock)
+    lh.commit(ledger, BATCHES, n=1)
+    report = lh.verify(tiled, trusted_checkpoint=_trusted(tiled, BATCHES), incremental=True)
+    assert report.ok, report.summary()
+    assert report.checked["manifests"] < 10  # the new batch, its predecessor: no history
+    assert report.incremental_from == BATCHES
+
+
+def test_incremental_verify_sees_a_second_first_batch_of_an_old_hour(
+    tiled: Path, signing_key, clock
+) -> None:
+    """Hour 3's first batch lies in the tiles' range: the signed index still finds it."""
+    clock.now = lh.CLOCK_START + 10_000
+    ledger = Ledger(tiled, file_format=lh.JSONL, signer=signing_key, origin=lh.ORIGIN, clock=clock)
+    again = lh.JSONL.read_events(tiled / ledger.manifests()[3].manifest.data.path)
+    with ledger.storage.lock():
+        ledger._append(
+            ledger._view(),
+            window_start=lh.hour(3),
+            kind="hour",
+            events=again,
+            write_data=lh.write_jsonl,
+            source={},
+            run_id="dup",
+        )
+    report = lh.verify(tiled, trusted_checkpoint=_trusted(tiled, BATCHES), incremental=True)
+    assert lh.codes(report) == {"duplicate_window", "duplicate_event_id"}
+    assert report.checked["manifests"] < 10
+
+
+def test_incremental_verify_with_an_altered_tile_reads_everything(tiled: Path) -> None:
+    path = tiled / tile_path(1, 0, 1)
+    lh.make_writable(path)
+    path.write_bytes(bytes(32))
+    report = lh.verify(tiled, trusted_checkpoint=_trusted(tiled, BATCHES), incremental=True)
+    assert lh.codes(report) == {"log_tile_mismatch"}
+    assert report.checked["manifests"] == BATCHES
+
+
+def test_commits_find_an_old_hour_through_the_index(tiled: Path, signing_key, clock) -> None:
+    clock.now = lh.CLOCK_START + 10_000
+    ledger = Ledger(tiled, file_format=lh.JSONL, signer=signing_key, origin=lh.ORIGIN, clock=clock)
+    index = tiled / "ledger" / "index" / "00000000.json"
+    lh.make_writable(index)
+    index.unlink()  # read from the manifests instead, and written again
+    assert lh.commit(ledger, 3, n=1).sequence is None  # already committed: nothing new
+    result = lh.commit(ledger, 3, lh.make_events(3, 2, prefix="more"))
+    assert (result.sequence, result.kind) == (BATCHES, "late")
+    assert index.is_file()
+    assert lh.hour(3) in ledger.committed_windows() and ledger.tree_size() == BATCHES + 1
+    assert lh.verify(tiled).ok
