@@ -22,7 +22,7 @@ from audit_pipeline.ledger.keys import Keyring
 from audit_pipeline.ledger.layout import manifest_path
 from audit_pipeline.ledger.manifest import GENESIS_PREV, SignedManifest, parse_manifest
 from audit_pipeline.ledger.storage import LedgerFiles
-from audit_pipeline.ledger.tiles import TILE_WIDTH, LogHashes
+from audit_pipeline.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, LogHashes
 
 
 class TileMismatch(LedgerError):
@@ -196,6 +196,26 @@ def read_log(
         parsed[seq] = signed
         return signed
 
+    def _proven_block(start: int) -> list[SignedManifest]:
+        """The 256 manifests of a whole tile, proven at once: their subtree's root and its
+        path to the signed root (one proof, not 256)."""
+        assert checkpoint is not None
+        block = [parse(s) for s in range(start, start + TILE_WIDTH)]
+        node = merkle.root_hash([m.leaf_hash for m in block])
+        path = hashes.inclusion_proof(start, signed_size)[TILE_HEIGHT:]
+        index, width = start >> TILE_HEIGHT, -(-signed_size >> TILE_HEIGHT)
+        try:
+            root = merkle.root_from_inclusion_proof(index, width, node, path)
+        except InvalidProofError as exc:
+            raise TileMismatch(
+                f"manifests {start}.. are not the ones the log's root holds"
+            ) from exc
+        if root != checkpoint.root_hash:
+            raise TileMismatch(f"manifests {start}.. are not the ones the log's root holds")
+        for seq, signed in enumerate(block, start):
+            parsed[seq] = signed
+        return block
+
     # The manifests after the whole tiles: read, parsed and linked one to the next.
     prev = GENESIS_PREV if full == 0 else hashlib.sha256(manifest(full - 1).raw).hexdigest()
     for seq in range(full, size):
@@ -217,7 +237,7 @@ def read_log(
                 found = None
         if found is None:
             unindexed.append(start)
-            found = [BatchRef.of(manifest(s)) for s in range(start, start + TILE_WIDTH)]
+            found = [BatchRef.of(s) for s in _proven_block(start)]
         refs.extend(found)
     refs.extend(BatchRef.of(parsed[s]) for s in range(full, size))
     if size and full % TILE_WIDTH == 0:

@@ -113,3 +113,14 @@ def test_an_altered_tile_gives_proofs_that_fail_against_the_signed_root():
         merkle.verify_inclusion(5, size, leaves[5], proof, root)
     stored[tile_path(1, 0, 2)] = bytes(64)
     assert LogHashes(size, 512, stored.get, lambda lo, hi: leaves[lo:hi]).root() != root
+
+
+@pytest.mark.parametrize("size", [256, 300, 513, 1000, 2049, 65_800])
+def test_a_whole_tile_is_proven_by_its_root_and_the_path_above_it(size):
+    """log_view proves 256 manifests with one path: the leaf path without its first 8."""
+    leaves = _leaves(size)
+    root = merkle.root_hash(leaves)
+    for start in range(0, size - 255, 256 * max(1, size // 256 // 7)):
+        node = merkle.root_hash(leaves[start : start + 256])
+        path = merkle.prove_inclusion(start, size, leaves)[8:]
+        assert merkle.root_from_inclusion_proof(start >> 8, -(-size >> 8), node, path) == root
