@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from audit_pipeline.ledger.canonical import canonical_json, parse_canonical
 from audit_pipeline.ledger.errors import LedgerError
-from audit_pipeline.ledger.keys import Keyring, KeyStatus, key_id
+from audit_pipeline.ledger.keys import Keyring, KeyStatus, signed_envelope
 from audit_pipeline.ledger.manifest import SignedManifest, source_name
 from audit_pipeline.ledger.note import Signer
 from audit_pipeline.ledger.tiles import TILE_WIDTH
@@ -76,13 +76,7 @@ def sign_index(
         "size": size,
         "start": start,
     }
-    sig = signer.sign(_CONTEXT + canonical_json(body))
-    entry = {
-        "key_id": key_id(signer.key_hash),
-        "name": signer.name,
-        "sig": base64.b64encode(sig).decode(),
-    }
-    return canonical_json({"signatures": [entry], "signed": body})
+    return signed_envelope(signer, _CONTEXT, body)
 
 
 def open_index(raw: bytes, keyring: Keyring, origin: str, start: int) -> list[BatchRef] | None:

@@ -2,8 +2,10 @@
 
 One commit, under an exclusive ``flock`` on ``ledger/lock``:
 
-1. read the chain (manifests ``0..n-1``; a gap or broken link refuses the commit), clean
-   the leftovers of a crashed commit, write the checkpoint a crash may have skipped;
+1. read the log flat (:mod:`.log_view`: the newest checkpoint must verify and the hash
+   tiles plus the manifests after them must reproduce its root, else every manifest is
+   read; a gap or broken link refuses the commit), clean the leftovers of a crashed
+   commit, write the tiles and checkpoint a crash may have skipped;
 2. drop events whose ids the window's earlier batches already hold (idempotence);
 3. if there are new events: the caller writes them to a staged file under
    ``ledger/pending/``; it is fsynced, read back (the manifest describes the file as
@@ -12,7 +14,9 @@ One commit, under an exclusive ``flock`` on ``ledger/lock``:
    to ``lake/date=.../hour=../<seq>-<kind><suffix>`` (``link(2)`` never overwrites);
 4. the manifest is published at ``ledger/manifests/<seq>.json`` (staged, fsynced, linked:
    exclusive and atomic), which is the commit point;
-5. a checkpoint for tree size ``seq + 1`` is signed and published; the intent is removed.
+5. the hash tiles and batch index the new size completes are written (:mod:`.tiles`,
+   :mod:`.batch_index`), then a checkpoint for tree size ``seq + 1`` is signed and
+   published; the intent is removed.
 
 A crash before step 4 leaves at most a staged file, an intent and an unreferenced data
 file that the intent names: the verifier reports them as an uncommitted leftover (a
@@ -54,7 +58,14 @@ from audit_pipeline.ledger.events import (
     record_mismatch,
     unique_events,
 )
-from audit_pipeline.ledger.keys import Keyring, KeyStatus, TrustedKey, key_id, load_keyring
+from audit_pipeline.ledger.keys import (
+    Keyring,
+    KeyStatus,
+    TrustedKey,
+    key_id,
+    load_keyring,
+    signed_envelope,
+)
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
     CHECKPOINTS,
@@ -163,13 +174,7 @@ def sign_intent(
     signer: Signer, *, origin: str, sequence: int, path: str, size: int, sha256: str
 ) -> bytes:
     body = Intent.payload(origin, sequence, path, size, sha256)
-    sig = signer.sign(_INTENT_CONTEXT + canonical_json(body))
-    entry = {
-        "key_id": key_id(signer.key_hash),
-        "name": signer.name,
-        "sig": base64.b64encode(sig).decode(),
-    }
-    return canonical_json({"signatures": [entry], "signed": body})
+    return signed_envelope(signer, _INTENT_CONTEXT, body)
 
 
 def parse_intent(raw: bytes) -> Intent:

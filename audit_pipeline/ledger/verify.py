@@ -28,8 +28,10 @@ What is checked (each failure is a :class:`Finding` with a :class:`FindingCode`)
   hour lies outside the range may be absent (a notice); everything else is checked as usual.
 
 Incremental mode trusts everything a verified checkpoint covers and fully checks only the
-manifests and data files after it; the log root is still recomputed from all manifest
-bytes (kilobytes per batch), so the cost follows the new data.
+manifests and data files after it: the log's hashes come from the hash tiles, which must
+reproduce the trusted root, and the earlier batches of the hours it checks from the signed
+batch index (:mod:`.log_view`), so the cost follows the new data. When that cannot be done
+(a gap, a tile or manifest off the root) it reads every manifest, as a full run does.
 """
 
 from __future__ import annotations
