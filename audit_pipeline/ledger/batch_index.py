@@ -3,48 +3,43 @@
 A commit must know which batches hold an hour (to drop ids already committed and to pick
 the kind), and ``committed_windows`` every hour committed; a verification the batches of
 the hours it checks. Reading every manifest for that grows with history, so each time
-the log reaches a multiple of 256 batches the committer writes, once::
+the log reaches a multiple of 256 batches the committer writes, once,
+``ledger/index/<first sequence, 8 digits>.idx``: a C2SP signed note (as checkpoints are)
+signed by the log's key, whose text is::
 
-    ledger/index/<first sequence, 8 digits>.json
+    audit_pipeline.batch-index/v1
+    <origin>
+    <start> <size> <created> <earliest window start> <latest window start>
+    <source> <window start> <kind>          one line per batch, 256 lines
 
-canonical JSON, signed by the log's key like an intent (context
-``audit_pipeline.batch-index/v1\\x00``)::
-
-    {"signatures":[{"key_id":..,"name":..,"sig":..}],
-     "signed":{"batches":[["<source>",<window start>,"<kind>"], ... 256 entries],
-               "created":<signing time>,"format":"audit_pipeline.batch-index/v1",
-               "origin":..,"size":<tree size when signed>,"start":<first sequence>}}
-
-A reader accepts a file only when its signature verifies with a keyring key valid at
-position ``size - 1`` and time ``created``, and it names this origin and start with 256
-entries; anything else (absent, altered, a key not trusted there) is read from the
+``size`` is the tree size when it was signed and ``created`` the signing time (Unix
+seconds). A reader accepts a file only when its signature verifies with a keyring key
+valid at position ``size - 1`` and time ``created`` and it names this origin and start
+with 256 lines; anything else (absent, altered, a key not trusted there) is read from the
 manifests instead, and a full ``verify`` compares every stored file with the manifests
-(``log_tile_mismatch``).
-The signature is what makes a missing entry impossible to hide: an index is only as
-trustworthy as the key that signs manifests, no more.
+(``log_tile_mismatch``). The signature is what makes a missing entry impossible to hide:
+an index is as trustworthy as the key that signs manifests, no more. The window range on
+the third line lets a reader skip files that cannot hold an hour.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from audit_pipeline.ledger.canonical import canonical_json, parse_canonical
 from audit_pipeline.ledger.errors import LedgerError
-from audit_pipeline.ledger.keys import Keyring, KeyStatus, signed_envelope
+from audit_pipeline.ledger.keys import Keyring, KeyStatus
 from audit_pipeline.ledger.manifest import SignedManifest, source_name
-from audit_pipeline.ledger.note import Signer
+from audit_pipeline.ledger.note import Signer, open_note, sign_note
 from audit_pipeline.ledger.tiles import TILE_WIDTH
 
 INDEX = "ledger/index"
 INDEX_FORMAT = "audit_pipeline.batch-index/v1"
-_CONTEXT = INDEX_FORMAT.encode() + b"\x00"
+INDEX_SUFFIX = ".idx"
+_KINDS = frozenset({"hour", "empty", "late"})
 
 
-@dataclass(frozen=True)
-class BatchRef:
+class BatchRef(NamedTuple):
     """What the index says of one batch: its sequence number, source, hour and kind."""
 
     seq: int
@@ -58,55 +53,64 @@ class BatchRef:
         return BatchRef(signed.sequence, source_name(m), m.window_start, m.kind)
 
 
+class IndexFile:
+    """IndexFile is one verified index file; its lines are parsed when first needed."""
+
+    def __init__(self, start: int, first: int, last: int, lines: list[str]) -> None:
+        self.start, self.first, self.last = start, first, last
+        self._lines: list[str] | None = lines
+        self._refs: list[BatchRef] | None = None
+
+    def refs(self) -> list[BatchRef]:
+        """The 256 batches (MalformedIndex if a line is not ``<source> <window> <kind>``)."""
+        if self._refs is None:
+            assert self._lines is not None
+            refs = []
+            for offset, line in enumerate(self._lines):
+                source, window, kind = line.split(" ")
+                if kind not in _KINDS or not window.isdigit() or not source:
+                    raise ValueError(f"line {offset} is not a batch")
+                refs.append(BatchRef(self.start + offset, source, int(window), kind))
+            self._refs, self._lines = refs, None
+        return self._refs
+
+
 def index_path(start: int) -> str:
     """index_path is the file of batches ``start .. start + 255`` (``start`` % 256 == 0)."""
-    return f"{INDEX}/{start:08d}.json"
+    return f"{INDEX}/{start:08d}{INDEX_SUFFIX}"
 
 
 def sign_index(
     signer: Signer, origin: str, size: int, created: int, refs: Sequence[BatchRef]
 ) -> bytes:
     """sign_index is the signed index file of 256 consecutive batches."""
-    start = refs[0].seq
-    body = {
-        "batches": [[r.source, r.window_start, r.kind] for r in refs],
-        "created": created,
-        "format": INDEX_FORMAT,
-        "origin": origin,
-        "size": size,
-        "start": start,
-    }
-    return signed_envelope(signer, _CONTEXT, body)
+    windows = [r.window_start for r in refs]
+    lines = [
+        INDEX_FORMAT,
+        origin,
+        f"{refs[0].seq} {size} {created} {min(windows)} {max(windows)}",
+        *(f"{r.source} {r.window_start} {r.kind}" for r in refs),
+    ]
+    return sign_note("\n".join(lines) + "\n", signer)
 
 
-def open_index(raw: bytes, keyring: Keyring, origin: str, start: int) -> list[BatchRef] | None:
-    """open_index returns the batches of a stored index file, or None when it cannot be
-    trusted (malformed, another origin or range, a signature that does not verify with a
-    key valid at the position it was signed)."""
+def open_index(raw: bytes, keyring: Keyring, origin: str, start: int) -> IndexFile | None:
+    """open_index returns a stored index file, or None when it cannot be trusted
+    (malformed, another origin or range, no signature by a key valid where it was
+    signed)."""
     try:
-        doc = parse_canonical(raw)
-        (entry,) = doc["signatures"]
-        body = doc["signed"]
-        if set(doc) != {"signatures", "signed"} or body.get("format") != INDEX_FORMAT:
+        note = open_note(raw, keyring.verifiers())
+        lines = note.text[:-1].split("\n")
+        if len(lines) != 3 + TILE_WIDTH or lines[:2] != [INDEX_FORMAT, origin]:
             return None
-        if (body["origin"], body["start"]) != (origin, start):
+        first_seq, size, created, first, last = (int(x) for x in lines[2].split(" "))
+        if first_seq != start or size < start + TILE_WIDTH:
             return None
-        size, batches = body["size"], body["batches"]
-        if type(size) is not int or size < start + TILE_WIDTH or len(batches) != TILE_WIDTH:
+        if not any(
+            keyring.status(sig.name, sig.key_hash, created, size - 1) is KeyStatus.VALID
+            for sig in note.sigs
+        ):
             return None
-        name, hash_id = str(entry["name"]), int(str(entry["key_id"]), 16)
-        key = keyring.find(name, hash_id)
-        sig = base64.b64decode(entry["sig"], validate=True)
-        if key is None or not key.verifier.verify(_CONTEXT + canonical_json(body), sig):
-            return None
-        created = body["created"]
-        if type(created) is not int or key.status_at(created, size - 1) is not KeyStatus.VALID:
-            return None
-        refs = []
-        for offset, (source, window, kind) in enumerate(batches):
-            if not (isinstance(source, str) and type(window) is int and isinstance(kind, str)):
-                return None
-            refs.append(BatchRef(start + offset, source, window, kind))
-    except (LedgerError, KeyError, TypeError, ValueError, AttributeError, binascii.Error):
+    except (LedgerError, ValueError):
         return None
-    return refs
+    return IndexFile(start, first, last, lines[3:])

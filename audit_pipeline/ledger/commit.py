@@ -78,8 +78,10 @@ from audit_pipeline.ledger.layout import (
     NotRegularFileError,
     batch_data_path,
     checkpoint_path,
+    count_numbered,
     format_hour,
     intent_path,
+    latest_numbered,
     manifest_path,
     open_regular,
     parse_numbered_name,
@@ -331,8 +333,12 @@ class Ledger:
     def _manifest_count(self) -> int:
         """_manifest_count is the number of manifests, refusing gaps and foreign names (a
         listing: no manifest is read)."""
+        names = [n for n in self.storage.list_dir(MANIFESTS) if not n.startswith(".")]
+        count = count_numbered(names, MANIFEST_SUFFIX)
+        if count is not None:
+            return count
         seqs = []
-        for name in self.storage.list_dir(MANIFESTS):
+        for name in names:
             seq = parse_numbered_name(name, MANIFEST_SUFFIX)
             if seq is None:
                 if not name.startswith("."):
@@ -387,15 +393,7 @@ class Ledger:
         return None if latest is None else self.storage.read(checkpoint_path(latest))
 
     def _latest_checkpoint_size(self) -> int | None:
-        sizes = [
-            s
-            for s in (
-                parse_numbered_name(n, CHECKPOINT_SUFFIX)
-                for n in self.storage.list_dir(CHECKPOINTS)
-            )
-            if s is not None
-        ]
-        return max(sizes, default=None)
+        return latest_numbered(self.storage.list_dir(CHECKPOINTS), CHECKPOINT_SUFFIX)
 
     def window_leaves(self, window_start: int, source: str = AUDIT_LOGS_SOURCE) -> dict[str, bytes]:
         """window_leaves maps each event id committed for the window to its leaf hash (read

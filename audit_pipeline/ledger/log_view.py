@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 
 from audit_pipeline.ledger import merkle
-from audit_pipeline.ledger.batch_index import BatchRef, index_path, open_index
+from audit_pipeline.ledger.batch_index import BatchRef, IndexFile, index_path, open_index
 from audit_pipeline.ledger.checkpoint import Checkpoint
 from audit_pipeline.ledger.errors import InvalidProofError, LedgerError
 from audit_pipeline.ledger.keys import Keyring
@@ -47,11 +47,13 @@ class LogView:
         *,
         from_tiles: bool,
         unindexed: Sequence[int] = (),
+        indexed: Sequence[IndexFile] = (),
     ) -> None:
         self.size = size
         self.hashes = hashes
         self._manifest = manifest
-        self.refs = refs
+        self._plain = refs  # batches known from their manifests
+        self._indexed = tuple(indexed)  # the rest, from verified index files
         self.origin = origin
         self.from_tiles = from_tiles
         self.unindexed = tuple(unindexed)  # index files absent or untrusted (their starts)
@@ -82,13 +84,25 @@ class LogView:
     def leaf_hashes(self) -> list[bytes]:
         return [self.hashes.leaf(i) for i in range(self.size)]
 
+    @property
+    def refs(self) -> list[BatchRef]:
+        """Every batch's source, hour and kind, in sequence order."""
+        return sorted([*self._plain, *(r for f in self._indexed for r in _refs(f))])
+
     def batches_of(self, window_start: int, source: str) -> list[SignedManifest]:
-        """The batches of ``source`` for the hour, in sequence order."""
-        return [
-            self._manifest(r.seq)
-            for r in self.refs
+        """The batches of ``source`` for the hour, in sequence order (index files whose
+        window range excludes the hour are not parsed)."""
+        found = [
+            r.seq
+            for f in self._indexed
+            if f.first <= window_start <= f.last
+            for r in _refs(f)
             if r.window_start == window_start and r.source == source
         ]
+        found += [
+            r.seq for r in self._plain if r.window_start == window_start and r.source == source
+        ]
+        return [self._manifest(seq) for seq in sorted(found)]
 
     def windows(self, source: str) -> set[int]:
         return {r.window_start for r in self.refs if r.source == source}
@@ -121,15 +135,23 @@ class LogView:
             size,
             hashes,
             manifest,
-            [*self.refs, BatchRef.of(signed)],
+            [*self._plain, BatchRef.of(signed)],
             self.origin or signed.manifest.origin,
             from_tiles=self.from_tiles,
             unindexed=self.unindexed,
+            indexed=self._indexed,
         )
 
 
 def _no_tile(_rel: str) -> None:
     return None
+
+
+def _refs(index: IndexFile) -> list[BatchRef]:
+    try:
+        return index.refs()
+    except ValueError as exc:
+        raise TileMismatch(f"{index_path(index.start)} is malformed: {exc}") from exc
 
 
 def read_log(
@@ -227,21 +249,33 @@ def read_log(
 
     refs: list[BatchRef] = []
     unindexed = []
+    indexed = []
     origin = checkpoint.origin if checkpoint is not None else None
+    trusted_keys = keyring() if origin is not None and full else None
     for start in range(0, full, TILE_WIDTH):
         found = None
-        if origin is not None:
+        if trusted_keys is not None and origin is not None:
             try:
-                found = open_index(files.read(index_path(start)), keyring(), origin, start)
+                found = open_index(files.read(index_path(start)), trusted_keys, origin, start)
             except (FileNotFoundError, LedgerError):
                 found = None
         if found is None:
             unindexed.append(start)
-            found = [BatchRef.of(s) for s in _proven_block(start)]
-        refs.extend(found)
+            refs.extend(BatchRef.of(s) for s in _proven_block(start))
+        else:
+            indexed.append(found)
     refs.extend(BatchRef.of(parsed[s]) for s in range(full, size))
-    if size and full % TILE_WIDTH == 0:
+    if size:
         unindexed.extend(range(full, size - TILE_WIDTH + 1, TILE_WIDTH))
     if origin is None and size:
         origin = manifest(0).manifest.origin
-    return LogView(size, hashes, manifest, refs, origin, from_tiles=use_tiles, unindexed=unindexed)
+    return LogView(
+        size,
+        hashes,
+        manifest,
+        refs,
+        origin,
+        from_tiles=use_tiles,
+        unindexed=unindexed,
+        indexed=indexed,
+    )

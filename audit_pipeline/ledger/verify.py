@@ -75,6 +75,7 @@ from audit_pipeline.ledger.layout import (
     batch_data_dir,
     batch_data_path,
     checkpoint_path,
+    count_numbered,
     format_hour,
     manifest_path,
     parse_numbered_name,
@@ -322,13 +323,9 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
         it cannot be done so (a gap, a foreign name, a trusted checkpoint the log does not
         extend, tiles or index off the signed root, a finding about roots): the caller then
         reads every manifest, as before tiles, and reports whatever is wrong."""
-        names = self.storage.list_dir(MANIFESTS)
-        seqs = sorted(
-            s for s in (parse_numbered_name(n, MANIFEST_SUFFIX) for n in names) if s is not None
-        )
-        if len(seqs) != len(names) or seqs != list(range(len(seqs))):
+        size = count_numbered(self.storage.list_dir(MANIFESTS), MANIFEST_SUFFIX)
+        if size is None:
             return None
-        size = len(seqs)
         try:
             trusted, _ = open_checkpoint(trusted_raw, self.keyring.verifiers())
         except LedgerError:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger import merkle
-from audit_pipeline.ledger.batch_index import INDEX, BatchRef, open_index
+from audit_pipeline.ledger.batch_index import INDEX, INDEX_SUFFIX, BatchRef, open_index
 from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint
 from audit_pipeline.ledger.errors import (
     InvalidProofError,
@@ -244,7 +244,7 @@ class CheckpointChecks(VerifyContext):
         origin = parsed[0].manifest.origin if 0 in parsed else None
         for name in self.storage.list_dir(INDEX):
             rel = f"{INDEX}/{name}"
-            start = parse_numbered_name(name, ".json")
+            start = parse_numbered_name(name, INDEX_SUFFIX)
             if start is None or start % TILE_WIDTH:
                 self.add(FindingCode.UNEXPECTED_FILE, rel, "not a batch index file's name")
                 continue
@@ -254,16 +254,21 @@ class CheckpointChecks(VerifyContext):
             except NotRegularFileError as exc:
                 self.add(FindingCode.NOT_REGULAR_FILE, rel, str(exc))
                 continue
-            refs = None if origin is None else open_index(raw, self.keyring, origin, start)
+            index = None if origin is None else open_index(raw, self.keyring, origin, start)
             want = [
                 BatchRef.of(parsed[s]) if s in parsed else None
                 for s in range(start, min(start + TILE_WIDTH, size))
             ]
+            try:
+                refs = None if index is None else index.refs()
+            except ValueError:
+                refs = None
+            windows = [r.window_start for r in want if r is not None]
             if refs is None:
                 detail = (
                     "the batch index file does not verify with a key trusted where it was signed"
                 )
-            elif refs != want:
+            elif refs != want or (index.first, index.last) != (min(windows), max(windows)):
                 detail = "the batch index file lists other hours or kinds than the manifests"
             else:
                 continue

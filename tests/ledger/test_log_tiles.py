@@ -98,14 +98,16 @@ def _trusted(data_dir: Path, size: int) -> bytes:
 
 
 def test_index_files_are_written_and_checked(tiled: Path) -> None:
-    index = tiled / "ledger" / "index" / "00000000.json"
+    index = tiled / "ledger" / "index" / "00000000.idx"
     assert index.is_file() and index.stat().st_mode & 0o777 == 0o444
     assert lh.verify(tiled).checked["batch_index_files"] == 1
     lh.make_writable(index)
-    index.write_bytes(index.read_bytes().replace(b'"late"', b'"hour"', 1) + b" ")
+    edited = index.read_bytes().replace(b" hour\n", b" late\n", 1)
+    assert edited != index.read_bytes()
+    index.write_bytes(edited)
     report = lh.verify(tiled)
     assert [(f.code, f.location) for f in report.findings] == [
-        ("log_tile_mismatch", "ledger/index/00000000.json")
+        ("log_tile_mismatch", "ledger/index/00000000.idx")
     ]
 
 
@@ -153,7 +155,7 @@ def test_incremental_verify_with_an_altered_tile_reads_everything(tiled: Path) -
 def test_commits_find_an_old_hour_through_the_index(tiled: Path, signing_key, clock) -> None:
     clock.now = lh.CLOCK_START + 10_000
     ledger = Ledger(tiled, file_format=lh.JSONL, signer=signing_key, origin=lh.ORIGIN, clock=clock)
-    index = tiled / "ledger" / "index" / "00000000.json"
+    index = tiled / "ledger" / "index" / "00000000.idx"
     lh.make_writable(index)
     index.unlink()  # read from the manifests instead, and written again
     assert lh.commit(ledger, 3, n=1).sequence is None  # already committed: nothing new
