@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -34,9 +35,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit_pipeline.errors import ConfigurationError
-from audit_pipeline.lake import WindowNormalizer, events_from_table, write_batch_file
 from audit_pipeline.lake.fidelity import REVISION_PREFIX
-from audit_pipeline.ledger import EventRecord, Ledger
+from audit_pipeline.lake.normalize import SpilledWindow, SpillingWindowNormalizer
+from audit_pipeline.lake.parquet import event_leaves_from_table, write_batch_stream
+from audit_pipeline.ledger import Ledger
+from audit_pipeline.ledger.events import EventLeaf
 from audit_pipeline.ledger.layout import DATA_MODE, HOUR, LocalStorage, format_hour
 from audit_pipeline.slack.client import AuditLogSource, FetchStats, UnparseablePageError
 from audit_pipeline.slack.read_ahead import read_ahead
@@ -180,38 +183,45 @@ class SyncReport:
 class _BatchWriter:
     """The ledger's ``write_data`` callback: writes the rows of the events it is given.
 
-    It holds the window's table only until the file is written, keeping just the counts
-    the report needs, so the ledger reads the file back without the table still in memory.
+    The window's rows stream from its spill file into the Parquet writer a page at a time;
+    it keeps just the counts the report needs.
     """
 
-    def __init__(self, table: pa.Table, phase: Callable[[str], None] | None = None) -> None:
-        self.table: pa.Table | None = table
+    def __init__(self, window: SpilledWindow, phase: Callable[[str], None] | None = None) -> None:
+        self.window: SpilledWindow | None = window
         self.phase = phase or _no_phase
         self.quarantined = 0
         self.revision_ids: set[str] = set()
         self.actions: Counter[str] = Counter()
 
-    def __call__(self, new_events: Sequence[EventRecord], path: Path) -> None:
-        rows, self.table = self.table, None
-        if rows is None:
+    def __call__(self, new_events: Sequence[EventLeaf], path: Path) -> None:
+        window, self.window = self.window, None
+        if window is None:
             raise RuntimeError("write_data is called once per commit")
-        if len(new_events) != rows.num_rows:
+        wanted = None
+        if len(new_events) != window.row_count:
             wanted = pa.array([e.event_id for e in new_events], pa.string())
-            rows = rows.filter(pc.is_in(rows["event_id"], value_set=wanted))
         self.phase("commit: ids checked, writing the file")
-        write_batch_file(rows, path)
-        reasons = rows.column("quarantine_reason")
-        ids = rows.column("event_id")
-        self.revision_ids = set(ids.filter(pc.starts_with(ids, REVISION_PREFIX)).to_pylist())
-        self.quarantined = len(reasons) - reasons.null_count - len(self.revision_ids)
-        for item in pc.value_counts(rows.column("action")).to_pylist():
-            if item["values"]:
-                self.actions[item["values"]] += item["counts"]
-        del rows
-        # Arrow's allocator keeps freed memory for reuse; hand the table's back now, before
-        # the ledger reads the file back into Python objects that cannot use it.
+        write_batch_stream(self._counted(window.batches(), wanted), path)
+        # Arrow's allocator keeps freed memory for reuse; hand the pages' back now, before
+        # the ledger reads the file back.
         pa.default_memory_pool().release_unused()
         self.phase("commit: file written, table released")
+
+    def _counted(
+        self, batches: Iterator[pa.RecordBatch], wanted: pa.Array | None
+    ) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if wanted is not None:
+                batch = batch.filter(pc.is_in(batch["event_id"], value_set=wanted))
+            reasons, ids = batch.column("quarantine_reason"), batch.column("event_id")
+            revised = ids.filter(pc.starts_with(ids, REVISION_PREFIX)).to_pylist()
+            self.revision_ids.update(revised)
+            self.quarantined += len(reasons) - reasons.null_count - len(revised)
+            for item in pc.value_counts(batch.column("action")).to_pylist():
+                if item["values"]:
+                    self.actions[item["values"]] += item["counts"]
+            yield batch
 
 
 def _no_phase(_name: str) -> None:
@@ -257,40 +267,46 @@ def sync_window(
     committed = (
         ledger.window_leaves(window_start) if window_start in ledger.committed_windows() else {}
     )
-    normalizer = WindowNormalizer(window_start, window_end, committed)
     pages_before, fetched = source.stats.pages, 0
-    # The next page is fetched while this one is normalized (2 cores: the wait overlaps).
-    for page in read_ahead(source.iter_pages(window_start, window_end - 1)):
-        fetched += len(page)
-        normalizer.add(page.entries)
-        del page
-    phase("pages read and normalized")
-    rows = normalizer.finish()
-    pa.default_memory_pool().release_unused()  # the pages' copies, now sorted into rows
-    phase("rows sorted into one table")
-    events = events_from_table(rows.table)
-    phase("ledger records built")
-    writer = _BatchWriter(rows.table, phase)
-    duplicates_in_window = rows.duplicates_skipped
-    revisions = rows.revisions
-    del rows, committed
-    result = ledger.commit_batch(
-        window_start=window_start,
-        window_end=window_end,
-        events=events,
-        write_data=writer,
-        source={
-            "api_url": source.logs_url,
-            "oldest": window_start,
-            "latest": window_end - 1,
-            "pages": source.stats.pages - pages_before,
-            "entries_returned": fetched,
-        },
-        run_id=run_id,
-    )
+    # The window's rows wait on disk (sorted pages in an Arrow file), not in memory.
+    with tempfile.TemporaryDirectory(prefix="audit-pipeline-window-") as spill:
+        normalizer = SpillingWindowNormalizer(
+            window_start, window_end, committed, directory=Path(spill)
+        )
+        del committed
+        # The next page is fetched while this one is normalized (2 cores: the wait overlaps).
+        for page in read_ahead(source.iter_pages(window_start, window_end - 1)):
+            fetched += len(page)
+            normalizer.add(page.entries)
+            del page
+        phase("pages read and normalized")
+        rows = normalizer.finish()
+        del normalizer
+        pa.default_memory_pool().release_unused()  # the pages' copies, now on disk
+        phase("rows sorted into one table")
+        events = event_leaves_from_table(rows.keys)
+        phase("ledger records built")
+        writer = _BatchWriter(rows, phase)
+        duplicates_in_window = rows.duplicates_skipped
+        revisions = rows.revisions
+        del rows
+        result = ledger.commit_batch(
+            window_start=window_start,
+            window_end=window_end,
+            events=events,
+            write_data=writer,
+            source={
+                "api_url": source.logs_url,
+                "oldest": window_start,
+                "latest": window_end - 1,
+                "pages": source.stats.pages - pages_before,
+                "entries_returned": fetched,
+            },
+            run_id=run_id,
+        )
     phase("committed: file read back, checked, signed")
     del events
-    writer.table = None
+    writer.window = None
     if actions is not None:
         actions.update(writer.actions)
     revised = tuple(of_id for row_id, of_id in revisions if row_id in writer.revision_ids)

@@ -27,7 +27,7 @@ from audit_pipeline.ingest import (
     run_windows,
 )
 from audit_pipeline.lake.activities import MICROS, normalize_activities, write_activity_file
-from audit_pipeline.lake.parquet import events_from_table
+from audit_pipeline.lake.parquet import event_leaves_from_table
 from audit_pipeline.ledger import EventRecord, Ledger
 from audit_pipeline.ledger.layout import HOUR
 from audit_pipeline.slack.activities_client import SOURCE_NAME, ActivitySource
@@ -71,7 +71,7 @@ def sync_activity_window(
     result = ledger.commit_batch(
         window_start=window_start,
         window_end=window_start + HOUR,
-        events=events_from_table(table),
+        events=event_leaves_from_table(table),
         write_data=writer,
         source={
             "name": SOURCE_NAME,

@@ -1,8 +1,8 @@
 """``python -m benchmarks`` (``make bench``): speed, memory and scale, side by side in one run.
 
-Runs the benchmarks of issue 7 (ingest, verify, query, proofs, pacing, orchestration) and
-of issue 11 (witnesses), prints a table and writes ``benchmarks/RESULTS.md`` with the
-machine it ran on. Sizes:
+Runs the benchmarks of issue 7 (ingest, verify, query, proofs, pacing, orchestration), of
+issue 11 (witnesses) and of issue 13 (object_store: SeaweedFS against a local directory),
+prints a table and writes ``benchmarks/RESULTS.md`` with the machine it ran on. Sizes:
 ``--size tiny`` (seconds; what the smoke test runs), ``small`` (minutes), ``full`` (the
 issue's sizes, under 30 minutes on 2 cores). Absolute numbers drift on a shared machine;
 the targets are judged on ratios measured in the same run.
@@ -26,8 +26,17 @@ from benchmarks.config import SIZES, Sizes
 from benchmarks.ledgers import BuiltLedger, build_ledger
 from benchmarks.report import render_results, render_table
 
-NAMES = ("ingest", "verify", "query", "proofs", "pacing", "orchestration", "witnesses")
-NEED_YEAR = {"verify", "query", "proofs", "witnesses"}
+NAMES = (
+    "ingest",
+    "verify",
+    "query",
+    "proofs",
+    "pacing",
+    "orchestration",
+    "witnesses",
+    "object_store",
+)
+NEED_YEAR = {"verify", "query", "proofs", "witnesses", "object_store"}
 # 2025-12-01T00:00Z, a Monday: the generated year starts on one so weeks line up.
 YEAR_START = 1764547200
 
@@ -66,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         ("pacing_calls_per_minute", int),
         ("backfill_hours", int),
         ("per_partition_runs", int),
+        ("object_store_hours", int),
     ):
         knobs.add_argument("--" + name.replace("_", "-"), dest=name, type=kind)
     return parser
@@ -135,7 +145,16 @@ def _run_one(
     failures: list[str],
     profile: bool,
 ) -> Section | None:
-    from benchmarks import ingest, orchestration, pacing, proofs, query, verify, witnesses
+    from benchmarks import (
+        ingest,
+        object_store,
+        orchestration,
+        pacing,
+        proofs,
+        query,
+        verify,
+        witnesses,
+    )
 
     runners: dict[str, Callable[[], Section]] = {
         "ingest": lambda: ingest.run(sizes, work, _say, profile),
@@ -145,6 +164,7 @@ def _run_one(
         "pacing": lambda: pacing.run(sizes, work, _say),
         "orchestration": lambda: orchestration.run(sizes, work, _say),
         "witnesses": lambda: witnesses.run(sizes, work, year, _say),
+        "object_store": lambda: object_store.run(sizes, work, year, _say),
     }
     started = time.perf_counter()
     try:

@@ -32,6 +32,8 @@ class Sizes:
     per_partition_runs: int
     orchestration_events_per_hour: int
     cli_launch: bool
+    # object store: hours synced to SeaweedFS and to a local directory, side by side
+    object_store_hours: int
 
     def with_overrides(self, **changes: Any) -> Sizes:
         known = {f.name for f in fields(self)}
@@ -57,6 +59,7 @@ TINY = Sizes(
     per_partition_runs=3,
     orchestration_events_per_hour=10,
     cli_launch=False,
+    object_store_hours=2,
 )
 
 SMALL = Sizes(
@@ -78,6 +81,7 @@ SMALL = Sizes(
     per_partition_runs=12,
     orchestration_events_per_hour=50,
     cli_launch=True,
+    object_store_hours=12,
 )
 
 FULL = Sizes(
@@ -99,6 +103,7 @@ FULL = Sizes(
     per_partition_runs=24,
     orchestration_events_per_hour=100,
     cli_launch=True,
+    object_store_hours=48,
 )
 
 SIZES = {s.name: s for s in (TINY, SMALL, FULL)}

@@ -16,14 +16,19 @@ INGEST_PARTS = (
     # Pages are fetched and split in the read-ahead thread, which the profile does not
     # sample: what shows is the time the sync waited for a page that was not there yet.
     ("wait for the next page (fetch + split, read ahead)", ("read_ahead",)),
-    ("normalize pages (lake)", ("WindowNormalizer.add",)),
-    ("sort the window (lake)", ("WindowNormalizer.finish",)),
-    ("ledger records from the table (lake)", ("events_from_table",)),
+    (
+        "normalize pages, spill them to disk (lake)",
+        ("WindowNormalizer.add", "SpillingWindowNormalizer.add"),
+    ),
+    (
+        "order the window's pages (lake)",
+        ("WindowNormalizer.finish", "SpillingWindowNormalizer.finish"),
+    ),
+    ("compact ledger records: id, time, leaf hash (lake)", ("event_leaves_from_table",)),
     ("ledger commit, total", ("Ledger.commit_batch",)),
-    ("  write Parquet (lake)", ("write_batch_file",)),
-    ("  read the file back (lake reader)", ("ParquetBatchFormat.read_events",)),
-    ("  check written rows: ids + leaf JSON (ledger)", ("_check_written",)),
-    ("  events Merkle root (ledger)", ("events_root",)),
+    ("  stream the spill into Parquet (lake)", ("write_batch_stream",)),
+    ("  read back + check rows: ids, leaf hashes, leaf JSON (ledger)", ("_check_written",)),
+    ("  events Merkle root (ledger)", ("root_hash",)),
     ("  hash the file (ledger)", ("file_digest",)),
 )
 INCREMENTAL_PARTS = (
@@ -44,11 +49,12 @@ PROVE_PARTS = (
 )
 VERIFY_PARTS = (
     ("read + parse manifests", ("_Run._read_manifests",)),
-    ("check data files, total", ("_check_data_file",)),
+    ("check data files, total", ("check_data_file",)),
     ("  SHA-256 of files", ("file_digest",)),
-    ("  decode Parquet + build records (lake reader)", ("ParquetBatchFormat.read_events",)),
-    ("  events Merkle root: leaf + node hashes", ("events_root",)),
-    ("  row id/time vs leaf JSON", ("record_mismatch",)),
+    ("  decode Parquet into columns (lake reader)", ("ParquetBatchFormat.read_event_columns",)),
+    ("  leaf hashes", ("leaf_hashes",)),
+    ("  events Merkle root: node hashes", ("root_hash",)),
+    ("  row id/time vs leaf JSON", ("mismatched_rows",)),
     ("checkpoints and signatures", ("_Run._check_checkpoints", "_Run._check_manifests")),
 )
 

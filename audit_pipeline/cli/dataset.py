@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audit_pipeline.cli.object_store import (
+    dataset_of_object_store,
     local_copy_for_dataset,
     object_store_arg,
     verified_local_copy,
@@ -213,7 +214,9 @@ def run_path(args: argparse.Namespace) -> int:
 
 
 def run_query_command(args: argparse.Namespace) -> int:
-    _check_data_dir(args)
+    url = object_store_arg(args.data_dir)
+    if url is None:
+        _check_data_dir(args)
     from audit_pipeline.dataset.build import dataset_path
     from audit_pipeline.dataset.query import (
         format_result,
@@ -227,8 +230,11 @@ def run_query_command(args: argparse.Namespace) -> int:
     if not sql.strip():
         raise ConfigurationError("no SQL given")
     require_one_statement(sql)
-    path = dataset_path(args.data_dir, args.database)
-    ledger_dir = path.parent if (path.parent / "ledger").is_dir() else None
+    if url is not None:  # the local dataset and the verified copy it was built from
+        path, ledger_dir = dataset_of_object_store(url, args.database)
+    else:
+        path = dataset_path(args.data_dir, args.database)
+        ledger_dir = path.parent if (path.parent / "ledger").is_dir() else None
     if os.path.lexists(path):  # never attach a FIFO or link unchecked (it could hang)
         sealed = check_seal(path, ledger_dir)
         sealed.require()

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from audit_pipeline.cli.object_store import (
     init_object_store_key,
     object_store_arg,
+    object_store_checkpoint,
+    object_store_keyring,
     object_store_reader,
     object_store_url,
     verify_on_object_store,
@@ -196,12 +198,16 @@ def _keys_restart_signer(args: argparse.Namespace) -> int:
     from audit_pipeline.lake import PARQUET_FORMAT
 
     state_path = Path(args.state).expanduser() if args.state else signer_state_path(_key_path(args))
-    data_dir = resolve_data_dir(args.data_dir)
     adopt = None
-    if (data_dir / LEDGER).is_dir():
-        adopt = Ledger(data_dir, file_format=PARQUET_FORMAT).latest_checkpoint()
-    if adopt is not None:
-        open_checkpoint(adopt, load_keyring(data_dir).verifiers())
+    if (url := object_store_arg(args.data_dir)) is not None:
+        data_dir: Any = url  # the state is local; the store is only read
+        adopt = object_store_checkpoint(url)
+    else:
+        data_dir = resolve_data_dir(args.data_dir)
+        if (data_dir / LEDGER).is_dir():
+            adopt = Ledger(data_dir, file_format=PARQUET_FORMAT).latest_checkpoint()
+        if adopt is not None:
+            open_checkpoint(adopt, load_keyring(data_dir).verifiers())
     previous = load_signer_state(state_path)
     state = reset_signer_state(state_path, reason=args.reason, now=int(time.time()), adopt=adopt)
     forgot = f"size {previous.size} of {previous.origin}" if previous else "nothing"
@@ -221,9 +227,8 @@ def _keys_public(args: argparse.Namespace) -> int:
         return 0
     if args.key_file:
         raise ConfigurationError("give --data-dir (its keyring) or --key-file, not both")
-    data_dir = _ledger_dir(args)
-    keyring = load_keyring(data_dir)
-    now, size = int(time.time()), log_size(data_dir)
+    keyring, size = _keyring_and_size(args)
+    now = int(time.time())
     print(f"# public keys of {keyring.source}, one a line (for --trusted-keys / --public-key)")
     for key in keyring.keys:
         print(f"# {key.name}+{key.key_id}: {_validity(key, now, size)}")
@@ -247,10 +252,18 @@ def _batches(key: Any) -> str:
     return f"{key.valid_from_size or 0}..{'' if end is None else end - 1}"
 
 
-def _keys_list(args: argparse.Namespace) -> int:
+def _keyring_and_size(args: argparse.Namespace) -> tuple[Keyring, int]:
+    """_keyring_and_size: the data directory's keyring and its log's size (a local
+    directory, or an ``s3://`` one read with reader credentials)."""
+    if (url := object_store_arg(args.data_dir)) is not None:
+        return object_store_keyring(url)
     data_dir = _ledger_dir(args)
-    keyring = load_keyring(data_dir)
-    now, size = int(time.time()), log_size(data_dir)
+    return load_keyring(data_dir), log_size(data_dir)
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    keyring, size = _keyring_and_size(args)
+    now = int(time.time())
     if args.json:
         rows = [
             {
@@ -334,6 +347,7 @@ def _verify_dir(args: argparse.Namespace) -> int:
         "trusted_checkpoint": trusted,
         "incremental": args.incremental,
         "jobs": args.jobs,
+        "depth": args.depth,
         "max_lag": int(args.max_lag * 3600) if args.max_lag is not None else None,
         "data_range": data_range,
         # a bar on a terminal; elsewhere lines once the work runs long (or with -v)
@@ -654,8 +668,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="verify the whole ledger and data lake offline",
         description=(
             "Check every manifest (link and signature), sequence continuity, every data file\n"
-            "(size, SHA-256, rows, Merkle root), checkpoints, key validity, unreferenced files,\n"
-            "duplicate ids, event times and hourly coverage. Every finding is reported.\n"
+            "(size, SHA-256; with --depth rows, the default, also rows, leaves, Merkle root),\n"
+            "checkpoints, key validity, unreferenced files, duplicate ids, event times and\n"
+            "hourly coverage. Every finding is reported.\n"
             "With --trusted-checkpoint FILE (a checkpoint kept elsewhere), an RFC 6962\n"
             "consistency proof shows today's log extends it: catches truncation, rollback and\n"
             "forks. Without --trusted-keys the data directory's own keyring is used, which\n"
@@ -699,11 +714,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print one JSON report (audit_pipeline.verify/v1) on stdout",
     )
     verify.add_argument(
+        "--depth",
+        choices=("files", "rows"),
+        default="rows",
+        help="how deep each data file is checked. files: every data file is byte for byte "
+        "what a signed manifest pinned (size and SHA-256; bound by hashing), relying on the "
+        "check at commit time that its rows match the signed events root. rows (default): "
+        "that, and every leaf, the events root, row count, time range, window and id/time "
+        "columns re-derived from the rows, and ids across batches: also catches a batch "
+        "whose signed manifest never matched its rows (e.g. a key holder signing a lie)",
+    )
+    verify.add_argument(
         "--jobs",
         type=int,
         default=1,
         metavar="N",
-        help="hash data files with N threads (default 1)",
+        help="check data files in N worker processes (default 1; threads at --depth files, "
+        "where hashing runs outside the interpreter lock; an object store is read in one "
+        "process)",
     )
     verify.add_argument(
         "--max-lag",

@@ -1,10 +1,10 @@
 """``s3://`` data directories on the command line: which commands take one, and verify's.
 
-Only ``verify``, ``sync``, ``keys init``, ``checkpoint``, ``prove``, ``dataset build``,
-``export-evidence`` and ``report`` work on an object-store data directory so far;
+The commands of :data:`COMMANDS_ON_OBJECT_STORE` work on an object-store data directory;
 every other command that takes a data directory refuses an ``s3://`` one (``--data-dir``
 or ``$AUDIT_DATA_DIR``) with one line and exit code 2 before it does anything, rather
-than reading ``s3:`` as a local relative path.
+than reading ``s3:`` as a local relative path. ``keys rotate`` and ``keys revoke`` say
+what to do instead: they rewrite the keyring, which the bucket holds once and for ever.
 """
 
 from __future__ import annotations
@@ -22,12 +22,22 @@ from audit_pipeline.ledger.layout import DATA_DIR_ENV, format_hour, is_object_st
 
 COMMANDS_ON_OBJECT_STORE = frozenset(
     {"verify", "sync", "keys init", "checkpoint", "prove", "dataset build", "export-evidence"}
-    | {"report"}
+    | {"report", "query", "keys list", "keys public", "keys restart-signer"}
 )
 
 _WIRED = (
-    "'verify', 'sync', 'keys init', 'checkpoint', 'prove', 'dataset build', "
-    "'export-evidence' and 'report'"
+    "'verify', 'sync', 'checkpoint', 'prove', 'dataset build', 'query', 'export-evidence', "
+    "'report' and 'keys init|list|public|restart-signer'"
+)
+# a keyring change rewrites ledger/keys/keyring.json, which a bucket under Object Lock
+# holds once: what to do instead
+_KEYRING_ONCE = (
+    "{name} rewrites the keyring, and the keyring in {url} is created once and can never be "
+    "replaced (Object Lock). Instead: to stop trusting a key, give verifiers a keys file "
+    "outside the bucket that ends or revokes it (verify --trusted-keys FILE, made with "
+    "'keys {action}' on a local copy of the keyring); to sign with a new key, start a new "
+    "log under another prefix ('keys init --data-dir s3://BUCKET/NEW-PREFIX'); the old one "
+    "stays verifiable with its own keyring"
 )
 
 Command = Callable[[argparse.Namespace], int | None]
@@ -55,6 +65,9 @@ def refuse_unwired(func: Command) -> Command:
     def guarded(args: argparse.Namespace) -> int | None:
         url = object_store_url(args)
         name = command_name(args)
+        if url is not None and name in ("keys rotate", "keys revoke"):
+            action = name.split()[1]
+            raise ConfigurationError(_KEYRING_ONCE.format(name=name, url=url, action=action))
         if url is not None and name not in COMMANDS_ON_OBJECT_STORE:
             raise ConfigurationError(
                 f"{name} does not work on an object-store data directory ({url}) yet: only "
@@ -153,6 +166,54 @@ def object_store_reader(url: str) -> Any:
     from audit_pipeline.store.settings import S3Settings
 
     return reading_ledger(S3Settings.from_env(url), file_format=PARQUET_FORMAT)
+
+
+def object_store_keyring(url: str) -> tuple[Any, int]:
+    """object_store_keyring reads the store's keyring and the log's size (the number of
+    manifests), as ``keys list|public`` show them; reader credentials suffice."""
+    from audit_pipeline.ledger.commit_point import manifest_numbers
+    from audit_pipeline.store.ledger import keyring_of
+    from audit_pipeline.store.s3 import S3ObjectStore
+    from audit_pipeline.store.settings import S3Settings
+
+    store = S3ObjectStore(S3Settings.from_env(url))
+    keyring = keyring_of(store)
+    if keyring is None:
+        raise ConfigurationError(
+            f"no keyring in {url}: run 'audit-pipeline keys init --data-dir {url}' first"
+        )
+    return keyring, len(manifest_numbers(store))
+
+
+def object_store_checkpoint(url: str) -> bytes | None:
+    """object_store_checkpoint is the store's newest checkpoint after checking its
+    signature against the store's keyring (None: no checkpoint yet)."""
+    from audit_pipeline.ledger.checkpoint import open_checkpoint
+
+    keyring, _ = object_store_keyring(url)
+    latest = object_store_reader(url).latest_checkpoint()
+    if latest is not None:
+        open_checkpoint(latest, keyring.verifiers())
+    return latest
+
+
+def dataset_of_object_store(url: str, database: str | None) -> tuple[Any, Any]:
+    """dataset_of_object_store is the local dataset of an ``s3://`` data directory and the
+    verified local copy it was built from (None if there is none), for ``query``."""
+    from pathlib import Path
+
+    from audit_pipeline.dataset.seal import DATASET_ENV
+    from audit_pipeline.store.local_copy import local_copy_path
+
+    database = database or os.environ.get(DATASET_ENV)
+    if not database:
+        raise ConfigurationError(
+            f"give --database FILE (or {DATASET_ENV}): the dataset of {url} is a local file, "
+            "made by 'dataset build --data-dir URL --database FILE'"
+        )
+    path = Path(database).expanduser()
+    copy = local_copy_path(path)
+    return path, copy if copy.is_dir() else None
 
 
 def local_copy_for_dataset(

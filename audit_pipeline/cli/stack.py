@@ -11,7 +11,9 @@ starts exactly those, each its own process on loopback:
 - a Celery worker (``dagster-celery worker start``) taking the runs' steps from RabbitMQ,
 
 with the Audit Logs API emulator in this process and the demo data directory, as for
-``dev``. Every process logs to ``$DAGSTER_HOME/stack-logs/<name>.log``. Ctrl-C stops them all.
+``dev``, or (``--store seaweedfs``) a SeaweedFS with an Object Lock bucket holding the data
+directory as ``s3://`` (``stack_store.py``). Every process logs to
+``$DAGSTER_HOME/stack-logs/<name>.log``. Ctrl-C stops them all.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ from audit_pipeline.cli.dev import (
     demo_emulator,
     install_trusted_keys,
 )
-from audit_pipeline.cli.sync import DEMO_DATA_DIR, DEMO_KEY_FILE, DEMO_ORIGIN
+from audit_pipeline.cli.stack_store import STORES, StackStore, stack_store
+from audit_pipeline.cli.sync import DEMO_DATA_DIR, DEMO_ORIGIN
 from audit_pipeline.errors import AuditPipelineError, ConfigurationError
+from audit_pipeline.ledger.layout import is_object_store_url
 
 LOOPBACK = "127.0.0.1"
 LOCATION = "audit_pipeline"
@@ -85,7 +89,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"Celery broker URL (default: ${BROKER_ENV}, else {DEFAULT_BROKER})",
     )
     parser.add_argument("--queue", default=DEFAULT_QUEUE, help="Celery queue the steps go to")
-    parser.add_argument("--data-dir", type=Path, default=DEMO_DATA_DIR, help="demo data dir")
+    parser.add_argument(
+        "--store",
+        choices=STORES,
+        default="local",
+        help="the data directory: the local demo directory, or s3:// in a SeaweedFS started "
+        "with the stack (Object Lock bucket; needs AUDIT_RETENTION_DAYS)",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=DEMO_DATA_DIR, help="demo data dir (--store local)"
+    )
     parser.add_argument("--dagster-home", type=Path, default=DEFAULT_HOME, help="DAGSTER_HOME")
     parser.add_argument("--events-per-hour", type=int, default=600, help="emulator volume")
     parser.set_defaults(func=run_stack)
@@ -289,8 +302,9 @@ def start_stack(env: Mapping[str, str], home: Path, *, port: int, queue: str) ->
         if not env.get(required):
             raise ConfigurationError(f"{required} is not set for the stack")
     _install_instance_template(home, TEMPLATE)
-    if env.get("AUDIT_DATA_DIR"):
-        # the keys the instance trusts, taken once beside it (outside the data directory)
+    if env.get("AUDIT_DATA_DIR") and not is_object_store_url(env["AUDIT_DATA_DIR"]):
+        # the keys the instance trusts, taken once beside it (outside the data directory);
+        # for an object store, stack_store puts them there
         install_trusted_keys(home, Path(env["AUDIT_DATA_DIR"]))
     code_port = free_port()
     workspace = write_workspace(home, code_port)
@@ -351,33 +365,33 @@ def start_stack(env: Mapping[str, str], home: Path, *, port: int, queue: str) ->
 
 
 def run_stack(args: argparse.Namespace) -> int:
-    from audit_pipeline.cli.sync import prepare_demo_data_dir
     from audit_pipeline.ingest import HOUR, last_closed_hour
 
-    data_dir = args.data_dir.resolve()
     home = args.dagster_home.resolve()
     port = args.port or free_port()
     pg_url = args.pg_url or os.environ.get(PG_URL_ENV) or DEFAULT_PG_URL
     broker = args.broker or os.environ.get(BROKER_ENV) or DEFAULT_BROKER
-    if ensure_database(pg_url):
-        print(f"stack: created database {database_name(pg_url)}", file=sys.stderr)
     now = time.time()
-    prepare_demo_data_dir(data_dir, now=now)
     start = last_closed_hour(now) - 23 * HOUR
-    with demo_emulator(start, now, args.events_per_hour) as emulator:
-        env = dagster_environment(
+    with (
+        # first: a store's settings are checked before anything starts
+        stack_store(
+            args.store, data_dir=args.data_dir.resolve(), home=home, environ=os.environ, now=now
+        ) as store,
+        demo_emulator(start, now, args.events_per_hour) as emulator,
+    ):
+        if ensure_database(pg_url):
+            print(f"stack: created database {database_name(pg_url)}", file=sys.stderr)
+        env = stack_environment(
             os.environ,
-            data_dir=data_dir,
-            dagster_home=home,
-            key_path=data_dir / DEMO_KEY_FILE,
-            emulator_url=emulator.base_url,
-            emulator_token=emulator.token,
+            store,
+            home=home,
+            emulator=emulator,
             start_hour=start,
             port=port,
+            pg_url=pg_url,
+            broker=broker,
         )
-        env.setdefault("AUDIT_LOG_ORIGIN", DEMO_ORIGIN)
-        env[PG_URL_ENV] = pg_url
-        env[BROKER_ENV] = broker
         stack = start_stack(env, home, port=port, queue=args.queue)
         stopping = False
 
@@ -389,8 +403,8 @@ def run_stack(args: argparse.Namespace) -> int:
         try:
             print(stack.webserver_url, flush=True)
             print(
-                f"stack: Dagster UI at {stack.webserver_url}; logs in {home / 'stack-logs'} "
-                "(Ctrl-C stops everything)",
+                f"stack: Dagster UI at {stack.webserver_url}; data in {store.data_dir}; logs in "
+                f"{home / 'stack-logs'} (Ctrl-C stops everything)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -402,3 +416,35 @@ def run_stack(args: argparse.Namespace) -> int:
                 signal.signal(sig, handler)
             stack.stop()
     return 0
+
+
+def stack_environment(
+    base: Mapping[str, str],
+    store: StackStore,
+    *,
+    home: Path,
+    emulator,
+    start_hour: int,
+    port: int,
+    pg_url: str,
+    broker: str,
+) -> dict[str, str]:
+    """stack_environment is what every process of the stack reads: ``dev``'s settings, the
+    data directory (and, for an object store, the AWS settings), the instance database and
+    the broker."""
+    env = dagster_environment(
+        base,
+        data_dir=Path(store.data_dir),
+        dagster_home=home,
+        key_path=store.key_path,
+        emulator_url=emulator.base_url,
+        emulator_token=emulator.token,
+        start_hour=start_hour,
+        port=port,
+    )
+    env.setdefault("AUDIT_LOG_ORIGIN", DEMO_ORIGIN)
+    env.update(store.env)
+    env["AUDIT_DATA_DIR"] = store.data_dir  # an s3:// URL must not go through Path
+    env[PG_URL_ENV] = pg_url
+    env[BROKER_ENV] = broker
+    return env

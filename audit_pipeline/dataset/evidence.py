@@ -454,6 +454,7 @@ def verify_bundle(
     progress: Callable[[str], None] | None = None,
     witness_keys: Sequence[WitnessKey] = (),
     witness_quorum: int | None = None,
+    depth: str = "rows",
 ) -> VerifyReport:
     """verify_bundle verifies an evidence bundle for a range (see the module docstring).
 
@@ -480,6 +481,7 @@ def verify_bundle(
         progress=progress,
         witness_keys=witness_keys,
         witness_quorum=witness_quorum,
+        depth=depth,
     )
     findings, notices = list(report.findings), []
     for notice in report.notices:

@@ -26,7 +26,7 @@ from typing import Any
 
 import duckdb
 
-from audit_pipeline.dataset.build import DatasetMissingError
+from audit_pipeline.dataset.errors import DatasetMissingError
 from audit_pipeline.dataset.seal import check_seal
 from audit_pipeline.errors import ConfigurationError
 

@@ -186,6 +186,39 @@ def run_totals(outcome: RangeSync, stats: FetchStats) -> dict[str, str]:
     }
 
 
+def raw_hourly_asset(
+    *,
+    name: str,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    backfill_hours_per_run: int,
+    pool: str,
+    api: str,
+    column_schema: dg.TableSchema,
+    freshness_hours: int,
+    description: str,
+) -> dict[str, Any]:
+    """raw_hourly_asset is the ``dg.asset`` arguments of one source's hourly sync asset:
+    every source syncs by the same ranges (so one hourly job runs them all), in its own
+    pool of API calls, and is stale after ``freshness_hours``."""
+    return {
+        "name": name,
+        "partitions_def": partitions_def,
+        "backfill_policy": dg.BackfillPolicy.multi_run(
+            max_partitions_per_run=backfill_hours_per_run
+        ),
+        "pool": pool,
+        "kinds": {"slack", "parquet"},
+        "owners": OWNERS,
+        "group_name": GROUP,
+        "tags": {"layer": "raw", "source": api},
+        "metadata": {"dagster/column_schema": column_schema},
+        "freshness_policy": dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(hours=freshness_hours)
+        ),
+        "description": description,
+    }
+
+
 def build_slack_audit_events(
     *,
     partitions_def: dg.TimeWindowPartitionsDefinition = hourly_partition,
@@ -200,21 +233,16 @@ def build_slack_audit_events(
     with _beta_apis():
 
         @dg.asset(
-            name="slack_audit_events",
-            partitions_def=partitions_def,
-            backfill_policy=dg.BackfillPolicy.multi_run(
-                max_partitions_per_run=backfill_hours_per_run
-            ),
-            pool=SYNC_POOL,
-            kinds={"slack", "parquet"},
-            owners=OWNERS,
-            group_name=GROUP,
-            tags={"layer": "raw", "source": "slack_audit_logs_api"},
-            metadata={"dagster/column_schema": EVENTS_TABLE_SCHEMA},
-            freshness_policy=dg.FreshnessPolicy.time_window(
-                fail_window=timedelta(hours=freshness_hours)
-            ),
-            description=EVENTS_DESCRIPTION,
+            **raw_hourly_asset(
+                name="slack_audit_events",
+                partitions_def=partitions_def,
+                backfill_hours_per_run=backfill_hours_per_run,
+                pool=SYNC_POOL,
+                api="slack_audit_logs_api",
+                column_schema=EVENTS_TABLE_SCHEMA,
+                freshness_hours=freshness_hours,
+                description=EVENTS_DESCRIPTION,
+            )
         )
         def slack_audit_events(
             context: dg.AssetExecutionContext,

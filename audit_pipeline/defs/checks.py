@@ -85,10 +85,27 @@ LEDGER_CHAIN_INTACT = LedgerCheck(
         }
     ),
 )
+
+
+def verification_depth(report: VerifyReport) -> str:
+    """verification_depth says how deep a run checked the data files, for the UI."""
+    files = report.checked.get("rows_not_rederived", 0)
+    if report.depth == "files":
+        return "file level (size and SHA-256; rows not re-derived)"
+    if files:
+        return (
+            f"row level for batches from {report.incremental_from}; file level (size and "
+            f"SHA-256) for the {files} data files before them"
+        )
+    return "row level (every leaf re-derived)"
+
+
 LEDGER_FILES_MATCH_MANIFESTS = LedgerCheck(
     "ledger_files_match_manifests",
     "Every data file a manifest names exists with the size, SHA-256, row count and event "
-    "Merkle root the manifest signed (a full verification re-hashes every file).",
+    "Merkle root the manifest signed: every file's size and SHA-256 on each run (file "
+    "level), the rows of the new batches re-derived (row level), and every file's rows on "
+    "the periodic full verification.",
     frozenset(
         {
             C.DATA_FILE_MISSING,
@@ -308,6 +325,7 @@ def ledger_check_results(
                 if report.incremental_from is None
                 else f"batches from {report.incremental_from} (after the recorded checkpoint)"
             )
+            metadata["depth"] = verification_depth(report)
         elif check is LEDGER_CONSISTENT_WITH_RECORDED_CHECKPOINT:
             metadata.update(anchor_metadata(anchors))
             metadata["consistency_proofs"] = checked.get("consistency_proofs", 0)

@@ -21,7 +21,6 @@ import time
 import dagster as dg
 from pydantic import Field
 
-from audit_pipeline.dataset.build import dataset_path
 from audit_pipeline.dataset.schema import (
     EVENT_COLUMNS,
     PROVENANCE_DOCS,
@@ -114,13 +113,23 @@ def audit_dataset(
             "directory's own keyring; set AUDIT_TRUSTED_KEYS to a keys file kept elsewhere",
             metadata={"keyring": report.keyring_source},
         )
-    data_dir = ledger.resolved_data_dir()
-    full = config.full_rebuild or _seal_rewritten(context, dataset_path(data_dir))
+    try:
+        data_dir, database, copied = ledger.dataset_source()
+    except AuditPipelineError as exc:
+        raise dg.Failure(
+            description=f"the dataset was not built (the previous one stays): {exc}",
+            metadata={"error": type(exc).__name__},
+        ) from None
+    full = config.full_rebuild or _seal_rewritten(context, database)
     try:
         result = build_dataset(
             data_dir,
-            database=dataset_path(data_dir),
-            report=report,
+            database=database,
+            # a copy of an object store is verified again, extending what was just verified
+            report=None if copied else report,
+            keyring=ledger.trusted_keyring(),
+            trusted_checkpoint=report.checkpoint if copied else None,
+            **(witnessed if copied else {}),
             trigger=f"dagster run {context.run.run_id}",
             progress=context.log.info,
             full=full,

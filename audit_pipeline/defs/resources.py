@@ -27,7 +27,7 @@ from audit_pipeline.lake import PARQUET_FORMAT
 from audit_pipeline.ledger import Keyring, Ledger, VerifyReport, load_trusted_keys, verify_ledger
 from audit_pipeline.ledger.cosignature import WitnessKey
 from audit_pipeline.ledger.keys import default_signing_key_path, load_signing_key
-from audit_pipeline.ledger.layout import resolve_data_dir
+from audit_pipeline.ledger.layout import DATA_DIR_ENV, is_object_store_url, resolve_data_dir
 from audit_pipeline.ledger.signer_state import signer_state_path
 from audit_pipeline.slack.client import AuditApiSettings, AuditLogSource
 
@@ -89,6 +89,12 @@ class LedgerResource(dg.ConfigurableResource):
     checked against, held where whoever writes the data directory cannot edit them (as
     ``verify --trusted-keys``). Without it the data directory's own keyring is used and the
     ``ledger_keys_anchored`` check fails, so nothing is published as verified.
+
+    ``data_dir`` may be ``s3://BUCKET/PREFIX`` (the ``AWS_*`` variables and
+    ``AUDIT_RETENTION_DAYS`` configure it, as for the command line): commits are then the
+    object store's create-only ones, verification includes the version audit, the key and
+    signer state stay local, and the auditors' dataset is a local file
+    (``$AUDIT_DATASET``) built from a verified local copy beside it.
     """
 
     data_dir: str | None = Field(default=None, description="Data directory (lake + ledger).")
@@ -104,7 +110,24 @@ class LedgerResource(dg.ConfigurableResource):
     )
 
     def resolved_data_dir(self) -> Path:
+        """resolved_data_dir is the local data directory (refuses an ``s3://`` one)."""
         return resolve_data_dir(self.data_dir).resolve()
+
+    def object_store_url(self) -> str | None:
+        """object_store_url is the ``s3://`` data directory, if that is what is configured."""
+        chosen = self.data_dir or os.environ.get(DATA_DIR_ENV)
+        return str(chosen) if is_object_store_url(chosen) else None
+
+    def location(self) -> str:
+        """location names the data directory in messages (local path or ``s3://`` URL)."""
+        return self.object_store_url() or str(self.resolved_data_dir())
+
+    def _s3_settings(self) -> Any:
+        from audit_pipeline.store.settings import S3Settings
+
+        url = self.object_store_url()
+        assert url is not None
+        return S3Settings.from_env(url)
 
     def signing_key_path(self) -> Path:
         if self.signing_key:
@@ -120,6 +143,8 @@ class LedgerResource(dg.ConfigurableResource):
         if not raw:
             return None
         path = Path(raw).expanduser().resolve()
+        if self.object_store_url() is not None:
+            return path  # the bucket holds no file a local path could name
         data_dir = self.resolved_data_dir()
         if path == data_dir or data_dir in path.parents:
             raise ConfigurationError(
@@ -136,6 +161,10 @@ class LedgerResource(dg.ConfigurableResource):
 
     def reader(self) -> Ledger:
         """reader opens the ledger for reading only (no key needed)."""
+        if self.object_store_url() is not None:
+            from audit_pipeline.store.ledger import reading_ledger
+
+            return reading_ledger(self._s3_settings(), file_format=PARQUET_FORMAT)
         return Ledger(
             self.resolved_data_dir(), file_format=PARQUET_FORMAT, origin=self.resolved_origin()
         )
@@ -143,6 +172,17 @@ class LedgerResource(dg.ConfigurableResource):
     def writer(self) -> Ledger:
         """writer opens the ledger for commits, with the signing key loaded."""
         signer = load_signing_key(self.signing_key_path())
+        if self.object_store_url() is not None:
+            from audit_pipeline.store.ledger import open_ledger
+
+            return open_ledger(
+                self._s3_settings(),
+                file_format=PARQUET_FORMAT,
+                signer=signer,
+                key_path=self.signing_key_path(),
+                signer_state=signer_state_path(self.signing_key_path()),
+                origin=self.resolved_origin(),
+            )
         return Ledger(
             self.resolved_data_dir(),
             file_format=PARQUET_FORMAT,
@@ -158,22 +198,52 @@ class LedgerResource(dg.ConfigurableResource):
         incremental: bool,
         witness_keys: Sequence[WitnessKey] = (),
         witness_quorum: int | None = None,
+        recheck_trusted_files: bool = False,
     ) -> VerifyReport:
         """verify runs the ledger verifier over the data directory; returns its report.
 
-        ``incremental`` needs a trusted checkpoint; without one the whole ledger is checked.
-        Signatures are checked against :meth:`trusted_keyring` when one is configured.
+        ``incremental`` needs a trusted checkpoint; without one the whole ledger is checked
+        (at row level). ``recheck_trusted_files`` also checks, at file level, the data files
+        the trusted checkpoint covers.
+        Signatures are checked against :meth:`trusted_keyring` when one is configured. An
+        object store is verified with its versions.
         """
-        return verify_ledger(
-            self.resolved_data_dir(),
-            file_format=PARQUET_FORMAT,
+        options: dict[str, Any] = dict(
             keyring=self.trusted_keyring(),
             trusted_checkpoint=trusted_checkpoint,
             incremental=incremental and trusted_checkpoint is not None,
             jobs=self.verify_jobs,
             witness_keys=witness_keys,
             witness_quorum=witness_quorum,
+            recheck_trusted_files=recheck_trusted_files,
         )
+        if self.object_store_url() is not None:
+            from audit_pipeline.store.verification import verify_object_store
+
+            return verify_object_store(self._s3_settings(), file_format=PARQUET_FORMAT, **options)
+        return verify_ledger(self.resolved_data_dir(), file_format=PARQUET_FORMAT, **options)
+
+    def dataset_source(self) -> tuple[Path, Path, bool]:
+        """dataset_source is (the data directory the dataset is built from, the dataset
+        file, whether that directory is a copy the build must verify again). For an object
+        store: a local copy, brought up to the store now, beside ``$AUDIT_DATASET``."""
+        from audit_pipeline.dataset.seal import DATASET_ENV, dataset_path
+
+        if self.object_store_url() is None:
+            data_dir = self.resolved_data_dir()
+            return data_dir, dataset_path(data_dir), False
+        from audit_pipeline.store.local_copy import copy_ledger, local_copy_path
+
+        chosen = os.environ.get(DATASET_ENV, "").strip()
+        if not chosen:
+            raise ConfigurationError(
+                f"set {DATASET_ENV} to a local file for the dataset of {self.location()}: "
+                "it is built locally, from a verified local copy of the ledger beside it"
+            )
+        database = Path(chosen).expanduser().resolve()
+        copy = local_copy_path(database)
+        copy_ledger(self._s3_settings(), copy)
+        return copy, database, True
 
 
 class SlackNotificationError(AuditPipelineError):

@@ -11,7 +11,6 @@ verification failed) is validated before it is used; see :func:`plan_verificatio
 # annotation (VerifyConfig) without resolving strings.
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -36,6 +35,7 @@ from audit_pipeline.defs.checks import (
     LEDGER_CHECK_SPECS,
     Coverage,
     ledger_check_results,
+    verification_depth,
 )
 from audit_pipeline.defs.partitions import START_HOUR
 from audit_pipeline.defs.resources import LedgerResource, SlackNotificationError, SlackNotifier
@@ -44,9 +44,10 @@ from audit_pipeline.defs.witnesses import WitnessSetResource
 from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.ingest import HOUR
 from audit_pipeline.ledger import LedgerError, VerifyReport
-from audit_pipeline.ledger.layout import MANIFESTS, LocalStorage
+from audit_pipeline.ledger.layout import MANIFESTS
 from audit_pipeline.ledger.manifest import AUDIT_LOGS_SOURCE, parse_manifest, source_name
 from audit_pipeline.ledger.signer_state import signer_state_path
+from audit_pipeline.ledger.storage import LedgerFiles
 from audit_pipeline.ledger.witnessed import WitnessVerdict
 from audit_pipeline.witness.config import WitnessPolicy
 
@@ -62,9 +63,10 @@ class VerifyConfig(dg.Config):
 
     full: bool = Field(
         default=False,
-        description="Re-hash every data file, not only those committed since the checkpoint "
-        f"Dagster recorded (done anyway every {FULL_VERIFY_EVERY_HOURS} hours, and on every "
-        "run after a failed verification until a full one passes).",
+        description="Re-derive the rows of every data file (row level), not only of those "
+        "committed since the checkpoint Dagster recorded; every run checks every file's size "
+        f"and SHA-256 anyway (file level). Done every {FULL_VERIFY_EVERY_HOURS} hours, and on "
+        "every run after a failed verification until a full one passes.",
     )
     adopt_unrecorded_ledger: bool = Field(
         default=False,
@@ -112,9 +114,9 @@ def recorded_verification(instance: dg.DagsterInstance) -> RecordedVerification:
     )
 
 
-def committed_hours(data_dir: Path, source: str = AUDIT_LOGS_SOURCE) -> set[int]:
-    """committed_hours lists the windows of every readable manifest of ``source``."""
-    storage = LocalStorage(data_dir)
+def committed_hours(storage: LedgerFiles, source: str = AUDIT_LOGS_SOURCE) -> set[int]:
+    """committed_hours lists the windows of every readable manifest of ``source`` in a data
+    directory (a local one or an object store's read side)."""
     hours = set()
     for name in storage.list_dir(MANIFESTS):
         try:
@@ -185,9 +187,9 @@ def verification_result(
         context.log.error(problem)
 
     through = last_settled_hour(now, settings.settle_minutes)
-    data_dir = ledger.resolved_data_dir()
+    files = ledger.reader().storage
     coverage = Coverage.of_sources(
-        {source: committed_hours(data_dir, source) for source in settings.covered_sources},
+        {source: committed_hours(files, source) for source in settings.covered_sources},
         start=settings.coverage_start,
         through=through if through >= settings.coverage_start else None,
     )
@@ -209,6 +211,7 @@ def verification_result(
         if plan.full
         else f"incremental from batch {report.incremental_from}",
         "verification_reason": plan.reason,
+        "verification_depth": verification_depth(report),
         "tree_size": report.tree_size,
         "findings": len(report.findings),
         "integrity_findings": len(report.integrity_findings),
@@ -342,11 +345,18 @@ def run_verification(
     if witnesses is not None and witnesses.keys:
         witnessed = {"witness_keys": witnesses.keys, "witness_quorum": witnesses.quorum}
     try:
-        return ledger.verify(trusted_checkpoint=trusted, incremental=not full, **witnessed)
+        # Row level for the new batches (all of them on a full run), file level for the
+        # data files the recorded checkpoint covers: each run re-hashes every file.
+        return ledger.verify(
+            trusted_checkpoint=trusted,
+            incremental=not full,
+            recheck_trusted_files=not full,
+            **witnessed,
+        )
     except AuditPipelineError as exc:
         raise dg.Failure(
             description=f"the ledger could not be verified: {exc}",
-            metadata={"error": type(exc).__name__, "data_dir": str(ledger.resolved_data_dir())},
+            metadata={"error": type(exc).__name__, "data_dir": ledger.location()},
         ) from None
 
 
@@ -388,6 +398,12 @@ def _record_in_history(
     """_record_in_history appends the run to the verification history auditors query
     (``verification_runs``); returns (run id, None) or (None, why it could not)."""
     trigger = f"dagster audit_ledger run {context.run.run_id}"
+    if ledger.object_store_url() is not None:
+        context.log.info(
+            "not recorded in a verification history: the pipeline writes nothing but ledger "
+            "records to an object-store data directory (this run's metadata keeps the verdict)"
+        )
+        return None, None
     try:
         return history.record(ledger.resolved_data_dir(), report, trigger=trigger).run_id, None
     except history.HistoryError as exc:

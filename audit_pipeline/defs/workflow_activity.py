@@ -11,7 +11,6 @@ fails saying the source is disabled.
 # No ``from __future__ import annotations``: Dagster reads the ``config`` annotation.
 
 from collections import Counter
-from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -20,11 +19,10 @@ from pydantic import Field
 from audit_pipeline.defs.assets import (
     BACKFILL_HOURS_PER_RUN,
     FRESHNESS_HOURS,
-    GROUP,
-    OWNERS,
     SyncConfig,
     _beta_apis,
     hour_metadata,
+    raw_hourly_asset,
 )
 from audit_pipeline.defs.partitions import hourly_partition, hours_of_window, partition_key_for_hour
 from audit_pipeline.defs.range_sync import HourSync
@@ -94,22 +92,16 @@ def build_slack_workflow_activity(
     with _beta_apis():
 
         @dg.asset(
-            name="slack_workflow_activity",
-            partitions_def=partitions_def,
-            # The same policy as slack_audit_events, so one hourly job runs both by ranges.
-            backfill_policy=dg.BackfillPolicy.multi_run(
-                max_partitions_per_run=backfill_hours_per_run
-            ),
-            pool=ACTIVITIES_POOL,
-            kinds={"slack", "parquet"},
-            owners=OWNERS,
-            group_name=GROUP,
-            tags={"layer": "raw", "source": "slack_app_activities_api"},
-            metadata={"dagster/column_schema": ACTIVITY_TABLE_SCHEMA},
-            freshness_policy=dg.FreshnessPolicy.time_window(
-                fail_window=timedelta(hours=FRESHNESS_HOURS)
-            ),
-            description=DESCRIPTION,
+            **raw_hourly_asset(
+                name="slack_workflow_activity",
+                partitions_def=partitions_def,
+                backfill_hours_per_run=backfill_hours_per_run,
+                pool=ACTIVITIES_POOL,
+                api="slack_app_activities_api",
+                column_schema=ACTIVITY_TABLE_SCHEMA,
+                freshness_hours=FRESHNESS_HOURS,
+                description=DESCRIPTION,
+            )
         )
         def slack_workflow_activity(
             context: dg.AssetExecutionContext,

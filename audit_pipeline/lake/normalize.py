@@ -23,8 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -59,7 +60,6 @@ _EVENT_ID, _DATE_CREATE, _QUARANTINE = (
 _TEXT_COLUMNS = frozenset(
     i for i in _TUPLE_COLUMNS if pa.types.is_string(EVENT_SCHEMA.field(i).type)
 )
-_DATE_CREATE_COLUMN = _NAMES.index("date_create")
 # A page's byte buffers are cut into batches well before 32-bit Arrow offsets overflow.
 _MAX_BUFFER = 1 << 30
 _sha256 = hashlib.sha256
@@ -132,17 +132,22 @@ class _Page:
 
     def add(
         self, row: tuple[Any, ...], raw: bytes, leaf: bytes, details: bytes | None, sent: bytes
-    ) -> None:
+    ) -> bool:
+        """add appends one row; True when the page is full (see :meth:`full`)."""
         self.sent += sent
-        self.sent_offsets.append(len(self.sent))
+        sent_size = len(self.sent)
+        self.sent_offsets.append(sent_size)
         self.rows.append(row)
         self.raw += raw
-        self.raw_offsets.append(len(self.raw))
+        raw_size = len(self.raw)
+        self.raw_offsets.append(raw_size)
         self.leaves += leaf
         if details is not None:
             self.details += details
         self.details_valid.append(details is not None)
-        self.details_offsets.append(len(self.details))
+        details_size = len(self.details)
+        self.details_offsets.append(details_size)
+        return sent_size > _MAX_BUFFER or raw_size > _MAX_BUFFER or details_size > _MAX_BUFFER
 
     def full(self) -> bool:
         return max(len(self.raw), len(self.details), len(self.sent)) > _MAX_BUFFER
@@ -247,21 +252,25 @@ class WindowNormalizer:
                 page = self._flush_if_full(page)
                 continue
             details = entry.get("details")
-            page.add(
+            if page.add(
                 _row(entry, event_id, date_create),
                 raw,
                 leaf,
                 None if details is None else canonical_json_parsed(details),
                 sent,
-            )
-            page = self._flush_if_full(page)
+            ):
+                page = self._flush_if_full(page)
         if page.rows:
-            self._batches.append(_sorted(page.batch()))
+            self._keep(_sorted(page.batch()))
+
+    def _keep(self, batch: pa.RecordBatch) -> None:
+        """_keep holds one page's sorted rows until :meth:`finish`."""
+        self._batches.append(batch)
 
     def _flush_if_full(self, page: _Page) -> _Page:
         if not page.full():
             return page
-        self._batches.append(_sorted(page.batch()))
+        self._keep(_sorted(page.batch()))
         return _Page()
 
     def _add_quarantined(self, page: _Page, sent: bytes, entry: Any, reason: str) -> None:
@@ -333,19 +342,109 @@ class WindowNormalizer:
             for i in range(len(_NAMES)):
                 columns.append(pa.concat_arrays(pieces[i]))
                 pieces[i] = []
+            table = pa.Table.from_arrays(columns, schema=EVENT_SCHEMA)
         else:
-            table = pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
-            del batches
-            order = pc.sort_indices(table, sort_keys=_SORT_KEYS)
-            by_name = dict(zip(_NAMES, table.columns, strict=True))
-            del table
-            columns = [by_name.pop(name).take(order) for name in _NAMES]
+            table = _sorted_table(batches)
         return NormalizedWindow(
-            pa.Table.from_arrays(columns, schema=EVENT_SCHEMA),
+            table, self.quarantined, self.duplicates_skipped, tuple(self.revisions)
+        )
+
+
+_KEY_COLUMNS = ("event_id", "date_create", "leaf_hash")
+_KEY_SCHEMA = pa.schema([EVENT_SCHEMA.field(name) for name in _KEY_COLUMNS])
+_SPILL_NAME = "window.arrow"
+
+
+@dataclass(frozen=True)
+class SpilledWindow:
+    """The rows of one window in (``date_create``, ``event_id``) order, kept on disk: only
+    their keys (id, time, leaf hash) are in memory; :meth:`batches` reads the rows back a
+    page at a time, so writing the window's file holds about one row group, not the hour."""
+
+    keys: pa.Table
+    quarantined: int
+    duplicates_skipped: int
+    revisions: tuple[tuple[str, str], ...]
+    spill: Path
+    order: tuple[int, ...]  # the spilled batches, in row order
+    held: pa.Table | None = None  # rows that had to be sorted as a whole (rare)
+
+    @property
+    def row_count(self) -> int:
+        return self.keys.num_rows
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """batches yields the rows in order (``EVENT_SCHEMA``), one spilled page at a time."""
+        if self.held is not None:
+            yield from self.held.to_batches()
+            return
+        with pa.OSFile(str(self.spill)) as source:  # read, not mapped: freed batch by batch
+            reader = pa.ipc.open_file(source)
+            for index in self.order:
+                yield reader.get_batch(index)
+
+
+class SpillingWindowNormalizer(WindowNormalizer):
+    """A :class:`WindowNormalizer` that writes each sorted page to an Arrow file in
+    ``directory`` (which the caller owns and removes) instead of holding it, so a window's
+    memory is its keys, not its rows. :meth:`finish` returns a :class:`SpilledWindow`."""
+
+    def __init__(
+        self,
+        window_start: int,
+        window_end: int,
+        committed: Mapping[str, bytes] | None = None,
+        *,
+        directory: Path,
+    ) -> None:
+        super().__init__(window_start, window_end, committed)
+        self._spill = Path(directory) / _SPILL_NAME
+        self._sink = pa.OSFile(str(self._spill), "wb")
+        self._writer = pa.ipc.new_file(self._sink, EVENT_SCHEMA)
+        self._keys: list[pa.RecordBatch] = []
+
+    def _keep(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self._keys.append(batch.select(list(_KEY_COLUMNS)))  # its own buffers, not the rows'
+
+    def finish(self) -> SpilledWindow:  # type: ignore[override]
+        """finish orders the spilled pages (see :meth:`WindowNormalizer.finish`): taken in
+        reverse they usually follow each other in time; otherwise the rows are read back
+        and sorted as a whole."""
+        self._writer.close()
+        self._sink.close()
+        keys, self._keys, self._seen = self._keys, [], {}
+        held = None
+        if _in_order(keys[::-1]):
+            order = tuple(range(len(keys)))[::-1]
+            table = pa.Table.from_batches([keys[i] for i in order], schema=_KEY_SCHEMA)
+        else:
+            del keys
+            with pa.OSFile(str(self._spill)) as source:
+                reader = pa.ipc.open_file(source)
+                spilled = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+            held = _sorted_table(spilled)
+            order, table = (), held.select(list(_KEY_COLUMNS))
+        return SpilledWindow(
+            table.combine_chunks(),
             self.quarantined,
             self.duplicates_skipped,
             tuple(self.revisions),
+            self._spill,
+            order,
+            held,
         )
+
+
+def _sorted_table(batches: list[pa.RecordBatch]) -> pa.Table:
+    """The rows of ``batches`` as one table in (``date_create``, ``event_id``) order."""
+    table = pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
+    del batches[:]
+    order = pc.sort_indices(table, sort_keys=_SORT_KEYS)
+    by_name = dict(zip(_NAMES, table.columns, strict=True))
+    del table
+    columns = [by_name.pop(name).take(order) for name in _NAMES]
+    return pa.Table.from_arrays(columns, schema=EVENT_SCHEMA)
 
 
 _SORT_KEYS = [("date_create", "ascending"), ("event_id", "ascending")]
@@ -360,7 +459,7 @@ def _in_order(batches: list[pa.RecordBatch]) -> bool:
     is after the previous one's last (equal seconds would need their ids merged)."""
     previous = None
     for batch in batches:
-        dates = batch.column(_DATE_CREATE_COLUMN)
+        dates = batch.column("date_create")
         if previous is not None and not dates[0].value > previous:
             return False
         previous = dates[len(dates) - 1].value

@@ -50,12 +50,13 @@ def canonical_json_parsed(obj: Any) -> bytes:
     return _encode(obj)
 
 
-def _encode(obj: Any) -> bytes:
+def _encode(obj: Any, big_ints_done: bool = False) -> bytes:
     try:
         return orjson.dumps(obj, option=_SORTED)
     except TypeError as e:
-        if "64-bit" in str(e):
-            return orjson.dumps(_big_ints_as_fragments(obj), option=_SORTED)
+        if "64-bit" in str(e) and not big_ints_done:
+            # The value may hold something else without an encoding too (a lone surrogate).
+            return _encode(_big_ints_as_fragments(obj), big_ints_done=True)
         if "surrogates" in str(e):
             raise MalformedError("string is not valid Unicode (lone surrogate)") from None
         raise MalformedError(f"value has no JSON encoding: {e}") from None

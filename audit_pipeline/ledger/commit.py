@@ -40,21 +40,24 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from itertools import chain as chained
 from pathlib import Path
 from typing import Any
 
 from audit_pipeline.errors import ConfigurationError
+from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.batch_index import index_path, sign_index
 from audit_pipeline.ledger.canonical import canonical_json, parse_canonical
 from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from audit_pipeline.ledger.errors import LedgerError, MalformedError
 from audit_pipeline.ledger.events import (
     BatchFileFormat,
+    EventLeaf,
     EventRecord,
-    events_root,
+    read_event_chunks,
     record_mismatch,
     unique_events,
 )
@@ -114,7 +117,9 @@ INTENT_FORMAT = "audit_pipeline.intent/v1"
 _INTENT_CONTEXT = INTENT_FORMAT.encode() + b"\x00"
 _CHUNK = 1 << 20
 
-WriteData = Callable[[Sequence[EventRecord], Path], None]
+# What a commit is given of each event: the whole record, or only its id, time and leaf hash.
+Event = EventRecord | EventLeaf
+WriteData = Callable[[Sequence[Event], Path], None]
 
 
 class CommitError(ConfigurationError):
@@ -136,6 +141,16 @@ class CommitResult:
     missing_from_source: tuple[str, ...]
     data_path: str | None
     checkpoint: bytes | None
+
+
+@dataclass(frozen=True)
+class WrittenData:
+    """What the read-back of a data file found: its rows, leaf hashes in row order, times."""
+
+    rows: int
+    leaf_hashes: list[bytes]
+    min_date_create: int | None
+    max_date_create: int | None
 
 
 @dataclass(frozen=True)
@@ -241,10 +256,10 @@ def check_provenance(source: Mapping[str, Any], run_id: str) -> None:
 def checked_events(
     window_start: int,
     window_end: int,
-    events: Sequence[EventRecord],
+    events: Sequence[Event],
     source: Mapping[str, Any],
     run_id: str,
-) -> tuple[list[EventRecord], int]:
+) -> tuple[list[Event], int]:
     """checked_events refuses a commit of a bad window, provenance or event, and returns
     the events without repeats and how many repeats were dropped."""
     check_window(window_start, window_end)
@@ -440,7 +455,7 @@ class Ledger:
         *,
         window_start: int,
         window_end: int,
-        events: Sequence[EventRecord],
+        events: Sequence[Event],
         write_data: WriteData,
         source: Mapping[str, Any],
         run_id: str,
@@ -504,7 +519,7 @@ class Ledger:
         *,
         window_start: int,
         kind: str,
-        events: Sequence[EventRecord],
+        events: Sequence[Event],
         write_data: WriteData,
         source: Mapping[str, Any],
         run_id: str,
@@ -517,12 +532,11 @@ class Ledger:
         last = view.last
         created = max(int(self.clock()), last.manifest.created if last else 0)
         self._check_signing_key(signer, created, seq)
-        data, records = None, []
+        data, written = None, WrittenData(0, [], None, None)
         if events:
-            data, records = self._publish_data(
+            data, written = self._publish_data(
                 signer, origin, seq, window_start, kind, events, write_data, source.get("name")
             )
-        times = [r.date_create for r in records]
         manifest = Manifest(
             origin=origin,
             sequence=seq,
@@ -531,10 +545,10 @@ class Ledger:
             window_end=window_start + HOUR,
             kind=kind,
             data=data,
-            event_count=len(records),
-            min_date_create=min(times, default=None),
-            max_date_create=max(times, default=None),
-            events_root=events_root(records).hex(),
+            event_count=written.rows,
+            min_date_create=written.min_date_create,
+            max_date_create=written.max_date_create,
+            events_root=merkle.root_hash(written.leaf_hashes).hex(),
             source=dict(source),
             run_id=run_id,
             created=created,
@@ -559,12 +573,12 @@ class Ledger:
             seq,
             kind,
             format_hour(window_start),
-            len(records),
+            written.rows,
         )
         return CommitResult(
             sequence=seq,
             kind=kind,
-            events_committed=len(records),
+            events_committed=written.rows,
             duplicates_skipped=0,
             missing_from_source=(),
             data_path=data.path if data else None,
@@ -578,10 +592,10 @@ class Ledger:
         seq: int,
         window_start: int,
         kind: str,
-        events: Sequence[EventRecord],
+        events: Sequence[Event],
         write_data: WriteData,
         source: str | None = None,
-    ) -> tuple[DataFile, list[EventRecord]]:
+    ) -> tuple[DataFile, WrittenData]:
         suffix = self.file_format.suffix
         rel = batch_data_path(window_start, seq, kind, suffix, source)
         if os.path.lexists(self.storage.path(rel)):  # recovery already ran: not ours
@@ -599,12 +613,12 @@ class Ledger:
         self._step("data_synced")
         size, sha256 = file_digest(staged)
         try:
-            records = self.file_format.read_events(staged)
+            rows = chained.from_iterable(read_event_chunks(self.file_format, staged))
+            written = self._check_written(seq, window_start, events, rows)
         except LedgerError as exc:
             raise CommitError(
                 f"the data file written for batch {seq} is unreadable: {exc}"
             ) from exc
-        self._check_written(seq, window_start, events, records)
         intent = sign_intent(
             signer, origin=origin, sequence=seq, path=rel, size=size, sha256=sha256
         )
@@ -612,26 +626,56 @@ class Ledger:
         self._step("intent_written")
         self.storage.link_no_overwrite(staged, rel, mode=0o444)
         self._step("data_linked")
-        return DataFile(path=rel, size=size, sha256=sha256, rows=len(records)), records
+        return DataFile(path=rel, size=size, sha256=sha256, rows=written.rows), written
 
     @staticmethod
     def _check_written(
-        seq: int, window_start: int, wanted: Sequence[EventRecord], records: Sequence[EventRecord]
-    ) -> None:
-        """_check_written refuses a data file that is not exactly the events asked for."""
-        wanted_ids = sorted(e.event_id for e in wanted)
-        written_ids = sorted(r.event_id for r in records)
-        if wanted_ids != written_ids:
-            raise CommitError(
-                f"batch {seq}: write_data wrote {len(written_ids)} rows for "
-                f"{len(wanted_ids)} events, or different ids"
-            )
+        seq: int, window_start: int, wanted: Sequence[Event], records: Iterable[EventRecord]
+    ) -> WrittenData:
+        """_check_written refuses a data file that is not exactly the events asked for: the
+        same ids with the same leaf hashes (so the same leaf bytes), each row's id and time
+        matching its leaf JSON and inside the window. Rows are checked as they are read (a
+        part at a time), keeping only their leaf hashes for the events root."""
+        leaves: list[bytes] = []
+        lo = hi = None
+        end = window_start + HOUR
+        in_order = True  # so far, row i is wanted[i]: the usual case, checked without sets
+        pairs: list[tuple[str, bytes]] = []
         for record in records:
             problem = record_mismatch(record)
-            if problem is None and not window_start <= record.date_create < window_start + HOUR:
+            if problem is None and not window_start <= record.date_create < end:
                 problem = f"date_create {record.date_create} outside the window"
             if problem:
                 raise CommitError(f"batch {seq}: row {record.event_id}: {problem}")
+            leaf = record.leaf_hash
+            position = len(leaves)
+            leaves.append(leaf)
+            if in_order:
+                expected = wanted[position] if position < len(wanted) else None
+                if expected is not None and expected.event_id == record.event_id:
+                    if expected.leaf_hash != leaf:
+                        raise CommitError(
+                            f"batch {seq}: row {record.event_id}: the leaf written differs "
+                            "from the event's"
+                        )
+                else:
+                    in_order = False
+                    pairs = [(e.event_id, e.leaf_hash) for e in wanted[:position]]
+            if not in_order:
+                pairs.append((record.event_id, leaf))
+            when = record.date_create
+            lo = when if lo is None or when < lo else lo
+            hi = when if hi is None or when > hi else hi
+        if in_order:
+            same = len(leaves) == len(wanted)
+        else:
+            same = sorted(pairs) == sorted((e.event_id, e.leaf_hash) for e in wanted)
+        if not same:
+            raise CommitError(
+                f"batch {seq}: write_data wrote {len(leaves)} rows for "
+                f"{len(wanted)} events, or different ids or leaves"
+            )
+        return WrittenData(len(leaves), leaves, lo, hi)
 
     def _origin(self, chain: Sequence[SignedManifest] | LogView) -> str:
         view = _as_view(chain)

@@ -10,10 +10,10 @@ row order, so an auditor can recompute any leaf from one row.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import orjson
 
@@ -45,6 +45,23 @@ class EventRecord:
         return cls(event_id, date_create, canonical_json(entry))
 
 
+@dataclass(frozen=True, slots=True)
+class EventLeaf:
+    """What a commit needs of one event: its id, its ``date_create`` and its leaf hash.
+
+    A writer that holds the leaf bytes elsewhere (the lake's Arrow buffers) hands these to
+    ``commit_batch`` instead of :class:`EventRecord`: the ledger checks the file read back
+    against the hashes, so the leaf bytes are not held twice.
+    """
+
+    event_id: str
+    date_create: int
+    leaf_hash: bytes
+
+
+_E = TypeVar("_E", "EventRecord", "EventLeaf")
+
+
 @runtime_checkable
 class BatchFileFormat(Protocol):
     """How the ledger reads one batch data file (the lake implements it for Parquet)."""
@@ -59,6 +76,16 @@ class BatchFileFormat(Protocol):
         """read_leaf_hashes returns the stored leaf hashes in row order (a fast path; callers
         compare the resulting root with the manifest before trusting it)."""
         ...
+
+
+def read_event_chunks(file_format: BatchFileFormat, path: Path) -> Iterator[list[EventRecord]]:
+    """read_event_chunks yields a file's rows in row order, a part at a time when the format
+    can (its optional ``iter_events``: one Parquet row group each), else all at once."""
+    parts = getattr(file_format, "iter_events", None)
+    if parts is None:
+        yield file_format.read_events(path)
+    else:
+        yield from parts(path)
 
 
 def events_root(events: Iterable[EventRecord]) -> bytes:
@@ -89,10 +116,10 @@ def record_mismatch(event: EventRecord) -> str | None:
     return None
 
 
-def unique_events(events: Sequence[EventRecord]) -> tuple[list[EventRecord], int]:
+def unique_events(events: Sequence[_E]) -> tuple[list[_E], int]:
     """unique_events keeps the first record of each id; returns them and the drop count."""
     seen: set[str] = set()
-    kept: list[EventRecord] = []
+    kept: list[_E] = []
     for event in events:
         if event.event_id not in seen:
             seen.add(event.event_id)

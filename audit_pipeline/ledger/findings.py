@@ -183,6 +183,9 @@ class VerifyReport:
         return not self.not_ruled_out
 
     witnesses: WitnessVerdict | None = None
+    # how deep data files were checked: "rows" (every leaf re-derived) or "files" (size and
+    # SHA-256 against the signed manifest only)
+    depth: str = "rows"
 
     def __bool__(self) -> bool:
         return not self.findings
@@ -225,7 +228,7 @@ class VerifyReport:
                 if self.data_range is None
                 else {"start": self.data_range[0], "end": self.data_range[1]}
             ),
-            "checked": dict(self.checked),
+            "checked": {"depth": self.depth, **self.checked},
             "finding_counts": dict(sorted(self.codes().items())),
             "missing_sequences": list(self.missing_sequences),
             "findings": [f.to_dict() for f in self.findings],
@@ -244,8 +247,14 @@ class VerifyReport:
         facts += f" ({plural(c.get('bytes_hashed', 0), 'byte')}), " + ", ".join(
             plural(c.get(key, 0), word)
             for key, word in (("events", "event"), ("checkpoints", "checkpoint"), ("hours", "hour"))
+            if key != "events" or self.depth != "files"  # the file level reads no event
         )
         facts += " checked"
+        not_rederived = c.get("rows_not_rederived", 0)
+        if not_rederived:
+            facts += "; file level: rows not re-derived"
+            if self.depth != "files":
+                facts += f" for {plural(not_rederived, 'data file')} the trusted checkpoint covers"
         if self.data_range is not None:
             start, end = self.data_range
             facts += (

@@ -279,9 +279,9 @@ class LocalStorage:
         the way down from the root is a symbolic link (the file itself is checked when
         opened with :func:`open_regular`)."""
         path = self.path(rel)
-        current = self.root
+        current = str(self.root)  # strings, not Paths: verify walks every data file
         for part in rel.split("/")[:-1]:
-            current = current / part
+            current = f"{current}/{part}"
             try:
                 mode = os.lstat(current).st_mode
             except FileNotFoundError:
@@ -344,6 +344,9 @@ class LocalStorage:
         return sorted(found)
 
     def _relative(self, dirpath: str, name: str) -> str:
+        root = str(self.root)
+        if os.sep == "/" and dirpath.startswith(root + "/"):
+            return f"{dirpath[len(root) + 1 :]}/{name}"  # os.walk joined it onto the root
         return (Path(dirpath) / name).relative_to(self.root).as_posix()
 
     def ensure_dirs(self) -> None:

@@ -30,6 +30,12 @@ keeps it from ever being a valid signed-note signature). The genesis manifest (s
 links to 32 zero bytes. The manifest's leaf in the log tree is
 ``leaf_hash(exact file bytes)``; verifiers hash what is on disk, never a re-serialization.
 
+On an object store the payload may also carry ``"data_version_id":"<the data object's
+VersionId>"`` (top level, beside ``data``; absent for local ledgers, for batches without
+data and in manifests written before it existed): the version the create-only put of the
+data object returned, which the verifier audits the store against. Earlier readers keep
+it as an unknown signed field, so it needs no new ``format``.
+
 Compatibility: readers refuse envelopes that are not canonical, have duplicate keys, extra
 envelope fields (they would be unsigned), or algorithm names outside the allow-list.
 Unknown payload fields are kept and round-tripped (they are signed); a change old readers
@@ -74,6 +80,10 @@ BAD_SIGNATURE = "bad_signature"
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX8 = re.compile(r"^[0-9a-f]{8}$")
+# an S3 VersionId: printable ASCII, at most 1024 bytes; "null" is what an unversioned
+# write gets, never a create-only put under Object Lock
+_VERSION_ID = re.compile(r"^[\x21-\x7e]{1,1024}$")
+DATA_VERSION_ID = "data_version_id"
 _FIELDS = (
     "algorithms",
     "created",
@@ -128,6 +138,7 @@ class Manifest:
     algorithms: Mapping[str, str] = field(default_factory=lambda: dict(ALGORITHMS))
     unrecognized_fields: Mapping[str, Any] = field(default_factory=dict)
     format: str = MANIFEST_FORMAT
+    data_version_id: str | None = None  # the data object's VersionId on an object store
 
     def to_dict(self) -> dict[str, Any]:
         data = None
@@ -138,8 +149,10 @@ class Manifest:
                 "sha256": self.data.sha256,
                 "size": self.data.size,
             }
+        pin = {} if self.data_version_id is None else {DATA_VERSION_ID: self.data_version_id}
         return {
             **self.unrecognized_fields,
+            **pin,
             "algorithms": dict(self.algorithms),
             "created": self.created,
             "data": data,
@@ -194,6 +207,14 @@ class Manifest:
                 sha256=_hex64(f["sha256"], "data.sha256"),
                 rows=_int(f["rows"], "data.rows"),
             )
+        version_id = d.get(DATA_VERSION_ID)
+        if DATA_VERSION_ID in d:
+            if data is None:
+                raise MalformedError(f"{DATA_VERSION_ID} without a data file")
+            if not isinstance(version_id, str) or not _VERSION_ID.match(version_id):
+                raise MalformedError(f"{DATA_VERSION_ID} is not a version id: {version_id!r}")
+            if version_id == "null":
+                raise MalformedError(f"{DATA_VERSION_ID} is 'null' (an unversioned write)")
         if d["kind"] not in KINDS:
             raise MalformedError(f"kind {d['kind']!r} is not one of {', '.join(KINDS)}")
         source = d["source"]
@@ -222,8 +243,11 @@ class Manifest:
             key_name=_str(key["name"], "key.name"),
             key_id=_hex8(key["key_id"], "key.key_id"),
             algorithms=dict(algorithms),
-            unrecognized_fields={k: v for k, v in d.items() if k not in _FIELDS},
+            unrecognized_fields={
+                k: v for k, v in d.items() if k not in _FIELDS and k != DATA_VERSION_ID
+            },
             format=d["format"],
+            data_version_id=version_id,
         )
 
 

@@ -9,8 +9,10 @@ create-only writes under Object Lock). One commit of batch ``N``:
 2. drop events the window's batches already hold; write the data file locally (once);
 3. sign manifest ``N`` and create ``ledger/staged/<N>-<sha256 prefix>.json`` holding it:
    the *intent*, a signed promise naming the data object it is about to create;
-4. create the data object at its one lake path (``<N>-<kind>``);
-5. create ``ledger/manifests/<N>.json``: the commit point (:mod:`.commit_point`);
+4. create the data object at its one lake path (``<N>-<kind>``); the store answers with
+   its VersionId;
+5. sign the intent's payload again with that ``data_version_id`` (the pin) and create
+   ``ledger/manifests/<N>.json``: the commit point (:mod:`.commit_point`);
 6. create the checkpoint for ``N+1`` (recorded in the signer state first).
 
 A lost race (a 412 at step 3, 4 or 5) re-reads the head and rebuilds on the winner. What a
@@ -19,7 +21,8 @@ verifier names such a data object an uncommitted leftover, because a signed inte
 this log vouches for exactly those bytes at that path, and nothing reads it. A committer
 whose data path at ``N`` is taken by a crashed commit's leftover *rolls it forward*: the
 intent is manifest ``N`` exactly as the crashed committer would have committed it (same
-chain below it), so it is created as manifest ``N`` and the committer moves on to ``N+1``.
+chain below it), so it is pinned to the data object's version and created as manifest
+``N`` (signed by the committer finishing it), and the committer moves on to ``N+1``.
 
 Signing keys and the signer state stay on the committer's machine; the store holds the
 public keyring (``ledger/keys/keyring.json``) only.
@@ -32,7 +35,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -307,15 +310,43 @@ class ObjectStoreLedger(Ledger):
             return None
         return signed if signature_status(signed, self._keyring()) == "valid" else None
 
-    def _holds(self, data: DataFile) -> bool:
-        """_holds: the object at ``data.path`` is exactly ``data`` (a crashed attempt wrote
-        the same bytes there)."""
+    def _held_version(self, data: DataFile) -> str | None:
+        """_held_version is the version id of the object at ``data.path`` when it is exactly
+        ``data`` (a crashed attempt wrote the same bytes there), else None."""
         stored = self.store.head(data.path)
-        return stored is not None and (stored.size, stored.sha256) == (data.size, data.sha256)
+        if stored is None or (stored.size, stored.sha256) != (data.size, data.sha256):
+            return None
+        return stored.version_id
 
-    def _roll_forward(self, chain: Sequence[SignedManifest], seq: int, rel: str) -> None:
+    def _pinned(self, intent: SignedManifest, version_id: str) -> SignedManifest:
+        """_pinned is the manifest to commit for ``intent``: its payload with the data
+        object's version id, signed by this committer."""
+        signer = self._require_signer()
+        manifest = replace(
+            intent.manifest,
+            data_version_id=version_id,
+            key_name=signer.name,
+            key_id=key_id(signer.key_hash),
+        )
+        self._check_signing_key(signer, manifest.created, manifest.sequence)
+        try:
+            return sign_manifest(manifest, signer)
+        except MalformedError as exc:
+            raise CommitError(f"cannot sign manifest {manifest.sequence}: {exc}") from exc
+
+    def _roll_forward(self, chain: Sequence[SignedManifest], seq: int, rel: str) -> bool:
         """_roll_forward commits the crashed commit whose intent names ``rel`` at ``seq``,
-        when the data object there is exactly the one the intent describes."""
+        when the data object there is exactly the one the intent describes; False when no
+        trusted intent describes it (other intents for ``seq``, such as this committer's
+        own, name other bytes at the same path)."""
+        stored = self.store.head(rel)
+        try:
+            raw = None if stored is None else self.store.get(rel, stored.version_id)
+        except ObjectNotFoundError:
+            raw = None
+        if stored is None or raw is None:
+            return False
+        digest = hashlib.sha256(raw).hexdigest()
         prev = chain[-1].sha256 if chain else GENESIS_PREV
         keyring = self._keyring()
         for key in self.store.list_keys(f"{STAGED}/{seq:08d}-"):
@@ -326,20 +357,24 @@ class ObjectStoreLedger(Ledger):
             m, data = signed.manifest, signed.manifest.data
             if data is None or data.path != rel or m.sequence != seq:
                 continue
-            if m.prev_manifest_sha256 != prev or signature_status(signed, keyring) != "valid":
+            if (len(raw), digest) != (data.size, data.sha256) or m.prev_manifest_sha256 != prev:
+                continue
+            if signature_status(signed, keyring) != "valid":
                 continue
             try:
-                raw = self.store.get(rel)
-            except ObjectNotFoundError:
-                return
-            if len(raw) != data.size or hashlib.sha256(raw).hexdigest() != data.sha256:
-                return
-            try:
-                self.store.put_new(manifest_path(seq), signed.raw)
+                self.store.put_new(manifest_path(seq), self._pinned(signed, stored.version_id).raw)
                 log.warning("rolled forward the interrupted commit of batch %d (%s)", seq, rel)
             except ObjectExistsError:
                 pass
-            return
+            return True
+        return False
+
+
+def same_batch(a: Manifest, b: Manifest) -> bool:
+    """same_batch: two manifests commit the same batch, whichever committer pinned and
+    signed it (an intent and the manifest made from it)."""
+    unsigned = {"data_version_id": None, "key_name": "", "key_id": ""}
+    return replace(a, **unsigned) == replace(b, **unsigned)
 
 
 def _not_an_intent(key: str) -> SignedManifest:
@@ -367,7 +402,7 @@ class _Work:
         self.window_start, self.unique, self.write_data = window_start, unique, write_data
         self.source, self.run_id = source, run_id
         self.staged: _Staged | None = None
-        self.last: tuple[int, bytes] | None = None  # the manifest last offered
+        self.last: tuple[int, Manifest] | None = None  # the manifest last offered
         self.skipped = 0
         self.missing: tuple[str, ...] = ()
 
@@ -376,8 +411,9 @@ class _Work:
         chain = ledger._load_chain()
         if len(chain) != seq:
             raise ObjectExistsError(f"the head moved past {seq - 1} while it was read")
-        if self.last is not None and self.last[0] < seq and chain[self.last[0]].raw == self.last[1]:
-            raise _Committed(self.last[0])
+        last = self.last
+        if last is not None and last[0] < seq and same_batch(chain[last[0]].manifest, last[1]):
+            raise _Committed(last[0])
         ledger._check_signer_state(chain)
         try:
             tip = ledger._checked_tip(chain)
@@ -445,13 +481,22 @@ class _Work:
                 signed = ledger._intent_for(intent, chain, seq, data) or _not_an_intent(intent)
             ledger._step("intent_written")
             try:
-                ledger.store.put_new(data.path, staged.path.read_bytes())
+                version_id = ledger.store.put_new(data.path, staged.path.read_bytes()).version_id
             except ObjectExistsError:
-                if not ledger._holds(data):
-                    ledger._roll_forward(chain, seq, data.path)
-                    raise
+                held = ledger._held_version(data)
+                if held is None:
+                    if ledger._roll_forward(chain, seq, data.path):
+                        raise
+                    if len(ledger._load_chain()) > seq:
+                        raise  # another committer took ``seq`` meanwhile: rebase
+                    raise LedgerStateError(
+                        f"{data.path} is taken by an object no signed intent of batch {seq} "
+                        "describes: run 'audit-pipeline verify'"
+                    ) from None
+                version_id = held
             ledger._step("data_linked")
-        self.last = (seq, signed.raw)
+            signed = ledger._pinned(signed, version_id)
+        self.last = (seq, signed.manifest)
         return signed.raw
 
     def _stage(self, seq: int, new: list[EventRecord]) -> _Staged:

@@ -11,9 +11,10 @@ What is checked (each failure is a :class:`Finding` with a :class:`FindingCode`)
 - each batch is well formed (one UTC hour, kind consistent with its data, data at the one
   path its window, sequence and kind allow), windows have one ``hour``/``empty`` batch
   followed only by ``late`` ones, ``created`` never goes backwards nor into the future;
-- every data file: size, SHA-256, row count, the RFC 6962 root over its rows' leaves,
-  event count and time range, each row's id/time against its leaf JSON, each event inside
-  the window, no event id twice in a window;
+- every data file: size and SHA-256; at row level (``depth="rows"``, the default) also row
+  count, the RFC 6962 root over its rows' leaves, event count and time range, each row's
+  id/time against its leaf JSON, each event inside the window, no event id twice in a
+  window (file level says in a notice that these were not re-derived);
 - no file under ``lake/`` that no manifest references (an uncommitted leftover of a
   crashed commit, proven by a signed intent, is a notice, not a finding);
 - every hour from the first to the last committed one has a manifest;
@@ -93,6 +94,7 @@ from audit_pipeline.ledger.merkle import PrefixRoots
 from audit_pipeline.ledger.note import Verifiers
 from audit_pipeline.ledger.storage import LedgerFiles
 from audit_pipeline.ledger.verify_checkpoints import CheckpointChecks
+from audit_pipeline.ledger.verify_context import DEPTHS, ROWS
 from audit_pipeline.ledger.verify_coverage import CoverageChecks
 from audit_pipeline.ledger.verify_data import DataFileChecks
 from audit_pipeline.ledger.witnessed import WitnessVerdict, check_witnessed, default_quorum
@@ -126,6 +128,8 @@ def verify_ledger(
     witness_keys: Sequence[WitnessKey] = (),
     witness_quorum: int | None = None,
     storage: LedgerFiles | None = None,
+    depth: str = ROWS,
+    recheck_trusted_files: bool = False,
 ) -> VerifyReport:
     """verify_ledger checks the data directory and returns every finding it has.
 
@@ -144,7 +148,12 @@ def verify_ledger(
     cosigned a history the log no longer extends (see :mod:`.witnessed`). Raises only for
     misuse (ConfigurationError) or when files cannot be read (VerificationIncompleteError).
     ``storage`` reads another kind of data directory (an object store) in place of the
-    local ``data_dir``, which then only names it.
+    local ``data_dir``, which then only names it. ``depth`` is how deep each data file is
+    checked (``rows``, the default: every leaf re-derived; ``files``: size and SHA-256
+    against the signed manifest only, said in a notice; see :data:`.verify_context.DEPTHS`).
+    ``jobs`` > 1 checks data files in that many worker processes (local data directories).
+    ``recheck_trusted_files`` (with ``incremental``) also checks the data files of the
+    batches the trusted checkpoint covers, at file level.
     """
     if storage is None:
         data_dir = Path(data_dir)
@@ -157,6 +166,8 @@ def verify_ledger(
         raise ConfigurationError("incremental verification needs a trusted checkpoint")
     if jobs < 1:
         raise ConfigurationError(f"jobs must be at least 1, got {jobs}")
+    if depth not in DEPTHS:
+        raise ConfigurationError(f"depth must be one of {', '.join(DEPTHS)}, got {depth!r}")
     if data_range is not None:
         data_range = check_data_range(data_range)
     quorum = default_quorum(witness_keys, witness_quorum)
@@ -177,6 +188,8 @@ def verify_ledger(
         jobs=jobs,
         progress=progress or (lambda _msg: None),
         data_range=data_range,
+        depth=depth,
+        recheck_trusted_files=recheck_trusted_files,
     )
     run.witness_keys, run.witness_quorum = tuple(witness_keys), quorum
     try:
@@ -262,9 +275,13 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
 
         if not trusted_keys:
             self._check_keyring_statements()
-        self._check_manifests(batches, start, origin)
-        self._check_windows(parsed, start)
-        self._check_data(parsed, start)
+        self._start_data(parsed, start)  # in worker processes meanwhile, with --jobs
+        try:
+            self._check_manifests(batches, start, origin)
+            self._check_windows(parsed, start)
+            self._check_data(parsed, start)
+        finally:
+            self._stop_data()
         self._check_unreferenced(parsed, size)
         self._check_checkpoints(parsed, origin, size, contiguous, roots, start)
         self._check_tiles(leaf_hashes, parsed)
@@ -312,6 +329,7 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
             trusted_checkpoint=trusted_raw is not None,
             max_lag=max_lag,
             witnesses=witnesses,
+            depth=self.depth,
         )
 
     def _verify_flat(
@@ -323,6 +341,8 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
         it cannot be done so (a gap, a foreign name, a trusted checkpoint the log does not
         extend, tiles or index off the signed root, a finding about roots): the caller then
         reads every manifest, as before tiles, and reports whatever is wrong."""
+        if self.recheck_trusted_files:  # every data file is asked for: every manifest
+            return None
         size = count_numbered(self.storage.list_dir(MANIFESTS), MANIFEST_SUFFIX)
         if size is None:
             return None
@@ -363,9 +383,13 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
         self.progress(f"read {len(batches)} manifests; checking from batch {start}")
         if not trusted_keys:
             self._check_keyring_statements()
-        self._check_manifests(batches, start, origin)
-        self._check_windows(manifests, start)
-        self._check_data(manifests, start)
+        self._start_data(manifests, start)  # in worker processes meanwhile, with --jobs
+        try:
+            self._check_manifests(batches, start, origin)
+            self._check_windows(manifests, start)
+            self._check_data(manifests, start)
+        finally:
+            self._stop_data()
         self._check_unreferenced(manifests, size, partitions)
         self._check_checkpoints(manifests, origin, size, size, view.hashes, start)
         refs = {r.seq: r for r in view.refs}

@@ -13,6 +13,14 @@ from audit_pipeline.ledger.findings import Finding, FindingCode, Notice
 from audit_pipeline.ledger.keys import Keyring
 from audit_pipeline.ledger.storage import LedgerFiles
 
+FILES, ROWS = "files", "rows"
+DEPTHS = (FILES, ROWS)
+"""How deep a verification checks each data file. ``files``: its size and SHA-256 against
+its signed manifest (bound by hashing; relies on the commit-time check that the rows match
+the signed events root). ``rows``: that, and every leaf, the events root, row count, time
+range, window, id/time columns and ids re-derived from the rows (catches a signed manifest
+that never matched its rows)."""
+
 
 class VerifyContext:
     """VerifyContext holds one run's inputs and collects what its checks find."""
@@ -27,6 +35,8 @@ class VerifyContext:
         jobs: int,
         progress: Callable[[str], None],
         data_range: tuple[int, int] | None = None,
+        depth: str = ROWS,
+        recheck_trusted_files: bool = False,
     ) -> None:
         self.storage = storage
         self.file_format = file_format
@@ -35,6 +45,8 @@ class VerifyContext:
         self.jobs = jobs
         self.progress = progress
         self.data_range = data_range
+        self.depth = depth
+        self.recheck_trusted_files = recheck_trusted_files
         self.findings: list[Finding] = []
         self.notices: list[Notice] = []
         self.checked: Counter[str] = Counter()

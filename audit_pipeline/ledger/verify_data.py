@@ -1,25 +1,28 @@
-"""Data-file checks of a verification: every data file against its manifest (size,
-SHA-256, rows, events root, time range, each row against its leaf), ids committed twice in
-an hour or in several hours, and files under ``lake/`` that no manifest references."""
+"""Data-file checks of a verification: every data file against its manifest (size and
+SHA-256 at every depth; at row level also rows, events root, time range, each row against
+its leaf: :mod:`.verify_rows`), ids committed twice in an hour or in several hours, and
+files under ``lake/`` that no manifest references. With ``jobs`` > 1 the files are checked
+in worker processes (:func:`check_data_file` is their picklable task)."""
 
 from __future__ import annotations
 
 import os
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from audit_pipeline.ledger.commit import file_digest, parse_intent
 from audit_pipeline.ledger.errors import LedgerError
-from audit_pipeline.ledger.events import BatchFileFormat, events_root, record_mismatch
-from audit_pipeline.ledger.findings import LIST_LIMIT, Finding, FindingCode, first_items
+from audit_pipeline.ledger.events import BatchFileFormat
+from audit_pipeline.ledger.findings import LIST_LIMIT, Finding, FindingCode
 from audit_pipeline.ledger.layout import (
     INTENT_SUFFIX,
     LAKE,
     PENDING,
+    LocalStorage,
     NotRegularFileError,
     format_hour,
     manifest_path,
@@ -29,7 +32,8 @@ from audit_pipeline.ledger.layout import (
 from audit_pipeline.ledger.manifest import SignedManifest
 from audit_pipeline.ledger.several_hours import id_hashes, ids_in_several_hours
 from audit_pipeline.ledger.storage import LedgerFiles
-from audit_pipeline.ledger.verify_context import VerifyContext
+from audit_pipeline.ledger.verify_context import FILES, VerifyContext
+from audit_pipeline.ledger.verify_rows import check_rows, read_event_columns
 from audit_pipeline.text import plural
 
 
@@ -46,36 +50,56 @@ class _DataResult:
 class DataFileChecks(VerifyContext):
     """The data files: each against its manifest, ids across batches, files nobody references."""
 
+    _running: tuple[list[int], dict[int, str], Iterator[_DataResult]] | None = None
+    _pool: Executor | None = None
+
+    def _start_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
+        """_start_data hands the data files to ``jobs`` worker processes (when there are
+        several), so they are hashed and decoded while this process checks the manifests;
+        :meth:`_check_data` collects the results in batch order."""
+        with_data = {s: m for s, m in sorted(parsed.items()) if m.manifest.data}
+        windows = Counter(m.manifest.window_start for m in with_data.values())
+        new = [s for s in with_data if s >= start]
+        # The batches a trusted checkpoint covers, when asked: at file level (their
+        # manifests, and so their files' hashes, are what that checkpoint vouches for).
+        todo = list(with_data) if self.recheck_trusted_files else new
+        depth = {seq: self.depth if seq >= start else FILES for seq in todo}
+        tasks = [
+            DataFileTask(
+                self.storage,
+                self.file_format,
+                with_data[seq],
+                depth[seq],
+                may_be_absent=not self.in_range(with_data[seq].manifest.window_start),
+                want_ids=windows[with_data[seq].manifest.window_start] > 1,
+                hash_probe=hash(HASH_PROBE),
+            )
+            for seq in todo
+        ]
+        self._running = (todo, depth, self._run_tasks(tasks))
+
+    def _stop_data(self) -> None:
+        """_stop_data ends the worker processes, if any (also when a check failed)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
     def _check_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
         with_data = {s: m for s, m in sorted(parsed.items()) if m.manifest.data}
         windows = Counter(m.manifest.window_start for m in with_data.values())
         shared = {s for s, m in with_data.items() if windows[m.manifest.window_start] > 1}
-        todo = [s for s in with_data if s >= start]
-        todo_windows = {with_data[s].manifest.window_start for s in todo}
+        todo_windows = {m.manifest.window_start for s, m in with_data.items() if s >= start}
         need_ids = [
             s for s in shared if s < start and with_data[s].manifest.window_start in todo_windows
         ]
-
-        def work(seq: int) -> _DataResult:
-            signed = with_data[seq]
-            return _check_data_file(
-                self.storage,
-                self.file_format,
-                signed,
-                seq in shared,
-                may_be_absent=not self.in_range(signed.manifest.window_start),
-            )
-
-        results: dict[int, _DataResult] = {}
-        if self.jobs > 1 and len(todo) > 1:
-            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-                for done, (seq, res) in enumerate(zip(todo, pool.map(work, todo), strict=True)):
-                    results[seq] = res
-                    self._tick(done + 1, len(todo))
-        else:
-            for done, seq in enumerate(todo):
-                results[seq] = work(seq)
-                self._tick(done + 1, len(todo))
+        if self._running is None:
+            self._start_data(parsed, start)
+        assert self._running is not None
+        (todo, depth, running), self._running = self._running, None
+        try:
+            results: dict[int, _DataResult] = dict(zip(todo, running, strict=True))
+        finally:
+            self._stop_data()
         for seq in sorted(results):
             res = results[seq]
             if res.absent_outside_range:
@@ -84,7 +108,18 @@ class DataFileChecks(VerifyContext):
             self.findings.extend(res.findings)
             self.checked["data_files"] += 1
             self.checked["bytes_hashed"] += res.bytes_hashed
-            self.checked["events"] += res.events
+            if depth[seq] == FILES:  # no event read
+                self.checked["rows_not_rederived"] += 1
+            else:
+                self.checked["events"] += res.events
+            if res.ids is not None and res.id_hashes is None:
+                res.id_hashes = id_hashes(res.ids)
+                if seq not in shared:
+                    res.ids = None  # only a window shared with another batch needs them
+        if self.checked["rows_not_rederived"]:
+            self._notice_rows_not_rederived(self.checked["rows_not_rederived"])
+        if self.depth == FILES:
+            return
         # Ids of earlier batches that share a window with a new one (incremental mode).
         for seq in sorted(need_ids):
             data = with_data[seq].manifest.data
@@ -98,6 +133,46 @@ class DataFileChecks(VerifyContext):
             results[seq] = _DataResult([], ids, 0, 0, id_hashes=id_hashes(ids))
         self._check_window_duplicates(parsed, results, start)
         self._notice_ids_in_several_hours(parsed, results)
+
+    def _run_tasks(self, tasks: list[DataFileTask]) -> Iterator[_DataResult]:
+        """_run_tasks checks the data files in order, in ``jobs`` worker processes when there
+        are several (started now; each file is hashed and decoded in one process; results
+        come back in batch order), with progress every hundred files."""
+        jobs = self.jobs
+        if jobs > 1 and not isinstance(self.storage, LocalStorage):
+            self.notice(
+                "jobs_not_used",
+                "data files",
+                f"--jobs {jobs} asked for, but this storage's client is not shared with worker "
+                "processes: the data files were checked in this process, one at a time",
+            )
+            jobs = 1
+        if jobs > 1 and len(tasks) > 1:
+            workers = min(jobs, len(tasks))
+            if all(t.depth == FILES for t in tasks):
+                # Hashing releases the GIL: threads, without a process's start-up and pickling.
+                self._pool = ThreadPoolExecutor(max_workers=workers)
+                return self._ticked(self._pool.map(check_data_file, tasks), len(tasks))
+            chunk = max(1, len(tasks) // (jobs * 16))
+            self._pool = ProcessPoolExecutor(max_workers=workers)
+            results = self._pool.map(check_data_file, tasks, chunksize=chunk)  # submits all
+            return self._ticked(results, len(tasks))
+        return self._ticked(map(check_data_file, tasks), len(tasks))
+
+    def _ticked(self, results: Iterator[_DataResult], total: int) -> Iterator[_DataResult]:
+        for done, res in enumerate(results):
+            self._tick(done + 1, total)
+            yield res
+
+    def _notice_rows_not_rederived(self, files: int) -> None:
+        self.notice(
+            "rows_not_rederived",
+            "data files",
+            f"file level: {plural(files, 'data file')} matched the size and SHA-256 their "
+            "signed manifests pin; their rows were not re-derived (leaves, events roots, row "
+            "counts, time ranges, windows, id/time columns, ids twice in an hour or in several "
+            "hours: checked when committed, and by --depth rows)",
+        )
 
     def _notice_ids_in_several_hours(
         self, parsed: Mapping[int, SignedManifest], results: Mapping[int, _DataResult]
@@ -220,17 +295,30 @@ class DataFileChecks(VerifyContext):
             )
 
 
-def _check_data_file(
-    storage: LedgerFiles,
-    file_format: BatchFileFormat,
-    signed: SignedManifest,
-    want_ids: bool,
-    *,
-    may_be_absent: bool = False,
-) -> _DataResult:
-    """_check_data_file checks one batch's data file against its manifest (one outside the
-    data range may be absent; if present it is checked like any other)."""
-    m = signed.manifest
+@dataclass(frozen=True)
+class DataFileTask:
+    """DataFileTask is one data file to check: everything a worker process needs (picklable
+    for the local data directory)."""
+
+    storage: LedgerFiles
+    file_format: BatchFileFormat
+    signed: SignedManifest
+    depth: str
+    may_be_absent: bool = False
+    want_ids: bool = False  # the window is shared with another batch: ids are compared
+    # hash(HASH_PROBE) in the process that asked: a worker whose string hashes are the same
+    # (forked) returns its ids' hashes, else the ids for the asking process to hash
+    hash_probe: int | None = None
+
+
+HASH_PROBE = "audit_pipeline: are string hashes this process's?"
+
+
+def check_data_file(task: DataFileTask) -> _DataResult:
+    """check_data_file checks one batch's data file against its manifest: its size and
+    SHA-256 at every depth, its rows too at ``rows`` (one outside the data range may be
+    absent; if present it is checked like any other)."""
+    m = task.signed.manifest
     data = m.data
     assert data is not None
     findings: list[Finding] = []
@@ -246,14 +334,13 @@ def _check_data_file(
             )
         )
 
-    path = storage.path(data.path)
     try:
-        size, sha256 = file_digest(storage.regular_path(data.path))
+        size, sha256 = file_digest(task.storage.regular_path(data.path))
     except NotRegularFileError as exc:
         add(FindingCode.NOT_REGULAR_FILE, str(exc))
         return _DataResult(findings, None, 0, 0)
     except FileNotFoundError:
-        if may_be_absent:
+        if task.may_be_absent:
             return _DataResult(findings, None, 0, 0, absent_outside_range=True)
         add(FindingCode.DATA_FILE_MISSING, "the data file is missing")
         return _DataResult(findings, None, 0, 0)
@@ -263,57 +350,20 @@ def _check_data_file(
         add(
             FindingCode.FILE_HASH_MISMATCH, "SHA-256 differs from the manifest", data.sha256, sha256
         )
+    if task.depth == FILES:
+        return _DataResult(findings, None, size, 0)
     try:
-        records = file_format.read_events(path)
+        columns = read_event_columns(task.file_format, task.storage.path(data.path))
     except LedgerError as exc:
         add(FindingCode.UNREADABLE_DATA_FILE, f"rows cannot be read: {exc}")
         return _DataResult(findings, None, size, 0)
-    if len(records) != data.rows:
-        add(
-            FindingCode.ROW_COUNT_MISMATCH,
-            "row count differs from the manifest",
-            data.rows,
-            len(records),
-        )
-    root = events_root(records).hex()
-    if root != m.events_root:
-        add(
-            FindingCode.EVENTS_ROOT_MISMATCH,
-            "Merkle root recomputed from the rows differs from the manifest",
-            m.events_root,
-            root,
-        )
-    times = [r.date_create for r in records]
-    span = (min(times, default=None), max(times, default=None))
-    if span != (m.min_date_create, m.max_date_create):
-        add(
-            FindingCode.EVENT_RANGE_MISMATCH,
-            "event time range differs from the manifest",
-            (m.min_date_create, m.max_date_create),
-            span,
-        )
-    outside = [r.event_id for r in records if not m.window_start <= r.date_create < m.window_end]
-    if outside:
-        add(
-            FindingCode.EVENT_OUTSIDE_WINDOW,
-            f"{len(outside)} events outside {format_hour(m.window_start)}: {first_items(outside)}",
-        )
-    mismatched = [f"{r.event_id} ({p})" for r in records if (p := record_mismatch(r))]
-    if mismatched:
-        add(
-            FindingCode.EVENT_RECORD_MISMATCH,
-            f"{plural(len(mismatched), 'row')} whose columns disagree with their leaf: "
-            f"{first_items(mismatched)}",
-        )
-    repeated = [i for i, n in Counter(r.event_id for r in records).items() if n > 1]
-    if repeated:
-        add(
-            FindingCode.DUPLICATE_EVENT_ID,
-            f"{len(repeated)} event ids appear twice in the file: {first_items(repeated)}",
-        )
-    ids = [r.event_id for r in records] if want_ids else None
-    hashes = id_hashes(r.event_id for r in records)
-    return _DataResult(findings, ids, size, len(records), id_hashes=hashes)
+    check_rows(m, columns, add)
+    ids = columns.ids
+    if task.hash_probe != hash(HASH_PROBE):
+        return _DataResult(findings, ids, size, len(ids))
+    return _DataResult(
+        findings, ids if task.want_ids else None, size, len(ids), id_hashes=id_hashes(ids)
+    )
 
 
 def _digest_or_none(storage: LedgerFiles, rel: str) -> tuple[int, str] | None:

@@ -19,12 +19,19 @@ size)``, the store's own description of that key:
 
 Retention that has legitimately expired is reported as ``retention-expired`` (a notice:
 the store no longer refuses a delete), never silently accepted.
+
+Cost: one paged version listing per prefix gives every version id, delete marker and
+size; a key's current and pinned versions are then described by at most one HEAD each,
+none when the caller already holds the store's description of the current version (the
+verifier's read of it) and that version is the pinned one. What HEADs remain run on a
+small thread pool.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +41,7 @@ from audit_pipeline.ledger.storage import (
     ObjectNotFoundError,
     ObjectStore,
     ObjectVersion,
+    StoredObject,
 )
 from audit_pipeline.ledger.verify import (
     COVERAGE_CODES,
@@ -58,6 +66,9 @@ UNREFERENCED_OBJECT = "unreferenced-object"
 NOTICES = frozenset({RETENTION_EXPIRED})
 # the store's clock and the writer's may disagree a little about "now"
 CLOCK_SLACK = timedelta(seconds=60)
+# concurrent HEAD requests of one audit (a boto3 client is thread-safe; its default
+# connection pool holds 10)
+AUDIT_JOBS = 8
 
 
 @dataclass(frozen=True)
@@ -91,23 +102,35 @@ def audit_versions(
     retention: timedelta,
     now: datetime,
     deep: bool = False,
+    listed: Iterable[ObjectVersion] | None = None,
+    described: Mapping[str, StoredObject] | None = None,
+    jobs: int = AUDIT_JOBS,
 ) -> list[VersionFinding]:
     """audit_versions returns every disagreement between ``store`` and ``pins``.
 
     ``prefixes`` are the key prefixes that must hold nothing but pinned objects (the lake
-    and the manifests); ``retention`` is the configured minimum COMPLIANCE period.
+    and the manifests), listed here unless ``listed`` holds their versions already;
+    ``retention`` is the configured minimum COMPLIANCE period; ``described`` maps keys to
+    the store's description of their current version, as a reader just got it.
     """
     pinned = {pin.key: pin for pin in pins}
-    listed: dict[str, list[ObjectVersion]] = {}
-    for prefix in prefixes:
-        for entry in store.list_versions(prefix):
-            listed.setdefault(entry.key, []).append(entry)
+    if listed is None:
+        listed = [entry for prefix in prefixes for entry in store.list_versions(prefix)]
+    by_key: dict[str, list[ObjectVersion]] = {}
+    for entry in listed:
+        by_key.setdefault(entry.key, []).append(entry)
     findings: list[VersionFinding] = []
-    for key in sorted(listed.keys() - pinned.keys()):
-        ids = ", ".join(v.version_id for v in listed[key])
+    for key in sorted(by_key.keys() - pinned.keys()):
+        ids = ", ".join(v.version_id for v in by_key[key])
         findings.append(VersionFinding(UNREFERENCED_OBJECT, key, f"no manifest pins it ({ids})"))
-    for key in sorted(pinned):
-        findings.extend(_audit_pin(store, pinned[key], listed.get(key, []), retention, now, deep))
+    described = described or {}
+
+    def audit(key: str) -> list[VersionFinding]:
+        return _audit_pin(store, pinned[key], by_key.get(key, []), described, retention, now, deep)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for found in pool.map(audit, sorted(pinned)):
+            findings.extend(found)
     return findings
 
 
@@ -115,6 +138,7 @@ def _audit_pin(
     store: ObjectStore,
     pin: Pin,
     versions: list[ObjectVersion],
+    described: Mapping[str, StoredObject],
     retention: timedelta,
     now: datetime,
     deep: bool,
@@ -126,7 +150,7 @@ def _audit_pin(
             out.append(VersionFinding(DELETE_MARKER, key, f"delete marker {entry.version_id}"))
         elif entry.version_id != pin.version_id:
             out.append(VersionFinding(EXTRA_VERSION, key, f"version {entry.version_id}"))
-    current = store.head(key)
+    current = described[key] if key in described else store.head(key)
     if current is None:
         if not any(v.is_delete_marker and v.is_latest for v in versions):
             out.append(VersionFinding(CURRENT_VERSION_DIFFERS, key, "no current version"))
@@ -138,7 +162,10 @@ def _audit_pin(
                 f"current version {current.version_id}, pinned {pin.version_id}",
             )
         )
-    stored = store.head(key, pin.version_id)
+    if current is not None and current.version_id == pin.version_id:
+        stored: StoredObject | None = current
+    else:
+        stored = store.head(key, pin.version_id)
     if stored is None:
         out.append(VersionFinding(PINNED_VERSION_MISSING, key, f"version {pin.version_id}"))
         return out

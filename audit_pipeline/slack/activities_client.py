@@ -32,17 +32,17 @@ from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.slack import client as audit_client
 from audit_pipeline.slack.client import (
     AUTH_ERRORS,
-    MAX_WINDOW_RESTARTS,
     AuditApiSettings,
     FetchStats,
     RequestPacer,
+    RestartWindow,
     SlackApiError,
     SlackAuthError,
     UnparseablePageError,
+    follow_cursor,
+    restarting_window,
 )
 from audit_pipeline.slack.page_bytes import PageSyntaxError, SplitPage, split_page
-
-log = logging.getLogger(__name__)
 
 SOURCE_NAME = "slack_app_activities"
 METHOD = "admin.apps.activities.list"
@@ -148,20 +148,6 @@ def build_web_client(settings: ActivitiesApiSettings, stats: FetchStats) -> _Bod
     return client
 
 
-@dataclass(frozen=True)
-class ActivityPage:
-    """One page: each activity's exact bytes, in the order sent."""
-
-    items: list[bytes]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-
-class _RestartWindow(Exception):
-    pass
-
-
 class ActivitySource:
     """Reads whole windows of ``admin.apps.activities.list``, page by page."""
 
@@ -193,35 +179,15 @@ class ActivitySource:
         max_created]`` from one complete pass. After an ``invalid_cursor`` the window is
         read again from its first page and the partial pass discarded, so identical
         records are counted within one pass only (their occurrence numbers stay stable)."""
-        restarts = 0
-        while True:
-            items: list[bytes] = []
-            try:
-                for page in self._pages_once(min_created, max_created):
-                    items.extend(page.items)
-                return items
-            except _RestartWindow:
-                restarts += 1
-                self.stats.window_restarts += 1
-                if restarts > MAX_WINDOW_RESTARTS:
-                    raise SlackApiError(
-                        f"invalid_cursor {restarts} times reading activities "
-                        f"[{min_created}, {max_created}]; giving up",
-                        error="invalid_cursor",
-                    ) from None
-                log.warning("invalid_cursor reading activities: restarting window")
 
-    def _pages_once(self, min_created: int, max_created: int) -> Iterator[ActivityPage]:
-        cursor: str | None = None
-        while True:
-            split = self._split_page(min_created, max_created, cursor)
-            self.stats.pages += 1
-            self.stats.entries += len(split.items)
-            yield ActivityPage(split.items)
-            metadata = split.members.get("response_metadata")
-            cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
-            if not cursor:
-                return
+        def one_pass() -> Iterator[list[bytes]]:
+            pages = follow_cursor(
+                lambda c: self._split_page(min_created, max_created, c), self.stats
+            )
+            yield [item for page in pages for item in page.items]
+
+        what = f"activities [{min_created}, {max_created}]"
+        return next(restarting_window(one_pass, self.stats, what))
 
     def _split_page(self, min_created: int, max_created: int, cursor: str | None) -> SplitPage:
         """One page split into exact bytes; a page whose structure cannot be followed is
@@ -283,7 +249,7 @@ class ActivitySource:
                 error=error,
             )
         if error == "invalid_cursor":
-            return _RestartWindow()
+            return RestartWindow()
         detail = f"HTTP {status}, error {error!r}"
         if status == 429 or status >= 500:
             detail += f" after {self.settings.max_retries} retries"

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from http.client import HTTPException
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.error import URLError
 from urllib.parse import urlsplit
 from urllib.request import HTTPSHandler, ProxyHandler, build_opener, urlopen
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 SLACK_BASE_URL = AuditLogsClient.BASE_URL
 MAX_PAGE_SIZE = 9_999
 MAX_WINDOW_RESTARTS = 3
+T = TypeVar("T")
 
 # Error codes that mean "this token can never work": fail fast, do not retry.
 AUTH_ERRORS = frozenset(
@@ -367,8 +368,47 @@ def build_client(settings: AuditApiSettings, stats: FetchStats) -> AuditLogsClie
     return client
 
 
-class _RestartWindow(Exception):
-    pass
+class RestartWindow(Exception):
+    """Slack answered ``invalid_cursor``: the window is read again from its first page."""
+
+
+def follow_cursor(
+    request: Callable[[str | None], SplitPage], stats: FetchStats
+) -> Iterator[SplitPage]:
+    """follow_cursor yields one pass over a window: each page ``request`` returns for the
+    cursor of the one before, until a page names no ``next_cursor``."""
+    cursor: str | None = None
+    while True:
+        page = request(cursor)
+        stats.pages += 1
+        stats.entries += len(page.items)
+        yield page
+        metadata = page.members.get("response_metadata")
+        cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
+        if not cursor:
+            return
+
+
+def restarting_window(
+    read_once: Callable[[], Iterator[T]], stats: FetchStats, what: str
+) -> Iterator[T]:
+    """restarting_window yields ``read_once()`` and, when it raises :class:`RestartWindow`,
+    starts it again (at most MAX_WINDOW_RESTARTS times): what was yielded before a restart
+    may come again."""
+    restarts = 0
+    while True:
+        try:
+            yield from read_once()
+            return
+        except RestartWindow:
+            restarts += 1
+            stats.window_restarts += 1
+            if restarts > MAX_WINDOW_RESTARTS:
+                raise SlackApiError(
+                    f"invalid_cursor {restarts} times reading {what}; giving up",
+                    error="invalid_cursor",
+                ) from None
+            log.warning("invalid_cursor reading %s: restarting window", what)
 
 
 @dataclass(frozen=True)
@@ -408,32 +448,13 @@ class AuditLogSource:
         After an ``invalid_cursor`` the window starts again from its first page, so an
         entry may be yielded twice: callers dedup on ``id``.
         """
-        restarts = 0
-        while True:
-            try:
-                yield from self._pages_once(oldest, latest)
-                return
-            except _RestartWindow:
-                restarts += 1
-                self.stats.window_restarts += 1
-                if restarts > MAX_WINDOW_RESTARTS:
-                    raise SlackApiError(
-                        f"invalid_cursor {restarts} times reading [{oldest}, {latest}]; giving up",
-                        error="invalid_cursor",
-                    ) from None
-                log.warning("invalid_cursor reading [%s, %s]: restarting window", oldest, latest)
-
-    def _pages_once(self, oldest: int, latest: int) -> Iterator[Page]:
-        cursor: str | None = None
-        while True:
-            page = self._request_page(oldest, latest, cursor)
-            self.stats.pages += 1
-            self.stats.entries += len(page.items)
+        pages = restarting_window(
+            lambda: follow_cursor(lambda c: self._request_page(oldest, latest, c), self.stats),
+            self.stats,
+            f"[{oldest}, {latest}]",
+        )
+        for page in pages:
             yield Page(page.items)
-            metadata = page.members.get("response_metadata")
-            cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
-            if not cursor:
-                return
 
     def _request_page(self, oldest: int, latest: int, cursor: str | None) -> SplitPage:
         unusable = 0
@@ -478,7 +499,7 @@ class AuditLogSource:
                     error=error,
                 )
             if error == "invalid_cursor":
-                raise _RestartWindow
+                raise RestartWindow
             if status == 200 and unusable < self.settings.max_retries:
                 # A 200 whose body is not an entries object: treat as a transient glitch.
                 unusable += 1

@@ -3,11 +3,12 @@
 The ledger verifies through :class:`~audit_pipeline.ledger.storage.LedgerFiles`; this is
 that surface over an :class:`~audit_pipeline.store.s3.S3ObjectStore`. Every read takes
 the key's *current* version (what pyarrow, DuckDB and every other reader would get) by
-its version id, so the bytes checked are one version, never a mix; :attr:`read_versions`
-remembers which, for the version audit. Readers that open paths (the Parquet format) get
-a copy in a private local cache made for this run; the verifier hashes that copy against
-the manifest (``regular_path`` fetches, ``path`` names the copy fetched), so the cache is
-checked before anything in it is believed.
+one GET, so the bytes checked are one version, never a mix; :attr:`read_versions`
+remembers which, with the store's description of it (checksum, retention), so the
+version audit needs no second request for a key read here. Readers that open paths (the
+Parquet format) get a copy in a private local cache made for this run; the verifier
+hashes that copy against the manifest (``regular_path`` fetches, ``path`` names the copy
+fetched), so the cache is checked before anything in it is believed.
 
 An object store has no symbolic links, FIFOs or directories: keys are listed, never
 followed, and a key whose name is not a clean relative path is listed (so the verifier
@@ -27,7 +28,7 @@ from types import TracebackType
 
 from audit_pipeline.ledger.layout import CHECKPOINTS, MANIFESTS
 from audit_pipeline.ledger.object_ledger import STAGED
-from audit_pipeline.ledger.storage import ObjectNotFoundError
+from audit_pipeline.ledger.storage import ObjectNotFoundError, StoredObject
 from audit_pipeline.store.s3 import S3ObjectStore
 
 _KEPT = (f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/")
@@ -35,11 +36,13 @@ _KEPT = (f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/")
 
 @dataclass(frozen=True)
 class ReadVersion:
-    """ReadVersion is the version of a key the verifier read, with its bytes' digest."""
+    """ReadVersion is the version of a key the verifier read, with its bytes' digest and
+    the store's own description of that version."""
 
     version_id: str
     sha256: str
     size: int
+    stored: StoredObject
 
 
 class S3DataDirectory:
@@ -90,16 +93,13 @@ class S3DataDirectory:
     def read(self, rel: str) -> bytes:
         """read returns the current version's bytes (FileNotFoundError if there is none)."""
         rel = _clean(rel)
-        stored = self.store.head(rel)
         try:
-            if stored is None:
-                raise ObjectNotFoundError(rel)
-            data = self.store.get(rel, stored.version_id)
+            data, stored = self.store.get_described(rel)
         except ObjectNotFoundError:
             raise FileNotFoundError(errno.ENOENT, "no such object", self.describe(rel)) from None
         with self._lock:
             self.read_versions[rel] = ReadVersion(
-                stored.version_id, hashlib.sha256(data).hexdigest(), len(data)
+                stored.version_id, hashlib.sha256(data).hexdigest(), len(data), stored
             )
             if rel.startswith(_KEPT):
                 self.ledger_bytes[rel] = data

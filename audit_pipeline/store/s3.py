@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError
 
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger.storage import (
@@ -184,6 +184,30 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             raise self._error("GetObject", full, exc) from None
 
+    def get_described(self, key: str) -> tuple[bytes, StoredObject]:
+        """get_described returns the current version's bytes and the store's description of
+        that same version (one GET: its headers carry the version id, the server's SHA-256
+        and the retention), so a reader needs no HEAD beside it. Bytes that do not match
+        the server's own checksum are still returned (HEAD, then GET of that version
+        without checksum mode), for the verifier to hash and name."""
+        full = self.location.key(key)
+        args = {"Bucket": self.location.bucket, "Key": full, "ChecksumMode": "ENABLED"}
+        try:
+            answer = self.client.get_object(**args)
+            data = answer["Body"].read()
+        except FlexibleChecksumError:
+            stored = self.head(key)
+            if stored is None:
+                raise ObjectNotFoundError(f"{full} not found") from None
+            return self.get(key, stored.version_id), stored
+        except ClientError as exc:
+            if _code(exc) in _NOT_FOUND or _status(exc) == 404:
+                raise ObjectNotFoundError(f"{full} not found") from None
+            raise self._error("GetObject", full, exc) from None
+        except BotoCoreError as exc:
+            raise self._error("GetObject", full, exc) from None
+        return data, _described(key, answer)
+
     def head(self, key: str, version_id: str | None = None) -> StoredObject | None:
         full = self.location.key(key)
         args = {"Bucket": self.location.bucket, "Key": full, "ChecksumMode": "ENABLED"}
@@ -198,15 +222,7 @@ class S3ObjectStore:
             raise self._error("HeadObject", full, exc) from None
         except BotoCoreError as exc:
             raise self._error("HeadObject", full, exc) from None
-        return StoredObject(
-            key=key,
-            version_id=answer.get("VersionId") or "null",
-            size=int(answer.get("ContentLength", 0)),
-            sha256=sha256_hex_from_b64(answer.get("ChecksumSHA256")),
-            last_modified=_utc(answer.get("LastModified")),
-            lock_mode=answer.get("ObjectLockMode"),
-            retain_until=_utc(answer.get("ObjectLockRetainUntilDate")),
-        )
+        return _described(key, answer)
 
     def exists(self, key: str) -> bool:
         return self.head(key) is not None
@@ -255,6 +271,19 @@ class S3ObjectStore:
             f"{operation} {self.location.bucket}/{key} at {self.settings.endpoint_text} "
             f"failed: {what}"
         )
+
+
+def _described(key: str, answer: dict) -> StoredObject:
+    """_described reads a HEAD's or GET's headers into the version's description."""
+    return StoredObject(
+        key=key,
+        version_id=answer.get("VersionId") or "null",
+        size=int(answer.get("ContentLength", 0)),
+        sha256=sha256_hex_from_b64(answer.get("ChecksumSHA256")),
+        last_modified=_utc(answer.get("LastModified")),
+        lock_mode=answer.get("ObjectLockMode"),
+        retain_until=_utc(answer.get("ObjectLockRetainUntilDate")),
+    )
 
 
 def _code(exc: ClientError) -> str:

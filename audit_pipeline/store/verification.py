@@ -6,13 +6,19 @@
 ``ledger/manifests/`` and ``ledger/checkpoints/`` against its pin
 (:mod:`~audit_pipeline.ledger.version_audit`).
 
-A pin is the key's *first* version: every object of the ledger is created only if absent and
-locked in COMPLIANCE mode, so its first version is the one the pipeline wrote and can
-never be removed through S3; any later version or delete marker is somebody's change.
-The SHA-256 and size pinned for a data file are the manifest's; for a manifest or a
-checkpoint, those of the bytes the verifier read and chained (or the store's own checksum
-when the first version is not the one readers get, which is a finding already).
+A data object is pinned to the VersionId its manifest carries (``data_version_id``, what
+the create-only put returned), with the manifest's SHA-256 and size. Manifests,
+checkpoints and intents cannot carry their own version, and data objects of manifests
+written before the field existed carry none: their pin is the key's *first* version.
+Every object of the ledger is created only if absent and locked in COMPLIANCE mode, so its
+first version is the one the pipeline wrote and can never be removed through S3; any later
+version or delete marker is somebody's change. The SHA-256 and size pinned for a manifest
+or a checkpoint are those of the bytes the verifier read and chained (or the store's own
+checksum when the first version is not the one readers get, which is a finding already).
 Keyring and witness files change by design and are read, not version-audited.
+
+The listing made for the pins is the audit's; the store's description of each version the
+verifier read stands in for a HEAD of it.
 """
 
 from __future__ import annotations
@@ -76,7 +82,13 @@ def verify_object_store(
         listed = [v for prefix in AUDITED_PREFIXES for v in store.list_versions(prefix)]
         pins, unlisted = ledger_pins(files, listed)
         found = audit_versions(
-            store, pins, AUDITED_PREFIXES, retention=settings.retention, now=datetime.now(UTC)
+            store,
+            pins,
+            AUDITED_PREFIXES,
+            retention=settings.retention,
+            now=datetime.now(UTC),
+            listed=listed,
+            described={key: read.stored for key, read in files.read_versions.items()},
         )
         found += [
             VersionFinding(PINNED_VERSION_MISSING, key, "the store lists no version of it")
@@ -177,18 +189,22 @@ def ledger_pins(
             first.setdefault(entry.key, entry)
     pins: list[Pin] = []
     referenced: dict[str, Any] = {}
+    pinned_ids: dict[str, str] = {}
     for key, raw in sorted(files.ledger_bytes.items()):
         if key.startswith(f"{MANIFESTS}/"):
             try:
-                data = parse_manifest(raw).manifest.data
+                manifest = parse_manifest(raw).manifest
             except LedgerError:
                 continue
-            if data is not None:
-                referenced[data.path] = data
+            if manifest.data is not None:
+                referenced[manifest.data.path] = manifest.data
+                if manifest.data_version_id is not None:
+                    pinned_ids[manifest.data.path] = manifest.data_version_id
     for key, entry in sorted(first.items()):
         data = referenced.get(key)
         if data is not None:
-            pins.append(Pin(key, entry.version_id, data.sha256, data.size))
+            version_id = pinned_ids.get(key, entry.version_id)
+            pins.append(Pin(key, version_id, data.sha256, data.size))
         elif _is_ledger_record(key):
             pins.append(_record_pin(files, key, entry))
     expected = set(referenced) | {k for k in files.read_versions if _is_ledger_record(k)}

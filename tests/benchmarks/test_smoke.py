@@ -58,8 +58,20 @@ def test_reused_weeks_get_fresh_ids(tmp_path):
 @pytest.mark.slow
 def test_every_benchmark_runs_at_the_tiny_size(tmp_path):
     results = tmp_path / "RESULTS.md"
+    # the object-store column has its own test below (it skips without SeaweedFS)
+    names = [name for name in NAMES if name != "object_store"]
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--size", "tiny", "--results", str(results)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--size",
+            "tiny",
+            "--only",
+            ",".join(names),
+            "--results",
+            str(results),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -68,11 +80,13 @@ def test_every_benchmark_runs_at_the_tiny_size(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = results.read_text()
     assert "## Benchmarks that failed" not in text
-    for name in NAMES:
+    for name in names:
         assert f"## {name} (" in text, f"section {name} missing"
     for case in (
         "pipeline / floor",
-        "full verify, --jobs 1",
+        "full verify, file level (vs SHA-256 floor)",
+        "full verify, row level, --jobs 1 (vs row floor)",
+        "full verify, row level, --jobs 2 / --jobs 1",
         "incremental verify, year / week",
         "group by action: dataset / one file",
         "lookup by event id (dataset)",
@@ -84,3 +98,25 @@ def test_every_benchmark_runs_at_the_tiny_size(tmp_path):
     ):
         assert case in text and case in proc.stdout, case
     assert "- machine: " in text and "cores" in text and "Python 3." in text
+
+
+@pytest.mark.e2e
+def test_the_object_store_column_at_the_tiny_size(tmp_path, service_missing):
+    """SeaweedFS against the local directory: every ratio row, and the year's check."""
+    from benchmarks import object_store
+    from benchmarks.config import TINY
+
+    year = build_ledger(
+        tmp_path / "year", start=YEAR_START, hours=24, events_per_hour=8, checkpoint_sizes=(12,)
+    )
+    section = object_store.run(TINY, tmp_path, year, lambda message: None)
+    skipped = [row for row in section.rows if row.status == "skipped"]
+    if skipped:  # (with AUDIT_PIPELINE_REQUIRE_SERVICES=1 the benchmark raises instead)
+        service_missing(skipped[0].detail)
+    rows = {row.case: row for row in section.rows}
+    for case in ("sync of 2 hours", "full verify", "incremental verify after 1 more hour",
+                 "dataset build"):  # fmt: skip
+        row = rows[f"{case}: object store / local"]
+        assert row.value.endswith("x") and float(row.value[:-1]) > 0, row
+    year_row = rows["incremental verify, a year on the object store / local"]
+    assert year_row.status in ("met", "MISSED") and "24 batches + 1" in year_row.detail

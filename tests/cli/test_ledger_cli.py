@@ -122,6 +122,32 @@ def test_verify_clean_human_and_json(capsys, four_hours: Ledger) -> None:
     assert report["checked"]["events"] == 9 and report["tree_size"] == 4
 
 
+def test_verify_depth_files_says_rows_were_not_rederived(capsys, four_hours: Ledger) -> None:
+    args = ("verify", "--depth", "files", "--data-dir", str(four_hours.data_dir))
+    code, out, err = run(capsys, *args)
+    assert code == 0 and "file level: rows not re-derived" in err.splitlines()[0]
+    assert "notice: rows_not_rederived" in err
+    code, out, err = run(capsys, *args, "--json", "--jobs", "2")
+    report = json.loads(out)
+    assert code == 0 and report["checked"]["depth"] == "files"
+    assert report["checked"]["data_files"] == 3 and "events" not in report["checked"]
+    path = four_hours.data_dir / four_hours.manifests()[1].manifest.data.path
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"\n")
+    code, out, err = run(capsys, *args, "--json")
+    assert code == 1 and {"size_mismatch", "file_hash_mismatch"} <= {
+        f["code"] for f in json.loads(out)["findings"]
+    }
+
+
+def test_verify_help_says_what_each_depth_proves(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "byte for byte what a signed manifest pinned" in text
+    assert "a key holder signing a lie" in text and "worker processes" in text
+
+
 def test_verify_findings_exit_1_with_one_json_document(capsys, four_hours: Ledger) -> None:
     (four_hours.data_dir / manifest_path(1)).unlink()
     code, out, err = run(capsys, "verify", "--json", "--data-dir", str(four_hours.data_dir))

@@ -16,12 +16,8 @@ from audit_pipeline.ledger.layout import resolve_data_dir
 
 URL = "s3://audit-bucket/ledger"
 
-COMMANDS = [
-    ["keys", "rotate"],
-    ["keys", "list"],
-    ["query", "SELECT 1"],
-    ["keys", "revoke", "x"],
-]
+COMMANDS = [["dataset", "path"]]
+KEYRING_CHANGES = [["keys", "rotate"], ["keys", "revoke", "x"]]
 
 
 @pytest.fixture
@@ -31,9 +27,9 @@ def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a[:2]))
-@pytest.mark.parametrize("how", ["flag", "env"])
-def test_unwired_commands_refuse_an_object_store(argv, how, cwd, capsys, monkeypatch) -> None:
+def refused(argv: list[str], how: str, capsys, monkeypatch) -> list[str]:
+    """refused runs ``argv`` on the object store (by flag or variable) and returns the one
+    line of its refusal (exit 2)."""
     if how == "flag":
         argv = [*argv, "--data-dir", URL]
     else:
@@ -43,8 +39,27 @@ def test_unwired_commands_refuse_an_object_store(argv, how, cwd, capsys, monkeyp
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err
-    assert URL in lines[0] and "'dataset build', 'export-evidence' and 'report' do" in lines[0]
+    return lines
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_unwired_commands_refuse_an_object_store(argv, how, cwd, capsys, monkeypatch) -> None:
+    lines = refused(argv, how, capsys, monkeypatch)
+    assert URL in lines[0] and "only 'verify', 'sync'," in lines[0]
+    assert "'keys init|list|public|restart-signer' do" in lines[0]
     assert not any(cwd.iterdir())  # no local "s3:" directory, no output file
+
+
+@pytest.mark.parametrize("argv", KEYRING_CHANGES, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_keyring_changes_refuse_an_object_store_saying_what_instead(
+    argv, how, cwd, capsys, monkeypatch
+) -> None:
+    lines = refused(argv, how, capsys, monkeypatch)
+    assert URL in lines[0] and "created once" in lines[0]
+    assert "--trusted-keys FILE" in lines[0] and "keys init --data-dir s3://BUCKET/" in lines[0]
+    assert not any(cwd.iterdir())
 
 
 def test_the_layout_never_takes_an_s3_url_for_a_local_path(monkeypatch) -> None:
@@ -57,9 +72,9 @@ def test_the_layout_never_takes_an_s3_url_for_a_local_path(monkeypatch) -> None:
         resolve_data_dir()
 
 
-def test_the_dagster_ledger_resource_refuses_an_object_store(monkeypatch) -> None:
-    """The Dagster assets and checks reach the data directory through LedgerResource: an
-    s3:// one fails the run with the one-line reason, never as a local path."""
+def test_the_dagster_ledger_resource_never_takes_an_s3_url_for_a_local_path(monkeypatch) -> None:
+    """LedgerResource works on an s3:// data directory through the store
+    (tests/defs/test_object_store_resources.py); asked for a local path, it refuses."""
     from audit_pipeline.defs.resources import LedgerResource
 
     with pytest.raises(ConfigurationError, match="object-store data directory"):

@@ -106,7 +106,10 @@ def test_clean_ledger_passes_every_check_and_dagster_records_the_checkpoint(pipe
     assert second.success and second.failed_checks == set()
     again = second.metadata("audit_ledger")
     assert again["verification"] == "incremental from batch 4"
-    assert again["data_files_checked"] == 0
+    # every data file re-hashed (file level), no row re-derived: no batch is new
+    assert again["data_files_checked"] == 4 and again["events_checked"] == 0
+    assert again["verification_depth"].startswith("row level for batches from 4; file level")
+    assert md["verification_depth"] == "row level (every leaf re-derived)"
     consistency = second.check_metadata("ledger_consistent_with_recorded_checkpoint")
     assert consistency["recorded_checkpoint_size"] == 4
     assert consistency["consistency_proofs"] == 1

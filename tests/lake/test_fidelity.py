@@ -52,6 +52,14 @@ def entry(extra: bytes = b"") -> bytes:
         (b'{"id":7,"date_create":1795860000,"action":"x"}', "id is a JSON number"),
         (b'{"id":"E1",', "invalid JSON"),
         (entry(b'"details":' + b"9" * 5000), "integer of more than 4300 digits"),
+        # What orjson alone would accept silently (it keeps the last repeated key and turns
+        # big integers into doubles): whatever parses entries must still refuse these.
+        (entry(b'"details":{"a:b":1,"a:b":2}'), "duplicate key 'a:b'"),
+        (entry(b'"details":{"\\u003a":1,":":2,"x":"a:b"}'), "duplicate key ':'"),
+        (entry(b'"details":{"n":[ 0.1000000000000000055511151231257827]}'), "loses precision"),
+        (entry(b'"details":{"s":"x:1","n":123456789012345678901.5}'), "loses precision"),
+        (entry(b'"details":{"n":1,"n":1}'), "duplicate key 'n'"),
+        (entry(b'"details":{"n":123456789012345678901,"s":"\\ud800"}'), "lone surrogate"),
     ],
 )
 def test_unfaithful_entries_are_named(data: bytes, reason: str) -> None:
@@ -67,6 +75,23 @@ def test_big_integers_and_exact_floats_are_faithful() -> None:
     assert verdict.entry["details"]["big"] == 10**400
     assert big in verdict.canonical
     assert b'"f":1.5' in verdict.canonical
+    assert parse_canonical(verdict.canonical) == verdict.entry
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b'"details":{"n":123456789012345678901234567890,"m":-9223372036854775809}',
+        b'"details":{"f":1.5,"g":[2.5e-3],"h":-0.0,"s":"a:1.5"}',
+        b'"details":{"s":"\\u003a\\/x","t":"\\u00e9"}',
+        b'"details":{"x":{"a":1},"y":{"a":1}}',
+    ],
+)
+def test_entries_near_the_parsers_limits_are_stored_as_read(extra: bytes) -> None:
+    """Entries near the parsers' limits are stored exactly as the stdlib parse reads them."""
+    verdict = judge_entry(entry(extra))
+    assert isinstance(verdict, Faithful)
+    assert verdict.entry == json.loads(entry(extra))
     assert parse_canonical(verdict.canonical) == verdict.entry
 
 

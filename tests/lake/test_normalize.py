@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,8 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit_pipeline.lake import EVENT_SCHEMA, WindowNormalizer, normalize_entries
+from audit_pipeline.lake import EVENT_SCHEMA, WindowNormalizer, normalize_entries, write_batch_file
 from audit_pipeline.lake.fidelity import Faithful, judge_entry
+from audit_pipeline.lake.normalize import SpillingWindowNormalizer
+from audit_pipeline.lake.parquet import write_batch_stream
 from audit_pipeline.ledger.merkle import leaf_hash
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "odd_entries.jsonl"
@@ -282,3 +285,16 @@ def test_pages_in_any_order_give_the_same_sorted_table(data):
     table = paged.table
     keys = list(zip(table["date_create"].to_pylist(), table["event_id"].to_pylist(), strict=True))
     assert keys == sorted(keys) and paged.quarantined == 2
+    with tempfile.TemporaryDirectory() as spill:
+        spilling = SpillingWindowNormalizer(H, H + 3600, directory=Path(spill))
+        for page in pages:
+            spilling.add(page)
+        spilled = spilling.finish()
+        assert spilled.keys.equals(table.select(["event_id", "date_create", "leaf_hash"]))
+        streamed = pa.Table.from_batches(list(spilled.batches()), schema=EVENT_SCHEMA)
+        assert streamed.equals(table)
+        assert (spilled.quarantined, spilled.duplicates_skipped) == (2, paged.duplicates_skipped)
+        write_batch_file(table, Path(spill) / "whole.parquet")
+        write_batch_stream(spilled.batches(), Path(spill) / "streamed.parquet")
+        whole_bytes = (Path(spill) / "whole.parquet").read_bytes()
+        assert (Path(spill) / "streamed.parquet").read_bytes() == whole_bytes

@@ -9,7 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from audit_pipeline.lake import PARQUET_FORMAT, normalize_entries, write_batch_file
+from audit_pipeline.lake import (
+    EVENT_SCHEMA,
+    PARQUET_FORMAT,
+    normalize_entries,
+    parquet,
+    write_batch_file,
+)
+from audit_pipeline.lake.parquet import write_batch_stream
 from audit_pipeline.ledger.errors import MalformedError
 from audit_pipeline.ledger.merkle import leaf_hash
 
@@ -19,6 +26,25 @@ H = 1795860000
 
 def entries() -> list[dict]:
     return [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("batch_rows", [1, 3, 7, 8, 1000])
+def test_streamed_batches_give_the_bytes_of_the_whole_table(tmp_path, monkeypatch, batch_rows):
+    """Row groups are cut at the same rows and written from contiguous arrays whatever the
+    batches (a page each when ingest streams a window): the bytes of writing it at once."""
+    monkeypatch.setattr(parquet, "ROW_GROUP_SIZE", 7)
+    table = normalize_entries(entries(), window_start=H, window_end=H + 3600).table
+    assert table.num_rows > 14
+    whole, streamed = tmp_path / "whole.parquet", tmp_path / "streamed.parquet"
+    pq.write_table(
+        table.replace_schema_metadata(EVENT_SCHEMA.metadata),
+        whole,
+        row_group_size=7,
+        **parquet._WRITE_OPTIONS,
+    )
+    write_batch_stream(table.to_batches(max_chunksize=batch_rows), streamed)
+    assert streamed.read_bytes() == whole.read_bytes()
+    assert pq.ParquetFile(streamed).metadata.num_row_groups == -(-table.num_rows // 7)
 
 
 def test_same_rows_give_identical_bytes_whatever_the_input_order(tmp_path):

@@ -5,6 +5,11 @@ finding. The ledger is ``six_hours`` (conftest): batches 0-5 are hours 0-5 (hour
 ``empty``), batch 6 is a ``late`` batch for hour 1; checkpoints for sizes 1-7.
 Attacks on proofs (27, 28, 37) are in test_proofs.py, crashes (33) in test_crash.py,
 retries (34) in test_commit.py, exit codes (36) in tests/cli.
+
+Each test runs at both verification depths (``lh.verify`` checks at the depth of the
+run), except those in :data:`ROWS_ONLY`: attacks only re-deriving the rows can expose (a
+key holder signing a manifest that never matched its rows). What the file level says about
+those is asserted in test_verify_depth.py.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import os
 import shutil
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,30 @@ from audit_pipeline.ledger.layout import checkpoint_path, intent_path, manifest_
 from audit_pipeline.ledger.manifest import SIGNING_CONTEXT, parse_manifest
 from audit_pipeline.ledger.note import Signer
 from audit_pipeline.ledger.verify import VerifyReport
+
+# Attacks whose finding needs the rows re-derived (verify --depth rows).
+ROWS_ONLY = frozenset(
+    {
+        "test_01_flipped_byte_in_a_data_file",  # also asserts the events root
+        "test_02_data_file_replaced_by_another_valid_file",  # likewise
+        "test_08_row_deleted_with_file_hash_recomputed",
+        "test_25_duplicate_event_ids_across_batches",
+        "test_25_event_outside_its_window",
+        "test_26_late_data_rewritten_in_place",  # also asserts the row count and root
+    }
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "depth" in metafunc.fixturenames:
+        rows_only = metafunc.function.__name__ in ROWS_ONLY
+        metafunc.parametrize("depth", ["rows"] if rows_only else ["rows", "files"])
+
+
+@pytest.fixture(autouse=True)
+def _verify_at_depth(depth: str, lh, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``lh.verify`` of the test checks data files at ``depth``."""
+    monkeypatch.setattr(lh, "verify", partial(lh.verify, depth=depth))
 
 
 def manifest_file(ledger: Ledger, seq: int) -> Path:
@@ -71,9 +101,11 @@ def put(path: Path, raw: bytes) -> None:
     path.write_bytes(raw)
 
 
-def test_clean_ledger_has_no_findings(six_hours: Ledger, lh) -> None:
+def test_clean_ledger_has_no_findings(six_hours: Ledger, lh, depth: str) -> None:
     report = lh.verify(six_hours.data_dir)
-    assert report.findings == () and report.notices == ()
+    # the file level says what it did not check
+    unchecked = ["rows_not_rederived"] if depth == "files" else []
+    assert report.findings == () and [n.code for n in report.notices] == unchecked
     assert report.tree_size == 7 and report.checkpoint == six_hours.latest_checkpoint()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import stat
 from pathlib import Path
@@ -11,9 +12,10 @@ import pytest
 
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger import merkle
+from audit_pipeline.ledger.canonical import canonical_json
 from audit_pipeline.ledger.checkpoint import open_checkpoint
 from audit_pipeline.ledger.commit import CommitError, Ledger, LedgerStateError
-from audit_pipeline.ledger.events import EventRecord
+from audit_pipeline.ledger.events import EventLeaf, EventRecord, events_root
 from audit_pipeline.ledger.keys import load_keyring, revoke_key
 from audit_pipeline.ledger.layout import HOUR, PENDING, manifest_path
 
@@ -129,21 +131,70 @@ def test_provenance_a_manifest_cannot_carry_is_refused_before_writing(ledger: Le
     assert ledger.tree_size() == 0 and not list(ledger.data_dir.glob("lake/**/*.jsonl"))
 
 
+def _commit_three_written_by(ledger: Ledger, lh, write_data) -> None:
+    ledger.commit_batch(
+        window_start=lh.hour(0),
+        window_end=lh.hour(1),
+        events=lh.make_events(0, 3),
+        write_data=write_data,
+        source={},
+        run_id="r",
+    )
+
+
 def test_a_writer_that_writes_other_rows_is_refused_and_cleaned(ledger: Ledger, lh) -> None:
     def lossy(events, path: Path) -> None:
         lh.write_jsonl(list(events)[:-1], path)
 
     with pytest.raises(CommitError, match="wrote 2 rows for 3 events"):
-        ledger.commit_batch(
-            window_start=lh.hour(0),
-            window_end=lh.hour(1),
-            events=lh.make_events(0, 3),
-            write_data=lossy,
-            source={},
-            run_id="r",
-        )
+        _commit_three_written_by(ledger, lh, lossy)
     assert lh.commit(ledger, 0).sequence == 0
     assert not os.listdir(ledger.data_dir / PENDING)
+    assert not lh.verify(ledger.data_dir).findings
+
+
+@pytest.mark.parametrize(
+    ("order", "message"),
+    [
+        (list, "leaf written differs"),
+        (lambda rows: list(reversed(rows)), "or different ids or leaves"),
+    ],
+)
+def test_a_writer_that_alters_a_leaf_is_refused(ledger: Ledger, lh, order, message) -> None:
+    """Same ids, times consistent with the leaf, but other leaf bytes than the event's: the
+    read-back compares leaf hashes, with the rows in the events' order or not."""
+
+    def altering(events, path: Path) -> None:
+        rows = [e.leaf_data for e in sorted(events, key=lambda e: e.event_id)]
+        entry = json.loads(rows[1])
+        rows[1] = canonical_json({**entry, "action": "altered"})
+        path.write_bytes(b"".join(r + b"\n" for r in order(rows)))
+
+    with pytest.raises(CommitError, match=message):
+        _commit_three_written_by(ledger, lh, altering)
+    assert ledger.tree_size() == 0
+
+
+def test_compact_events_commit_the_same_batch(ledger: Ledger, lh) -> None:
+    """A writer holding the leaf bytes itself passes id, time and leaf hash only."""
+    records = lh.make_events(0, 5)
+    by_id = {r.event_id: r for r in records}
+    compact = [EventLeaf(r.event_id, r.date_create, r.leaf_hash) for r in records]
+    result = ledger.commit_batch(
+        window_start=lh.hour(0),
+        window_end=lh.hour(1),
+        events=compact,
+        write_data=lambda events, path: lh.write_jsonl([by_id[e.event_id] for e in events], path),
+        source={},
+        run_id="r",
+    )
+    manifest = ledger.manifests()[result.sequence].manifest
+    written = sorted(records, key=lambda r: r.event_id)
+    assert manifest.events_root == events_root(written).hex()
+    assert (manifest.event_count, manifest.min_date_create) == (
+        5,
+        min(r.date_create for r in records),
+    )
     assert not lh.verify(ledger.data_dir).findings
 
 

@@ -107,6 +107,40 @@ def test_unknown_payload_fields_are_kept_and_signed(signer: Signer) -> None:
     assert envelope(signed.raw)["signed"]["retention"] == {"until": 1}
 
 
+def test_a_data_version_pin_is_signed_and_round_trips(signer: Signer) -> None:
+    signed = sign_manifest(sample(signer, data_version_id="3HL4kqtJvjVBH40Nrjfkd"), signer)
+    doc = envelope(signed.raw)["signed"]
+    assert doc["data_version_id"] == "3HL4kqtJvjVBH40Nrjfkd" and "version_id" not in doc["data"]
+    again = parse_manifest(signed.raw)
+    assert again.manifest.data_version_id == "3HL4kqtJvjVBH40Nrjfkd"
+    assert again.manifest.unrecognized_fields == {} and again.raw == signed.raw
+    assert "data_version_id" not in sample(signer).to_dict()  # local ledgers: absent
+    # the pin is inside the signed bytes: changing it breaks the signature
+    keyring = Keyring((TrustedKey.from_vkey(signer.vkey),))
+    assert signature_status(again, keyring) == "valid"
+    forged = signed.raw.replace(b"3HL4kqtJvjVBH40Nrjfkd", b"3HL4kqtJvjVBH40Nrjfke")
+    assert signature_status(parse_manifest(forged), keyring) == "bad_signature"
+
+
+@pytest.mark.parametrize(
+    ("value", "data"),
+    [
+        ("null", True),
+        ("", True),
+        ("has space", True),
+        ("v" * 1025, True),
+        (7, True),
+        (None, True),
+        ("3HL4kq", False),
+    ],
+)
+def test_a_bad_data_version_pin_is_malformed(signer: Signer, value: Any, data: bool) -> None:
+    d = sample(signer, **({} if data else {"data": None, "kind": "empty"})).to_dict()
+    d["data_version_id"] = value
+    with pytest.raises(MalformedError, match="data_version_id"):
+        Manifest.from_dict(d)
+
+
 def _variants(raw: bytes) -> dict[str, bytes]:
     text = raw.decode()
     doc = envelope(raw)

@@ -33,3 +33,19 @@ def test_nothing_shared_reads_nothing():
         [(0, H, id_hashes(["a"])), (1, H + 3600, id_hashes(["b"]))], lambda seq: 1 / 0
     )
     assert found == {}
+
+
+def test_hash_range_compared_in_slices_finds_the_same(monkeypatch):
+    """With sets of two hashes at a time (many slices of the range), the same ids are found."""
+    from audit_pipeline.ledger import several_hours
+
+    files = {seq: [f"id{seq * 7 + i}" for i in range(20)] + ["shared"] for seq in range(5)}
+
+    def found() -> dict[int, list[tuple[str, int]]]:
+        batches = ((seq, H + 3600 * seq, id_hashes(ids)) for seq, ids in files.items())
+        return ids_in_several_hours(batches, files.__getitem__)
+
+    whole = found()
+    monkeypatch.setattr(several_hours, "SLICE", 2)
+    assert found() == whole
+    assert whole[1][-1] == ("shared", H) and ("id7", H) in whole[1] and len(whole) == 4

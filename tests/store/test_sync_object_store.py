@@ -18,13 +18,15 @@ import pytest
 
 from audit_pipeline.cli import main
 from audit_pipeline.lake import PARQUET_FORMAT, read_batch_table
+from audit_pipeline.ledger.commit import LedgerStateError
 from audit_pipeline.ledger.keys import create_signing_key, load_signing_key
-from audit_pipeline.ledger.layout import HOUR
+from audit_pipeline.ledger.layout import HOUR, batch_data_path
 from audit_pipeline.ledger.object_ledger import STAGED, ConcurrentWindowError, ObjectStoreLedger
 from audit_pipeline.ledger.signer_state import signer_state_path
 from audit_pipeline.ledger.storage import ObjectExistsError
 from audit_pipeline.slack.emulator import Emulator, running_emulator
 from audit_pipeline.store.ledger import open_ledger, reading_ledger
+from audit_pipeline.store.s3 import S3ObjectStore
 from audit_pipeline.store.settings import S3Settings
 from tests.cli.test_verify_history_prove import H0 as DATA_H0
 from tests.cli.test_verify_history_prove import commit_hour
@@ -229,6 +231,14 @@ def _open(settings: S3Settings, key_path: Path, state_dir: Path) -> ObjectStoreL
     )
 
 
+def _committed(keyed: tuple[S3Settings, Path], state_dir: Path, *hours: int) -> ObjectStoreLedger:
+    """_committed is a committer on the test's store that has committed ``hours``."""
+    ledger = _open(*keyed, state_dir)
+    for hour in hours:
+        commit_hour(ledger, hour)
+    return ledger
+
+
 def _committer(settings: S3Settings, key_path: str, state_dir: str, hour: int, start) -> None:
     """One process: its own signer state, the shared key, one hour to commit."""
     ledger = _open(settings, Path(key_path), Path(state_dir))
@@ -245,9 +255,12 @@ def keyed(capsys, env, data_url) -> tuple[S3Settings, Path]:
 
 
 def test_eight_committers_in_separate_processes_make_one_linear_chain(
-    capsys, keyed, tmp_path, data_url, store
+    capsys, keyed, tmp_path, data_url, store, monkeypatch
 ) -> None:
     settings, key_path = keyed
+    # A spawned process imports its target by module name; pytest's importlib mode does not
+    # put the repository on sys.path, and the child starts from the parent's sys.path.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
     context = multiprocessing.get_context("spawn")
     start = context.Event()
     workers = [
@@ -276,6 +289,7 @@ def test_eight_committers_in_separate_processes_make_one_linear_chain(
     assert report["tree_size"] == 9 and report["checked"]["events"] == 27
     # losers' data objects, if any, are leftovers vouched for by their intents
     assert {n["code"] for n in report["notices"]} <= {"uncommitted_leftover"}
+    assert_pinned(chain, store)
 
 
 STEPS = ["data_written", "intent_written", "data_linked", "manifest_written"]
@@ -285,6 +299,16 @@ class Crash(Exception):
     pass
 
 
+def crash_at(step: str):
+    """crash_at is a commit step hook that dies at ``step``."""
+
+    def hook(name: str) -> None:
+        if name == step:
+            raise Crash(name)
+
+    return hook
+
+
 @pytest.mark.parametrize("step", STEPS)
 def test_a_commit_killed_at_each_step_recovers(capsys, keyed, tmp_path, data_url, step) -> None:
     settings, key_path = keyed
@@ -292,12 +316,7 @@ def test_a_commit_killed_at_each_step_recovers(capsys, keyed, tmp_path, data_url
     commit_hour(first, 0)
 
     crashing = _open(settings, key_path, tmp_path)
-
-    def crash_at(name: str) -> None:
-        if name == step:
-            raise Crash(name)
-
-    crashing._step = crash_at  # type: ignore[method-assign]
+    crashing._step = crash_at(step)  # type: ignore[method-assign]
     with pytest.raises(Crash):
         commit_hour(crashing, 1)
 
@@ -322,6 +341,16 @@ def test_a_commit_killed_at_each_step_recovers(capsys, keyed, tmp_path, data_url
     report = json.loads(out)
     assert code == 0 and report["tree_size"] == 3, err
     assert report["checkpoint"] is not None
+    assert_pinned(chain, S3ObjectStore(settings))
+
+
+def assert_pinned(chain, store: S3ObjectStore) -> None:
+    """Every committed manifest with data pins its data object's one version."""
+    for signed in chain:
+        data = signed.manifest.data
+        if data is not None:
+            versions = store.list_versions(data.path)
+            assert [v.version_id for v in versions] == [signed.manifest.data_version_id]
 
 
 def test_overwrites_of_committed_objects_are_refused(keyed, tmp_path, store) -> None:
@@ -372,3 +401,127 @@ def test_a_race_for_the_same_hour_commits_each_event_once(
     chain = winner.manifests()
     assert [m.manifest.kind for m in chain] == ["hour", "late"]
     assert sum(m.manifest.event_count for m in chain) == 3
+    assert_pinned(chain, store)
+
+
+def test_a_crashed_commit_rolled_forward_by_another_committer_is_pinned(
+    capsys, keyed, tmp_path, data_url, store
+) -> None:
+    """The crashed committer's data path is what the next one needs: the next one commits
+    the crashed batch from its intent, pinned to the data object's version and signed by
+    itself, then finds its own events held."""
+    settings, key_path = keyed
+    commit_hour(_open(settings, key_path, tmp_path), 0)
+    (tmp_path / "crashed").mkdir()
+    crashing = _open(settings, key_path, tmp_path / "crashed")
+    crashing._step = crash_at("data_linked")  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        commit_hour(crashing, 1, n=3)
+    finisher = _open(settings, key_path, tmp_path)
+    commit_hour(finisher, 1, n=2)  # other bytes for the same data path
+    chain = finisher.manifests()
+    assert [m.manifest.event_count for m in chain] == [3, 3]  # the crashed batch, once
+    intents = [k for k in store.list_keys(f"{STAGED}/") if k.startswith(f"{STAGED}/00000001-")]
+    intent = store.get(intents[0])
+    assert chain[1].raw != intent and b"data_version_id" not in intent
+    assert_pinned(chain, store)
+    code, out, err = run(capsys, "verify", "--data-dir", data_url, "--json")
+    assert code == 0 and json.loads(out)["tree_size"] == 2, err
+
+
+def test_verify_audits_a_data_object_against_the_version_its_manifest_pins(
+    capsys, keyed, tmp_path, data_url, store
+) -> None:
+    """A manifest whose pin is not the data object's version: the pin is what is audited
+    (with the first-version rule, this store would look clean)."""
+    settings, key_path = keyed
+    ledger = _open(settings, key_path, tmp_path)
+    commit_hour(ledger, 0)
+    other = store.head("ledger/manifests/00000000.json").version_id  # a real, foreign id
+    pin = ObjectStoreLedger._pinned
+    ledger._pinned = lambda intent, _: pin(ledger, intent, other)  # type: ignore[method-assign]
+    commit_hour(ledger, 1)
+    target = ledger.manifests()[1].manifest.data.path
+    code, out, err = run(capsys, "verify", "--data-dir", data_url, "--json")
+    report = json.loads(out)
+    assert code == 1, err
+    found = {(f["code"], f["location"]) for f in report["findings"]}
+    assert found == {
+        ("pinned_version_missing", target),
+        ("current_version_differs", target),
+        ("extra_version", target),
+    }
+
+
+def test_a_new_version_with_the_same_bytes_differs_from_the_pin(
+    capsys, keyed, tmp_path, seaweed, data_url, store
+) -> None:
+    ledger = _committed(keyed, tmp_path, 0)
+    signed = ledger.manifests()[0]
+    data = signed.manifest.data
+    client = store.client  # the pipeline's own credentials, without If-None-Match
+    client.put_object(
+        Bucket=store.location.bucket, Key=store.location.key(data.path), Body=store.get(data.path)
+    )
+    code, out, err = run(capsys, "verify", "--data-dir", data_url, "--json")
+    report = json.loads(out)
+    assert code == 1, err
+    by_code = {f["code"]: f for f in report["findings"]}
+    assert set(by_code) == {"current_version_differs", "extra_version"}
+    assert (
+        f"pinned {signed.manifest.data_version_id}" in by_code["current_version_differs"]["detail"]
+    )
+
+
+def test_a_data_path_taken_by_an_object_no_intent_describes_stops_the_commit(
+    keyed, tmp_path, store
+) -> None:
+    """Nothing can be rolled forward and nothing deleted: the commit stops and says why,
+    rather than rebasing onto the same head until it gives up."""
+    settings, key_path = keyed
+    ledger = _open(settings, key_path, tmp_path)
+    commit_hour(ledger, 0)
+    taken = batch_data_path(DATA_H0 + HOUR, 1, "hour", PARQUET_FORMAT.suffix)
+    store.put_new(taken, b"planted before the commit")
+    with pytest.raises(LedgerStateError, match="no signed intent of batch 1"):
+        commit_hour(ledger, 1)
+    assert len(ledger.manifests()) == 1
+
+
+def test_key_and_query_commands_read_the_store(
+    capsys, keyed, monkeypatch, seaweed, tmp_path, data_url
+) -> None:
+    _committed(keyed, tmp_path, 0, 1)
+    vkey = load_signing_key(keyed[1]).vkey
+    database = tmp_path / "auditor" / "audit.duckdb"
+    database.parent.mkdir()
+    code, _, err = run(
+        capsys, "dataset", "build", "--data-dir", data_url, "--database", str(database)
+    )
+    assert code == 0, err
+
+    # reading commands need no more than the reader's credentials
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.reader.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.reader.secret_access_key)
+    code, out, err = run(capsys, "keys", "list", "--data-dir", data_url, "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert listed["keyring"] == f"{data_url}/ledger/keys/keyring.json"
+    assert [(k["vkey"], k["status_now"]) for k in listed["keys"]] == [(vkey, "valid")]
+    code, out, err = run(capsys, "keys", "public", "--data-dir", data_url)
+    assert code == 0 and f"\n{vkey} valid_from_size=0 " in out and "batches 0.." in out, err
+    sql = "SELECT count(*) AS n FROM audit_events"
+    code, out, err = run(capsys, "query", "--data-dir", data_url, "--database", str(database), sql)
+    assert code == 0 and "6" in out and "matches its seal" in err, err
+    code, out, err = run(capsys, "query", "--data-dir", data_url, sql)
+    assert code == 2 and "give --database FILE" in err and not out
+    code, _, err = run(
+        capsys, "keys", "restart-signer", "--data-dir", data_url, "--reason", "new machine"
+    )
+    assert code == 0 and "continues from size 2" in err, err
+
+    # keyring changes cannot be write-once: refused in one line with what to do instead
+    for argv in (["rotate"], ["revoke", vkey]):
+        code, out, err = run(capsys, "keys", *argv, "--data-dir", data_url)
+        assert code == 2 and not out and len(err.strip().splitlines()) == 1
+        assert "created once" in err and "--trusted-keys" in err and "new log" in err

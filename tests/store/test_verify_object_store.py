@@ -90,6 +90,16 @@ def test_a_clean_ledger_verifies_through_s3_with_its_retention_shown(
     assert "not recorded in a verification history" in err
 
 
+def test_jobs_and_depth_on_s3_one_process_with_a_notice(capsys, s3_env, data_url, uploaded) -> None:
+    code, doc, err = verify(capsys, data_url, "--jobs", "2", "--depth", "files")
+    assert code == 0, err
+    assert doc["checked"]["depth"] == "files" and doc["checked"]["data_files"] == 3
+    notices = {n["code"] for n in doc["notices"]}
+    assert {"jobs_not_used", "rows_not_rederived"} <= notices
+    code, doc, err = verify(capsys, data_url, "--jobs", "2")
+    assert code == 0 and doc["checked"]["events"] == 9, err
+
+
 def test_writes_through_s3_are_refused_or_named(
     capsys, s3_env, seaweed, data_url, uploaded, store
 ) -> None:
@@ -145,8 +155,15 @@ def test_a_locked_version_rewritten_behind_s3_is_caught(
     code, doc, err = verify(capsys, data_url)
     assert code == 1, err
     found = codes(doc)
-    # readers get nothing where the batch was, and the locked version itself is gone
-    assert found == {"data_file_missing": {target}, "pinned_version_missing": {target}}
+    # readers (a GET) get the rewritten bytes where the batch was, and the locked version
+    # itself is gone from the listing (a HEAD of the key answers 404 on SeaweedFS; the
+    # verifier reads as readers do)
+    assert found == {
+        "file_hash_mismatch": {target},
+        "size_mismatch": {target},
+        "unreadable_data_file": {target},
+        "pinned_version_missing": {target},
+    }
 
 
 def test_an_object_no_manifest_pins_and_a_short_retention_are_findings(
