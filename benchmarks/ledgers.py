@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from audit_pipeline.lake import PARQUET_FORMAT, WindowNormalizer, write_batch_file
 from audit_pipeline.ledger import merkle
+from audit_pipeline.ledger.batch_index import BatchRef, index_path, sign_index
 from audit_pipeline.ledger.checkpoint import Checkpoint, sign_checkpoint
 from audit_pipeline.ledger.commit import file_digest
 from audit_pipeline.ledger.keys import init_key, key_id
@@ -43,6 +44,14 @@ from audit_pipeline.ledger.layout import (
 )
 from audit_pipeline.ledger.manifest import GENESIS_PREV, DataFile, Manifest, sign_manifest
 from audit_pipeline.ledger.note import Signer
+from audit_pipeline.ledger.tiles import (
+    TILE_WIDTH,
+    LogHashes,
+    expected_tiles,
+    tile_path,
+    tiles_completed_at,
+    tiles_for,
+)
 from audit_pipeline.slack.generator import HOUR, generate_hour
 
 WEEK = 7 * 24 * HOUR
@@ -78,6 +87,7 @@ class BulkLedgerWriter:
         self.origin = origin
         self.key_id = key_id(signer.key_hash)
         self.leaves: list[bytes] = []
+        self.refs: list[BatchRef] = []
         self.prev = GENESIS_PREV
         self.created = int(time.time())
 
@@ -128,6 +138,20 @@ class BulkLedgerWriter:
         os.chmod(path, 0o444)
         self.prev = signed.sha256
         self.leaves.append(signed.leaf_hash)
+        self.refs.append(BatchRef.of(signed))
+        self._write_tiles()
+
+    def _write_tiles(self) -> None:
+        """The hash tiles and batch index a commit at this size writes (``ledger/tiles.py``,
+        ``ledger/batch_index.py``)."""
+        leaves, full = self.leaves, self.size // TILE_WIDTH * TILE_WIDTH
+        hashes = LogHashes(self.size, full, lambda _rel: None, lambda lo, hi: leaves[lo:hi])
+        for rel, data in expected_tiles(hashes, tiles_completed_at(self.size)).items():
+            self.storage.create_exclusive(rel, data, mode=0o444)
+        if self.size % TILE_WIDTH == 0:
+            start = self.size - TILE_WIDTH
+            index = sign_index(self.signer, self.origin, self.size, self.created, self.refs[start:])
+            self.storage.create_exclusive(index_path(start), index, mode=0o444)
 
     def checkpoint(self) -> bytes:
         """checkpoint signs and stores the checkpoint of the current size; returns it."""
@@ -227,6 +251,11 @@ def prefix_copy(source: BuiltLedger, data_dir: Path, hours: int) -> BuiltLedger:
             events += signed.manifest.event_count
     cp_rel = checkpoint_path(hours)
     os.link(src.path(cp_rel), dst.path(cp_rel))
+    whole = hours // TILE_WIDTH * TILE_WIDTH
+    rels = [tile_path(*t) for t in tiles_for(whole)]
+    for rel in [*rels, *(index_path(s) for s in range(0, whole, TILE_WIDTH))]:
+        dst.path(rel).parent.mkdir(parents=True, exist_ok=True)
+        os.link(src.path(rel), dst.path(rel))
     return BuiltLedger(
         data_dir,
         source.key_path,

@@ -15,7 +15,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit_pipeline.cli.object_store import (
     init_object_store_key,
@@ -68,7 +68,9 @@ from audit_pipeline.ledger.signer_state import (
     reset_signer_state,
     signer_state_path,
 )
-from audit_pipeline.ledger.verify import VerifyReport, check_data_range, verify_ledger
+
+if TYPE_CHECKING:
+    from audit_pipeline.ledger.verify import VerifyReport
 
 VERIFY_TRIGGER = "audit-pipeline verify"
 EXIT_CODES = (
@@ -337,6 +339,8 @@ def _verify_dir(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--max-lag must be a number of hours >= 0, got {args.max_lag}")
     data_range = None
     if args.range:
+        from audit_pipeline.ledger.verify import check_data_range
+
         data_range = check_data_range((parse_time(args.range[0]), parse_time(args.range[1])))
     options: dict[str, Any] = {
         "keyring": keyring,
@@ -358,6 +362,8 @@ def _verify_dir(args: argparse.Namespace) -> int:
     if bundle:
         report = evidence.verify_bundle(data_dir, **options)
     else:
+        from audit_pipeline.ledger.verify import verify_ledger
+
         report = verify_ledger(data_dir, file_format=PARQUET_FORMAT, **options)
     if report.data_range is not None:
         start, end = report.data_range

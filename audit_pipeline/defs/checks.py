@@ -81,6 +81,7 @@ LEDGER_CHAIN_INTACT = LedgerCheck(
             C.UNEXPECTED_FILE,
             C.MALFORMED_CHECKPOINT,
             C.CHECKPOINT_MISMATCH,
+            C.LOG_TILE_MISMATCH,
             C.KEYRING_ENTRY_FORGED,
         }
     ),

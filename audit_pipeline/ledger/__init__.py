@@ -10,6 +10,8 @@ standard library, ``cryptography`` and ``orjson`` are used. The on-disk formats 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
 from audit_pipeline.ledger.commit import (
     DEFAULT_ORIGIN,
@@ -51,14 +53,35 @@ from audit_pipeline.ledger.signer_state import (
     load_signer_state,
     signer_state_path,
 )
-from audit_pipeline.ledger.verify import (
-    Finding,
-    FindingCode,
-    Notice,
-    VerificationIncompleteError,
-    VerifyReport,
-    verify_ledger,
-)
+
+if TYPE_CHECKING:
+    from audit_pipeline.ledger.verify import (
+        Finding,
+        FindingCode,
+        Notice,
+        VerificationIncompleteError,
+        VerifyReport,
+        verify_ledger,
+    )
+
+# The verifier is imported when first used: proving or committing does not pay for it.
+_VERIFY = {
+    "Finding",
+    "FindingCode",
+    "Notice",
+    "VerificationIncompleteError",
+    "VerifyReport",
+    "verify_ledger",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _VERIFY:
+        from audit_pipeline.ledger import verify
+
+        return getattr(verify, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_ORIGIN",

@@ -2,8 +2,10 @@
 
 One commit, under an exclusive ``flock`` on ``ledger/lock``:
 
-1. read the chain (manifests ``0..n-1``; a gap or broken link refuses the commit), clean
-   the leftovers of a crashed commit, write the checkpoint a crash may have skipped;
+1. read the log flat (:mod:`.log_view`: the newest checkpoint must verify and the hash
+   tiles plus the manifests after them must reproduce its root, else every manifest is
+   read; a gap or broken link refuses the commit), clean the leftovers of a crashed
+   commit, write the tiles and checkpoint a crash may have skipped;
 2. drop events whose ids the window's earlier batches already hold (idempotence);
 3. if there are new events: the caller writes them to a staged file under
    ``ledger/pending/``; it is fsynced, read back (the manifest describes the file as
@@ -12,7 +14,9 @@ One commit, under an exclusive ``flock`` on ``ledger/lock``:
    to ``lake/date=.../hour=../<seq>-<kind><suffix>`` (``link(2)`` never overwrites);
 4. the manifest is published at ``ledger/manifests/<seq>.json`` (staged, fsynced, linked:
    exclusive and atomic), which is the commit point;
-5. a checkpoint for tree size ``seq + 1`` is signed and published; the intent is removed.
+5. the hash tiles and batch index the new size completes are written (:mod:`.tiles`,
+   :mod:`.batch_index`), then a checkpoint for tree size ``seq + 1`` is signed and
+   published; the intent is removed.
 
 A crash before step 4 leaves at most a staged file, an intent and an unreferenced data
 file that the intent names: the verifier reports them as an uncommitted leftover (a
@@ -45,6 +49,7 @@ from typing import Any
 
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger import merkle
+from audit_pipeline.ledger.batch_index import index_path, sign_index
 from audit_pipeline.ledger.canonical import canonical_json, parse_canonical
 from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from audit_pipeline.ledger.errors import LedgerError, MalformedError
@@ -56,7 +61,14 @@ from audit_pipeline.ledger.events import (
     record_mismatch,
     unique_events,
 )
-from audit_pipeline.ledger.keys import Keyring, KeyStatus, TrustedKey, key_id, load_keyring
+from audit_pipeline.ledger.keys import (
+    Keyring,
+    KeyStatus,
+    TrustedKey,
+    key_id,
+    load_keyring,
+    signed_envelope,
+)
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
     CHECKPOINTS,
@@ -69,12 +81,15 @@ from audit_pipeline.ledger.layout import (
     NotRegularFileError,
     batch_data_path,
     checkpoint_path,
+    count_numbered,
     format_hour,
     intent_path,
+    latest_numbered,
     manifest_path,
     open_regular,
     parse_numbered_name,
 )
+from audit_pipeline.ledger.log_view import ChainError, LogView, TileMismatch, read_log
 from audit_pipeline.ledger.manifest import (
     AUDIT_LOGS_SOURCE,
     GENESIS_PREV,
@@ -85,10 +100,15 @@ from audit_pipeline.ledger.manifest import (
     check_no_floats,
     parse_manifest,
     sign_manifest,
-    source_name,
 )
 from audit_pipeline.ledger.note import Signer
-from audit_pipeline.ledger.signer_state import check_extension, load_signer_state, record_signed
+from audit_pipeline.ledger.signer_state import (
+    SignerRefusal,
+    check_extension,
+    load_signer_state,
+    record_signed,
+)
+from audit_pipeline.ledger.tiles import TILE_WIDTH, missing_tiles, publish_tiles
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +191,7 @@ def sign_intent(
     signer: Signer, *, origin: str, sequence: int, path: str, size: int, sha256: str
 ) -> bytes:
     body = Intent.payload(origin, sequence, path, size, sha256)
-    sig = signer.sign(_INTENT_CONTEXT + canonical_json(body))
-    entry = {
-        "key_id": key_id(signer.key_hash),
-        "name": signer.name,
-        "sig": base64.b64encode(sig).decode(),
-    }
-    return canonical_json({"signatures": [entry], "signed": body})
+    return signed_envelope(signer, _INTENT_CONTEXT, body)
 
 
 def parse_intent(raw: bytes) -> Intent:
@@ -300,26 +314,12 @@ class Ledger:
         Manifest files are write-once, so the parsed prefix is cached. Anything but a clean
         run of sequence numbers with intact links raises LedgerStateError.
         """
-        seqs = []
-        for name in self.storage.list_dir(MANIFESTS):
-            seq = parse_numbered_name(name, MANIFEST_SUFFIX)
-            if seq is None:
-                if not name.startswith("."):
-                    raise LedgerStateError(f"unexpected file {MANIFESTS}/{name}")
-                continue
-            seqs.append(seq)
-        seqs.sort()
-        if seqs != list(range(len(seqs))):
-            missing = sorted(set(range(seqs[-1] + 1)) - set(seqs)) if seqs else []
+        count = self._manifest_count()
+        if count < len(self._chain):
             raise LedgerStateError(
-                f"the ledger has gaps (missing manifests {_ranges(missing)}); "
-                "run 'audit-pipeline verify'"
+                f"the ledger shrank from {len(self._chain)} to {count} manifests"
             )
-        if len(seqs) < len(self._chain):
-            raise LedgerStateError(
-                f"the ledger shrank from {len(self._chain)} to {len(seqs)} manifests"
-            )
-        for seq in range(len(self._chain), len(seqs)):
+        for seq in range(len(self._chain), count):
             try:
                 signed = parse_manifest(self.storage.read(manifest_path(seq)))
             except LedgerError as exc:
@@ -335,18 +335,72 @@ class Ledger:
         return self._load_chain()
 
     def tree_size(self) -> int:
-        return len(self._load_chain())
+        return self._view().size
 
     def committed_windows(self, source: str = AUDIT_LOGS_SOURCE) -> set[int]:
         """committed_windows returns the start of every window of ``source`` with a manifest."""
-        return {
-            m.manifest.window_start for m in self._load_chain() if source_name(m.manifest) == source
-        }
+        return self._view().windows(source)
 
     def committed_event_ids(self, window_start: int, source: str = AUDIT_LOGS_SOURCE) -> set[str]:
         """committed_event_ids returns every event id committed for the window so far."""
-        chain = [m for m in self._load_chain() if source_name(m.manifest) == source]
-        return self._window_ids(chain, window_start)
+        return self._window_ids(self._view().batches_of(window_start, source), window_start)
+
+    def _manifest_count(self) -> int:
+        """_manifest_count is the number of manifests, refusing gaps and foreign names (a
+        listing: no manifest is read)."""
+        names = [n for n in self.storage.list_dir(MANIFESTS) if not n.startswith(".")]
+        count = count_numbered(names, MANIFEST_SUFFIX)
+        if count is not None:
+            return count
+        seqs = []
+        for name in names:
+            seq = parse_numbered_name(name, MANIFEST_SUFFIX)
+            if seq is None:
+                if not name.startswith("."):
+                    raise LedgerStateError(f"unexpected file {MANIFESTS}/{name}")
+                continue
+            seqs.append(seq)
+        seqs.sort()
+        if seqs != list(range(len(seqs))):
+            missing = sorted(set(range(seqs[-1] + 1)) - set(seqs)) if seqs else []
+            raise LedgerStateError(
+                f"the ledger has gaps (missing manifests {_ranges(missing)}); "
+                "run 'audit-pipeline verify'"
+            )
+        return len(seqs)
+
+    def _view(self, *, use_tiles: bool = True) -> LogView:
+        """_view reads the log flat (see :mod:`.log_view`): the newest checkpoint must verify
+        and the log must still hold it; tiles that do not reproduce its root are set aside
+        for the manifests (a warning; ``verify`` names them)."""
+        size = self._manifest_count()
+        latest = self._latest_checkpoint_size()
+        cp = None
+        if latest is not None:
+            try:
+                cp, _ = open_checkpoint(
+                    self.storage.read(checkpoint_path(latest)), self._keyring().verifiers()
+                )
+            except LedgerError as exc:
+                raise LedgerStateError(f"checkpoint {latest} does not verify: {exc}") from exc
+            if cp.tree_size > size:
+                raise LedgerStateError(
+                    f"a checkpoint for {cp.tree_size} manifests exists but the log holds "
+                    f"{size}: refusing to extend a truncated log (run 'audit-pipeline verify')"
+                )
+        try:
+            return read_log(self.storage, size, cp, self._keyring, use_tiles=use_tiles)
+        except ChainError as exc:
+            raise LedgerStateError(f"{exc}; run 'audit-pipeline verify'") from exc
+        except TileMismatch as exc:
+            if use_tiles:
+                log.warning("%s: reading every manifest instead (run 'verify')", exc)
+                return self._view(use_tiles=False)
+            assert cp is not None
+            raise LedgerStateError(
+                f"the log no longer matches its checkpoint of size {cp.tree_size}: "
+                "refusing to extend it (run 'audit-pipeline verify')"
+            ) from exc
 
     def latest_checkpoint(self) -> bytes | None:
         """latest_checkpoint returns the signed checkpoint of the largest tree size."""
@@ -354,25 +408,15 @@ class Ledger:
         return None if latest is None else self.storage.read(checkpoint_path(latest))
 
     def _latest_checkpoint_size(self) -> int | None:
-        sizes = [
-            s
-            for s in (
-                parse_numbered_name(n, CHECKPOINT_SUFFIX)
-                for n in self.storage.list_dir(CHECKPOINTS)
-            )
-            if s is not None
-        ]
-        return max(sizes, default=None)
+        return latest_numbered(self.storage.list_dir(CHECKPOINTS), CHECKPOINT_SUFFIX)
 
     def window_leaves(self, window_start: int, source: str = AUDIT_LOGS_SOURCE) -> dict[str, bytes]:
         """window_leaves maps each event id committed for the window to its leaf hash (read
         without the lock: the caller uses it to tell changed content from a repeat)."""
         leaves: dict[str, bytes] = {}
-        for signed in self._load_chain():
+        for signed in self._view().batches_of(window_start, source):
             data = signed.manifest.data
-            if signed.manifest.window_start != window_start or data is None:
-                continue
-            if source_name(signed.manifest) != source:
+            if data is None:
                 continue
             for record in self.file_format.read_events(self.storage.path(data.path)):
                 leaves.setdefault(record.event_id, record.leaf_hash)
@@ -427,36 +471,51 @@ class Ledger:
         unique, repeated = checked_events(window_start, window_end, events, source, run_id)
         with self.storage.lock():
             self._step("locked")
-            chain = self._load_chain()
-            self._check_signer_state(chain)
-            self._recover(chain)
-            name = source.get("name") or AUDIT_LOGS_SOURCE
-            batches = [
-                m
-                for m in chain
-                if m.manifest.window_start == window_start and source_name(m.manifest) == name
-            ]
-            held = self._window_ids(batches, window_start)
-            new = [e for e in unique if e.event_id not in held]
-            missing = tuple(sorted(held - {e.event_id for e in unique}))
-            skipped = repeated + len(unique) - len(new)
-            if batches and not new:
-                return CommitResult(None, None, 0, skipped, missing, None, None)
-            kind = "late" if batches else ("hour" if new else "empty")
-            result = self._append(
-                chain,
-                window_start=window_start,
-                kind=kind,
-                events=new,
-                write_data=write_data,
-                source=source,
-                run_id=run_id,
-            )
+            try:
+                result = self._commit_locked(
+                    self._view(), window_start, unique, write_data, source, run_id
+                )
+            except TileMismatch as exc:  # found before anything was written
+                log.warning("%s: reading every manifest instead (run 'verify')", exc)
+                result = self._commit_locked(
+                    self._view(use_tiles=False), window_start, unique, write_data, source, run_id
+                )
+        return replace(result, duplicates_skipped=result.duplicates_skipped + repeated)
+
+    def _commit_locked(
+        self,
+        view: LogView,
+        window_start: int,
+        unique: Sequence[EventRecord],
+        write_data: WriteData,
+        source: Mapping[str, Any],
+        run_id: str,
+    ) -> CommitResult:
+        self._check_signer_state(view)
+        self._recover(view)
+        name = source.get("name") or AUDIT_LOGS_SOURCE
+        batches = view.batches_of(window_start, name)
+        held = self._window_ids(batches, window_start)
+        new = [e for e in unique if e.event_id not in held]
+        missing = tuple(sorted(held - {e.event_id for e in unique}))
+        skipped = len(unique) - len(new)
+        if batches and not new:
+            return CommitResult(None, None, 0, skipped, missing, None, None)
+        kind = "late" if batches else ("hour" if new else "empty")
+        result = self._append(
+            view,
+            window_start=window_start,
+            kind=kind,
+            events=new,
+            write_data=write_data,
+            source=source,
+            run_id=run_id,
+        )
         return replace(result, duplicates_skipped=skipped, missing_from_source=missing)
 
     def _append(
         self,
-        chain: list[SignedManifest],
+        view: Sequence[SignedManifest] | LogView,
         *,
         window_start: int,
         kind: str,
@@ -467,9 +526,11 @@ class Ledger:
     ) -> CommitResult:
         """_append writes one batch at the next sequence number (caller holds the lock)."""
         signer = self._require_signer()
-        seq = len(chain)
-        origin = self._origin(chain)
-        created = max(int(self.clock()), chain[-1].manifest.created if chain else 0)
+        view = _as_view(view)
+        seq = view.size
+        origin = self._origin(view)
+        last = view.last
+        created = max(int(self.clock()), last.manifest.created if last else 0)
         self._check_signing_key(signer, created, seq)
         data, written = None, WrittenData(0, [], None, None)
         if events:
@@ -479,7 +540,7 @@ class Ledger:
         manifest = Manifest(
             origin=origin,
             sequence=seq,
-            prev_manifest_sha256=chain[-1].sha256 if chain else GENESIS_PREV,
+            prev_manifest_sha256=last.sha256 if last else GENESIS_PREV,
             window_start=window_start,
             window_end=window_start + HOUR,
             kind=kind,
@@ -500,8 +561,9 @@ class Ledger:
             raise CommitError(f"cannot sign manifest {seq}: {exc}") from exc
         self.storage.create_exclusive(manifest_path(seq), signed.raw, mode=0o444)
         self._step("manifest_written")
-        self._chain.append(signed)
-        checkpoint = self._write_checkpoint(signer, [*chain, signed])
+        grown = view.appended(signed)
+        self._write_tiles(grown)
+        checkpoint = self._write_checkpoint(signer, grown)
         self._step("checkpoint_written")
         if data is not None:
             self.storage.remove(intent_path(seq))
@@ -615,10 +677,11 @@ class Ledger:
             )
         return WrittenData(len(leaves), leaves, lo, hi)
 
-    def _origin(self, chain: Sequence[SignedManifest]) -> str:
-        if not chain:
+    def _origin(self, chain: Sequence[SignedManifest] | LogView) -> str:
+        view = _as_view(chain)
+        if view.origin is None:
             return self.origin or DEFAULT_ORIGIN
-        origin = chain[0].manifest.origin
+        origin = view.origin
         if self.origin is not None and self.origin != origin:
             raise ConfigurationError(f"this ledger's origin is {origin!r}, not {self.origin!r}")
         return origin
@@ -640,7 +703,7 @@ class Ledger:
                 "'audit-pipeline keys list'"
             )
 
-    def _checked_tip(self, chain: Sequence[SignedManifest]) -> tuple[int, bytes] | None:
+    def _checked_tip(self, chain: Sequence[SignedManifest] | LogView) -> tuple[int, bytes] | None:
         """_checked_tip returns the newest signed checkpoint (size, bytes) after checking that
         ``chain`` still extends it: a log never signs two inconsistent checkpoints (C2SP), so
         a truncated or rewritten chain is refused before anything is appended to it."""
@@ -652,64 +715,91 @@ class Ledger:
             cp, _ = open_checkpoint(previous, self._keyring().verifiers())
         except LedgerError as exc:
             raise LedgerStateError(f"checkpoint {latest} does not verify: {exc}") from exc
-        if cp.tree_size > len(chain):
+        view = _as_view(chain)
+        if cp.tree_size > view.size:
             raise LedgerStateError(
                 f"a checkpoint for {cp.tree_size} manifests exists but the log holds "
-                f"{len(chain)}: refusing to extend a truncated log (run 'audit-pipeline verify')"
+                f"{view.size}: refusing to extend a truncated log (run 'audit-pipeline verify')"
             )
-        if merkle.root_hash([m.leaf_hash for m in chain[: cp.tree_size]]) != cp.root_hash:
+        if view.hashes.root(cp.tree_size) != cp.root_hash:
             raise LedgerStateError(
                 f"the log no longer matches its checkpoint of size {cp.tree_size}: "
                 "refusing to extend it (run 'audit-pipeline verify')"
             )
         return cp.tree_size, previous
 
-    def _check_signer_state(self, chain: Sequence[SignedManifest]) -> None:
+    def _check_signer_state(self, chain: Sequence[SignedManifest] | LogView) -> None:
         """_check_signer_state refuses, before anything is written, a log that does not
         extend the newest checkpoint this signer signed (truncated or forked)."""
+        view = _as_view(chain)
         if self.signer_state is not None:
             state = load_signer_state(self.signer_state)
-            if state is None and chain:
+            if state is None and view.size:
                 log.warning(
                     "no signer state at %s: this signer has no memory of what it signed; "
                     "it starts one now from this log of %d batches",
                     self.signer_state,
-                    len(chain),
+                    view.size,
                 )
-            check_extension(state, self._origin(chain), [m.leaf_hash for m in chain])
+            try:
+                check_extension(state, self._origin(view), view.hashes)
+            except SignerRefusal as exc:
+                if view.from_tiles:  # a tile off the checked root: judge on the manifests
+                    raise TileMismatch(str(exc)) from exc
+                raise
 
-    def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest]) -> bytes:
-        """_write_checkpoint signs and publishes the checkpoint for ``len(chain)``; with a
+    def _write_tiles(self, chain: Sequence[SignedManifest] | LogView) -> None:
+        """_write_tiles creates the hash tiles and batch index files the log completes, and
+        any a ledger written before them lacks (see :mod:`.tiles`, :mod:`.batch_index`),
+        before its checkpoint is signed. A file stored with other bytes is left alone and
+        logged: readers fall back to the manifests and ``verify`` names it
+        (``log_tile_mismatch``)."""
+        view = _as_view(chain)
+        wanted = missing_tiles(self.storage, view.hashes)
+        starts = {*view.unindexed}
+        if view.size and view.size % TILE_WIDTH == 0:
+            starts.add(view.size - TILE_WIDTH)
+        signer = self._require_signer()
+        origin = self._origin(view)
+        created = int(self.clock())
+        for start in sorted(starts):
+            if not self.storage.exists(index_path(start)):
+                refs = view.refs[start : start + TILE_WIDTH]
+                wanted[index_path(start)] = sign_index(signer, origin, view.size, created, refs)
+        for path in publish_tiles(self._create_tile, self.storage, wanted):
+            log.warning("%s holds other hashes or batches than the log's: run 'verify'", path)
+
+    def _create_tile(self, rel: str, data: bytes) -> None:
+        self.storage.create_exclusive(rel, data, mode=0o444)
+
+    def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest] | LogView) -> bytes:
+        """_write_checkpoint signs and publishes the checkpoint for the log's size; with a
         signer state, only as a consistent extension of it, recorded there before it is
         published (a crash in between re-signs the same bytes: Ed25519 is deterministic)."""
-        leaves = [m.leaf_hash for m in chain]
+        view = _as_view(chain)
+        size, origin = view.size, self._origin(view)
         state = None if self.signer_state is None else load_signer_state(self.signer_state)
         if self.signer_state is not None:
-            check_extension(state, chain[0].manifest.origin, leaves)
-        tip = self._checked_tip(chain)
-        if tip is not None and tip[0] == len(chain):
+            check_extension(state, origin, view.hashes)
+        tip = self._checked_tip(view)
+        if tip is not None and tip[0] == size:
             signed = tip[1]
         else:
-            checkpoint = Checkpoint(
-                origin=chain[0].manifest.origin,
-                tree_size=len(chain),
-                root_hash=merkle.root_hash(leaves),
-            )
+            checkpoint = Checkpoint(origin=origin, tree_size=size, root_hash=view.hashes.root())
             signed = sign_checkpoint(checkpoint, signer)
-        if self.signer_state is not None and (state is None or state.size < len(chain)):
+        if self.signer_state is not None and (state is None or state.size < size):
             record_signed(self.signer_state, state, signed, now=int(self.clock()), step=self._step)
-        if tip is None or tip[0] < len(chain):
-            self.storage.create_exclusive(checkpoint_path(len(chain)), signed, mode=0o444)
+        if tip is None or tip[0] < size:
+            self.storage.create_exclusive(checkpoint_path(size), signed, mode=0o444)
         return signed
 
-    def _recover(self, chain: list[SignedManifest]) -> None:
+    def _recover(self, view: LogView) -> None:
         """_recover removes what a crashed commit left and signs a missing tip checkpoint.
 
         It acts only on intents signed by this signer's own key (the data directory's
         keyring is not trusted for this) naming the one lake path their batch may have, and
         never through a linked directory: a forged intent deletes nothing.
         """
-        referenced = {m.manifest.data.path for m in chain if m.manifest.data}
         for name in self.storage.list_dir(PENDING):
             rel = f"{PENDING}/{name}"
             if parse_numbered_name(name, INTENT_SUFFIX) is None:
@@ -721,18 +811,20 @@ class Ledger:
                 log.warning("removing unreadable intent %s: %s", rel, exc)
                 self._remove_staged(rel)
                 continue
-            if self._intent_is_ours(intent, len(chain)) and intent.path not in referenced:
+            referenced = view.references(intent.path)
+            if self._intent_is_ours(intent, view.size) and not referenced:
                 self._remove_leftover(intent)
-            elif intent.path not in referenced:
+            elif not referenced:
                 log.warning(
                     "intent %s is not authenticated by this signer or names a foreign path; "
                     "its file is left for the verifier",
                     rel,
                 )
             self._remove_staged(rel)
-        tip = self._checked_tip(chain)
-        if chain and (tip is None or tip[0] < len(chain)):
-            self._write_checkpoint(self._require_signer(), chain)
+        tip = self._checked_tip(view)
+        if view.size and (tip is None or tip[0] < view.size):
+            self._write_tiles(view)
+            self._write_checkpoint(self._require_signer(), view)
 
     def _intent_is_ours(self, intent: Intent, size: int) -> bool:
         """_intent_is_ours: the intent is for the batch the next commit will write (a crash
@@ -780,6 +872,10 @@ class Ledger:
             return
         self.storage.remove(rel)
         log.info("removed staged file %s of an interrupted commit", rel)
+
+
+def _as_view(chain: Sequence[SignedManifest] | LogView) -> LogView:
+    return chain if isinstance(chain, LogView) else LogView.of_chain(chain)
 
 
 def _window_of(path: str) -> int | None:

@@ -61,6 +61,7 @@ class FindingCode(enum.StrEnum):
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"
     TAIL_TRUNCATED = "tail_truncated"
     CONSISTENCY_FAILURE = "consistency_failure"
+    LOG_TILE_MISMATCH = "log_tile_mismatch"
     STALE_LOG = "stale_log"
     RANGE_NOT_COVERED = "range_not_covered"
     NOT_REGULAR_FILE = "not_regular_file"

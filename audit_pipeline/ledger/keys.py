@@ -81,6 +81,18 @@ def key_id(key_hash: int) -> str:
     return f"{key_hash:08x}"
 
 
+def signed_envelope(signer: note.Signer, context: bytes, body: Mapping[str, Any]) -> bytes:
+    """signed_envelope is ``{"signatures":[{key_id,name,sig}],"signed":body}`` in canonical
+    JSON, signed over ``context || canonical(body)`` (intents, batch index files)."""
+    sig = signer.sign(context + canonical_json(dict(body)))
+    entry = {
+        "key_id": key_id(signer.key_hash),
+        "name": signer.name,
+        "sig": base64.b64encode(sig).decode(),
+    }
+    return canonical_json({"signatures": [entry], "signed": dict(body)})
+
+
 _POSITIONS = ("valid_from_size", "valid_until_size", "revoked_at_size")
 _TIMES = ("valid_from", "valid_until", "revoked_at")
 ENTRY_CONTEXT = b"audit_pipeline.keyring-entry/v2\x00"

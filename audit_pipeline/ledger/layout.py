@@ -175,6 +175,27 @@ def numbered_name(number: int, suffix: str) -> str:
     return f"{number:0{SEQ_WIDTH}d}{suffix}"
 
 
+def count_numbered(names: list[str], suffix: str) -> int | None:
+    """count_numbered is ``n`` when the sorted ``names`` are exactly ``0..n-1`` spelled
+    canonically (a directory listing of manifests; checked without parsing each name),
+    else None (the caller parses them to say what is wrong)."""
+    if names != [numbered_name(i, suffix) for i in range(len(names))]:
+        return None
+    return len(names)
+
+
+def latest_numbered(names: list[str], suffix: str) -> int | None:
+    """latest_numbered is the largest N of the names ``<N><suffix>`` spelled canonically
+    (a listing of checkpoints), None if there is none; the longest, then greatest, name
+    is tried first so that a listing of canonical names is not parsed one by one."""
+    candidates = sorted((n for n in names if n.endswith(suffix)), key=lambda n: (len(n), n))
+    for name in reversed(candidates):
+        number = parse_numbered_name(name, suffix)
+        if number is not None:
+            return number
+    return None
+
+
 def parse_numbered_name(name: str, suffix: str) -> int | None:
     """parse_numbered_name returns N for the canonical spelling of ``<N><suffix>``, else None."""
     match = _NUMBERED.match(name)

@@ -43,7 +43,7 @@ path meets the right border of the tree) and its border part.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from audit_pipeline.ledger.errors import InvalidProofError, MalformedError, RootMismatchError
 
@@ -91,18 +91,27 @@ def prove_inclusion(index: int, size: int, leaf_hashes: Sequence[bytes]) -> list
     """
     _check_int("leaf index", index)
     _check_int("tree size", size)
+    if index < size:
+        _check_available(size, leaf_hashes)
+    return inclusion_path(index, size, lambda lo, hi: _subtree_root(leaf_hashes, lo, hi))
+
+
+def inclusion_path(index: int, size: int, subtree_root: Callable[[int, int], bytes]) -> list[bytes]:
+    """inclusion_path is :func:`prove_inclusion` with the subtree roots MTH(D[lo:hi]) it
+    needs supplied by ``subtree_root`` (for example from stored hash tiles)."""
+    _check_int("leaf index", index)
+    _check_int("tree size", size)
     if index >= size:
         raise InvalidProofError(f"index is beyond size: {index} >= {size}")
-    _check_available(size, leaf_hashes)
     proof: list[bytes] = []
     lo, hi = 0, size
     while hi - lo > 1:
         k = _split_point(hi - lo)
         if index < lo + k:
-            proof.append(_subtree_root(leaf_hashes, lo + k, hi))
+            proof.append(subtree_root(lo + k, hi))
             hi = lo + k
         else:
-            proof.append(_subtree_root(leaf_hashes, lo, lo + k))
+            proof.append(subtree_root(lo, lo + k))
             lo = lo + k
     proof.reverse()
     return proof
@@ -150,9 +159,20 @@ def prove_consistency(size1: int, size2: int, leaf_hashes: Sequence[bytes]) -> l
     """
     _check_int("size1", size1)
     _check_int("size2", size2)
+    if size1 <= size2:
+        _check_available(size2, leaf_hashes)
+    return consistency_path(size1, size2, lambda lo, hi: _subtree_root(leaf_hashes, lo, hi))
+
+
+def consistency_path(
+    size1: int, size2: int, subtree_root: Callable[[int, int], bytes]
+) -> list[bytes]:
+    """consistency_path is :func:`prove_consistency` with the subtree roots it needs
+    supplied by ``subtree_root``."""
+    _check_int("size1", size1)
+    _check_int("size2", size2)
     if size2 < size1:
         raise InvalidProofError(f"size2 ({size2}) < size1 ({size1})")
-    _check_available(size2, leaf_hashes)
     if size1 == 0 or size1 == size2:
         return []
     proof: list[bytes] = []
@@ -163,14 +183,14 @@ def prove_consistency(size1: int, size2: int, leaf_hashes: Sequence[bytes]) -> l
     while m != hi - lo:
         k = _split_point(hi - lo)
         if m <= k:
-            proof.append(_subtree_root(leaf_hashes, lo + k, hi))
+            proof.append(subtree_root(lo + k, hi))
             hi = lo + k
         else:
-            proof.append(_subtree_root(leaf_hashes, lo, lo + k))
+            proof.append(subtree_root(lo, lo + k))
             lo, m = lo + k, m - k
             old_root_is_known = False
     if not old_root_is_known:
-        proof.append(_subtree_root(leaf_hashes, lo, hi))
+        proof.append(subtree_root(lo, hi))
     proof.reverse()
     return proof
 

@@ -384,14 +384,17 @@ def _parse_signature_line(line: str, number: int) -> tuple[str, int, bytes, str]
     return name, int.from_bytes(raw[:4], "big"), raw[4:], b64
 
 
+_BAD_NOTE_CHAR = re.compile("[\x00-\x09\x0b-\x1f\ud800-\udfff]")
+
+
 def _check_note_chars(text: str) -> None:
-    for i, ch in enumerate(text):
-        if ch < "\x20" and ch != "\n":
-            raise MalformedError(
-                f"malformed note: control character {ord(ch):#04x} at position {i}"
-            )
-        if "\ud800" <= ch <= "\udfff":
-            raise MalformedError(f"malformed note: not valid Unicode at position {i}")
+    found = _BAD_NOTE_CHAR.search(text)
+    if found is None:
+        return
+    i, ch = found.start(), found.group()
+    if ch < "\x20":
+        raise MalformedError(f"malformed note: control character {ord(ch):#04x} at position {i}")
+    raise MalformedError(f"malformed note: not valid Unicode at position {i}")
 
 
 def _check_name(name: object) -> None:

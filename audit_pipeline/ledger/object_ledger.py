@@ -233,6 +233,7 @@ class ObjectStoreLedger(Ledger):
                 return CommitResult(None, None, 0, skipped, nothing.missing, None, None)
         self._step("manifest_written")
         chain = self._load_chain()[: seq + 1]
+        self._write_tiles(chain)
         checkpoint = self._write_checkpoint(signer, chain)
         self._step("checkpoint_written")
         signed = chain[seq]
@@ -263,6 +264,9 @@ class ObjectStoreLedger(Ledger):
                 f"--data-dir {self.location}' first"
             ) from None
         return Keyring.from_bytes(raw, source=f"{self.location}/{KEYRING}")
+
+    def _create_tile(self, rel: str, data: bytes) -> None:
+        self.store.put_new(rel, data)
 
     def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest]) -> bytes:
         """_write_checkpoint signs the checkpoint for ``len(chain)`` (recorded in the signer
@@ -420,6 +424,7 @@ class _Work:
                 raise ObjectExistsError(f"the head moved past {seq - 1}") from None
             raise
         if chain and (tip is None or tip[0] < len(chain)):
+            ledger._write_tiles(chain)
             ledger._write_checkpoint(self.signer, chain)  # a crashed commit's tip
         batches = [
             m

@@ -66,6 +66,7 @@ from audit_pipeline.ledger.manifest import (
     source_name,
 )
 from audit_pipeline.ledger.note import Verifiers, split_note
+from audit_pipeline.ledger.tiles import LogHashes, stored_log
 from audit_pipeline.ledger.witnessed import default_quorum, witnessed_path
 
 PROOF_SCHEMA = "audit_pipeline.event-proof/v1"
@@ -165,14 +166,18 @@ def prove_event(
         cosigned = ledger.storage.read(witnessed)
         if split_note(cosigned)[0] == cp.to_text() and cosigned.startswith(cp_bytes):
             cp_bytes = cosigned
-    # Manifest bytes are hashed, not parsed: the signed root vouches for them, and only
-    # the batches searched are parsed (a year is 8,760 manifests).
-    raws = _manifest_bytes(ledger, cp.tree_size)
-    log_leaves = [merkle.leaf_hash(raw) for raw in raws]
-    if merkle.root_hash(log_leaves) != cp.root_hash:
-        raise LedgerStateError("the manifests do not match the latest checkpoint: run verify")
+    # The log's hashes come from its tiles and the few manifests after them, accepted
+    # only when they give the signed root (else every manifest is hashed, as before tiles).
+    raws = _Manifests(ledger, cp.tree_size)
+    hashes = _log_hashes(ledger, cp.tree_size, cp.root_hash)
     signed, index, leaves = _find_event(ledger, raws, event_id, batch_hint, window_start)
     seq = signed.sequence
+    log_proof = hashes.inclusion_proof(seq)
+    try:
+        merkle.verify_inclusion(seq, cp.tree_size, signed.leaf_hash, log_proof, cp.root_hash)
+    except InvalidProofError:  # a tile the root does not use was altered: the manifests
+        hashes = _log_hashes(ledger, cp.tree_size, cp.root_hash, use_tiles=False)
+        log_proof = hashes.inclusion_proof(seq)
     return {
         "schema": PROOF_SCHEMA,
         "event": _canonical_value(leaves[index][1], f"event {event_id}"),
@@ -182,21 +187,50 @@ def prove_event(
         ),
         "manifest": parse_canonical(signed.raw),
         "log_index": seq,
-        "log_inclusion_proof": _b64_list(merkle.prove_inclusion(seq, cp.tree_size, log_leaves)),
+        "log_inclusion_proof": _b64_list(log_proof),
         "checkpoint": cp_bytes.decode("utf-8"),
     }
 
 
-def _manifest_bytes(ledger: Ledger, size: int) -> list[bytes]:
+def _log_hashes(ledger: Ledger, size: int, root: bytes, *, use_tiles: bool = True) -> LogHashes:
+    """The log at the checkpoint's size, from tiles when they reproduce its signed root."""
     try:
-        return ledger.storage.read_all([manifest_path(seq) for seq in range(size)])
+        hashes = stored_log(ledger.storage, size, use_tiles=use_tiles)
+        if hashes.root() == root:
+            return hashes
     except FileNotFoundError as exc:
         raise LedgerStateError(
             f"{exc.filename} is missing but the latest checkpoint covers it: run verify"
         ) from None
+    if use_tiles:
+        return _log_hashes(ledger, size, root, use_tiles=False)
+    raise LedgerStateError("the manifests do not match the latest checkpoint: run verify")
 
 
-def _parsed(raws: list[bytes], seq: int) -> SignedManifest:
+class _Manifests:
+    """The bytes of manifests ``0..size-1``, read when asked for (a search reads few)."""
+
+    def __init__(self, ledger: Ledger, size: int) -> None:
+        self._ledger, self._size = ledger, size
+        self._read: dict[int, bytes] = {}
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, seq: int) -> bytes:
+        raw = self._read.get(seq)
+        if raw is None:
+            try:
+                raw = self._ledger.storage.read(manifest_path(seq))
+            except FileNotFoundError:
+                raise LedgerStateError(
+                    f"manifest {seq} is missing but the latest checkpoint covers it: run verify"
+                ) from None
+            self._read[seq] = raw
+        return raw
+
+
+def _parsed(raws: _Manifests, seq: int) -> SignedManifest:
     try:
         signed = parse_manifest(raws[seq])
     except LedgerError as exc:
@@ -230,7 +264,7 @@ def _batches_of_hour(ledger: Ledger, window_start: int, size: int) -> list[int]:
 
 def _find_event(
     ledger: Ledger,
-    raws: list[bytes],
+    raws: _Manifests,
     event_id: str,
     batch_hint: int | None,
     window_start: int | None,
@@ -290,7 +324,7 @@ def _find_event(
 
 
 def _refuse_if_in_other_hours(
-    ledger: Ledger, raws: list[bytes], event_id: str, found: SignedManifest
+    ledger: Ledger, raws: _Manifests, event_id: str, found: SignedManifest
 ) -> None:
     """A search without an hour reads the older batches too: an id committed in another
     hour as well raises AmbiguousEventError instead of proving the newest silently."""

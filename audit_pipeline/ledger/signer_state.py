@@ -41,6 +41,7 @@ from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.checkpoint import parse_checkpoint
 from audit_pipeline.ledger.errors import InvalidProofError, LedgerError
+from audit_pipeline.ledger.tiles import LogHashes
 from audit_pipeline.text import plural
 
 SIGNER_STATE_ENV = "AUDIT_SIGNER_STATE"
@@ -186,9 +187,12 @@ def save_signer_state(path: Path, state: SignerState, *, step: Step | None = Non
         raise SignerStateError(f"cannot write signer state {path}: {exc.strerror}") from None
 
 
-def check_extension(state: SignerState | None, origin: str, leaf_hashes: Sequence[bytes]) -> None:
-    """check_extension refuses a log (its leaf hashes) that is not a consistent extension of
-    the newest checkpoint the signer signed: another origin, truncated, or forked."""
+def check_extension(
+    state: SignerState | None, origin: str, leaf_hashes: Sequence[bytes] | LogHashes
+) -> None:
+    """check_extension refuses a log (its leaf hashes, or its :class:`~.tiles.LogHashes`)
+    that is not a consistent extension of the newest checkpoint the signer signed: another
+    origin, truncated, or forked."""
     if state is None or (state.size == 0 and state.origin in (None, origin)):
         return
     where = "the last checkpoint this key signed"
@@ -198,7 +202,12 @@ def check_extension(state: SignerState | None, origin: str, leaf_hashes: Sequenc
             f"{origin!r}: refusing to sign another log; if that is deliberate, run "
             "'audit-pipeline keys restart-signer'"
         )
-    size = len(leaf_hashes)
+    if isinstance(leaf_hashes, LogHashes):
+        log = leaf_hashes
+    else:
+        leaves = list(leaf_hashes)
+        log = LogHashes(len(leaves), 0, lambda _rel: None, lambda lo, hi: leaves[lo:hi])
+    size = log.size
     if size < state.size:
         raise SignerRefusal(
             f"the log was truncated by {plural(state.size - size, 'batch')}: it holds {size} but "
@@ -206,8 +215,8 @@ def check_extension(state: SignerState | None, origin: str, leaf_hashes: Sequenc
             "signed (restore the missing manifests, or run 'audit-pipeline keys "
             "restart-signer' to start over on purpose)"
         )
-    root = merkle.root_hash(leaf_hashes)
-    proof = merkle.prove_consistency(state.size, size, leaf_hashes)
+    root = log.root()
+    proof = log.consistency_proof(state.size)
     try:
         merkle.verify_consistency(state.size, size, proof, state.root_hash, root)
     except InvalidProofError:

@@ -29,8 +29,10 @@ What is checked (each failure is a :class:`Finding` with a :class:`FindingCode`)
   hour lies outside the range may be absent (a notice); everything else is checked as usual.
 
 Incremental mode trusts everything a verified checkpoint covers and fully checks only the
-manifests and data files after it; the log root is still recomputed from all manifest
-bytes (kilobytes per batch), so the cost follows the new data.
+manifests and data files after it: the log's hashes come from the hash tiles, which must
+reproduce the trusted root, and the earlier batches of the hours it checks from the signed
+batch index (:mod:`.log_view`), so the cost follows the new data. When that cannot be done
+(a gap, a tile or manifest off the root) it reads every manifest, as a full run does.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from pathlib import Path
 
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger import merkle
+from audit_pipeline.ledger.batch_index import BatchRef
+from audit_pipeline.ledger.checkpoint import open_checkpoint
 from audit_pipeline.ledger.cosignature import WitnessKey
 from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.events import BatchFileFormat
@@ -69,12 +73,15 @@ from audit_pipeline.ledger.layout import (
     MANIFESTS,
     LocalStorage,
     NotRegularFileError,
+    batch_data_dir,
     batch_data_path,
     checkpoint_path,
+    count_numbered,
     format_hour,
     manifest_path,
     parse_numbered_name,
 )
+from audit_pipeline.ledger.log_view import ChainError, TileMismatch, read_log
 from audit_pipeline.ledger.manifest import (
     GENESIS_PREV,
     SignedManifest,
@@ -93,6 +100,10 @@ from audit_pipeline.ledger.verify_data import DataFileChecks
 from audit_pipeline.ledger.witnessed import WitnessVerdict, check_witnessed, default_quorum
 
 MAX_CLOCK_SKEW = 300
+# Findings about the log's roots: an incremental run that meets one re-reads every manifest.
+_ROOT_CODES = frozenset(
+    {FindingCode.CHECKPOINT_MISMATCH, FindingCode.CONSISTENCY_FAILURE, FindingCode.WITNESS_CONFLICT}
+)
 
 
 @dataclass
@@ -233,6 +244,13 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
         max_lag: int | None,
         trusted_keys: bool,
     ) -> VerifyReport:
+        if incremental and trusted_raw is not None:
+            flat = self._verify_flat(trusted_raw, max_lag, trusted_keys)
+            if flat is not None:
+                return flat
+            self.findings.clear()
+            self.notices.clear()
+            self.checked.clear()
         batches = self._read_manifests()
         size = max(batches, default=-1) + 1
         missing = [s for s in range(size) if s not in batches]
@@ -266,11 +284,31 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
             self._stop_data()
         self._check_unreferenced(parsed, size)
         self._check_checkpoints(parsed, origin, size, contiguous, roots, start)
-        self._check_coverage(parsed, start, max_lag)
-        self._check_range_coverage(parsed)
+        self._check_tiles(leaf_hashes, parsed)
+        refs = {seq: BatchRef.of(signed) for seq, signed in parsed.items()}
+        self._check_coverage(refs, start, max_lag)
+        self._check_range_coverage(refs)
         witnesses = self._check_witnesses(origin, size, contiguous, roots, start)
 
         root = roots.root(size) if contiguous == size and size else None
+        return self._report(
+            size, root, origin, trusted_raw, trusted_keys, incremental, start, missing, max_lag,
+            witnesses,
+        )  # fmt: skip
+
+    def _report(
+        self,
+        size: int,
+        root: bytes | None,
+        origin: str | None,
+        trusted_raw: bytes | None,
+        trusted_keys: bool,
+        incremental: bool,
+        start: int,
+        missing: Sequence[int],
+        max_lag: int | None,
+        witnesses: WitnessVerdict | None,
+    ) -> VerifyReport:
         current = None
         intact = not any(f.code not in COVERAGE_CODES for f in self.findings)
         if root is not None and intact and self.storage.exists(checkpoint_path(size)):
@@ -293,6 +331,77 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
             witnesses=witnesses,
             depth=self.depth,
         )
+
+    def _verify_flat(
+        self, trusted_raw: bytes, max_lag: int | None, trusted_keys: bool
+    ) -> VerifyReport | None:
+        """An incremental verification that reads only what follows the trusted checkpoint
+        (and the earlier batches of the hours it checks): the log's hashes from tiles that
+        must reproduce the trusted root, the hours from the signed batch index. None when
+        it cannot be done so (a gap, a foreign name, a trusted checkpoint the log does not
+        extend, tiles or index off the signed root, a finding about roots): the caller then
+        reads every manifest, as before tiles, and reports whatever is wrong."""
+        if self.recheck_trusted_files:  # every data file is asked for: every manifest
+            return None
+        size = count_numbered(self.storage.list_dir(MANIFESTS), MANIFEST_SUFFIX)
+        if size is None:
+            return None
+        try:
+            trusted, _ = open_checkpoint(trusted_raw, self.keyring.verifiers())
+        except LedgerError:
+            return None
+        if trusted.tree_size > size:
+            return None
+        try:
+            view = read_log(self.storage, size, trusted, lambda: self.keyring)
+            start = trusted.tree_size
+            wanted = set(range(max(start - 1, 0), size))
+            for seq in range(start, size):
+                m = view.manifest(seq).manifest
+                wanted.update(s.sequence for s in view.batches_of(m.window_start, source_name(m)))
+            manifests = {seq: view.manifest(seq) for seq in sorted(wanted)}
+        except (TileMismatch, ChainError, FileNotFoundError, NotRegularFileError):
+            return None
+        origin = view.origin
+        if any(m.manifest.origin != origin for m in manifests.values()):
+            return None
+        batches = {seq: _Batch(seq, m.raw, m) for seq, m in manifests.items()}
+        partitions = sorted(
+            {
+                batch_data_dir(m.manifest.window_start, source_name(m.manifest))
+                for seq, m in manifests.items()
+                if seq >= start
+            }
+        )
+        for partition in partitions if isinstance(self.storage, LocalStorage) else ():
+            try:  # a directory on the way that is a link: the whole lake is walked and named
+                self.storage.regular_path(f"{partition}/-")
+            except NotRegularFileError:
+                return None
+        self.checked["manifests"] = len(batches)
+        self.checked["consistency_proofs"] += 1
+        self.progress(f"read {len(batches)} manifests; checking from batch {start}")
+        if not trusted_keys:
+            self._check_keyring_statements()
+        self._start_data(manifests, start)  # in worker processes meanwhile, with --jobs
+        try:
+            self._check_manifests(batches, start, origin)
+            self._check_windows(manifests, start)
+            self._check_data(manifests, start)
+        finally:
+            self._stop_data()
+        self._check_unreferenced(manifests, size, partitions)
+        self._check_checkpoints(manifests, origin, size, size, view.hashes, start)
+        refs = {r.seq: r for r in view.refs}
+        self._check_coverage(refs, start, max_lag)
+        self._check_range_coverage(refs)
+        witnesses = self._check_witnesses(origin, size, size, view.hashes, start)
+        if any(f.code in _ROOT_CODES for f in self.findings):
+            return None  # judged on every manifest, where the tiles play no part
+        return self._report(
+            size, view.hashes.root(), origin, trusted_raw, trusted_keys, True, start, (),
+            max_lag, witnesses,
+        )  # fmt: skip
 
     # -- keyring ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger import merkle
+from audit_pipeline.ledger.batch_index import INDEX, INDEX_SUFFIX, BatchRef, open_index
 from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint
 from audit_pipeline.ledger.errors import (
     InvalidProofError,
@@ -26,6 +27,13 @@ from audit_pipeline.ledger.layout import (
 )
 from audit_pipeline.ledger.manifest import SignedManifest
 from audit_pipeline.ledger.merkle import PrefixRoots
+from audit_pipeline.ledger.tiles import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    TILES,
+    LogHashes,
+    parse_tile_path,
+)
 from audit_pipeline.ledger.verify_context import VerifyContext
 from audit_pipeline.text import plural
 
@@ -192,3 +200,76 @@ class CheckpointChecks(VerifyContext):
                 f"no checkpoint yet for the newest {plural(size - latest, 'batch')} (a commit was "
                 "interrupted after its manifest; the next commit signs one)",
             )
+
+    def _check_tiles(self, leaf_hashes: list[bytes], parsed: Mapping[int, SignedManifest]) -> None:
+        """Every stored hash tile holds the hashes of the log's manifests, and every batch
+        index file is signed and lists the batches the manifests say (readers accept both
+        only against a signed root or a signature, but must never meet a wrong one)."""
+        self._check_index(parsed, len(leaf_hashes))
+        size = len(leaf_hashes)
+        hashes = LogHashes(
+            size,
+            size // TILE_WIDTH * TILE_WIDTH,
+            lambda _rel: None,
+            lambda lo, hi: leaf_hashes[lo:hi],
+        )
+        for rel in self.storage.walk_files(TILES):
+            tile = parse_tile_path(rel)
+            if tile is None:
+                self.add(FindingCode.UNEXPECTED_FILE, rel, "not a hash tile's name")
+                continue
+            self.checked["log_tiles"] += 1
+            level, index, width = tile
+            covers = (index * TILE_WIDTH + width) << (TILE_HEIGHT * level)
+            try:
+                raw = self.storage.read(rel)
+            except NotRegularFileError as exc:
+                self.add(FindingCode.NOT_REGULAR_FILE, rel, str(exc))
+                continue
+            if covers > hashes.full:
+                self.add(
+                    FindingCode.LOG_TILE_MISMATCH,
+                    rel,
+                    f"a hash tile of the first {covers} manifests, but the log has {size}",
+                )
+            elif raw != hashes.tile_bytes(level, index, width):
+                self.add(
+                    FindingCode.LOG_TILE_MISMATCH,
+                    rel,
+                    "the hash tile does not hold the hashes of the log's manifests (altered): "
+                    "commits and proofs fall back to reading every manifest",
+                )
+
+    def _check_index(self, parsed: Mapping[int, SignedManifest], size: int) -> None:
+        origin = parsed[0].manifest.origin if 0 in parsed else None
+        for name in self.storage.list_dir(INDEX):
+            rel = f"{INDEX}/{name}"
+            start = parse_numbered_name(name, INDEX_SUFFIX)
+            if start is None or start % TILE_WIDTH:
+                self.add(FindingCode.UNEXPECTED_FILE, rel, "not a batch index file's name")
+                continue
+            self.checked["batch_index_files"] += 1
+            try:
+                raw = self.storage.read(rel)
+            except NotRegularFileError as exc:
+                self.add(FindingCode.NOT_REGULAR_FILE, rel, str(exc))
+                continue
+            index = None if origin is None else open_index(raw, self.keyring, origin, start)
+            want = [
+                BatchRef.of(parsed[s]) if s in parsed else None
+                for s in range(start, min(start + TILE_WIDTH, size))
+            ]
+            try:
+                refs = None if index is None else index.refs()
+            except ValueError:
+                refs = None
+            windows = [r.window_start for r in want if r is not None]
+            if refs is None:
+                detail = (
+                    "the batch index file does not verify with a key trusted where it was signed"
+                )
+            elif refs != want or (index.first, index.last) != (min(windows), max(windows)):
+                detail = "the batch index file lists other hours or kinds than the manifests"
+            else:
+                continue
+            self.add(FindingCode.LOG_TILE_MISMATCH, rel, detail)

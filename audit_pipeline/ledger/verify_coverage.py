@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from audit_pipeline.ledger.batch_index import BatchRef
 from audit_pipeline.ledger.findings import FindingCode
 from audit_pipeline.ledger.layout import HOUR, format_hour
-from audit_pipeline.ledger.manifest import SignedManifest, source_name
 from audit_pipeline.ledger.verify_context import VerifyContext
 from audit_pipeline.text import plural
 
@@ -16,13 +16,13 @@ class CoverageChecks(VerifyContext):
     """Hours: each source covers every hour between its first and last batch, a data range
     is covered, and the newest hour is recent enough."""
 
-    def _check_range_coverage(self, parsed: Mapping[int, SignedManifest]) -> None:
+    def _check_range_coverage(self, refs: Mapping[int, BatchRef]) -> None:
         """Every hour of the data range needs a manifest, or a copy could claim a range
         whose data it never had (hours between committed ones are ``hour_missing``)."""
         if self.data_range is None:
             return
         start, end = self.data_range
-        hours = {m.manifest.window_start for m in parsed.values()}
+        hours = {r.window_start for r in refs.values()}
         first, last = (min(hours), max(hours) + HOUR) if hours else (end, end)
         log = f"{format_hour(first)}..{format_hour(last)}" if hours else "no hours"
         for lo, hi in ((start, min(end, first)), (max(start, last), end)):
@@ -39,17 +39,17 @@ class CoverageChecks(VerifyContext):
             )
 
     def _check_coverage(
-        self, parsed: Mapping[int, SignedManifest], start: int, max_lag: int | None
+        self, refs: Mapping[int, BatchRef], start: int, max_lag: int | None
     ) -> None:
-        hours = _whole_hours(parsed)
+        hours = _whole_hours(refs)
         if not hours:
             return
         first, last = min(hours), max(hours)
         self.checked["hours"] = (last - first) // HOUR + 1
         # Each source must cover every hour between its own first and last batches.
-        sources = sorted({source_name(m.manifest) for m in parsed.values()})
+        sources = sorted({r.source for r in refs.values()})
         for source in sources:
-            mine = {s: m for s, m in parsed.items() if source_name(m.manifest) == source}
+            mine = {s: r for s, r in refs.items() if r.source == source}
             self._check_source_coverage(mine, start, source if len(sources) > 1 else None)
         if max_lag is not None and last + HOUR < self.now - max_lag:
             self.add(
@@ -62,15 +62,15 @@ class CoverageChecks(VerifyContext):
             )
 
     def _check_source_coverage(
-        self, parsed: Mapping[int, SignedManifest], start: int, source: str | None
+        self, refs: Mapping[int, BatchRef], start: int, source: str | None
     ) -> None:
-        hours = _whole_hours(parsed)
+        hours = _whole_hours(refs)
         if not hours:
             return
         first, last = min(hours), max(hours)
         since = first
         if start:
-            old = [m.manifest.window_start for s, m in parsed.items() if s < start]
+            old = [r.window_start for s, r in refs.items() if s < start]
             since = max(old, default=first)
         gaps = [h for h in range(since, last + HOUR, HOUR) if h not in hours]
         of = f" of {source}" if source else ""
@@ -94,5 +94,5 @@ class CoverageChecks(VerifyContext):
             )
 
 
-def _whole_hours(parsed: Mapping[int, SignedManifest]) -> set[int]:
-    return {m.manifest.window_start for m in parsed.values() if m.manifest.window_start % HOUR == 0}
+def _whole_hours(refs: Mapping[int, BatchRef]) -> set[int]:
+    return {r.window_start for r in refs.values() if r.window_start % HOUR == 0}

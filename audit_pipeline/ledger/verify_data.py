@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -240,7 +240,11 @@ class DataFileChecks(VerifyContext):
                 f"{format_hour(parsed[seq].manifest.window_start)}: {shown}{more}",
             )
 
-    def _check_unreferenced(self, parsed: Mapping[int, SignedManifest], size: int) -> None:
+    def _check_unreferenced(
+        self, parsed: Mapping[int, SignedManifest], size: int, partitions: Sequence[str] = (LAKE,)
+    ) -> None:
+        """``partitions`` (default: all of ``lake/``) are the directories walked; an
+        incremental verification walks only the hours it checks."""
         referenced = {m.manifest.data.path for m in parsed.values() if m.manifest.data}
         leftovers: dict[str, Any] = {}
         for name in self.storage.list_dir(PENDING):
@@ -261,7 +265,8 @@ class DataFileChecks(VerifyContext):
                 f"intent of an interrupted commit of batch {intent.sequence}",
             )
         linked: list[str] = []
-        for rel in self.storage.walk_files(LAKE, linked):
+        walked = [rel for under in partitions for rel in self.storage.walk_files(under, linked)]
+        for rel in walked:
             if rel in referenced:
                 continue
             intent = leftovers.get(rel)

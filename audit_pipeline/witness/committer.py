@@ -32,9 +32,10 @@ from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.checkpoint import Checkpoint, parse_checkpoint
 from audit_pipeline.ledger.commit import Ledger
 from audit_pipeline.ledger.cosignature import cosignatures, with_cosignatures
-from audit_pipeline.ledger.errors import LedgerError
+from audit_pipeline.ledger.errors import InvalidProofError, LedgerError
 from audit_pipeline.ledger.layout import LocalStorage
 from audit_pipeline.ledger.note import split_note
+from audit_pipeline.ledger.tiles import stored_log
 from audit_pipeline.ledger.witnessed import REFUSALS, WITNESSED, witnessed_path
 from audit_pipeline.witness.config import WitnessEndpoint, WitnessPolicy
 
@@ -152,7 +153,7 @@ def witness_latest(
     if not policy or checkpoint is None:
         return None
     cp = parse_checkpoint(split_note(checkpoint)[0])
-    leaves = [m.leaf_hash for m in ledger.manifests()[: cp.tree_size]]
+    leaves = _LogAt(ledger, cp)
     storage = ledger.storage
     hints = _read_hints(ledger)
 
@@ -216,11 +217,37 @@ def _read_hints(ledger: Ledger) -> dict[str, int]:
     return {k: v for k, v in hints.items() if isinstance(v, int)} if isinstance(hints, dict) else {}
 
 
+class _LogAt:
+    """The log at the checkpoint's size, from its hash tiles when they reproduce its signed
+    root, else from every manifest (see ``ledger/tiles.py``)."""
+
+    def __init__(self, ledger: Ledger, cp: Checkpoint) -> None:
+        self.storage, self.cp = ledger.storage, cp
+        self.log = stored_log(self.storage, cp.tree_size)
+        if self.log.root() != cp.root_hash:
+            self.log = stored_log(self.storage, cp.tree_size, use_tiles=False)
+
+    def consistency(self, old: int) -> list[bytes]:
+        """A consistency proof from ``old``, checked against the signed root before it is
+        sent (a tile the root does not use could be wrong: then every manifest is read)."""
+        proof = self.log.consistency_proof(old)
+        try:
+            merkle.verify_consistency(
+                old, self.cp.tree_size, proof, self.log.root(old), self.cp.root_hash
+            )
+        except InvalidProofError:
+            if self.log.full == 0:
+                raise
+            self.log = stored_log(self.storage, self.cp.tree_size, use_tiles=False)
+            return self.consistency(old)
+        return proof
+
+
 def _ask(
     endpoint: WitnessEndpoint,
     cp: Checkpoint,
     checkpoint: bytes,
-    leaves: list[bytes],
+    leaves: _LogAt,
     old: int,
     timeout: float,
     post: Post,
@@ -233,7 +260,7 @@ def _ask(
 
     old = old if 0 <= old <= size else 0
     for attempt in range(2):
-        proof = merkle.prove_consistency(old, size, leaves) if 0 < old < size else []
+        proof = leaves.consistency(old) if 0 < old < size else []
         try:
             status, content_type, body = post(url, submission(old, proof, checkpoint), timeout)
         except OSError as exc:

@@ -1,0 +1,166 @@
+"""Hash tiles written by commits: proofs use them only when they give the signed root,
+an altered tile is a finding, and a ledger without tiles gets them on its next commit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from audit_pipeline.ledger import Ledger, prove_event, verify_event_proof
+from audit_pipeline.ledger.keys import load_keyring
+from audit_pipeline.ledger.proofs import proof_bytes
+from audit_pipeline.ledger.tiles import TILES, tile_path
+
+from . import conftest as lh
+
+BATCHES = 257
+
+
+@pytest.fixture(scope="module")
+def tiled_template(tmp_path_factory: pytest.TempPathFactory, test_skey: str) -> Path:
+    root = tmp_path_factory.mktemp("tiled")
+    data = root / "data"
+    data.mkdir()
+    lh.write_key(root / "key", test_skey)
+    signer, _, _ = lh.init_key(data, root / "key", name="test-log", now=lh.KEY_EPOCH)
+    ledger = Ledger(data, file_format=lh.JSONL, signer=signer, origin=lh.ORIGIN, clock=lh.Clock())
+    for h in range(BATCHES):
+        lh.commit(ledger, h, n=1)
+    return data
+
+
+@pytest.fixture
+def tiled(tmp_path: Path, tiled_template: Path) -> Path:
+    return lh.copy_data_dir(tiled_template, tmp_path / "tiled")
+
+
+def _proves(data_dir: Path, hour_index: int) -> None:
+    event_id = f"ev-{hour_index:04d}-00000"
+    proof = prove_event(data_dir, event_id, file_format=lh.JSONL, window_start=lh.hour(hour_index))
+    verified = verify_event_proof(proof_bytes(proof), load_keyring(data_dir))
+    assert (verified.event_id, verified.batch_sequence) == (event_id, hour_index)
+
+
+def test_commits_write_tiles_and_verify_checks_them(tiled: Path) -> None:
+    stored = sorted(p.relative_to(tiled).as_posix() for p in (tiled / TILES).rglob("*"))
+    assert [p for p in stored if not (tiled / p).is_dir()] == [
+        tile_path(0, 0),
+        tile_path(1, 0, 1),
+    ]
+    assert (tiled / tile_path(0, 0)).stat().st_mode & 0o777 == 0o444
+    assert len((tiled / tile_path(0, 0)).read_bytes()) == 256 * 32
+    report = lh.verify(tiled)
+    assert report.ok, report.summary()
+    assert report.checked["log_tiles"] == 2
+    _proves(tiled, 3)
+    _proves(tiled, 256)
+
+
+@pytest.mark.parametrize("tile", [tile_path(0, 0), tile_path(1, 0, 1)])
+def test_an_altered_tile_is_a_finding_and_proofs_fall_back(tiled: Path, tile: str) -> None:
+    path = tiled / tile
+    lh.make_writable(path)
+    raw = bytearray(path.read_bytes())
+    raw[min(5 * 32, len(raw) - 1)] ^= 1
+    path.write_bytes(bytes(raw))
+    report = lh.verify(tiled)
+    assert lh.codes(report) == {"log_tile_mismatch"}
+    assert report.findings[0].location == tile
+    _proves(tiled, 5)
+
+
+def test_a_stray_file_among_the_tiles_is_unexpected(tiled: Path) -> None:
+    (tiled / TILES / "0" / "x1").write_bytes(b"")
+    assert lh.codes(lh.verify(tiled)) == {"unexpected_file"}
+
+
+def test_a_ledger_without_tiles_proves_and_gets_them_on_its_next_commit(
+    tiled: Path, signing_key, clock
+) -> None:
+    for path in (tiled / TILES).rglob("*"):
+        if not path.is_dir():
+            os.chmod(path, 0o644)
+    shutil.rmtree(tiled / TILES)
+    assert lh.verify(tiled).ok
+    _proves(tiled, 7)
+    clock.now = lh.CLOCK_START + 10_000
+    ledger = Ledger(tiled, file_format=lh.JSONL, signer=signing_key, origin=lh.ORIGIN, clock=clock)
+    lh.commit(ledger, BATCHES, n=1)
+    assert (tiled / tile_path(0, 0)).is_file() and (tiled / tile_path(1, 0, 1)).is_file()
+    assert lh.verify(tiled).checked["log_tiles"] == 2
+
+
+def _trusted(data_dir: Path, size: int) -> bytes:
+    return (data_dir / "ledger" / "checkpoints" / f"{size:08d}.checkpoint").read_bytes()
+
+
+def test_index_files_are_written_and_checked(tiled: Path) -> None:
+    index = tiled / "ledger" / "index" / "00000000.idx"
+    assert index.is_file() and index.stat().st_mode & 0o777 == 0o444
+    assert lh.verify(tiled).checked["batch_index_files"] == 1
+    lh.make_writable(index)
+    edited = index.read_bytes().replace(b" hour\n", b" late\n", 1)
+    assert edited != index.read_bytes()
+    index.write_bytes(edited)
+    report = lh.verify(tiled)
+    assert [(f.code, f.location) for f in report.findings] == [
+        ("log_tile_mismatch", "ledger/index/00000000.idx")
+    ]
+
+
+def test_incremental_verify_reads_only_what_is_new(tiled: Path, signing_key, clock) -> None:
+    clock.now = lh.CLOCK_START + 10_000
+    ledger = Ledger(tiled, file_format=lh.JSONL, signer=signing_key, origin=lh.ORIGIN, clock=clock)
+    lh.commit(ledger, BATCHES, n=1)
+    report = lh.verify(tiled, trusted_checkpoint=_trusted(tiled, BATCHES), incremental=True)
+    assert report.ok, report.summary()
+    assert report.checked["manifests"] < 10  # the new batch, its predecessor: no history
+    assert report.incremental_from == BATCHES
+
+
+def test_incremental_verify_sees_a_second_first_batch_of_an_old_hour(
+    tiled: Path, signing_key, clock
+) -> None:
+    """Hour 3's first batch lies in the tiles' range: the signed index still finds it."""
+    clock.now = lh.CLOCK_START + 10_000
+    ledger = Ledger(tiled, file_format=lh.JSONL, signer=signing_key, origin=lh.ORIGIN, clock=clock)
+    again = lh.JSONL.read_events(tiled / ledger.manifests()[3].manifest.data.path)
+    with ledger.storage.lock():
+        ledger._append(
+            ledger._view(),
+            window_start=lh.hour(3),
+            kind="hour",
+            events=again,
+            write_data=lh.write_jsonl,
+            source={},
+            run_id="dup",
+        )
+    report = lh.verify(tiled, trusted_checkpoint=_trusted(tiled, BATCHES), incremental=True)
+    assert lh.codes(report) == {"duplicate_window", "duplicate_event_id"}
+    assert report.checked["manifests"] < 10
+
+
+def test_incremental_verify_with_an_altered_tile_reads_everything(tiled: Path) -> None:
+    path = tiled / tile_path(1, 0, 1)
+    lh.make_writable(path)
+    path.write_bytes(bytes(32))
+    report = lh.verify(tiled, trusted_checkpoint=_trusted(tiled, BATCHES), incremental=True)
+    assert lh.codes(report) == {"log_tile_mismatch"}
+    assert report.checked["manifests"] == BATCHES
+
+
+def test_commits_find_an_old_hour_through_the_index(tiled: Path, signing_key, clock) -> None:
+    clock.now = lh.CLOCK_START + 10_000
+    ledger = Ledger(tiled, file_format=lh.JSONL, signer=signing_key, origin=lh.ORIGIN, clock=clock)
+    index = tiled / "ledger" / "index" / "00000000.idx"
+    lh.make_writable(index)
+    index.unlink()  # read from the manifests instead, and written again
+    assert lh.commit(ledger, 3, n=1).sequence is None  # already committed: nothing new
+    result = lh.commit(ledger, 3, lh.make_events(3, 2, prefix="more"))
+    assert (result.sequence, result.kind) == (BATCHES, "late")
+    assert index.is_file()
+    assert lh.hour(3) in ledger.committed_windows() and ledger.tree_size() == BATCHES + 1
+    assert lh.verify(tiled).ok
