@@ -65,9 +65,9 @@ from audit_pipeline.ledger.manifest import (
     parse_manifest,
     source_name,
 )
-from audit_pipeline.ledger.note import Verifiers, split_note
+from audit_pipeline.ledger.note import Verifiers
 from audit_pipeline.ledger.tiles import LogHashes, stored_log
-from audit_pipeline.ledger.witnessed import default_quorum, witnessed_path
+from audit_pipeline.ledger.witnessed import cosigned_checkpoint, default_quorum
 
 PROOF_SCHEMA = "audit_pipeline.event-proof/v1"
 _FIELDS = {
@@ -160,12 +160,8 @@ def prove_event(
     if cp_bytes is None:
         raise LedgerStateError("the ledger has no checkpoint yet: nothing can be proven")
     cp, _ = open_checkpoint(cp_bytes, ledger.keyring().verifiers())
-    witnessed = witnessed_path(cp.tree_size)
-    if ledger.storage.exists(witnessed):
-        # The same checkpoint with the witnesses' cosignatures appended, when they gave any.
-        cosigned = ledger.storage.read(witnessed)
-        if split_note(cosigned)[0] == cp.to_text() and cosigned.startswith(cp_bytes):
-            cp_bytes = cosigned
+    # The same checkpoint with the witnesses' cosignatures appended, when they gave any.
+    cp_bytes = cosigned_checkpoint(ledger.storage, cp_bytes, cp.tree_size)
     # The log's hashes come from its tiles and the few manifests after them, accepted
     # only when they give the signed root (else every manifest is hashed, as before tiles).
     raws = _Manifests(ledger, cp.tree_size)

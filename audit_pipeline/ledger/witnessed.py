@@ -4,9 +4,17 @@
 
     ledger/witnessed/<tree size>.checkpoint   the log's checkpoint plus every cosignature
                                               line witnesses returned for it
+    ledger/witnessed/<tree size>.<n>.checkpoint
+                                              object store: round n (2, 3, ...) for the
+                                              same size, with the cosignatures it added
     ledger/witnessed/refusals.jsonl           one JSON object a line per refusal the
                                               committer saw (witness, size, status, detail)
+    ledger/witnessed/refusals/<size>-<sha256 prefix>.json
+                                              object store: one refusal per object
 
+A local data directory rewrites the first and appends to the third; an object store takes
+every record once (create-only), so a size's cosignatures are the union of its records
+and its refusals are one object each. Readers take both layouts wherever they find them.
 The files are written by the committer after each commit (``audit_pipeline.witness``);
 nothing here trusts them blindly: a cosignature counts only when it verifies under a witness
 key the verifier brought. The verdicts (:func:`check_witnessed`):
@@ -26,6 +34,8 @@ key the verifier brought. The verdicts (:func:`check_witnessed`):
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,10 +44,16 @@ from typing import Any
 import orjson
 
 from audit_pipeline.ledger.checkpoint import Checkpoint, parse_checkpoint
-from audit_pipeline.ledger.cosignature import Cosignatures, WitnessKey, cosignatures
+from audit_pipeline.ledger.cosignature import (
+    Cosignatures,
+    WitnessKey,
+    cosignatures,
+    with_cosignatures,
+)
 from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.layout import (
     CHECKPOINT_SUFFIX,
+    SEQ_WIDTH,
     LocalStorage,
     numbered_name,
     parse_numbered_name,
@@ -46,10 +62,46 @@ from audit_pipeline.ledger.note import split_note
 
 WITNESSED = "ledger/witnessed"
 REFUSALS = f"{WITNESSED}/refusals.jsonl"
+REFUSAL_RECORDS = f"{WITNESSED}/refusals"
+_ROUND = re.compile(r"^([0-9]+)\.([1-9][0-9]*)" + re.escape(CHECKPOINT_SUFFIX) + "$")
+_REFUSAL_RECORD = re.compile(r"^[0-9]{8,}-[0-9a-f]{16}\.json$")
 
 
-def witnessed_path(tree_size: int) -> str:
-    return f"{WITNESSED}/{numbered_name(tree_size, CHECKPOINT_SUFFIX)}"
+def witnessed_path(tree_size: int, round_: int = 1) -> str:
+    """witnessed_path is where round ``round_`` of witnessing ``tree_size`` is kept (a local
+    data directory only ever has round 1, rewritten as cosignatures arrive)."""
+    if round_ == 1:
+        return f"{WITNESSED}/{numbered_name(tree_size, CHECKPOINT_SUFFIX)}"
+    return f"{WITNESSED}/{numbered_name(tree_size, f'.{round_}{CHECKPOINT_SUFFIX}')}"
+
+
+def parse_witnessed_name(name: str) -> tuple[int, int] | None:
+    """parse_witnessed_name returns (tree size, round) for a canonical witnessed record's
+    file name, else None."""
+    size = parse_numbered_name(name, CHECKPOINT_SUFFIX)
+    if size is not None:
+        return size, 1
+    match = _ROUND.match(name)
+    if match is None or int(match.group(2)) < 2:
+        return None
+    size, round_ = int(match.group(1)), int(match.group(2))
+    return (size, round_) if f"{WITNESSED}/{name}" == witnessed_path(size, round_) else None
+
+
+def is_witness_record(key: str) -> bool:
+    """is_witness_record: ``key`` is a record the committer creates under ``ledger/witnessed/``
+    on an object store (a round's witnessed checkpoint or one refusal)."""
+    folder, _, name = key.rpartition("/")
+    if folder == WITNESSED:
+        return parse_witnessed_name(name) is not None
+    return folder == REFUSAL_RECORDS and _REFUSAL_RECORD.match(name) is not None
+
+
+def refusal_record_path(record: bytes, tree_size: int) -> str:
+    """refusal_record_path names the object one refusal is created as (its content's hash:
+    the same refusal written twice is one object)."""
+    digest = hashlib.sha256(record).hexdigest()[:16]
+    return f"{REFUSAL_RECORDS}/{tree_size:0{SEQ_WIDTH}d}-{digest}.json"
 
 
 def default_quorum(keys: Sequence[WitnessKey], quorum: int | None) -> int:
@@ -88,28 +140,76 @@ class WitnessVerdict:
         )
 
 
-def read_witnessed(storage: LocalStorage, from_size: int = 0) -> dict[int, bytes]:
-    """read_witnessed returns the witnessed checkpoint files (of sizes >= ``from_size``) by
-    the size their names give."""
-    found: dict[int, bytes] = {}
+def read_witnessed(
+    storage: LocalStorage, from_size: int = 0, only: int | None = None
+) -> list[tuple[int, str, bytes]]:
+    """read_witnessed returns the witnessed checkpoints (of sizes >= ``from_size``, or of
+    size ``only``) as (size their names give, path of the first record, note), smallest
+    first: the records of one size holding the same checkpoint text are one note with
+    every cosignature line any of them holds (an object store keeps one record a round)."""
+    names: dict[int, list[tuple[int, str]]] = {}
     for name in storage.list_dir(WITNESSED):
-        size = parse_numbered_name(name, CHECKPOINT_SUFFIX)
-        if size is not None and size >= from_size:
-            found[size] = storage.read(f"{WITNESSED}/{name}")
+        parsed = parse_witnessed_name(name)
+        if parsed is None or parsed[0] < from_size or only not in (None, parsed[0]):
+            continue
+        names.setdefault(parsed[0], []).append((parsed[1], f"{WITNESSED}/{name}"))
+    found: list[tuple[int, str, bytes]] = []
+    for size, records in sorted(names.items()):
+        notes = [(rel, storage.read(rel)) for _, rel in sorted(records)]
+        found.extend((size, rel, raw) for rel, raw in _union(notes))
     return found
 
 
-def read_refusals(storage: LocalStorage) -> list[dict[str, Any]]:
-    if not storage.exists(REFUSALS):
-        return []
-    out = []
-    for line in storage.read(REFUSALS).splitlines():
+def _union(notes: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """_union merges the notes with the same checkpoint text (the first one's path names
+    them); an unreadable note, or one too many lines would overflow, stays on its own."""
+    merged: dict[str, tuple[str, bytes]] = {}
+    apart: list[tuple[str, bytes]] = []
+    for rel, raw in notes:
         try:
-            record = orjson.loads(line)
+            text, lines = split_note(raw)
+            if text in merged:
+                first, note = merged[text]
+                raw = with_cosignatures(note, [line + "\n" for line, *_ in lines])
+                rel = first
+            merged[text] = (rel, raw)
+        except LedgerError:
+            apart.append((rel, raw))
+    return [*merged.values(), *apart]
+
+
+def cosigned_checkpoint(storage: LocalStorage, checkpoint: bytes, tree_size: int) -> bytes:
+    """cosigned_checkpoint is ``checkpoint`` with the cosignatures its witnessed records
+    hold appended (the checkpoint itself when there are none)."""
+    text = split_note(checkpoint)[0]
+    for _, _, raw in read_witnessed(storage, only=tree_size):
+        try:
+            same = split_note(raw)[0] == text
+        except LedgerError:
+            continue
+        if same and raw.startswith(checkpoint):
+            return raw
+    return checkpoint
+
+
+def read_refusals(storage: LocalStorage) -> list[tuple[str, dict[str, Any]]]:
+    """read_refusals returns (where it is kept, record) for every refusal the committer
+    recorded: the lines of ``refusals.jsonl`` and the objects under ``refusals/``."""
+    raws: list[tuple[str, bytes]] = []
+    if storage.exists(REFUSALS):
+        raws += [(REFUSALS, line) for line in storage.read(REFUSALS).splitlines()]
+    for name in storage.list_dir(REFUSAL_RECORDS):
+        rel = f"{REFUSAL_RECORDS}/{name}"
+        if is_witness_record(rel):
+            raws.append((rel, storage.read(rel)))
+    out = []
+    for rel, raw in raws:
+        try:
+            record = orjson.loads(raw)
         except orjson.JSONDecodeError:
             continue
         if isinstance(record, dict):
-            out.append(record)
+            out.append((rel, record))
     return out
 
 
@@ -140,8 +240,7 @@ def check_witnessed(
     smaller than ``from_size`` are skipped (an incremental verification checked them)."""
     problems: list[tuple[str, str, str, str | None, str | None]] = []
     latest: tuple[dict[str, Any], ...] = ()
-    for tree_size, raw in sorted(read_witnessed(storage, from_size).items()):
-        rel = witnessed_path(tree_size)
+    for tree_size, rel, raw in read_witnessed(storage, from_size):
         try:
             cp = parse_checkpoint(split_note(raw)[0])
         except LedgerError as exc:
@@ -183,12 +282,12 @@ def check_witnessed(
                 str(len(latest)),
             )
         )
-    for record in read_refusals(storage):
+    for where, record in read_refusals(storage):
         if record.get("inconsistent"):
             problems.append(
                 (
                     "witness_conflict",
-                    REFUSALS,
+                    where,
                     f"witness {record.get('witness')} refused checkpoint "
                     f"{record.get('tree_size')} at {record.get('time_iso')}: "
                     f"{record.get('detail')} (recorded by the committer)",

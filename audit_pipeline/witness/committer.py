@@ -1,16 +1,19 @@
 """After a commit: ask every configured witness to cosign the new checkpoint.
 
 Per witness: submit ``old <size>`` (the size it last cosigned for us, a hint kept in
-``ledger/witnessed/hints.json``) with the consistency proof from there; a 409
-``text/x.tlog.size`` answer tells its real size, and the request is made once more with a
-proof from that size. Returned cosignature lines are verified with the witness's key before
-they are kept in ``ledger/witnessed/<size>.checkpoint`` beside the plain checkpoint.
+``ledger/witnessed/hints.json``, or beside the signer state for an object store) with the
+consistency proof from there; a 409 ``text/x.tlog.size`` answer tells its real size, and
+the request is made once more with a proof from that size. Returned cosignature lines are
+verified with the witness's key before they are kept in
+``ledger/witnessed/<size>.checkpoint`` beside the plain checkpoint (an object store: one
+record per round, see ``records.py``).
 
 Outcomes: ``cosigned``; ``unreachable`` (network, 5xx: the data is committed anyway and the
 next commit catches the witness up); ``refused`` (400/403/404: configuration); and
 ``inconsistent`` (409 on a same-size other root, 422, or a witness that has cosigned a
 larger tree than the log holds): the log contradicts what the witness saw, an integrity
-alarm, recorded in ``ledger/witnessed/refusals.jsonl`` and never retried away.
+alarm, recorded in ``ledger/witnessed/refusals.jsonl`` (an object store: one object per
+refusal under ``ledger/witnessed/refusals/``) and never retried away.
 """
 
 from __future__ import annotations
@@ -26,22 +29,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.checkpoint import Checkpoint, parse_checkpoint
 from audit_pipeline.ledger.commit import Ledger
 from audit_pipeline.ledger.cosignature import cosignatures, with_cosignatures
 from audit_pipeline.ledger.errors import InvalidProofError, LedgerError
-from audit_pipeline.ledger.layout import LocalStorage
 from audit_pipeline.ledger.note import split_note
 from audit_pipeline.ledger.tiles import stored_log
-from audit_pipeline.ledger.witnessed import REFUSALS, WITNESSED, witnessed_path
 from audit_pipeline.witness.config import WitnessEndpoint, WitnessPolicy
+from audit_pipeline.witness.records import records_for
 
 log = logging.getLogger(__name__)
 
-HINTS = f"{WITNESSED}/hints.json"
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 COSIGNED, REFUSED, INCONSISTENT, UNREACHABLE = "cosigned", "refused", "inconsistent", "unreachable"
 
@@ -154,8 +153,8 @@ def witness_latest(
         return None
     cp = parse_checkpoint(split_note(checkpoint)[0])
     leaves = _LogAt(ledger, cp)
-    storage = ledger.storage
-    hints = _read_hints(ledger)
+    records = records_for(ledger)
+    hints = records.hints()
 
     def ask(endpoint: WitnessEndpoint) -> WitnessOutcome:
         return _ask(endpoint, cp, checkpoint, leaves, hints.get(endpoint.label, 0), timeout, post)
@@ -163,39 +162,21 @@ def witness_latest(
     with ThreadPoolExecutor(max_workers=max(1, len(policy.witnesses))) as pool:
         outcomes = tuple(pool.map(ask, policy.witnesses))
     now = int(clock())
-    with storage.lock():
-        rel = witnessed_path(cp.tree_size)
-        lines = [line for o in outcomes for line in o.lines]
-        if lines:
-            storage.replace(rel, with_cosignatures(_kept(storage, rel, checkpoint), lines))
-        fresh = _read_hints(ledger)
-        for o in outcomes:
-            if o.status == COSIGNED:
-                fresh[o.label] = cp.tree_size
-            elif o.witness_size is not None:
-                fresh[o.label] = o.witness_size
-        storage.replace(HINTS, orjson.dumps(fresh, option=orjson.OPT_SORT_KEYS))
-        refused = [o for o in outcomes if o.status in (REFUSED, INCONSISTENT)]
-        if refused:
-            old = storage.read(REFUSALS) if storage.exists(REFUSALS) else b""
-            records = b"".join(orjson.dumps(_refusal(o, now)) + b"\n" for o in refused)
-            storage.replace(REFUSALS, old + records)
+    keys = {e.label: e.key for e in policy.witnesses}
+    fresh: dict[str, int] = {}
+    for o in outcomes:
+        if o.status == COSIGNED:
+            fresh[o.label] = cp.tree_size
+        elif o.witness_size is not None:
+            fresh[o.label] = o.witness_size
+    records.keep(
+        checkpoint,
+        cp.tree_size,
+        [(keys[o.label], line) for o in outcomes for line in o.lines],
+        fresh,
+        [_refusal(o, now) for o in outcomes if o.status in (REFUSED, INCONSISTENT)],
+    )
     return WitnessRound(cp.tree_size, policy.quorum, outcomes)
-
-
-def _kept(storage: LocalStorage, rel: str, checkpoint: bytes) -> bytes:
-    """_kept returns the stored witnessed checkpoint to add cosignatures to, when it is this
-    checkpoint (same text, the log's signature first); else the plain checkpoint."""
-    if storage.exists(rel):
-        current = storage.read(rel)
-        try:
-            same = split_note(current)[0] == split_note(checkpoint)[0]
-        except LedgerError:
-            same = False
-        if same and current.startswith(checkpoint):
-            return current
-        log.warning("%s does not hold the latest checkpoint; rewritten from it", rel)
-    return checkpoint
 
 
 def _refusal(o: WitnessOutcome, now: int) -> dict[str, Any]:
@@ -205,16 +186,6 @@ def _refusal(o: WitnessOutcome, now: int) -> dict[str, Any]:
         "time": now,
         "time_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
     }
-
-
-def _read_hints(ledger: Ledger) -> dict[str, int]:
-    if not ledger.storage.exists(HINTS):
-        return {}
-    try:
-        hints = orjson.loads(ledger.storage.read(HINTS))
-    except orjson.JSONDecodeError:
-        return {}
-    return {k: v for k, v in hints.items() if isinstance(v, int)} if isinstance(hints, dict) else {}
 
 
 class _LogAt:
