@@ -108,19 +108,14 @@ def _err(message: str) -> None:
 def object_store_ledger(url: str, *, origin: str | None) -> Any:
     """object_store_ledger opens an ``s3://`` data directory for a sync: the signing key and
     its signer state from their local places, the store checked (Object Lock, a keyring
-    trusting the key) before any API call. Witnesses are not wired to it yet."""
+    trusting the key) before any API call. Witness rounds create their records there
+    (``witness/records.py``)."""
     from audit_pipeline.lake import PARQUET_FORMAT
     from audit_pipeline.ledger.keys import default_signing_key_path, load_signing_key
     from audit_pipeline.ledger.signer_state import signer_state_path
     from audit_pipeline.store.ledger import open_ledger
     from audit_pipeline.store.settings import S3Settings
-    from audit_pipeline.witness.config import WITNESSES_ENV
 
-    if os.environ.get(WITNESSES_ENV, "").strip():
-        raise ConfigurationError(
-            f"{WITNESSES_ENV} is set: witnesses do not work with an object-store data "
-            f"directory ({url}) yet; unset it or give a local --data-dir"
-        )
     settings = S3Settings.from_env(url)
     key_path = default_signing_key_path()
     signer = load_signing_key(key_path)

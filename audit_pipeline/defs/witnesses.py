@@ -15,7 +15,6 @@ import dagster as dg
 from pydantic import Field
 
 from audit_pipeline.ledger.commit import Ledger
-from audit_pipeline.ledger.object_ledger import ObjectStoreLedger
 from audit_pipeline.witness.committer import CommitWitnessing
 from audit_pipeline.witness.config import (
     WitnessPolicy,
@@ -45,13 +44,6 @@ class WitnessSetResource(dg.ConfigurableResource):
     def after_commit(
         self, ledger: Ledger, progress: Callable[[str], None] | None = None
     ) -> CommitWitnessing:
-        policy = self.policy()
-        if policy and isinstance(ledger, ObjectStoreLedger):
-            # a witness round rewrites ledger/witnessed/ and its hints, which a bucket under
-            # Object Lock cannot take
-            raise dg.Failure(
-                description=f"witnesses are configured, and they do not work with an "
-                f"object-store data directory ({ledger.location}) yet: unset AUDIT_WITNESSES "
-                "for this code location or use a local data directory"
-            )
-        return CommitWitnessing(ledger, policy, progress=progress, timeout=self.timeout_seconds)
+        return CommitWitnessing(
+            ledger, self.policy(), progress=progress, timeout=self.timeout_seconds
+        )

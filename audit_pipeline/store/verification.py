@@ -3,8 +3,8 @@
 :func:`verify_object_store` opens the bucket (refusing one without Object Lock), runs
 :func:`~audit_pipeline.ledger.verify.verify_ledger` over the store's current versions
 (what every reader gets), then audits every version under ``lake/``,
-``ledger/manifests/`` and ``ledger/checkpoints/`` against its pin
-(:mod:`~audit_pipeline.ledger.version_audit`).
+``ledger/manifests/``, ``ledger/checkpoints/``, ``ledger/staged/`` and
+``ledger/witnessed/`` against its pin (:mod:`~audit_pipeline.ledger.version_audit`).
 
 A data object is pinned to the VersionId its manifest carries (``data_version_id``, what
 the create-only put returned), with the manifest's SHA-256 and size. Manifests,
@@ -15,7 +15,9 @@ first version is the one the pipeline wrote and can never be removed through S3;
 version or delete marker is somebody's change. The SHA-256 and size pinned for a manifest
 or a checkpoint are those of the bytes the verifier read and chained (or the store's own
 checksum when the first version is not the one readers get, which is a finding already).
-Keyring and witness files change by design and are read, not version-audited.
+Witness records (``ledger/witnessed/``: a round's cosigned checkpoint, a refusal) are
+created once like the rest and pinned the same way. The keyring is read, not
+version-audited.
 
 The listing made for the pins is the audit's; the store's description of each version the
 verifier read stands in for a HEAD of it.
@@ -54,12 +56,13 @@ from audit_pipeline.ledger.version_audit import (
     audit_versions,
     with_version_findings,
 )
+from audit_pipeline.ledger.witnessed import WITNESSED, is_witness_record
 from audit_pipeline.store.data_dir import S3DataDirectory
 from audit_pipeline.store.s3 import ObjectLockUnreadableError, S3ObjectStore
 from audit_pipeline.store.settings import RETENTION_ENV, S3Settings
 
 _STAGED_NAME = re.compile(r"^[0-9]{8,}-[0-9a-f]{16}\.json$")
-AUDITED_PREFIXES = (f"{LAKE}/", f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/")
+AUDITED_PREFIXES = (f"{LAKE}/", f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/", f"{WITNESSED}/")
 
 
 def verify_object_store(
@@ -167,8 +170,8 @@ def _facts(settings: S3Settings, lock: str, pinned: int, listed: int) -> dict[st
         "line": (
             f"object store: {where} at {settings.endpoint_text}: Object Lock {lock}; "
             f"COMPLIANCE retention expected {RETENTION_ENV}={days}; "
-            f"{listed} versions of {pinned} pinned objects audited (keyring and "
-            "witness files are read, not version-audited; the bucket policy is not checked)"
+            f"{listed} versions of {pinned} pinned objects audited (the keyring is read, "
+            "not version-audited; the bucket policy is not checked)"
         ),
     }
 
@@ -228,7 +231,7 @@ def _is_ledger_record(key: str) -> bool:
         return parse_numbered_name(name, MANIFEST_SUFFIX) is not None
     if folder == CHECKPOINTS:
         return parse_numbered_name(name, CHECKPOINT_SUFFIX) is not None
-    return False
+    return is_witness_record(key)
 
 
 def _age(entry: ObjectVersion) -> tuple[datetime, bool, bool]:

@@ -3,11 +3,14 @@
 The same factories as the code location, the same resources with ``data_dir`` set to the
 bucket: the hourly sync commits through create-only writes, every ledger check runs on
 the store with its versions, and ``audit_dataset`` builds a local dataset from a verified
-copy. Tampering through S3 fails the blocking checks, and nothing downstream runs.
+copy. Tampering through S3 fails the blocking checks, and nothing downstream runs. Witnesses
+(their own processes) cosign each commit, their records created once in the bucket.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -18,13 +21,22 @@ from audit_pipeline.dataset.query import open_dataset
 from audit_pipeline.defs.dataset import audit_dataset
 from audit_pipeline.defs.resources import LedgerResource, SlackAuditResource, SlackNotifier
 from audit_pipeline.defs.witnesses import WitnessSetResource
-from audit_pipeline.ledger.cosignature import WitnessSigner
+from audit_pipeline.ledger.keys import load_signing_key
+from audit_pipeline.ledger.witnessed import witnessed_path
 from audit_pipeline.store.local_copy import local_copy_path
 from audit_pipeline.store.s3 import S3ObjectStore
 from audit_pipeline.store.settings import S3Settings
 from tests.defs.conftest import Pipeline
 from tests.defs.test_assets import LEDGER_CHECKS
 from tests.store.conftest import REGION, data_url, seaweed  # noqa: F401  (fixtures)
+
+_spec = importlib.util.spec_from_file_location(
+    "_witness_s3_helpers", Path(__file__).parents[1] / "witness" / "conftest.py"
+)
+_helpers = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _helpers
+_spec.loader.exec_module(_helpers)
+start_witness = _helpers.start_witness
 
 pytestmark = pytest.mark.e2e
 
@@ -112,13 +124,26 @@ def test_the_hourly_sync_checks_and_dataset_run_on_an_object_store(s3_pipeline, 
     assert pipeline.downstream_runs == [first.run_id, second.run_id]
 
 
-def test_witnesses_are_refused_on_an_object_store(s3_pipeline) -> None:
-    pipeline, _ = s3_pipeline
-    witness = WitnessSigner.generate("w1").key.vkey
+def test_witnesses_cosign_on_an_object_store(s3_pipeline, tmp_path, start_witness) -> None:
+    pipeline, store = s3_pipeline
+    vkey = load_signing_key(Path(pipeline.resources["ledger"].signing_key)).vkey
+    log = f"audit-pipeline/ledger={vkey}"
+    w1 = start_witness(tmp_path / "w1", "witness.test/w1", [log])
+    w2 = start_witness(tmp_path / "w2", "witness.test/w2", [log])
     pipeline.resources["witnesses"] = WitnessSetResource(
-        witnesses=f"w1 http://127.0.0.1:9/ {witness}"
+        witnesses=f"w1 {w1.url} {w1.vkey}; w2 {w2.url} {w2.vkey}"
     )
-    outcome = pipeline.sync(0)
-    assert not outcome.success
-    failure = next(e for e in outcome.result.all_events if e.is_step_failure)
-    assert "do not work with an object-store data directory" in str(failure.step_failure_data.error)
+    witness_checks = {"ledger_witnesses_agree", "ledger_witness_quorum"}
+    first = pipeline.sync(0, 1)
+    assert first.success and not first.failed_checks & witness_checks
+    quorum = first.check_metadata("ledger_witness_quorum")
+    assert quorum["witnesses_configured"] == 2 and len(quorum["cosigned_by"]) == 2
+    assert first.metadata("slack_audit_events")["witnesses"]["cosignatures"] == 2
+    # one create-only record per witnessed size, nothing else of the round in the bucket
+    assert store.list_keys("ledger/witnessed/") == [witnessed_path(1), witnessed_path(2)]
+
+    w2.kill()
+    second = pipeline.sync(2)
+    assert second.success  # a witness that is down holds nothing back
+    assert second.failed_checks & witness_checks == {"ledger_witness_quorum"}
+    assert witnessed_path(3) in store.list_keys("ledger/witnessed/")
