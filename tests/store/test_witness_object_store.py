@@ -1,0 +1,233 @@
+"""Witnesses on an ``s3://`` data directory, against a real SeaweedFS and witnesses in their
+own processes (``witness serve``).
+
+A round creates its records once (Object Lock takes nothing twice): the witnessed
+checkpoint of each size, a later round's extra cosignatures as a numbered record beside it,
+one object per refusal; the hints stay beside the signer state. ``verify --witness-key``
+reads them through S3 as it reads a local directory: quorum met, quorum missing, and a
+cosigned history the log no longer extends; the version audit pins them like every other
+ledger record.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from audit_pipeline.cli.object_store import object_store_ledger
+from audit_pipeline.lake import PARQUET_FORMAT
+from audit_pipeline.ledger.cosignature import WitnessKey, cosignatures
+from audit_pipeline.ledger.keys import load_signing_key
+from audit_pipeline.ledger.layout import checkpoint_path, manifest_path
+from audit_pipeline.ledger.note import generate_key
+from audit_pipeline.ledger.signer_state import signer_state_path
+from audit_pipeline.ledger.witnessed import REFUSAL_RECORDS, WITNESSED, witnessed_path
+from audit_pipeline.store.ledger import local_dir_for, open_ledger
+from audit_pipeline.store.settings import S3Settings
+from audit_pipeline.witness.committer import witness_latest
+from audit_pipeline.witness.config import make_policy, parse_witnesses
+from audit_pipeline.witness.records import LOCAL_HINTS
+from tests.cli.test_verify_history_prove import commit_hour
+from tests.store.conftest import pipeline_client
+from tests.store.test_sync_object_store import (  # noqa: F401  (fixtures)
+    HOURS,
+    _open_reader,
+    emulator,
+    env,
+    run,
+    sync,
+)
+
+_spec = importlib.util.spec_from_file_location(
+    "_witness_store_helpers", Path(__file__).parents[1] / "witness" / "conftest.py"
+)
+_helpers = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _helpers
+_spec.loader.exec_module(_helpers)
+start_witness = _helpers.start_witness
+
+pytestmark = pytest.mark.e2e
+
+
+def witness_env(witnesses) -> str:
+    return "\n".join(f"{w.name.split('/')[-1]} {w.url} {w.vkey}" for w in witnesses)
+
+
+def witness_args(*witnesses) -> list[str]:
+    return [arg for w in witnesses for arg in ("--witness-key", w.vkey)]
+
+
+def verify(capsys, url: str, *extra: str) -> tuple[int, dict, str]:
+    code, out, err = run(capsys, "verify", "--data-dir", url, "--json", *extra)
+    return code, json.loads(out), err
+
+
+def codes(doc: dict) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for f in doc["findings"]:
+        found.setdefault(f["code"], set()).add(f["location"])
+    return found
+
+
+def init_log(capsys, url: str) -> str:
+    code, vkey, err = run(capsys, "keys", "init", "--data-dir", url)
+    assert code == 0, err
+    return f"audit-pipeline/ledger={vkey.strip()}"
+
+
+def test_two_witnesses_cosign_an_s3_log_and_a_later_round_adds_a_record(
+    capsys,
+    monkeypatch,
+    env,  # noqa: F811
+    tmp_path,
+    data_url,
+    store,
+    start_witness,
+) -> None:
+    log = init_log(capsys, data_url)
+    w1 = start_witness(tmp_path / "w1", "witness.test/w1", [log])
+    w2 = start_witness(tmp_path / "w2", "witness.test/w2", [log])
+    monkeypatch.setenv("AUDIT_WITNESSES", witness_env([w1, w2]))
+    code, _, err = sync(capsys, data_url, 0, HOURS)
+    assert code == 0, err
+    assert err.count("cosigned by 2/2 (quorum 2, met)") == HOURS
+    assert store.list_keys(f"{WITNESSED}/") == [witnessed_path(n) for n in (1, 2, 3)]
+    # the hints are the committer's, beside its signer state, never in the bucket
+    local = local_dir_for(S3Settings.from_env(data_url), Path(env["AUDIT_SIGNING_KEY"]))
+    assert orjson.loads((local / LOCAL_HINTS).read_bytes()) == {"w1": 3, "w2": 3}
+
+    code, report, err = verify(capsys, data_url, *witness_args(w1, w2))
+    assert code == 0 and report["ok"], err
+    assert "checkpoint 3 cosigned by 2 of 2 trusted witnesses" in err
+    assert not codes(report)
+    # manifests, checkpoints, data, intents and the three witnessed records, all pinned
+    assert report["object_store"]["objects_pinned"] == 3 * 5
+
+    # a witness that joins later: its cosignature of the same size is a second record
+    w3 = start_witness(tmp_path / "w3", "witness.test/w3", [log])
+    policy = make_policy(parse_witnesses(witness_env([w1, w2, w3]), source="test"), None)
+    ledger = object_store_ledger(data_url, origin=None)
+    round_ = witness_latest(ledger, policy)
+    assert round_ is not None and round_.met and len(round_.cosigned) == 3
+    second = witnessed_path(3, 2)
+    assert set(store.list_keys(f"{WITNESSED}/")) == {
+        *(witnessed_path(n) for n in (1, 2, 3)),
+        second,
+    }
+    keys = [WitnessKey.from_vkey(w.vkey) for w in (w1, w2, w3)]
+    assert cosignatures(store.get(second), keys).witnesses == ["witness.test/w3"]
+    # asked again, every witness is on record for size 3 already: nothing new is created
+    assert witness_latest(ledger, policy).met
+    assert len(store.list_keys(f"{WITNESSED}/")) == 4
+
+    code, report, err = verify(capsys, data_url, *witness_args(w1, w2, w3))
+    assert code == 0, err
+    assert "checkpoint 3 cosigned by 3 of 3 trusted witnesses" in err
+    assert report["object_store"]["objects_pinned"] == 3 * 5 + 1
+
+    # an event proof from the bucket carries the union of the cosignatures
+    reader = _open_reader(data_url)
+    signed = reader.manifests()[1]
+    event_id = reader._read_data(signed)[0].event_id
+    proof = tmp_path / "proof.json"
+    code, _, err = run(
+        capsys, "prove", event_id, "--data-dir", data_url, "--batch", "1", "--out", str(proof)
+    )
+    assert code == 0, err
+    public = reader.keyring().verifiers()
+    check = ["verify-proof", str(proof), *(a for v in public for a in ("--public-key", v.vkey))]
+    code, _, err = run(capsys, *check, *witness_args(w1, w2, w3))
+    assert code == 0, err
+
+
+def test_a_refusing_witness_is_one_record_and_the_quorum_is_missing(
+    capsys,
+    monkeypatch,
+    env,  # noqa: F811
+    tmp_path,
+    data_url,
+    store,
+    start_witness,
+) -> None:
+    log = init_log(capsys, data_url)
+    w1 = start_witness(tmp_path / "w1", "witness.test/w1", [log])
+    _, stranger = generate_key("other.test/log")  # it follows another log only
+    w2 = start_witness(tmp_path / "w2", "witness.test/w2", [f"other.test/log={stranger}"])
+    monkeypatch.setenv("AUDIT_WITNESSES", witness_env([w1, w2]))
+    code, _, err = sync(capsys, data_url, 0, 1)
+    assert "cosigned by 1/2 (quorum 2, NOT met)" in err and "w2: refused: 404" in err
+
+    refusals = store.list_keys(f"{REFUSAL_RECORDS}/")
+    assert len(refusals) == 1 and refusals[0].startswith(f"{REFUSAL_RECORDS}/00000001-")
+    record = orjson.loads(store.get(refusals[0]))
+    assert (record["witness"], record["status"], record["inconsistent"]) == ("w2", "refused", False)
+
+    code, report, err = verify(capsys, data_url, *witness_args(w1, w2))
+    assert code == 1, err
+    assert codes(report) == {"witness_quorum_missing": {witnessed_path(1)}}
+    assert report["object_store"]["objects_pinned"] == 4 + 1 + 1  # the refusal is pinned too
+
+
+def test_a_cosigned_history_the_log_no_longer_extends_is_a_conflict(
+    capsys,
+    monkeypatch,
+    env,  # noqa: F811
+    tmp_path,
+    seaweed,
+    data_url,
+    store,
+    start_witness,
+) -> None:
+    log = init_log(capsys, data_url)
+    w1 = start_witness(tmp_path / "w1", "witness.test/w1", [log])
+    w2 = start_witness(tmp_path / "w2", "witness.test/w2", [log])
+    monkeypatch.setenv("AUDIT_WITNESSES", witness_env([w1, w2]))
+    code, _, err = sync(capsys, data_url, 0, HOURS)
+    assert code == 0, err
+
+    # the pipeline's own credentials roll the log back: delete markers hide the newest
+    # manifest and its checkpoint (the locked versions stay; readers see a log of 2)
+    client = pipeline_client(seaweed)
+    for rel in (manifest_path(HOURS - 1), checkpoint_path(HOURS)):
+        client.delete_object(Bucket=store.location.bucket, Key=store.location.key(rel))
+
+    code, report, err = verify(capsys, data_url, *witness_args(w1, w2))
+    assert code == 1, err
+    found = codes(report)
+    assert found["witness_conflict"] == {witnessed_path(HOURS)}
+    assert {manifest_path(HOURS - 1), checkpoint_path(HOURS)} <= found["delete_marker"]
+    conflict = next(f for f in report["findings"] if f["code"] == "witness_conflict")
+    assert "witness.test/w1" in conflict["detail"] and "witness.test/w2" in conflict["detail"]
+    assert "unreferenced_object" not in found
+
+    # the insider, with a copy of the signing key (none of its signer state), commits
+    # another batch where the hidden one was: the witnesses refuse, and say why
+    stolen = tmp_path / "stolen" / "signing-key"
+    stolen.parent.mkdir()
+    stolen.write_bytes(Path(env["AUDIT_SIGNING_KEY"]).read_bytes())
+    stolen.chmod(0o600)
+    settings = S3Settings.from_env(data_url)
+    insider = open_ledger(
+        settings,
+        file_format=PARQUET_FORMAT,
+        signer=load_signing_key(stolen),
+        key_path=stolen,
+        signer_state=signer_state_path(stolen),
+    )
+    commit_hour(insider, 0)
+    assert len(insider.manifests()) == HOURS
+    policy = make_policy(parse_witnesses(witness_env([w1, w2]), source="test"), None)
+    round_ = witness_latest(insider, policy)
+    assert round_ is not None and {o.status for o in round_.outcomes} == {"inconsistent"}
+    refusals = store.list_keys(f"{REFUSAL_RECORDS}/")
+    assert len(refusals) == 2
+    code, report, err = verify(capsys, data_url, *witness_args(w1, w2))
+    assert code == 1, err
+    found = codes(report)
+    assert found["witness_conflict"] == {witnessed_path(HOURS), *refusals}
+    assert "unreferenced_object" not in found
