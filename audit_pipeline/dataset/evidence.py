@@ -78,7 +78,14 @@ from audit_pipeline.ledger.layout import (
     read_regular,
 )
 from audit_pipeline.ledger.verify import Finding, FindingCode, check_data_range
-from audit_pipeline.ledger.witnessed import REFUSALS, WITNESSED, default_quorum
+from audit_pipeline.ledger.witnessed import (
+    REFUSAL_RECORDS,
+    REFUSALS,
+    WITNESSED,
+    default_quorum,
+    is_witness_record,
+    parse_witnessed_name,
+)
 from audit_pipeline.text import plural
 
 EVIDENCE_FILE = "EVIDENCE.json"
@@ -185,12 +192,15 @@ def export_evidence(
             size = parse_numbered_name(name, CHECKPOINT_SUFFIX)
             if size is not None and size <= report.tree_size:
                 _copy(data_dir, staging, f"{CHECKPOINTS}/{name}")
-        for name in (
-            sorted(os.listdir(data_dir / WITNESSED)) if (data_dir / WITNESSED).is_dir() else ()
-        ):
-            size = parse_numbered_name(name, CHECKPOINT_SUFFIX)
-            if (size is not None and size <= report.tree_size) or f"{WITNESSED}/{name}" == REFUSALS:
-                _copy(data_dir, staging, f"{WITNESSED}/{name}")
+        for rel in LocalStorage(data_dir).walk_files(WITNESSED):
+            # every round's record up to the size, every refusal (a file or one object each)
+            witnessed = parse_witnessed_name(rel.rpartition("/")[2])
+            if (
+                (witnessed is not None and witnessed[0] <= report.tree_size)
+                or rel == REFUSALS
+                or (rel.startswith(f"{REFUSAL_RECORDS}/") and is_witness_record(rel))
+            ):
+                _copy(data_dir, staging, rel)
         if witness_keys:
             (staging / WITNESS_KEYS_FILE).write_text("".join(k.vkey + "\n" for k in witness_keys))
         keys_target = staging / KEYRING

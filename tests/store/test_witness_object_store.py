@@ -39,6 +39,7 @@ from tests.store.test_sync_object_store import (  # noqa: F401  (fixtures)
     _open_reader,
     emulator,
     env,
+    hour_text,
     run,
     sync,
 )
@@ -129,6 +130,17 @@ def test_two_witnesses_cosign_an_s3_log_and_a_later_round_adds_a_record(
     assert code == 0, err
     assert "checkpoint 3 cosigned by 3 of 3 trusted witnesses" in err
     assert report["object_store"]["objects_pinned"] == 3 * 5 + 1
+
+    # an evidence bundle carries every round's record; it verifies offline with 3 of 3
+    bundle = tmp_path / "bundle"
+    code, _, err = run(
+        capsys, "export-evidence", "--data-dir", data_url, "--start", hour_text(0),
+        "--end", hour_text(HOURS), "--out", str(bundle),
+    )  # fmt: skip
+    assert code == 0, err
+    assert (bundle / second).is_file()
+    code, _, err = run(capsys, "verify", str(bundle), "--no-record", *witness_args(w1, w2, w3))
+    assert code == 0 and "cosigned by 3 of 3" in err, err
 
     # an event proof from the bucket carries the union of the cosignatures
     reader = _open_reader(data_url)
