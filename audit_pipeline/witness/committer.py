@@ -37,7 +37,7 @@ from audit_pipeline.ledger.errors import InvalidProofError, LedgerError
 from audit_pipeline.ledger.note import split_note
 from audit_pipeline.ledger.tiles import stored_log
 from audit_pipeline.witness.config import WitnessEndpoint, WitnessPolicy
-from audit_pipeline.witness.records import records_for
+from audit_pipeline.witness.records import RoundRecords, records_for
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +170,13 @@ def witness_latest(
         elif o.witness_size is not None:
             fresh[o.label] = o.witness_size
     records.keep(
-        checkpoint,
-        cp.tree_size,
-        [(keys[o.label], line) for o in outcomes for line in o.lines],
-        fresh,
-        [_refusal(o, now) for o in outcomes if o.status in (REFUSED, INCONSISTENT)],
+        RoundRecords(
+            checkpoint,
+            cp.tree_size,
+            [(keys[o.label], line) for o in outcomes for line in o.lines],
+            fresh,
+            [_refusal(o, now) for o in outcomes if o.status in (REFUSED, INCONSISTENT)],
+        )
     )
     return WitnessRound(cp.tree_size, policy.quorum, outcomes)
 

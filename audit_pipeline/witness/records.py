@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,19 +48,25 @@ LOCAL_HINTS = "witness-hints.json"
 _ATTEMPTS = 16
 
 
+@dataclass(frozen=True)
+class RoundRecords:
+    """RoundRecords: what one round leaves for the checkpoint of ``tree_size``: the verified
+    cosignature lines (with the key of the witness that made each), the size each witness
+    is now known to hold, the refusal records."""
+
+    checkpoint: bytes
+    tree_size: int
+    cosigned: Sequence[tuple[WitnessKey, str]]
+    hints: dict[str, int]
+    refusals: Sequence[dict[str, Any]]
+
+
 class WitnessRecords(Protocol):
-    """WitnessRecords keeps what one round returned for the checkpoint of ``tree_size``."""
+    """WitnessRecords keeps what one round returned."""
 
     def hints(self) -> dict[str, int]: ...
 
-    def keep(
-        self,
-        checkpoint: bytes,
-        tree_size: int,
-        cosigned: Sequence[tuple[WitnessKey, str]],
-        hints: dict[str, int],
-        refusals: Sequence[dict[str, Any]],
-    ) -> None: ...
+    def keep(self, kept: RoundRecords) -> None: ...
 
 
 def records_for(ledger: Ledger) -> WitnessRecords:
@@ -78,24 +85,18 @@ class LocalRecords:
     def hints(self) -> dict[str, int]:
         return _hints(self.storage, HINTS)
 
-    def keep(
-        self,
-        checkpoint: bytes,
-        tree_size: int,
-        cosigned: Sequence[tuple[WitnessKey, str]],
-        hints: dict[str, int],
-        refusals: Sequence[dict[str, Any]],
-    ) -> None:
+    def keep(self, kept: RoundRecords) -> None:
         storage = self.storage
         with storage.lock():
-            rel = witnessed_path(tree_size)
-            if cosigned:
-                lines = [line for _, line in cosigned]
-                storage.replace(rel, with_cosignatures(_kept(storage, rel, checkpoint), lines))
-            storage.replace(HINTS, _hints_bytes({**_hints(storage, HINTS), **hints}))
-            if refusals:
+            rel = witnessed_path(kept.tree_size)
+            if kept.cosigned:
+                lines = [line for _, line in kept.cosigned]
+                base = _kept(storage, rel, kept.checkpoint)
+                storage.replace(rel, with_cosignatures(base, lines))
+            storage.replace(HINTS, _hints_bytes({**_hints(storage, HINTS), **kept.hints}))
+            if kept.refusals:
                 old = storage.read(REFUSALS) if storage.exists(REFUSALS) else b""
-                records = b"".join(orjson.dumps(r) + b"\n" for r in refusals)
+                records = b"".join(orjson.dumps(r) + b"\n" for r in kept.refusals)
                 storage.replace(REFUSALS, old + records)
 
 
@@ -109,21 +110,14 @@ class ObjectStoreRecords:
     def hints(self) -> dict[str, int]:
         return _hints(self.local, LOCAL_HINTS)
 
-    def keep(
-        self,
-        checkpoint: bytes,
-        tree_size: int,
-        cosigned: Sequence[tuple[WitnessKey, str]],
-        hints: dict[str, int],
-        refusals: Sequence[dict[str, Any]],
-    ) -> None:
-        if cosigned:
-            self._create_round(checkpoint, tree_size, cosigned)
-        for record in refusals:
+    def keep(self, kept: RoundRecords) -> None:
+        if kept.cosigned:
+            self._create_round(kept.checkpoint, kept.tree_size, kept.cosigned)
+        for record in kept.refusals:
             raw = orjson.dumps(record)
             with contextlib.suppress(ObjectExistsError):  # the same refusal, recorded already
-                self.store.put_new(refusal_record_path(raw, tree_size), raw)
-        self.local.replace(LOCAL_HINTS, _hints_bytes({**self.hints(), **hints}))
+                self.store.put_new(refusal_record_path(raw, kept.tree_size), raw)
+        self.local.replace(LOCAL_HINTS, _hints_bytes({**self.hints(), **kept.hints}))
 
     def _create_round(
         self, checkpoint: bytes, tree_size: int, cosigned: Sequence[tuple[WitnessKey, str]]

@@ -9,8 +9,6 @@ copy. Tampering through S3 fails the blocking checks, and nothing downstream run
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -29,14 +27,7 @@ from audit_pipeline.store.settings import S3Settings
 from tests.defs.conftest import Pipeline
 from tests.defs.test_assets import LEDGER_CHECKS
 from tests.store.conftest import REGION, data_url, seaweed  # noqa: F401  (fixtures)
-
-_spec = importlib.util.spec_from_file_location(
-    "_witness_s3_helpers", Path(__file__).parents[1] / "witness" / "conftest.py"
-)
-_helpers = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _helpers
-_spec.loader.exec_module(_helpers)
-start_witness = _helpers.start_witness
+from tests.witness.conftest import start_witness  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -124,7 +115,7 @@ def test_the_hourly_sync_checks_and_dataset_run_on_an_object_store(s3_pipeline, 
     assert pipeline.downstream_runs == [first.run_id, second.run_id]
 
 
-def test_witnesses_cosign_on_an_object_store(s3_pipeline, tmp_path, start_witness) -> None:
+def test_witnesses_cosign_on_an_object_store(s3_pipeline, tmp_path, start_witness) -> None:  # noqa: F811
     pipeline, store = s3_pipeline
     vkey = load_signing_key(Path(pipeline.resources["ledger"].signing_key)).vkey
     log = f"audit-pipeline/ledger={vkey}"

@@ -11,10 +11,12 @@ ledger record.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -43,14 +45,7 @@ from tests.store.test_sync_object_store import (  # noqa: F401  (fixtures)
     run,
     sync,
 )
-
-_spec = importlib.util.spec_from_file_location(
-    "_witness_store_helpers", Path(__file__).parents[1] / "witness" / "conftest.py"
-)
-_helpers = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _helpers
-_spec.loader.exec_module(_helpers)
-start_witness = _helpers.start_witness
+from tests.witness.conftest import start_witness  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -75,31 +70,43 @@ def codes(doc: dict) -> dict[str, set[str]]:
     return found
 
 
-def init_log(capsys, url: str) -> str:
-    code, vkey, err = run(capsys, "keys", "init", "--data-dir", url)
+@dataclass
+class Witnessed:
+    """Witnessed starts witnesses (own processes) for the test's log, after ``keys init``;
+    ``use`` makes them the sync's ``AUDIT_WITNESSES``."""
+
+    log: str
+    start_witness: Callable[..., Any]
+    tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch
+
+    def start(self, name: str, logs: list[str] | None = None) -> Any:
+        root, full = self.tmp_path / name, f"witness.test/{name}"
+        return self.start_witness(root, full, logs or [self.log])
+
+    def use(self, *witnesses: Any) -> None:
+        self.monkeypatch.setenv("AUDIT_WITNESSES", witness_env(witnesses))
+
+
+@pytest.fixture
+def witnessed(capsys, monkeypatch, env, tmp_path, data_url, start_witness) -> Witnessed:  # noqa: F811
+    code, vkey, err = run(capsys, "keys", "init", "--data-dir", data_url)
     assert code == 0, err
-    return f"audit-pipeline/ledger={vkey.strip()}"
+    log = f"audit-pipeline/ledger={vkey.strip()}"
+    return Witnessed(log, start_witness, tmp_path, monkeypatch)
 
 
 def test_two_witnesses_cosign_an_s3_log_and_a_later_round_adds_a_record(
-    capsys,
-    monkeypatch,
-    env,  # noqa: F811
-    tmp_path,
-    data_url,
-    store,
-    start_witness,
+    capsys, tmp_path, data_url, store, witnessed
 ) -> None:
-    log = init_log(capsys, data_url)
-    w1 = start_witness(tmp_path / "w1", "witness.test/w1", [log])
-    w2 = start_witness(tmp_path / "w2", "witness.test/w2", [log])
-    monkeypatch.setenv("AUDIT_WITNESSES", witness_env([w1, w2]))
+    w1, w2 = witnessed.start("w1"), witnessed.start("w2")
+    witnessed.use(w1, w2)
     code, _, err = sync(capsys, data_url, 0, HOURS)
     assert code == 0, err
     assert err.count("cosigned by 2/2 (quorum 2, met)") == HOURS
     assert store.list_keys(f"{WITNESSED}/") == [witnessed_path(n) for n in (1, 2, 3)]
     # the hints are the committer's, beside its signer state, never in the bucket
-    local = local_dir_for(S3Settings.from_env(data_url), Path(env["AUDIT_SIGNING_KEY"]))
+    local = local_dir_for(S3Settings.from_env(data_url), Path(os.environ["AUDIT_SIGNING_KEY"]))
     assert orjson.loads((local / LOCAL_HINTS).read_bytes()) == {"w1": 3, "w2": 3}
 
     code, report, err = verify(capsys, data_url, *witness_args(w1, w2))
@@ -110,7 +117,7 @@ def test_two_witnesses_cosign_an_s3_log_and_a_later_round_adds_a_record(
     assert report["object_store"]["objects_pinned"] == 3 * 5
 
     # a witness that joins later: its cosignature of the same size is a second record
-    w3 = start_witness(tmp_path / "w3", "witness.test/w3", [log])
+    w3 = witnessed.start("w3")
     policy = make_policy(parse_witnesses(witness_env([w1, w2, w3]), source="test"), None)
     ledger = object_store_ledger(data_url, origin=None)
     round_ = witness_latest(ledger, policy)
@@ -158,19 +165,11 @@ def test_two_witnesses_cosign_an_s3_log_and_a_later_round_adds_a_record(
 
 
 def test_a_refusing_witness_is_one_record_and_the_quorum_is_missing(
-    capsys,
-    monkeypatch,
-    env,  # noqa: F811
-    tmp_path,
-    data_url,
-    store,
-    start_witness,
+    capsys, data_url, store, witnessed
 ) -> None:
-    log = init_log(capsys, data_url)
-    w1 = start_witness(tmp_path / "w1", "witness.test/w1", [log])
-    _, stranger = generate_key("other.test/log")  # it follows another log only
-    w2 = start_witness(tmp_path / "w2", "witness.test/w2", [f"other.test/log={stranger}"])
-    monkeypatch.setenv("AUDIT_WITNESSES", witness_env([w1, w2]))
+    _, stranger = generate_key("other.test/log")  # w2 follows another log only
+    w1, w2 = witnessed.start("w1"), witnessed.start("w2", [f"other.test/log={stranger}"])
+    witnessed.use(w1, w2)
     code, _, err = sync(capsys, data_url, 0, 1)
     assert "cosigned by 1/2 (quorum 2, NOT met)" in err and "w2: refused: 404" in err
 
@@ -186,19 +185,10 @@ def test_a_refusing_witness_is_one_record_and_the_quorum_is_missing(
 
 
 def test_a_cosigned_history_the_log_no_longer_extends_is_a_conflict(
-    capsys,
-    monkeypatch,
-    env,  # noqa: F811
-    tmp_path,
-    seaweed,
-    data_url,
-    store,
-    start_witness,
+    capsys, tmp_path, seaweed, data_url, store, witnessed
 ) -> None:
-    log = init_log(capsys, data_url)
-    w1 = start_witness(tmp_path / "w1", "witness.test/w1", [log])
-    w2 = start_witness(tmp_path / "w2", "witness.test/w2", [log])
-    monkeypatch.setenv("AUDIT_WITNESSES", witness_env([w1, w2]))
+    w1, w2 = witnessed.start("w1"), witnessed.start("w2")
+    witnessed.use(w1, w2)
     code, _, err = sync(capsys, data_url, 0, HOURS)
     assert code == 0, err
 
@@ -221,7 +211,7 @@ def test_a_cosigned_history_the_log_no_longer_extends_is_a_conflict(
     # another batch where the hidden one was: the witnesses refuse, and say why
     stolen = tmp_path / "stolen" / "signing-key"
     stolen.parent.mkdir()
-    stolen.write_bytes(Path(env["AUDIT_SIGNING_KEY"]).read_bytes())
+    stolen.write_bytes(Path(os.environ["AUDIT_SIGNING_KEY"]).read_bytes())
     stolen.chmod(0o600)
     settings = S3Settings.from_env(data_url)
     insider = open_ledger(
