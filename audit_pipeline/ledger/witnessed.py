@@ -239,7 +239,7 @@ def check_witnessed(
     the root of the log's first n batches, None when it cannot be computed). Checkpoints
     smaller than ``from_size`` are skipped (an incremental verification checked them)."""
     problems: list[tuple[str, str, str, str | None, str | None]] = []
-    latest: tuple[dict[str, Any], ...] = ()
+    latest: dict[tuple[str, str], dict[str, Any]] = {}  # of every record the log agrees with
     for tree_size, rel, raw in read_witnessed(storage, from_size):
         try:
             cp = parse_checkpoint(split_note(raw)[0])
@@ -270,7 +270,8 @@ def check_witnessed(
                 ("witness_conflict", rel, f"cosigned by {who}, but {conflict[0]}", *conflict[1:])
             )
         else:
-            latest = cosigner_facts(found)
+            for fact in cosigner_facts(found):
+                latest.setdefault((fact["witness"], fact["key_id"]), fact)
     if size and len(latest) < quorum:
         problems.append(
             (
@@ -295,7 +296,8 @@ def check_witnessed(
                     None,
                 )
             )
-    return WitnessVerdict(quorum, tuple(k.vkey for k in keys), size, latest, tuple(problems))
+    cosigned = tuple(latest[k] for k in sorted(latest))
+    return WitnessVerdict(quorum, tuple(k.vkey for k in keys), size, cosigned, tuple(problems))
 
 
 def _conflict(
