@@ -137,6 +137,12 @@ def test_two_witnesses_cosign_an_s3_log_and_a_later_round_adds_a_record(
     assert code == 0, err
     assert "checkpoint 3 cosigned by 3 of 3 trusted witnesses" in err
     assert report["object_store"]["objects_pinned"] == 3 * 5 + 1
+    # the same at every depth and with the anchors (incremental from the signer state)
+    key = Path(os.environ["AUDIT_SIGNING_KEY"])
+    anchored = ["--signer-state", str(signer_state_path(key))]
+    for extra in (["--depth", "files"], [*anchored, "--incremental"], anchored):
+        code, report, err = verify(capsys, data_url, *extra, *witness_args(w1, w2, w3))
+        assert code == 0 and "cosigned by 3 of 3" in err, (extra, err)
 
     # an evidence bundle carries every round's record; it verifies offline with 3 of 3
     bundle = tmp_path / "bundle"
