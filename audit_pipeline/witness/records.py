@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,14 +26,13 @@ import orjson
 from audit_pipeline.ledger.commit import Ledger
 from audit_pipeline.ledger.cosignature import WitnessKey, cosignatures, with_cosignatures
 from audit_pipeline.ledger.errors import LedgerError
-from audit_pipeline.ledger.layout import LocalStorage
+from audit_pipeline.ledger.layout import LocalStorage, numbered_name
 from audit_pipeline.ledger.note import split_note
 from audit_pipeline.ledger.object_ledger import ObjectStoreLedger
 from audit_pipeline.ledger.storage import ObjectExistsError, ObjectStore, WriteConflictError
 from audit_pipeline.ledger.witnessed import (
     REFUSALS,
     WITNESSED,
-    cosigned_checkpoint,
     parse_witnessed_name,
     refusal_record_path,
     witnessed_path,
@@ -72,7 +71,7 @@ class WitnessRecords(Protocol):
 def records_for(ledger: Ledger) -> WitnessRecords:
     """records_for picks where ``ledger``'s witness rounds are kept."""
     if isinstance(ledger, ObjectStoreLedger):
-        return ObjectStoreRecords(ledger.store, ledger.storage, Path(ledger.data_dir))
+        return ObjectStoreRecords(ledger.store, Path(ledger.data_dir))
     return LocalRecords(ledger.storage)
 
 
@@ -103,8 +102,8 @@ class LocalRecords:
 class ObjectStoreRecords:
     """ObjectStoreRecords: create-only records in the store, hints in ``local_dir``."""
 
-    def __init__(self, store: ObjectStore, files: Any, local_dir: Path) -> None:
-        self.store, self.files = store, files
+    def __init__(self, store: ObjectStore, local_dir: Path) -> None:
+        self.store = store
         self.local = LocalStorage(local_dir)
 
     def hints(self) -> dict[str, int]:
@@ -123,14 +122,23 @@ class ObjectStoreRecords:
         self, checkpoint: bytes, tree_size: int, cosigned: Sequence[tuple[WitnessKey, str]]
     ) -> None:
         """_create_round creates the next round's record with the cosignatures of witnesses
-        the records of ``tree_size`` do not hold yet (nothing when they hold them all)."""
+        the records of ``tree_size`` do not hold yet (nothing when they hold them all). It
+        lists that size's records only, so a round costs the same however long the log."""
+        keys, text = [k for k, _ in cosigned], split_note(checkpoint)[0]
         for _ in range(_ATTEMPTS):
-            held = cosigned_checkpoint(self.files, checkpoint, tree_size)
-            have = {(c.name, c.key_id) for c in cosignatures(held, [k for k, _ in cosigned]).valid}
+            rounds = self._records_of(tree_size)
+            have: set[tuple[str, int]] = set()
+            for raw in map(self.store.get, rounds.values()):
+                try:
+                    same = split_note(raw)[0] == text
+                except LedgerError:
+                    continue
+                if same:
+                    have |= {(c.name, c.key_id) for c in cosignatures(raw, keys).valid}
             lines = [line for key, line in cosigned if (key.name, key.key_id) not in have]
             if not lines:
                 return
-            rel = witnessed_path(tree_size, self._next_round(tree_size))
+            rel = witnessed_path(tree_size, max(rounds, default=0) + 1)
             try:
                 self.store.put_new(rel, with_cosignatures(checkpoint, lines))
                 return
@@ -140,20 +148,14 @@ class ObjectStoreRecords:
             "witnessed checkpoint %d: no free round name after %d tries", tree_size, _ATTEMPTS
         )
 
-    def _next_round(self, tree_size: int) -> int:
-        rounds = [
-            parsed[1]
-            for parsed in _parsed(self.files.list_dir(WITNESSED))
-            if parsed[0] == tree_size
-        ]
-        return max(rounds, default=0) + 1
-
-
-def _parsed(names: Iterable[str]) -> Iterable[tuple[int, int]]:
-    for name in names:
-        parsed = parse_witnessed_name(name)
-        if parsed is not None:
-            yield parsed
+    def _records_of(self, tree_size: int) -> dict[int, str]:
+        """_records_of maps round numbers to the keys of ``tree_size``'s records."""
+        found: dict[int, str] = {}
+        for key in self.store.list_keys(f"{WITNESSED}/{numbered_name(tree_size, '.')}"):
+            parsed = parse_witnessed_name(key.rpartition("/")[2])
+            if parsed is not None and parsed[0] == tree_size:
+                found[parsed[1]] = key
+        return found
 
 
 def _kept(storage: LocalStorage, rel: str, checkpoint: bytes) -> bytes:
