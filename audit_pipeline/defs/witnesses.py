@@ -5,6 +5,8 @@ nothing back: the next commit catches it up); ``audit_ledger`` verifies with the
 two of its checks speak for them: ``ledger_witnesses_agree`` (blocking: a witness cosigned a
 history the log no longer extends, or refused because of it) and ``ledger_witness_quorum``
 (not blocking: the latest checkpoint lacks the quorum, e.g. a witness is unreachable).
+The same on an ``s3://`` data directory, where a round creates its records once
+(``witness/records.py``).
 """
 
 from __future__ import annotations
