@@ -3,18 +3,20 @@
 :func:`verify_object_store` opens the bucket (refusing one without Object Lock), runs
 :func:`~audit_pipeline.ledger.verify.verify_ledger` over the store's current versions
 (what every reader gets), then audits every version under ``lake/``,
-``ledger/manifests/`` and ``ledger/checkpoints/`` against its pin
+``ledger/manifests/``, ``ledger/checkpoints/``, the hash tiles (``ledger/tile/``) and the
+batch index (``ledger/index/``) against its pin
 (:mod:`~audit_pipeline.ledger.version_audit`).
 
 A data object is pinned to the VersionId its manifest carries (``data_version_id``, what
 the create-only put returned), with the manifest's SHA-256 and size. Manifests,
-checkpoints and intents cannot carry their own version, and data objects of manifests
-written before the field existed carry none: their pin is the key's *first* version.
-Every object of the ledger is created only if absent and locked in COMPLIANCE mode, so its
-first version is the one the pipeline wrote and can never be removed through S3; any later
-version or delete marker is somebody's change. The SHA-256 and size pinned for a manifest
-or a checkpoint are those of the bytes the verifier read and chained (or the store's own
-checksum when the first version is not the one readers get, which is a finding already).
+checkpoints, tiles, index files and intents cannot carry their own version, and data
+objects of manifests written before the field existed carry none: their pin is the key's
+*first* version. Every object of the ledger is created only if absent and locked in
+COMPLIANCE mode, so its first version is the one the pipeline wrote and can never be
+removed through S3; any later version or delete marker is somebody's change. The SHA-256
+and size pinned for a manifest, a checkpoint, a tile or an index file are those of the
+bytes the verifier read and checked (or the store's own checksum when the first version
+is not the one readers get, which is a finding already).
 Keyring and witness files change by design and are read, not version-audited.
 
 The listing made for the pins is the audit's; the store's description of each version the
@@ -29,6 +31,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from audit_pipeline.ledger.batch_index import INDEX, INDEX_SUFFIX
 from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.events import BatchFileFormat
 from audit_pipeline.ledger.keys import Keyring
@@ -46,6 +49,7 @@ from audit_pipeline.ledger.manifest import parse_manifest, signature_status
 from audit_pipeline.ledger.note import Verifiers
 from audit_pipeline.ledger.object_ledger import STAGED, staged_path
 from audit_pipeline.ledger.storage import ObjectVersion
+from audit_pipeline.ledger.tiles import TILES, parse_tile_path
 from audit_pipeline.ledger.verify import FindingCode, VerifyReport, verify_ledger
 from audit_pipeline.ledger.version_audit import (
     PINNED_VERSION_MISSING,
@@ -59,7 +63,14 @@ from audit_pipeline.store.s3 import ObjectLockUnreadableError, S3ObjectStore
 from audit_pipeline.store.settings import RETENTION_ENV, S3Settings
 
 _STAGED_NAME = re.compile(r"^[0-9]{8,}-[0-9a-f]{16}\.json$")
-AUDITED_PREFIXES = (f"{LAKE}/", f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/")
+AUDITED_PREFIXES = (
+    f"{LAKE}/",
+    f"{MANIFESTS}/",
+    f"{CHECKPOINTS}/",
+    f"{TILES}/",
+    f"{INDEX}/",
+    f"{STAGED}/",
+)
 
 
 def verify_object_store(
@@ -221,6 +232,8 @@ def _record_pin(files: S3DataDirectory, key: str, first: ObjectVersion) -> Pin:
 
 
 def _is_ledger_record(key: str) -> bool:
+    if key.startswith(f"{TILES}/"):
+        return parse_tile_path(key) is not None
     folder, _, name = key.rpartition("/")
     if folder == STAGED:
         return _STAGED_NAME.match(name) is not None
@@ -228,6 +241,8 @@ def _is_ledger_record(key: str) -> bool:
         return parse_numbered_name(name, MANIFEST_SUFFIX) is not None
     if folder == CHECKPOINTS:
         return parse_numbered_name(name, CHECKPOINT_SUFFIX) is not None
+    if folder == INDEX:
+        return parse_numbered_name(name, INDEX_SUFFIX) is not None
     return False
 
 

@@ -18,8 +18,10 @@ from botocore.exceptions import ClientError
 
 from audit_pipeline.cli import main
 from audit_pipeline.ledger import Ledger
+from audit_pipeline.ledger.batch_index import INDEX, index_path
 from audit_pipeline.ledger.layout import KEYRING, LocalStorage, manifest_path
 from audit_pipeline.ledger.storage import ObjectExistsError
+from audit_pipeline.ledger.tiles import TILE_WIDTH, TILES, tile_path
 from audit_pipeline.store.s3 import S3ObjectStore
 from audit_pipeline.store.seaweedfs import SeaweedServer
 from tests.cli.test_verify_history_prove import commit_hour
@@ -35,6 +37,8 @@ def upload(ledger: Ledger, store: S3ObjectStore) -> list[str]:
         *local.walk_files("lake"),
         *local.walk_files("ledger/manifests"),
         *local.walk_files("ledger/checkpoints"),
+        *local.walk_files(TILES),
+        *local.walk_files(INDEX),
         KEYRING,
     ]
     for rel in keys:
@@ -164,6 +168,31 @@ def test_a_locked_version_rewritten_behind_s3_is_caught(
         "unreadable_data_file": {target},
         "pinned_version_missing": {target},
     }
+
+
+def test_tiles_and_index_files_are_audited_like_manifests(
+    capsys, s3_env, seaweed, data_url, ledger, store
+) -> None:
+    for hour in range(TILE_WIDTH + 1):
+        commit_hour(ledger, hour, n=1)
+    keys = upload(ledger, store)
+    tile, upper, index = tile_path(0, 0), tile_path(1, 0, 1), index_path(0)
+    assert {tile, upper, index} <= set(keys)
+    code, doc, err = verify(capsys, data_url)
+    assert code == 0, err
+    batches = TILE_WIDTH + 1  # a data file, a manifest and a checkpoint each
+    assert doc["object_store"]["objects_pinned"] == 3 * batches + 3
+    # the same bytes again over the index key: only the version audit can see it
+    _filer_put(seaweed, store, index, store.get(index))
+    version = store.head(tile).version_id
+    _filer_put(seaweed, store, f"{tile}.versions/v_{version}", b"rewritten under the lock")
+    code, doc, err = verify(capsys, data_url)
+    assert code == 1, err
+    found = codes(doc)
+    assert found.pop("extra_version") == {index}
+    assert tile in found.pop("pinned_version_missing")
+    assert found.pop("log_tile_mismatch") == {tile}
+    assert set(found) <= {"unexpected_file"}, found  # what readers get of a rewritten tile
 
 
 def test_an_object_no_manifest_pins_and_a_short_retention_are_findings(
