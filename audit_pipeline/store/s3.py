@@ -233,22 +233,27 @@ class S3ObjectStore:
             keys.extend(self.location.rel(item["Key"]) for item in page.get("Contents", ()))
         return sorted(keys)
 
-    def list_versions(self, prefix: str) -> list[ObjectVersion]:
+    def list_versions(self, prefix: str, after: str | None = None) -> list[ObjectVersion]:
+        """list_versions lists every version under ``prefix``; with ``after``, only those of
+        keys that sort after it (S3's KeyMarker: the listing starts there)."""
         found = []
-        for page in self._pages("list_object_versions", prefix):
+        marker = {} if after is None else {"KeyMarker": self.location.key(after)}
+        for page in self._pages("list_object_versions", prefix, **marker):
             for item in page.get("Versions", ()):
                 found.append(self._version(item, delete_marker=False))
             for item in page.get("DeleteMarkers", ()):
                 found.append(self._version(item, delete_marker=True))
+        if after is not None:  # a store that ignored the marker lists no more for it
+            found = [v for v in found if v.key > after]
         return sorted(found, key=lambda v: (v.key, v.version_id))
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _pages(self, operation: str, prefix: str):
+    def _pages(self, operation: str, prefix: str, **options: str):
         full = self.location.key(prefix)
         try:
             paginator = self.client.get_paginator(operation)
-            yield from paginator.paginate(Bucket=self.location.bucket, Prefix=full)
+            yield from paginator.paginate(Bucket=self.location.bucket, Prefix=full, **options)
         except (ClientError, BotoCoreError) as exc:
             raise self._error(operation, full, exc) from None
 

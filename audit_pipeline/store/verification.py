@@ -45,7 +45,7 @@ from audit_pipeline.ledger.layout import (
     checkpoint_path,
     parse_numbered_name,
 )
-from audit_pipeline.ledger.manifest import parse_manifest, signature_status
+from audit_pipeline.ledger.manifest import SignedManifest, parse_manifest, signature_status
 from audit_pipeline.ledger.note import Verifiers
 from audit_pipeline.ledger.object_ledger import STAGED, staged_path
 from audit_pipeline.ledger.storage import ObjectVersion
@@ -58,6 +58,7 @@ from audit_pipeline.ledger.version_audit import (
     audit_versions,
     with_version_findings,
 )
+from audit_pipeline.store.audit_scope import versions_after
 from audit_pipeline.store.data_dir import S3DataDirectory
 from audit_pipeline.store.s3 import ObjectLockUnreadableError, S3ObjectStore
 from audit_pipeline.store.settings import RETENTION_ENV, S3Settings
@@ -90,7 +91,10 @@ def verify_object_store(
     where = str(settings.location)
     with S3DataDirectory(store) as files:
         report = verify_ledger(where, file_format=file_format, storage=files, **options)
-        listed = [v for prefix in AUDITED_PREFIXES for v in store.list_versions(prefix)]
+        listed = _listed(store, files, report)
+        full = listed is None
+        if listed is None:
+            listed = [v for prefix in AUDITED_PREFIXES for v in store.list_versions(prefix)]
         pins, unlisted = ledger_pins(files, listed)
         found = audit_versions(
             store,
@@ -107,7 +111,8 @@ def verify_object_store(
         ]
         keyring = options.get("keyring") or _own_keyring(files)
         leftovers = uncommitted_leftovers(files, report, keyring)
-        facts = _facts(settings, lock, len(pins), len(listed))
+        after = None if full else report.incremental_from
+        facts = _facts(settings, lock, len(pins), len(listed), after)
         report = with_version_findings(report, found, facts, leftovers)
         if report.intact and report.root_hash is not None and report.checkpoint is None:
             tip = checkpoint_path(report.tree_size)
@@ -166,8 +171,42 @@ def uncommitted_leftovers(
     return found
 
 
-def _facts(settings: S3Settings, lock: str, pinned: int, listed: int) -> dict[str, Any]:
+def _listed(
+    store: S3ObjectStore, files: S3DataDirectory, report: VerifyReport
+) -> list[ObjectVersion] | None:
+    """_listed lists what an incremental verification's audit covers (None: everything,
+    for a full verification or one that read every manifest; see :mod:`.audit_scope`)."""
+    trusted = report.incremental_from
+    if trusted is None:
+        return None
+    manifests = _read_manifests(files)
+    new = [m for m in manifests if m.sequence >= trusted]
+    referenced = [m.manifest.data.path for m in manifests if m.manifest.data is not None]
+    also = [*files.read_versions, *referenced]
+    return versions_after(store, trusted, report.tree_size, new, also, AUDITED_PREFIXES)
+
+
+def _read_manifests(files: S3DataDirectory) -> list[SignedManifest]:
+    """_read_manifests parses the manifests the verifier read (those that parse)."""
+    found = []
+    for key, raw in sorted(files.ledger_bytes.items()):
+        if key.startswith(f"{MANIFESTS}/"):
+            try:
+                found.append(parse_manifest(raw))
+            except LedgerError:
+                continue
+    return found
+
+
+def _facts(
+    settings: S3Settings, lock: str, pinned: int, listed: int, after: int | None
+) -> dict[str, Any]:
     where, days = str(settings.location), settings.retention.days
+    scope = (
+        "every version under the audited prefixes"
+        if after is None
+        else f"the versions of what follows the trusted checkpoint (batch {after} on)"
+    )
     return {
         "location": where,
         "endpoint": settings.endpoint_text,
@@ -175,10 +214,11 @@ def _facts(settings: S3Settings, lock: str, pinned: int, listed: int) -> dict[st
         "retention_days": days,
         "objects_pinned": pinned,
         "versions_listed": listed,
+        "audit_from": after,
         "line": (
             f"object store: {where} at {settings.endpoint_text}: Object Lock {lock}; "
             f"COMPLIANCE retention expected {RETENTION_ENV}={days}; "
-            f"{listed} versions of {pinned} pinned objects audited (keyring and "
+            f"{listed} versions of {pinned} pinned objects audited, {scope} (keyring and "
             "witness files are read, not version-audited; the bucket policy is not checked)"
         ),
     }
@@ -201,16 +241,12 @@ def ledger_pins(
     pins: list[Pin] = []
     referenced: dict[str, Any] = {}
     pinned_ids: dict[str, str] = {}
-    for key, raw in sorted(files.ledger_bytes.items()):
-        if key.startswith(f"{MANIFESTS}/"):
-            try:
-                manifest = parse_manifest(raw).manifest
-            except LedgerError:
-                continue
-            if manifest.data is not None:
-                referenced[manifest.data.path] = manifest.data
-                if manifest.data_version_id is not None:
-                    pinned_ids[manifest.data.path] = manifest.data_version_id
+    for signed in _read_manifests(files):
+        manifest = signed.manifest
+        if manifest.data is not None:
+            referenced[manifest.data.path] = manifest.data
+            if manifest.data_version_id is not None:
+                pinned_ids[manifest.data.path] = manifest.data_version_id
     for key, entry in sorted(first.items()):
         data = referenced.get(key)
         if data is not None:
