@@ -5,23 +5,25 @@ A full verification lists every version under the audited prefixes. An increment
 (``--incremental`` with a trusted checkpoint of size ``T``, when the verifier read only
 what follows it) lists, each with a prefix and S3's KeyMarker:
 
-- the manifests from ``T`` on and the checkpoints past ``T`` (names are zero-padded
-  numbers, so "after the marker" is "newer");
+- the manifests from ``T`` on, and from the oldest one the verifier read (the one before
+  ``T``, the batches since the last batch index file, earlier batches of the hours
+  checked), and the checkpoints likewise (names are zero-padded numbers, so "after the
+  marker" is "newer");
 - the intents (``ledger/staged/``) of batches from ``T`` on;
 - the lake partitions (hours) of the batches from ``T`` on, whole (a stray object there is
   named as unreferenced);
 - the hash tiles and batch index files past ``T`` (a tile or an index file of the first
   ``T`` batches was complete at ``T``);
-- every other object the verifier read or a manifest it read references (the manifest
-  before ``T``, earlier batches of the hours checked, tiles a proof used), one listing of
-  its key each.
+- every other object the verifier read (tiles and index files of the first ``T`` batches
+  that a proof of the log used), one listing of its key each.
 
-What it trusts: the objects of the first ``T`` batches, and anything that sorts before
-those markers or sits in another hour, are as the last full verification found them.
-Their locked versions cannot change through S3, but a version added over one of them, a
-delete marker, a rewrite behind S3's back or a stray object in an old hour is found by the
-next full verification, not this one. When the verifier read more than a few objects
-outside those bounds (it fell back to reading every manifest) the audit is the full one.
+Every object listed is audited (pinned version, retention, checksum); every object the
+verifier read or a new manifest references must be listed. What it trusts: the objects of
+the first ``T`` batches it did not read, and anything that sorts before those markers or
+sits in another hour, are as the last full verification found them. Their locked versions
+cannot change through S3, but a version added over one of them, a delete marker, a
+rewrite behind S3's back or a stray object in an old hour is found by the next full
+verification, not this one.
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from audit_pipeline.ledger.batch_index import INDEX, index_path
 from audit_pipeline.ledger.layout import (
+    CHECKPOINT_SUFFIX,
     CHECKPOINTS,
+    MANIFEST_SUFFIX,
     MANIFESTS,
     batch_data_dir,
     checkpoint_path,
     manifest_path,
+    parse_numbered_name,
 )
 from audit_pipeline.ledger.manifest import SignedManifest, source_name
 from audit_pipeline.ledger.object_ledger import STAGED
@@ -43,26 +48,25 @@ from audit_pipeline.ledger.storage import ObjectStore, ObjectVersion
 from audit_pipeline.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TILES, parse_tile_path, tile_path
 from audit_pipeline.ledger.version_audit import AUDIT_JOBS
 
-# objects read outside the bounds beyond which one listing per key costs more than the
-# full audit's listing does
-MAX_SINGLE_LISTINGS = 64
-
 
 def versions_after(
     store: ObjectStore,
     trusted_size: int,
     size: int,
     new: Iterable[SignedManifest],
-    also: Iterable[str],
+    read: Iterable[str],
     audited: tuple[str, ...],
-) -> list[ObjectVersion] | None:
+) -> list[ObjectVersion]:
     """versions_after lists the versions an incremental audit from ``trusted_size`` covers
-    (see above): ``new`` are the manifests from ``trusted_size`` on, ``also`` the keys
-    read or referenced outside the bounds, ``audited`` the prefixes a key must be under to
-    be audited at all. None: too many keys outside the bounds (audit everything)."""
+    (see above): ``new`` are the manifests from ``trusted_size`` on, ``read`` the keys the
+    verifier read, ``audited`` the prefixes a key must be under to be audited at all."""
+    read = set(read)
+    manifests = min(_numbers(read, MANIFESTS, MANIFEST_SUFFIX), default=trusted_size)
+    checkpoints = min(_numbers(read, CHECKPOINTS, CHECKPOINT_SUFFIX), default=trusted_size + 1)
+    checkpoints = min(checkpoints, trusted_size + 1)
     listings: list[tuple[str, str | None]] = [
-        (f"{MANIFESTS}/", manifest_path(trusted_size - 1) if trusted_size else None),
-        (f"{CHECKPOINTS}/", checkpoint_path(trusted_size)),
+        (f"{MANIFESTS}/", manifest_path(manifests - 1) if manifests > 0 else None),
+        (f"{CHECKPOINTS}/", checkpoint_path(checkpoints - 1) if checkpoints > 0 else None),
         (f"{STAGED}/", f"{STAGED}/{trusted_size:08d}"),
         (f"{INDEX}/", _last_old_index(trusted_size)),
     ]
@@ -73,11 +77,20 @@ def versions_after(
         found = [v for part in pool.map(lambda a: store.list_versions(*a), listings) for v in part]
         found = [v for v in found if _past(v.key, trusted_size)]
         seen = {v.key for v in found}
-        single = sorted({k for k in also if k not in seen and k.startswith(audited)})
-        if len(single) > MAX_SINGLE_LISTINGS:
-            return None
+        single = sorted(k for k in read if k not in seen and k.startswith(audited))
         for part in pool.map(lambda key: _versions_of(store, key), single):
             found += part
+    return found
+
+
+def _numbers(keys: Iterable[str], folder: str, suffix: str) -> list[int]:
+    """_numbers are the numbers of the canonically named keys of ``folder`` among ``keys``."""
+    found = []
+    for key in keys:
+        parent, _, name = key.rpartition("/")
+        number = parse_numbered_name(name, suffix) if parent == folder else None
+        if number is not None:
+            found.append(number)
     return found
 
 

@@ -92,10 +92,10 @@ def verify_object_store(
     with S3DataDirectory(store) as files:
         report = verify_ledger(where, file_format=file_format, storage=files, **options)
         listed = _listed(store, files, report)
-        full = listed is None
+        after = None if listed is None else report.incremental_from
         if listed is None:
             listed = [v for prefix in AUDITED_PREFIXES for v in store.list_versions(prefix)]
-        pins, unlisted = ledger_pins(files, listed)
+        pins, unlisted = ledger_pins(files, listed, after)
         found = audit_versions(
             store,
             pins,
@@ -111,7 +111,6 @@ def verify_object_store(
         ]
         keyring = options.get("keyring") or _own_keyring(files)
         leftovers = uncommitted_leftovers(files, report, keyring)
-        after = None if full else report.incremental_from
         facts = _facts(settings, lock, len(pins), len(listed), after)
         report = with_version_findings(report, found, facts, leftovers)
         if report.intact and report.root_hash is not None and report.checkpoint is None:
@@ -175,15 +174,13 @@ def _listed(
     store: S3ObjectStore, files: S3DataDirectory, report: VerifyReport
 ) -> list[ObjectVersion] | None:
     """_listed lists what an incremental verification's audit covers (None: everything,
-    for a full verification or one that read every manifest; see :mod:`.audit_scope`)."""
+    for a full verification; see :mod:`.audit_scope`)."""
     trusted = report.incremental_from
     if trusted is None:
         return None
-    manifests = _read_manifests(files)
-    new = [m for m in manifests if m.sequence >= trusted]
-    referenced = [m.manifest.data.path for m in manifests if m.manifest.data is not None]
-    also = [*files.read_versions, *referenced]
-    return versions_after(store, trusted, report.tree_size, new, also, AUDITED_PREFIXES)
+    new = [m for m in _read_manifests(files) if m.sequence >= trusted]
+    read = list(files.read_versions)
+    return versions_after(store, trusted, report.tree_size, new, read, AUDITED_PREFIXES)
 
 
 def _read_manifests(files: S3DataDirectory) -> list[SignedManifest]:
@@ -229,11 +226,13 @@ def _own_keyring(files: S3DataDirectory) -> Keyring:
 
 
 def ledger_pins(
-    files: S3DataDirectory, listed: Iterable[ObjectVersion]
+    files: S3DataDirectory, listed: Iterable[ObjectVersion], after: int | None = None
 ) -> tuple[list[Pin], list[str]]:
-    """ledger_pins pins every manifest, checkpoint and referenced data file (see above);
-    it also returns the keys a manifest references or the verifier read that have no
-    version at all (their locked version vanished behind S3's back)."""
+    """ledger_pins pins every manifest, checkpoint and referenced data file listed (see
+    above); it also returns the keys a manifest references or the verifier read that have
+    no version at all (their locked version vanished behind S3's back). ``after``: the
+    listing is an incremental one from that batch on, and the references that count are
+    those of the manifests from there on."""
     first: dict[str, ObjectVersion] = {}
     for entry in sorted(listed, key=_age):
         if not entry.is_delete_marker:
@@ -241,10 +240,13 @@ def ledger_pins(
     pins: list[Pin] = []
     referenced: dict[str, Any] = {}
     pinned_ids: dict[str, str] = {}
+    must_list: set[str] = set()
     for signed in _read_manifests(files):
         manifest = signed.manifest
         if manifest.data is not None:
             referenced[manifest.data.path] = manifest.data
+            if after is None or signed.sequence >= after:
+                must_list.add(manifest.data.path)
             if manifest.data_version_id is not None:
                 pinned_ids[manifest.data.path] = manifest.data_version_id
     for key, entry in sorted(first.items()):
@@ -254,7 +256,7 @@ def ledger_pins(
             pins.append(Pin(key, version_id, data.sha256, data.size))
         elif _is_ledger_record(key):
             pins.append(_record_pin(files, key, entry))
-    expected = set(referenced) | {k for k in files.read_versions if _is_ledger_record(k)}
+    expected = must_list | {k for k in files.read_versions if _is_ledger_record(k)}
     return pins, sorted(expected - first.keys())
 
 
