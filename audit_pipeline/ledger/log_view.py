@@ -176,6 +176,13 @@ def read_log(
             found = raws[seq] = files.read(manifest_path(seq))
         return found
 
+    def raw_range(lo: int, hi: int) -> list[bytes]:
+        """The manifests ``lo .. hi - 1`` (those not read yet in one read_all: an object
+        store reads them concurrently)."""
+        missing = [s for s in range(lo, hi) if s not in raws]
+        raws.update(zip(missing, files.read_all([manifest_path(s) for s in missing]), strict=True))
+        return [raws[s] for s in range(lo, hi)]
+
     def read_tile(rel: str) -> bytes | None:
         try:
             return files.read(rel)
@@ -187,7 +194,7 @@ def read_log(
         size,
         full,
         read_tile if use_tiles else _no_tile,
-        lambda lo, hi: [merkle.leaf_hash(raw(s)) for s in range(lo, hi)],
+        lambda lo, hi: [merkle.leaf_hash(r) for r in raw_range(lo, hi)],
     )
     if checkpoint is not None and hashes.root(signed_size) != checkpoint.root_hash:
         raise TileMismatch(f"the log's hashes do not give the checkpoint of {signed_size}")

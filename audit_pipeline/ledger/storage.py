@@ -111,8 +111,9 @@ class ObjectStore(Protocol):
         """list_keys returns the sorted keys with a current version under ``prefix``."""
         ...
 
-    def list_versions(self, prefix: str) -> list[ObjectVersion]:
-        """list_versions returns every version and delete marker under ``prefix``."""
+    def list_versions(self, prefix: str, after: str | None = None) -> list[ObjectVersion]:
+        """list_versions returns every version and delete marker under ``prefix`` (with
+        ``after``: of the keys that sort after it)."""
         ...
 
 

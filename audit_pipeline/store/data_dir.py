@@ -22,6 +22,7 @@ import hashlib
 import os
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +31,9 @@ from audit_pipeline.ledger.layout import CHECKPOINTS, MANIFESTS
 from audit_pipeline.ledger.object_ledger import STAGED
 from audit_pipeline.ledger.storage import ObjectNotFoundError, StoredObject
 from audit_pipeline.store.s3 import S3ObjectStore
+
+# concurrent GETs of one read_all (a boto3 client is thread-safe; its pool holds 10)
+READ_JOBS = 8
 
 _KEPT = (f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/")
 
@@ -106,7 +110,12 @@ class S3DataDirectory:
         return data
 
     def read_all(self, rels: list[str]) -> list[bytes]:
-        return [self.read(rel) for rel in rels]
+        """read_all reads many objects (the manifests after the log's last whole tile) a few
+        GETs at a time: each is a round trip; FileNotFoundError names the first missing."""
+        if len(rels) < 2:
+            return [self.read(rel) for rel in rels]
+        with ThreadPoolExecutor(max_workers=READ_JOBS) as pool:
+            return list(pool.map(self.read, rels))
 
     def list_dir(self, rel: str) -> list[str]:
         """list_dir names the entries right under ``rel`` (keys, or the next key segment)."""

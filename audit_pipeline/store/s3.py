@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError
+from botocore.utils import parse_timestamp
 
 from audit_pipeline.errors import ConfigurationError
 from audit_pipeline.ledger.storage import (
@@ -58,7 +60,9 @@ def s3_client(settings: S3Settings) -> Any:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return boto3.session.Session().client(
+    core = botocore.session.Session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
+    return boto3.session.Session(botocore_session=core).client(
         "s3",
         endpoint_url=settings.endpoint_url,
         region_name=settings.region,
@@ -66,6 +70,17 @@ def s3_client(settings: S3Settings) -> Any:
         aws_secret_access_key=settings.secret_access_key,
         config=config,
     )
+
+
+def _timestamp(value: str) -> datetime:
+    """_timestamp reads the ISO 8601 times of S3's XML without dateutil (botocore's default,
+    most of the time of a year's version listing); other spellings (the HTTP dates of a
+    HEAD) go to botocore's own parser."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return parse_timestamp(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def sha256_hex_from_b64(value: str | None) -> str | None:
@@ -233,22 +248,27 @@ class S3ObjectStore:
             keys.extend(self.location.rel(item["Key"]) for item in page.get("Contents", ()))
         return sorted(keys)
 
-    def list_versions(self, prefix: str) -> list[ObjectVersion]:
+    def list_versions(self, prefix: str, after: str | None = None) -> list[ObjectVersion]:
+        """list_versions lists every version under ``prefix``; with ``after``, only those of
+        keys that sort after it (S3's KeyMarker: the listing starts there)."""
         found = []
-        for page in self._pages("list_object_versions", prefix):
+        marker = {} if after is None else {"KeyMarker": self.location.key(after)}
+        for page in self._pages("list_object_versions", prefix, **marker):
             for item in page.get("Versions", ()):
                 found.append(self._version(item, delete_marker=False))
             for item in page.get("DeleteMarkers", ()):
                 found.append(self._version(item, delete_marker=True))
+        if after is not None:  # a store that ignored the marker lists no more for it
+            found = [v for v in found if v.key > after]
         return sorted(found, key=lambda v: (v.key, v.version_id))
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _pages(self, operation: str, prefix: str):
+    def _pages(self, operation: str, prefix: str, **options: str):
         full = self.location.key(prefix)
         try:
             paginator = self.client.get_paginator(operation)
-            yield from paginator.paginate(Bucket=self.location.bucket, Prefix=full)
+            yield from paginator.paginate(Bucket=self.location.bucket, Prefix=full, **options)
         except (ClientError, BotoCoreError) as exc:
             raise self._error(operation, full, exc) from None
 

@@ -66,11 +66,11 @@ class MemoryStore:
     def list_keys(self, prefix: str) -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix))
 
-    def list_versions(self, prefix: str) -> list[ObjectVersion]:
+    def list_versions(self, prefix: str, after: str | None = None) -> list[ObjectVersion]:
         return [
             ObjectVersion(k, v, True, False, len(d), None)
             for k, (v, d) in sorted(self.objects.items())
-            if k.startswith(prefix)
+            if k.startswith(prefix) and (after is None or k > after)
         ]
 
 

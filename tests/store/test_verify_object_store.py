@@ -18,8 +18,10 @@ from botocore.exceptions import ClientError
 
 from audit_pipeline.cli import main
 from audit_pipeline.ledger import Ledger
-from audit_pipeline.ledger.layout import KEYRING, LocalStorage, manifest_path
+from audit_pipeline.ledger.batch_index import INDEX, index_path
+from audit_pipeline.ledger.layout import KEYRING, LocalStorage, checkpoint_path, manifest_path
 from audit_pipeline.ledger.storage import ObjectExistsError
+from audit_pipeline.ledger.tiles import TILE_WIDTH, TILES, tile_path
 from audit_pipeline.store.s3 import S3ObjectStore
 from audit_pipeline.store.seaweedfs import SeaweedServer
 from tests.cli.test_verify_history_prove import commit_hour
@@ -28,15 +30,19 @@ from tests.store.conftest import REGION, pipeline_client, settings_for
 pytestmark = pytest.mark.e2e
 
 
-def upload(ledger: Ledger, store: S3ObjectStore) -> list[str]:
-    """upload copies a local ledger into the store, data before the records naming it."""
+def upload(ledger: Ledger, store: S3ObjectStore, skip: set[str] | None = None) -> list[str]:
+    """upload copies a local ledger into the store, data before the records naming it
+    (but the keys in ``skip``, copied before)."""
     local = LocalStorage(ledger.data_dir)
     keys = [
         *local.walk_files("lake"),
         *local.walk_files("ledger/manifests"),
         *local.walk_files("ledger/checkpoints"),
+        *local.walk_files(TILES),
+        *local.walk_files(INDEX),
         KEYRING,
     ]
+    keys = [k for k in keys if k not in (skip or ())]
     for rel in keys:
         store.put_new(rel, local.read(rel))
     return keys
@@ -163,6 +169,67 @@ def test_a_locked_version_rewritten_behind_s3_is_caught(
         "size_mismatch": {target},
         "unreadable_data_file": {target},
         "pinned_version_missing": {target},
+    }
+
+
+def test_tiles_and_index_files_are_audited_like_manifests(
+    capsys, s3_env, seaweed, data_url, ledger, store
+) -> None:
+    for hour in range(TILE_WIDTH + 1):
+        commit_hour(ledger, hour, n=1)
+    keys = upload(ledger, store)
+    tile, upper, index = tile_path(0, 0), tile_path(1, 0, 1), index_path(0)
+    assert {tile, upper, index} <= set(keys)
+    code, doc, err = verify(capsys, data_url)
+    assert code == 0, err
+    batches = TILE_WIDTH + 1  # a data file, a manifest and a checkpoint each
+    assert doc["object_store"]["objects_pinned"] == 3 * batches + 3
+    # the same bytes again over the index key: only the version audit can see it
+    _filer_put(seaweed, store, index, store.get(index))
+    version = store.head(tile).version_id
+    _filer_put(seaweed, store, f"{tile}.versions/v_{version}", b"rewritten under the lock")
+    code, doc, err = verify(capsys, data_url)
+    assert code == 1, err
+    found = codes(doc)
+    assert found.pop("extra_version") == {index}
+    assert tile in found.pop("pinned_version_missing")
+    assert found.pop("log_tile_mismatch") == {tile}
+    assert set(found) <= {"unexpected_file"}, found  # what readers get of a rewritten tile
+
+
+def test_an_incremental_verify_audits_what_follows_its_trusted_checkpoint(
+    capsys, s3_env, seaweed, data_url, ledger, store, tmp_path
+) -> None:
+    for hour in range(TILE_WIDTH + 1):
+        commit_hour(ledger, hour, n=1)
+    old = upload(ledger, store)
+    trusted = tmp_path / "trusted.checkpoint"
+    trusted.write_bytes(store.get(checkpoint_path(TILE_WIDTH + 1)))
+    for hour in range(TILE_WIDTH + 1, TILE_WIDTH + 3):
+        commit_hour(ledger, hour, n=1)
+    new = [k for k in upload(ledger, store, skip=set(old)) if k.startswith("lake/")]
+    incremental = ("--incremental", "--trusted-checkpoint", str(trusted))
+    code, doc, err = verify(capsys, data_url, *incremental)
+    assert code == 0, err
+    facts = doc["object_store"]
+    assert facts["audit_from"] == TILE_WIDTH + 1 and "batch 257 on" in err
+    # two batches (data, manifest, checkpoint each), the manifest before them and the
+    # tiles the verifier read: not the history's 800 objects
+    assert facts["objects_pinned"] < 20, facts
+    # in the new hours: a stray object, a version over a data object; in an old hour a
+    # version over a data object, which only the full verification lists
+    stray = new[0].rsplit("/", 1)[0] + "/00009999-hour.parquet"
+    store.put_new(stray, b"not part of the ledger")
+    _filer_put(seaweed, store, new[1], store.get(new[1]))
+    _filer_put(seaweed, store, data_key(old, 3), store.get(data_key(old, 3)))
+    code, doc, err = verify(capsys, data_url, *incremental)
+    assert code == 1, err
+    assert codes(doc) == {"unreferenced_file": {stray}, "extra_version": {new[1]}}
+    code, doc, err = verify(capsys, data_url)
+    assert code == 1 and doc["object_store"]["audit_from"] is None, err
+    assert codes(doc) == {
+        "unreferenced_file": {stray},
+        "extra_version": {new[1], data_key(old, 3)},
     }
 
 
