@@ -32,19 +32,21 @@ INGEST_PARTS = (
     ("  hash the file (ledger)", ("file_digest",)),
 )
 INCREMENTAL_PARTS = (
-    ("read + strictly parse every manifest", ("_Run._read_manifests",)),
-    ("walk the whole lake for unreferenced files", ("_Run._check_unreferenced",)),
-    ("roots of every log prefix", ("PrefixRoots.__init__",)),
-    ("check the new data files", ("_check_data_file",)),
+    ("the log from tiles and the new manifests (LogView)", ("read_log",)),
+    ("batches of each hour from the signed index", ("LogView.refs",)),
+    ("list the manifest names (gaps)", ("count_numbered",)),
+    ("lake partitions of the hours checked", ("_Run._check_unreferenced",)),
+    ("coverage of every hour", ("_Run._check_coverage",)),
+    ("check the new data files", ("check_data_file",)),
 )
 COMMIT_PARTS = (
-    ("check the newest checkpoint against the whole chain", ("Ledger._checked_tip",)),
-    ("list and load the chain", ("Ledger._load_chain",)),
+    ("the log from tiles and the newest manifests (LogView)", ("read_log",)),
+    ("count the manifests (a listing)", ("Ledger._manifest_count",)),
     ("write, read back and check the data file", ("Ledger._publish_data",)),
 )
 PROVE_PARTS = (
-    ("read every manifest to hash the log", ("_manifest_bytes",)),
-    ("log leaf hashes, root and inclusion path", ("leaf_hash", "root_hash", "prove_inclusion")),
+    ("log hashes from tiles, checked against the signed root", ("_log_hashes",)),
+    ("inclusion path in the log", ("prove_inclusion",)),
     ("find the event in its batch", ("_find_event",)),
 )
 VERIFY_PARTS = (
