@@ -51,11 +51,8 @@ def test_a_failed_check_posts_the_hour_the_check_and_the_run_link(
     pipeline_factory, notifier, notifier_server
 ):
     pipeline = pipeline_factory(notifier=notifier)
-    assert pipeline.sync(0, 1, 2).success
-    # in the partition of the hour the run commits: the hourly (incremental) verification
-    # walks the hours it checks; a stray file in an older hour is a full verification's
-    injected = pipeline.data_dir / "lake" / "date=2026-11-20" / "hour=03" / "extra.parquet"
-    injected.parent.mkdir(parents=True, exist_ok=True)
+    assert pipeline.sync(0, 1, 2, 3).success
+    injected = pipeline.data_dir / "lake" / "date=2026-11-20" / "hour=02" / "extra.parquet"
     injected.write_bytes(b"PAR1 not really")
 
     outcome = pipeline.sync(3)
@@ -72,7 +69,7 @@ def test_a_failed_check_posts_the_hour_the_check_and_the_run_link(
     assert "ledger_has_no_unreferenced_files" in text
     assert f"{WEBSERVER}/runs/{outcome.run_id}" in text
     block = post["blocks"][0]["text"]["text"]
-    assert "lake/date=2026-11-20/hour=03/extra.parquet" in block
+    assert "lake/date=2026-11-20/hour=02/extra.parquet" in block
     assert f"<{WEBSERVER}/runs/{outcome.run_id}|View run" in block
 
 
