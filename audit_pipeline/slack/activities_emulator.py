@@ -26,6 +26,7 @@ import json
 import os
 import random
 import re
+from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -162,6 +163,8 @@ class ActivitiesEndpoint:
         self.hours: dict[int, list[_Activity]] = {}
         self.generated: set[int] = set()
         self.first_read: dict[int, float] = {}
+        # Hours whose list is in (created, number) order; an insert may break the order.
+        self.ordered: set[int] = set()
         self.numbers = 0
         self.cursors = _ActivityCursors()
         self.limiter = (
@@ -204,6 +207,16 @@ class ActivitiesEndpoint:
         self.numbers += 1
         hour = created // MICROS // HOUR * HOUR
         self.hours.setdefault(hour, []).append(_Activity(created, self.numbers, blob, fields, late))
+        self.ordered.discard(hour)
+
+    def _in_order(self, hour: int) -> list[_Activity]:
+        """The hour's activities oldest first, sorted once after the last insert, so that a
+        page costs what it returns rather than a scan of the whole hour."""
+        items = self.hours[hour]
+        if hour not in self.ordered:
+            items.sort(key=_position)
+            self.ordered.add(hour)
+        return items
 
     def _generate(self, hour: int) -> None:
         if hour in self.generated or not self.config.workflow_runs_per_hour:
@@ -324,20 +337,28 @@ class ActivitiesEndpoint:
         if commit:
             for hour in hours:  # late arrivals count from the first read of their hour
                 self.first_read.setdefault(hour, now)
-        candidates = [
-            a
-            for hour in hours
-            for a in self.hours[hour]
-            if lo <= a.created <= hi and self._visible(a, hour, now) and _matches(a, args)
-        ]
-        candidates.sort(key=lambda a: (a.created, a.number), reverse=direction == "desc")
-        if position is not None:
-            if direction == "desc":
-                candidates = [a for a in candidates if (a.created, a.number) < position]
-            else:
-                candidates = [a for a in candidates if (a.created, a.number) > position]
+        descending = direction == "desc"
         limit = args.get("limit", DEFAULT_LIMIT)
-        page, more = candidates[:limit], len(candidates) > limit
+        page: list[_Activity] = []
+        for hour in sorted(hours, reverse=descending):
+            items = self._in_order(hour)
+            if descending:
+                end = (
+                    len(items) if position is None else bisect_left(items, position, key=_position)
+                )
+                walk = (items[i] for i in range(end - 1, -1, -1))
+            else:
+                start = 0 if position is None else bisect_right(items, position, key=_position)
+                walk = (items[i] for i in range(start, len(items)))
+            for a in walk:
+                if lo <= a.created <= hi and self._visible(a, hour, now) and _matches(a, args):
+                    page.append(a)
+                    if len(page) > limit:
+                        break
+            if len(page) > limit:
+                break
+        more = len(page) > limit
+        page = page[:limit]
         next_cursor = ""
         if more:
             tail = page[-1]
@@ -455,6 +476,10 @@ def _parse_args(query: str, body: bytes) -> dict[str, Any]:
     if args.get("min_date_created", 0) > args.get("max_date_created", 1 << 62):
         raise _BadArguments("min_date_created is after max_date_created")
     return args
+
+
+def _position(activity: _Activity) -> tuple[int, int]:
+    return activity.created, activity.number
 
 
 def _matches(activity: _Activity, args: dict[str, Any]) -> bool:
