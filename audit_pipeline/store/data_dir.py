@@ -117,10 +117,12 @@ class S3DataDirectory:
         with ThreadPoolExecutor(max_workers=READ_JOBS) as pool:
             return list(pool.map(self.read, rels))
 
-    def list_dir(self, rel: str) -> list[str]:
-        """list_dir names the entries right under ``rel`` (keys, or the next key segment)."""
+    def list_dir(self, rel: str, after: str | None = None) -> list[str]:
+        """list_dir names the entries right under ``rel`` (keys, or the next key segment);
+        with ``after`` (a name under ``rel``), only those that sort after it, so that a
+        verifier from a trusted checkpoint lists what follows it, not the whole history."""
         head = _clean(rel) + "/"
-        return sorted({key[len(head) :].split("/")[0] for key in self.store.list_keys(head)})
+        return self.store.list_children(head, None if after is None else head + after)
 
     def walk_files(self, rel: str, linked_dirs: list[str] | None = None) -> list[str]:
         return self.store.list_keys(_clean(rel) + "/")

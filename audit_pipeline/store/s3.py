@@ -264,6 +264,22 @@ class S3ObjectStore:
             keys.extend(self.location.rel(item["Key"]) for item in page.get("Contents", ()))
         return sorted(keys)
 
+    def list_children(self, prefix: str, after: str | None = None) -> list[str]:
+        """list_children names what lies right under ``prefix`` (a folder, ending in
+        ``/``): its keys' next segments, one listing of S3's common prefixes rather than
+        every key below; with ``after`` (a key), only names that sort after it
+        (StartAfter: the listing starts there)."""
+        names = set()
+        marker = {} if after is None else {"StartAfter": self.location.key(after)}
+        for page in self._pages("list_objects_v2", prefix, Delimiter="/", **marker):
+            for item in page.get("Contents", ()):
+                names.add(self.location.rel(item["Key"])[len(prefix) :])
+            for item in page.get("CommonPrefixes", ()):
+                names.add(self.location.rel(item["Prefix"])[len(prefix) :].rstrip("/"))
+        if after is not None:  # a store that ignored the marker lists no more for it
+            names = {n for n in names if prefix + n > after}
+        return sorted(names)
+
     def list_versions(self, prefix: str, after: str | None = None) -> list[ObjectVersion]:
         """list_versions lists every version under ``prefix``; with ``after``, only those of
         keys that sort after it (S3's KeyMarker: the listing starts there)."""
