@@ -92,11 +92,17 @@ class S3DataDirectory:
     # -- LedgerFiles ----------------------------------------------------------------------
 
     def exists(self, rel: str) -> bool:
-        return self.store.exists(_clean(rel))
+        rel = _clean(rel)
+        return rel in self.ledger_bytes or self.store.exists(rel)
 
     def read(self, rel: str) -> bytes:
-        """read returns the current version's bytes (FileNotFoundError if there is none)."""
+        """read returns the current version's bytes (FileNotFoundError if there is none); a
+        manifest, checkpoint or intent (each written once) read before in this run is not
+        fetched again: the bytes of the version read then are returned."""
         rel = _clean(rel)
+        kept = self.ledger_bytes.get(rel)
+        if kept is not None:
+            return kept
         try:
             data, stored = self.store.get_described(rel)
         except ObjectNotFoundError:
