@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from audit_pipeline.ledger.layout import CHECKPOINTS, MANIFESTS
+from audit_pipeline.ledger.layout import CHECKPOINTS, KEYRING, MANIFESTS
 from audit_pipeline.ledger.object_ledger import STAGED
 from audit_pipeline.ledger.storage import ObjectNotFoundError, StoredObject
 from audit_pipeline.store.s3 import S3ObjectStore
@@ -35,7 +35,7 @@ from audit_pipeline.store.s3 import S3ObjectStore
 # concurrent GETs of one read_all (a boto3 client is thread-safe; its pool holds 10)
 READ_JOBS = 8
 
-_KEPT = (f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/")
+_KEPT = (f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/", KEYRING)
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class S3DataDirectory:
         self._owned: tempfile.TemporaryDirectory | None = None
         self._cache_dir = None if cache_dir is None else Path(cache_dir)
         self.read_versions: dict[str, ReadVersion] = {}
-        self.ledger_bytes: dict[str, bytes] = {}  # manifests and checkpoints, as read
+        self.ledger_bytes: dict[str, bytes] = {}  # manifests, checkpoints, intents, keyring
         self._lock = threading.Lock()
 
     def __enter__(self) -> S3DataDirectory:
@@ -97,8 +97,8 @@ class S3DataDirectory:
 
     def read(self, rel: str) -> bytes:
         """read returns the current version's bytes (FileNotFoundError if there is none); a
-        manifest, checkpoint or intent (each written once) read before in this run is not
-        fetched again: the bytes of the version read then are returned."""
+        manifest, checkpoint, intent or the keyring (each written once) read before in this
+        run is not fetched again: the bytes of the version read then are returned."""
         rel = _clean(rel)
         kept = self.ledger_bytes.get(rel)
         if kept is not None:
