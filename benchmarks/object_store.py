@@ -243,22 +243,25 @@ def _year(
         )
         _intact(report, "the local year")
         local_samples.append(seconds)
-    # once: it is the slow side by far, and at a full year one run takes minutes
-    s3_s, report = timed(
-        lambda: verify_object_store(
-            settings, file_format=PARQUET_FORMAT, trusted_checkpoint=trusted, incremental=True
+    s3_samples = []
+    for _ in range(sizes.verify_repeats):
+        seconds, report = timed(
+            lambda: verify_object_store(
+                settings, file_format=PARQUET_FORMAT, trusted_checkpoint=trusted, incremental=True
+            )
         )
-    )
-    _intact(report, "the year in the bucket")
-    local_s = min(local_samples)
+        _intact(report, "the year in the bucket")
+        s3_samples.append(seconds)
+    s3_s, local_s = min(s3_samples), min(local_samples)
     ratio = s3_s / local_s
     section.check(
         "incremental verify, a year on the object store / local",
         f"{ratio:.2f}x",
         ratio <= 2.0,
         "<= 2x the local directory",
-        f"{hours:,} batches + 1: SeaweedFS {fmt_s(s3_s)} (one run), local {fmt_s(local_s)} "
-        f"(best of {sizes.verify_repeats}); the year put into the bucket as {objects:,} "
+        f"{hours:,} batches + 1: SeaweedFS {fmt_s(s3_s)}, local {fmt_s(local_s)} (best of "
+        f"{sizes.verify_repeats} each, in this process: botocore's session, built once per "
+        f"process, is already built); the year put into the bucket as {objects:,} "
         f"create-only, checksummed, retained objects ({COPY_THREADS} threads, "
         f"{fmt_s(copy_s)}), not synced; "
         "the extra hour committed on each side by the ledger itself",

@@ -154,6 +154,21 @@ def _refs(index: IndexFile) -> list[BatchRef]:
         raise TileMismatch(f"{index_path(index.start)} is malformed: {exc}") from exc
 
 
+def _read_present(files: LedgerFiles, starts: range) -> dict[int, bytes]:
+    """_read_present reads the index files of ``starts`` at once (an object store: a few
+    GETs at a time, not one round trip after another); those absent are left out."""
+    try:
+        return dict(zip(starts, files.read_all([index_path(s) for s in starts]), strict=True))
+    except (FileNotFoundError, LedgerError):
+        found = {}
+        for start in starts:
+            try:
+                found[start] = files.read(index_path(start))
+            except (FileNotFoundError, LedgerError):
+                continue
+        return found
+
+
 def read_log(
     files: LedgerFiles,
     size: int,
@@ -259,12 +274,13 @@ def read_log(
     indexed = []
     origin = checkpoint.origin if checkpoint is not None else None
     trusted_keys = keyring() if origin is not None and full else None
+    stored = {} if trusted_keys is None else _read_present(files, range(0, full, TILE_WIDTH))
     for start in range(0, full, TILE_WIDTH):
         found = None
-        if trusted_keys is not None and origin is not None:
+        if trusted_keys is not None and origin is not None and start in stored:
             try:
-                found = open_index(files.read(index_path(start)), trusted_keys, origin, start)
-            except (FileNotFoundError, LedgerError):
+                found = open_index(stored[start], trusted_keys, origin, start)
+            except LedgerError:
                 found = None
         if found is None:
             unindexed.append(start)

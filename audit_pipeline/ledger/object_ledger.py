@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from audit_pipeline.errors import ConfigurationError
-from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from audit_pipeline.ledger.commit import (
     CommitError,
@@ -64,6 +63,7 @@ from audit_pipeline.ledger.layout import (
     format_hour,
     manifest_path,
 )
+from audit_pipeline.ledger.log_view import LogView, TileMismatch
 from audit_pipeline.ledger.manifest import (
     AUDIT_LOGS_SOURCE,
     GENESIS_PREV,
@@ -163,11 +163,13 @@ class ObjectStoreLedger(Ledger):
     # -- reading ---------------------------------------------------------------------------
 
     def committed_event_ids(self, window_start: int, source: str = AUDIT_LOGS_SOURCE) -> set[str]:
-        return {r.event_id for r in self._window_records(self._load_chain(), window_start, source)}
+        batches = self._view().batches_of(window_start, source)
+        return {r.event_id for r in self._window_records(batches, window_start, source)}
 
     def window_leaves(self, window_start: int, source: str = AUDIT_LOGS_SOURCE) -> dict[str, bytes]:
         leaves: dict[str, bytes] = {}
-        for record in self._window_records(self._load_chain(), window_start, source):
+        batches = self._view().batches_of(window_start, source)
+        for record in self._window_records(batches, window_start, source):
             leaves.setdefault(record.event_id, record.leaf_hash)
         return leaves
 
@@ -226,17 +228,19 @@ class ObjectStoreLedger(Ledger):
             work = _Work(self, signer, Path(tmp), window_start, unique, write_data, source, run_id)
             try:
                 seq = commit_next(self.store, lambda n, head: work.build(n, head, name)).seq
-            except _Committed as done:
+                assert work.view is not None and work.signed is not None
+                grown = work.view.appended(work.signed)
+            except _Committed as done:  # rare: read as it stood when it was committed
                 seq = done.seq
+                grown = LogView.of_chain(self._load_chain()[: seq + 1])
             except _Nothing as nothing:
                 skipped = repeated + nothing.skipped
                 return CommitResult(None, None, 0, skipped, nothing.missing, None, None)
         self._step("manifest_written")
-        chain = self._load_chain()[: seq + 1]
-        self._write_tiles(chain)
-        checkpoint = self._write_checkpoint(signer, chain)
+        self._write_tiles(grown)
+        checkpoint = self._write_checkpoint(signer, grown)
         self._step("checkpoint_written")
-        signed = chain[seq]
+        signed = grown.manifest(seq)
         data = signed.manifest.data
         log.info(
             "committed batch %d (%s, %s): %d events",
@@ -268,20 +272,20 @@ class ObjectStoreLedger(Ledger):
     def _create_tile(self, rel: str, data: bytes) -> None:
         self.store.put_new(rel, data)
 
-    def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest]) -> bytes:
-        """_write_checkpoint signs the checkpoint for ``len(chain)`` (recorded in the signer
+    def _write_checkpoint(self, signer: Signer, chain: Sequence[SignedManifest] | LogView) -> bytes:
+        """_write_checkpoint signs the checkpoint for the log's size (recorded in the signer
         state first) and creates it; one another committer created first is kept if it
         verifies for the same tree."""
-        leaves = [m.leaf_hash for m in chain]
-        origin = chain[0].manifest.origin
+        view = chain if isinstance(chain, LogView) else LogView.of_chain(chain)
+        origin, size = self._origin(view), view.size
         state = None if self.signer_state is None else load_signer_state(self.signer_state)
         if self.signer_state is not None:
-            check_extension(state, origin, leaves)
-        root = merkle.root_hash(leaves)
-        signed = sign_checkpoint(Checkpoint(origin, len(chain), root), signer)
-        if self.signer_state is not None and (state is None or state.size < len(chain)):
+            check_extension(state, origin, view.hashes)
+        root = view.hashes.root()
+        signed = sign_checkpoint(Checkpoint(origin, size, root), signer)
+        if self.signer_state is not None and (state is None or state.size < size):
             record_signed(self.signer_state, state, signed, now=int(self.clock()), step=self._step)
-        rel = checkpoint_path(len(chain))
+        rel = checkpoint_path(size)
         try:
             self.store.put_new(rel, signed)
             return signed
@@ -291,20 +295,20 @@ class ObjectStoreLedger(Ledger):
             cp, _ = open_checkpoint(existing, self._keyring().verifiers())
         except LedgerError as exc:
             raise LedgerStateError(f"{rel} exists and does not verify: {exc}") from exc
-        if (cp.origin, cp.tree_size, cp.root_hash) != (origin, len(chain), root):
+        if (cp.origin, cp.tree_size, cp.root_hash) != (origin, size, root):
             raise LedgerStateError(f"{rel} exists for another log or tree")
         return existing
 
     def _intent_for(
-        self, key: str, chain: Sequence[SignedManifest], seq: int, data: DataFile
+        self, key: str, last: SignedManifest | None, seq: int, data: DataFile
     ) -> SignedManifest | None:
         """_intent_for returns the intent at ``key`` if it is manifest ``seq`` on top of
-        ``chain`` for exactly ``data``, signed by a key trusted there (else None)."""
+        ``last`` for exactly ``data``, signed by a key trusted there (else None)."""
         try:
             signed = parse_manifest(self.store.get(key))
         except (LedgerError, ObjectNotFoundError):
             return None
-        prev = chain[-1].sha256 if chain else GENESIS_PREV
+        prev = last.sha256 if last else GENESIS_PREV
         m = signed.manifest
         if m.sequence != seq or m.prev_manifest_sha256 != prev or m.data != data:
             return None
@@ -334,7 +338,7 @@ class ObjectStoreLedger(Ledger):
         except MalformedError as exc:
             raise CommitError(f"cannot sign manifest {manifest.sequence}: {exc}") from exc
 
-    def _roll_forward(self, chain: Sequence[SignedManifest], seq: int, rel: str) -> bool:
+    def _roll_forward(self, last: SignedManifest | None, seq: int, rel: str) -> bool:
         """_roll_forward commits the crashed commit whose intent names ``rel`` at ``seq``,
         when the data object there is exactly the one the intent describes; False when no
         trusted intent describes it (other intents for ``seq``, such as this committer's
@@ -347,7 +351,7 @@ class ObjectStoreLedger(Ledger):
         if stored is None or raw is None:
             return False
         digest = hashlib.sha256(raw).hexdigest()
-        prev = chain[-1].sha256 if chain else GENESIS_PREV
+        prev = last.sha256 if last else GENESIS_PREV
         keyring = self._keyring()
         for key in self.store.list_keys(f"{STAGED}/{seq:08d}-"):
             try:
@@ -402,35 +406,52 @@ class _Work:
         self.window_start, self.unique, self.write_data = window_start, unique, write_data
         self.source, self.run_id = source, run_id
         self.staged: _Staged | None = None
+        self.view: LogView | None = None  # the log the manifest last offered extends
+        self.tip: tuple[int, bytes] | None = None  # its newest checkpoint
+        self.signed: SignedManifest | None = None  # that manifest
         self.last: tuple[int, Manifest] | None = None  # the manifest last offered
         self.skipped = 0
         self.missing: tuple[str, ...] = ()
 
-    def build(self, seq: int, head: Head | None, name: str) -> bytes:
+    def _read(self, seq: int) -> LogView:
+        """_read is the log of ``seq`` manifests read flat (:mod:`.log_view`), checked
+        against this signer's state and the newest checkpoint; a tile off the signed root
+        is set aside for the manifests, as a local commit does."""
         ledger = self.ledger
-        chain = ledger._load_chain()
-        if len(chain) != seq:
-            raise ObjectExistsError(f"the head moved past {seq - 1} while it was read")
-        last = self.last
-        if last is not None and last[0] < seq and same_batch(chain[last[0]].manifest, last[1]):
-            raise _Committed(last[0])
-        ledger._check_signer_state(chain)
         try:
-            tip = ledger._checked_tip(chain)
+            view = ledger._view()
+            if view.size != seq:
+                raise ObjectExistsError(f"the head moved past {seq - 1} while it was read")
+            try:
+                ledger._check_signer_state(view)
+            except TileMismatch as exc:
+                log.warning("%s: reading every manifest instead (run 'verify')", exc)
+                view = ledger._view(use_tiles=False)
+                ledger._check_signer_state(view)
+            self.tip = ledger._checked_tip(view)
         except LedgerStateError:
-            # a checkpoint past the chain read a moment ago: another commit landed in
+            # a checkpoint past the log read a moment ago: another commit landed in
             # between (a rebase), unless the manifests are really gone (truncation)
-            if len(ledger._load_chain()) > seq:
+            if ledger._manifest_count() > seq:
                 raise ObjectExistsError(f"the head moved past {seq - 1}") from None
             raise
-        if chain and (tip is None or tip[0] < len(chain)):
-            ledger._write_tiles(chain)
-            ledger._write_checkpoint(self.signer, chain)  # a crashed commit's tip
-        batches = [
-            m
-            for m in chain
-            if m.manifest.window_start == self.window_start and source_name(m.manifest) == name
-        ]
+        return view
+
+    def build(self, seq: int, head: Head | None, name: str) -> bytes:
+        ledger = self.ledger
+        view = self._read(seq)
+        last = self.last
+        if (
+            last is not None
+            and last[0] < seq
+            and same_batch(view.manifest(last[0]).manifest, last[1])
+        ):
+            raise _Committed(last[0])
+        tip = self.tip
+        if view.size and (tip is None or tip[0] < view.size):
+            ledger._write_tiles(view)
+            ledger._write_checkpoint(self.signer, view)  # a crashed commit's tip
+        batches = view.batches_of(self.window_start, name)
         held = {r.event_id for r in ledger._window_records(batches, self.window_start, name)}
         new = [e for e in self.unique if e.event_id not in held]
         self.missing = tuple(sorted(held - {e.event_id for e in self.unique}))
@@ -438,8 +459,9 @@ class _Work:
         if batches and not new:
             raise _Nothing(self.skipped, self.missing)
         kind = "late" if batches else ("hour" if new else "empty")
-        origin = ledger._origin(chain)
-        created = max(int(ledger.clock()), chain[-1].manifest.created if chain else 0)
+        origin = ledger._origin(view)
+        top = view.last
+        created = max(int(ledger.clock()), top.manifest.created if top else 0)
         ledger._check_signing_key(self.signer, created, seq)
         staged = self._stage(seq, new) if new else None
         data = None
@@ -453,7 +475,7 @@ class _Work:
         manifest = Manifest(
             origin=origin,
             sequence=seq,
-            prev_manifest_sha256=chain[-1].sha256 if chain else GENESIS_PREV,
+            prev_manifest_sha256=top.sha256 if top else GENESIS_PREV,
             window_start=self.window_start,
             window_end=self.window_start + HOUR,
             kind=kind,
@@ -478,16 +500,16 @@ class _Work:
                 ledger.store.put_new(intent, signed.raw)
             except ObjectExistsError:
                 # a crashed attempt at the same batch with the same data: finish that one
-                signed = ledger._intent_for(intent, chain, seq, data) or _not_an_intent(intent)
+                signed = ledger._intent_for(intent, top, seq, data) or _not_an_intent(intent)
             ledger._step("intent_written")
             try:
                 version_id = ledger.store.put_new(data.path, staged.path.read_bytes()).version_id
             except ObjectExistsError:
                 held = ledger._held_version(data)
                 if held is None:
-                    if ledger._roll_forward(chain, seq, data.path):
+                    if ledger._roll_forward(top, seq, data.path):
                         raise
-                    if len(ledger._load_chain()) > seq:
+                    if ledger._manifest_count() > seq:
                         raise  # another committer took ``seq`` meanwhile: rebase
                     raise LedgerStateError(
                         f"{data.path} is taken by an object no signed intent of batch {seq} "
@@ -497,6 +519,7 @@ class _Work:
             ledger._step("data_linked")
             signed = ledger._pinned(signed, version_id)
         self.last = (seq, signed.manifest)
+        self.view, self.signed = view, signed
         return signed.raw
 
     def _stage(self, seq: int, new: list[EventRecord]) -> _Staged:

@@ -76,9 +76,9 @@ from audit_pipeline.ledger.layout import (
     batch_data_dir,
     batch_data_path,
     checkpoint_path,
-    count_numbered,
     format_hour,
     manifest_path,
+    numbered_name,
     parse_numbered_name,
 )
 from audit_pipeline.ledger.log_view import ChainError, TileMismatch, read_log
@@ -343,14 +343,12 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
         reads every manifest, as before tiles, and reports whatever is wrong."""
         if self.recheck_trusted_files:  # every data file is asked for: every manifest
             return None
-        size = count_numbered(self.storage.list_dir(MANIFESTS), MANIFEST_SUFFIX)
-        if size is None:
-            return None
         try:
             trusted, _ = open_checkpoint(trusted_raw, self.keyring.verifiers())
         except LedgerError:
             return None
-        if trusted.tree_size > size:
+        size = _count_from(*self.names_from(MANIFESTS, trusted.tree_size, MANIFEST_SUFFIX))
+        if size is None or trusted.tree_size > size:
             return None
         try:
             view = read_log(self.storage, size, trusted, lambda: self.keyring)
@@ -623,6 +621,15 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
                         f"second {other.manifest.kind!r} batch for {format_hour(window)} "
                         f"(first: batch {first_seq})",
                     )
+
+
+def _count_from(names: list[str], first: int) -> int | None:
+    """_count_from is the log's size from a listing of manifests that starts at number
+    ``first`` (0: the whole directory): the names must be exactly ``first..n-1``; None for
+    anything else (a gap, a foreign name: every manifest is read instead)."""
+    if names != [numbered_name(first + i, MANIFEST_SUFFIX) for i in range(len(names))]:
+        return None
+    return first + len(names)
 
 
 def _sha256(raw: bytes) -> str:

@@ -124,7 +124,8 @@ class CheckpointChecks(VerifyContext):
     ) -> None:
         verifiers = self.keyring.verifiers()
         sizes = []
-        for name in self.storage.list_dir(CHECKPOINTS):
+        names, _ = self.names_from(CHECKPOINTS, start, CHECKPOINT_SUFFIX)
+        for name in names:
             rel = f"{CHECKPOINTS}/{name}"
             named = parse_numbered_name(name, CHECKPOINT_SUFFIX)
             if named is None:

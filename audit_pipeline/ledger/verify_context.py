@@ -11,6 +11,7 @@ from audit_pipeline.ledger.cosignature import WitnessKey
 from audit_pipeline.ledger.events import BatchFileFormat
 from audit_pipeline.ledger.findings import Finding, FindingCode, Notice
 from audit_pipeline.ledger.keys import Keyring
+from audit_pipeline.ledger.layout import LocalStorage, numbered_name
 from audit_pipeline.ledger.storage import LedgerFiles
 
 FILES, ROWS = "files", "rows"
@@ -77,3 +78,15 @@ class VerifyContext:
     def in_range(self, window_start: int) -> bool:
         """in_range: whether an hour's data belongs to what this run was asked to check."""
         return self.data_range is None or (self.data_range[0] <= window_start < self.data_range[1])
+
+    def names_from(self, folder: str, first: int, suffix: str) -> tuple[list[str], int]:
+        """names_from lists ``folder`` of numbered names (manifests, checkpoints) for a run
+        that checks from number ``first`` on, and says from which number the listing
+        starts: locally the whole directory (0); on an object store the names that sort
+        from ``first``'s on (one listing of what follows the trusted checkpoint, not of
+        the history: the names before it are the trusted checkpoint's, as the last full
+        verification found them; FORMAT.md)."""
+        if first <= 0 or isinstance(self.storage, LocalStorage):
+            return self.storage.list_dir(folder), 0
+        after = numbered_name(first - 1, suffix)
+        return self.storage.list_dir(folder, after=after), first  # type: ignore[call-arg]

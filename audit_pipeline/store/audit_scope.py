@@ -15,7 +15,7 @@ what follows it) lists, each with a prefix and S3's KeyMarker:
 - the hash tiles and batch index files past ``T`` (a tile or an index file of the first
   ``T`` batches was complete at ``T``);
 - every other object the verifier read (tiles and index files of the first ``T`` batches
-  that a proof of the log used), one listing of its key each.
+  that a proof of the log used), one listing of its key, or of its folder for several.
 
 Every object listed is audited (pinned version, retention, checksum); every object the
 verifier read or a new manifest references must be listed. What it trusts: the objects of
@@ -75,12 +75,21 @@ def versions_after(
     listings += [(f"{hour}/", None) for hour in sorted(hours)]
     with ThreadPoolExecutor(max_workers=AUDIT_JOBS) as pool:
         found = [v for part in pool.map(lambda a: store.list_versions(*a), listings) for v in part]
-        found = [v for v in found if _past(v.key, trusted_size)]
+        found = [v for v in found if _past(v.key, trusted_size) or v.key in read]
         seen = {v.key for v in found}
         single = sorted(k for k in read if k not in seen and k.startswith(audited))
-        for part in pool.map(lambda key: _versions_of(store, key), single):
+        for part in pool.map(lambda keys: _versions_of(store, keys), _by_folder(single)):
             found += part
     return found
+
+
+def _by_folder(keys: list[str]) -> list[list[str]]:
+    """_by_folder groups the keys listed one by one by their folder (the index files and
+    level-0 tiles a proof used: one listing of their folder, not one per key)."""
+    folders: dict[str, list[str]] = {}
+    for key in keys:
+        folders.setdefault(key.rpartition("/")[0], []).append(key)
+    return list(folders.values())
 
 
 def _numbers(keys: Iterable[str], folder: str, suffix: str) -> list[int]:
@@ -120,5 +129,9 @@ def _last_old_index(trusted_size: int) -> str | None:
     return index_path((complete - 1) * TILE_WIDTH) if complete else None
 
 
-def _versions_of(store: ObjectStore, key: str) -> list[ObjectVersion]:
-    return [v for v in store.list_versions(key) if v.key == key]
+def _versions_of(store: ObjectStore, keys: list[str]) -> list[ObjectVersion]:
+    """_versions_of lists the versions of ``keys`` (of one folder): by the key's own
+    prefix for one, else by the folder's (one file per 256 batches: a page per 256,000)."""
+    prefix = keys[0] if len(keys) == 1 else keys[0].rpartition("/")[0] + "/"
+    wanted = set(keys)
+    return [v for v in store.list_versions(prefix) if v.key in wanted]

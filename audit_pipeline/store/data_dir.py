@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from audit_pipeline.ledger.layout import CHECKPOINTS, MANIFESTS
+from audit_pipeline.ledger.layout import CHECKPOINTS, KEYRING, MANIFESTS
 from audit_pipeline.ledger.object_ledger import STAGED
 from audit_pipeline.ledger.storage import ObjectNotFoundError, StoredObject
 from audit_pipeline.store.s3 import S3ObjectStore
@@ -35,7 +35,7 @@ from audit_pipeline.store.s3 import S3ObjectStore
 # concurrent GETs of one read_all (a boto3 client is thread-safe; its pool holds 10)
 READ_JOBS = 8
 
-_KEPT = (f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/")
+_KEPT = (f"{MANIFESTS}/", f"{CHECKPOINTS}/", f"{STAGED}/", KEYRING)
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class S3DataDirectory:
         self._owned: tempfile.TemporaryDirectory | None = None
         self._cache_dir = None if cache_dir is None else Path(cache_dir)
         self.read_versions: dict[str, ReadVersion] = {}
-        self.ledger_bytes: dict[str, bytes] = {}  # manifests and checkpoints, as read
+        self.ledger_bytes: dict[str, bytes] = {}  # manifests, checkpoints, intents, keyring
         self._lock = threading.Lock()
 
     def __enter__(self) -> S3DataDirectory:
@@ -92,11 +92,17 @@ class S3DataDirectory:
     # -- LedgerFiles ----------------------------------------------------------------------
 
     def exists(self, rel: str) -> bool:
-        return self.store.exists(_clean(rel))
+        rel = _clean(rel)
+        return rel in self.ledger_bytes or self.store.exists(rel)
 
     def read(self, rel: str) -> bytes:
-        """read returns the current version's bytes (FileNotFoundError if there is none)."""
+        """read returns the current version's bytes (FileNotFoundError if there is none); a
+        manifest, checkpoint, intent or the keyring (each written once) read before in this
+        run is not fetched again: the bytes of the version read then are returned."""
         rel = _clean(rel)
+        kept = self.ledger_bytes.get(rel)
+        if kept is not None:
+            return kept
         try:
             data, stored = self.store.get_described(rel)
         except ObjectNotFoundError:
@@ -117,10 +123,12 @@ class S3DataDirectory:
         with ThreadPoolExecutor(max_workers=READ_JOBS) as pool:
             return list(pool.map(self.read, rels))
 
-    def list_dir(self, rel: str) -> list[str]:
-        """list_dir names the entries right under ``rel`` (keys, or the next key segment)."""
+    def list_dir(self, rel: str, after: str | None = None) -> list[str]:
+        """list_dir names the entries right under ``rel`` (keys, or the next key segment);
+        with ``after`` (a name under ``rel``), only those that sort after it, so that a
+        verifier from a trusted checkpoint lists what follows it, not the whole history."""
         head = _clean(rel) + "/"
-        return sorted({key[len(head) :].split("/")[0] for key in self.store.list_keys(head)})
+        return self.store.list_children(head, None if after is None else head + after)
 
     def walk_files(self, rel: str, linked_dirs: list[str] | None = None) -> list[str]:
         return self.store.list_keys(_clean(rel) + "/")

@@ -60,7 +60,7 @@ def copy_ledger(settings: S3Settings, target: Path) -> int:
             if size is not None and local.is_file() and local.stat().st_size == size:
                 continue
             try:
-                body = files.ledger_bytes.get(key) or files.read(key)
+                body = files.read(key)  # a manifest read above is not fetched again
             except FileNotFoundError:
                 continue  # the build's verification names what is missing
             _write(local, body, mode=DATA_MODE if size is not None else 0o644)

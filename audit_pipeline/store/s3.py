@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,8 @@ from audit_pipeline.ledger.storage import (
 from audit_pipeline.store.settings import S3Settings
 
 RETRY_ATTEMPTS = 5
+_SESSION_LOCK = threading.Lock()
+_SHARED: boto3.session.Session | None = None
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound"})
 _LOCK_FIX = (
     "create the bucket with Object Lock enabled "
@@ -60,16 +63,29 @@ def s3_client(settings: S3Settings) -> Any:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    core = botocore.session.Session()
-    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
-    return boto3.session.Session(botocore_session=core).client(
-        "s3",
-        endpoint_url=settings.endpoint_url,
-        region_name=settings.region,
-        aws_access_key_id=settings.access_key_id,
-        aws_secret_access_key=settings.secret_access_key,
-        config=config,
-    )
+    with _SESSION_LOCK:
+        return _session().client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            region_name=settings.region,
+            aws_access_key_id=settings.access_key_id,
+            aws_secret_access_key=settings.secret_access_key,
+            config=config,
+        )
+
+
+def _session() -> boto3.session.Session:
+    """_session is the process's one boto3 session (as boto3's own default session is):
+    building one parses botocore's service models and registers its handlers, a few
+    hundred milliseconds that would otherwise be spent on every store opened. Its clients
+    are thread-safe; creating them is not, so the caller holds ``_SESSION_LOCK``."""
+    global _SHARED
+    if _SHARED is None:
+        core = botocore.session.Session()
+        factory = core.get_component("response_parser_factory")
+        factory.set_parser_defaults(timestamp_parser=_timestamp)
+        _SHARED = boto3.session.Session(botocore_session=core)
+    return _SHARED
 
 
 def _timestamp(value: str) -> datetime:
@@ -247,6 +263,22 @@ class S3ObjectStore:
         for page in self._pages("list_objects_v2", prefix):
             keys.extend(self.location.rel(item["Key"]) for item in page.get("Contents", ()))
         return sorted(keys)
+
+    def list_children(self, prefix: str, after: str | None = None) -> list[str]:
+        """list_children names what lies right under ``prefix`` (a folder, ending in
+        ``/``): its keys' next segments, one listing of S3's common prefixes rather than
+        every key below; with ``after`` (a key), only names that sort after it
+        (StartAfter: the listing starts there)."""
+        names = set()
+        marker = {} if after is None else {"StartAfter": self.location.key(after)}
+        for page in self._pages("list_objects_v2", prefix, Delimiter="/", **marker):
+            for item in page.get("Contents", ()):
+                names.add(self.location.rel(item["Key"])[len(prefix) :])
+            for item in page.get("CommonPrefixes", ()):
+                names.add(self.location.rel(item["Prefix"])[len(prefix) :].rstrip("/"))
+        if after is not None:  # a store that ignored the marker lists no more for it
+            names = {n for n in names if prefix + n > after}
+        return sorted(names)
 
     def list_versions(self, prefix: str, after: str | None = None) -> list[ObjectVersion]:
         """list_versions lists every version under ``prefix``; with ``after``, only those of

@@ -66,6 +66,25 @@ def test_listing_is_relative_to_the_data_directory_and_sorted(store) -> None:
     ]
 
 
+def test_children_are_one_listing_of_what_lies_right_under_a_folder(store) -> None:
+    keys = (
+        "ledger/keys/keyring.json",
+        "ledger/manifests/00000000.json",
+        "ledger/manifests/00000001.json",
+        "ledger/manifests/00000002.json",
+        "ledger/x",
+    )
+    for key in keys:
+        store.put_new(key, b"x")
+    assert store.list_children("ledger/") == ["keys", "manifests", "x"]
+    assert store.list_children("ledger/manifests/", after="ledger/manifests/00000000.json") == [
+        "00000001.json",
+        "00000002.json",
+    ]
+    assert store.list_children("ledger/manifests/", after="ledger/manifests/00000002.json") == []
+    assert store.list_children("ledger/index/") == []
+
+
 def test_missing_objects(store) -> None:
     assert store.head("nothing") is None
     with pytest.raises(ObjectNotFoundError):

@@ -233,6 +233,49 @@ def test_an_incremental_verify_audits_what_follows_its_trusted_checkpoint(
     }
 
 
+def test_an_incremental_verify_lists_manifests_from_its_trusted_checkpoint(
+    capsys, s3_env, seaweed, data_url, ledger, store, tmp_path
+) -> None:
+    for hour in range(6):
+        commit_hour(ledger, hour, n=1)
+    upload(ledger, store)
+    trusted = tmp_path / "trusted.checkpoint"
+    trusted.write_bytes(store.get(checkpoint_path(3)))
+    incremental = ("--incremental", "--trusted-checkpoint", str(trusted))
+    code, doc, err = verify(capsys, data_url, *incremental)
+    assert code == 0 and doc["object_store"]["audit_from"] == 3, err
+    assert doc["checked"]["manifests"] < 6  # the log's size from the names after batch 2
+    client = pipeline_client(seaweed)
+    # a delete marker over a manifest after the trusted checkpoint: a gap in what is listed
+    client.delete_object(Bucket=store.location.bucket, Key=store.location.key(manifest_path(4)))
+    code, doc, err = verify(capsys, data_url, *incremental)
+    assert code == 1, err
+    assert codes(doc)["missing_manifest"] == {manifest_path(4)}
+    assert codes(doc)["delete_marker"] == {manifest_path(4)}
+
+
+def test_a_delete_marker_over_a_manifest_the_trusted_checkpoint_covers_is_found_by_a_full_verify(
+    capsys, s3_env, seaweed, data_url, ledger, store, tmp_path
+) -> None:
+    for hour in range(TILE_WIDTH + 2):
+        commit_hour(ledger, hour, n=1)
+    upload(ledger, store)
+    trusted = tmp_path / "trusted.checkpoint"
+    trusted.write_bytes(store.get(checkpoint_path(TILE_WIDTH + 1)))
+    client = pipeline_client(seaweed)
+    client.delete_object(Bucket=store.location.bucket, Key=store.location.key(manifest_path(1)))
+    # the incremental run lists from batch 257 on: the first 256 batches are the trusted
+    # checkpoint's (their hashes from a tile that gives its root, none of their manifests
+    # read), as the last full verification found them
+    incremental = ("--incremental", "--trusted-checkpoint", str(trusted))
+    code, doc, err = verify(capsys, data_url, *incremental)
+    assert code == 0 and "delete_marker" not in codes(doc), err
+    code, doc, err = verify(capsys, data_url)
+    assert code == 1, err
+    assert codes(doc)["missing_manifest"] == {manifest_path(1)}
+    assert manifest_path(1) in codes(doc)["delete_marker"]
+
+
 def test_an_object_no_manifest_pins_and_a_short_retention_are_findings(
     capsys, s3_env, monkeypatch, data_url, uploaded, store
 ) -> None:
