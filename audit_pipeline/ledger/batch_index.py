@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.keys import Keyring, KeyStatus
+from audit_pipeline.ledger.layout import HOUR
 from audit_pipeline.ledger.manifest import SignedManifest, source_name
 from audit_pipeline.ledger.note import Signer, open_note, sign_note
 from audit_pipeline.ledger.tiles import TILE_WIDTH
@@ -73,6 +74,38 @@ class IndexFile:
                 refs.append(BatchRef(self.start + offset, source, int(window), kind))
             self._refs, self._lines = refs, None
         return self._refs
+
+    def extremes(self) -> list[BatchRef]:
+        """The batches that decide hour coverage: per source, at least those with the
+        earliest and latest window and whole hour (ValueError as :meth:`refs`).
+        Coverage needs no more of a file, and building all 256 refs of every file of a
+        long history is most of an incremental verification's time."""
+        if self._refs is not None:  # parsed already: all of them say no less
+            return self._refs
+        lines = self._lines
+        assert lines is not None
+        rows = [line.split(" ") for line in lines]
+        if any(len(row) != 3 for row in rows):
+            self.refs()  # raises, naming the line
+        sources, windows, kinds = zip(*rows, strict=True)
+        if not _KINDS.issuperset(kinds) or not all(map(str.isdigit, windows)) or "" in sources:
+            self.refs()
+        values = [int(w) for w in windows]
+        by_source: dict[str, list[int]] = {}
+        for offset, source in enumerate(sources):
+            by_source.setdefault(source, []).append(offset)
+        offsets = set()
+        for mine in by_source.values():
+            for group in (mine, [o for o in mine if values[o] % HOUR == 0]):
+                if group:
+                    offsets.update(
+                        (min(group, key=values.__getitem__), max(group, key=values.__getitem__))
+                    )
+        return [self._ref(lines, offset) for offset in sorted(offsets)]
+
+    def _ref(self, lines: list[str], offset: int) -> BatchRef:
+        source, window, kind = lines[offset].split(" ")
+        return BatchRef(self.start + offset, source, int(window), kind)
 
 
 def index_path(start: int) -> str:
