@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from audit_pipeline.ledger import Ledger, prove_event, verify_event_proof
-from audit_pipeline.ledger.batch_index import open_index, sign_index
+from audit_pipeline.ledger.batch_index import IndexFile, open_index, sign_index
 from audit_pipeline.ledger.keys import load_keyring
 from audit_pipeline.ledger.proofs import proof_bytes
 from audit_pipeline.ledger.tiles import TILES, tile_path
@@ -22,15 +22,20 @@ BATCHES = 257
 
 @pytest.fixture(scope="module")
 def tiled_template(tmp_path_factory: pytest.TempPathFactory, test_skey: str) -> Path:
-    root = tmp_path_factory.mktemp("tiled")
+    ledger = _hourly(tmp_path_factory.mktemp("tiled"), test_skey, BATCHES)
+    return ledger.data_dir
+
+
+def _hourly(root: Path, skey: str, hours: int) -> Ledger:
+    """A ledger in ``root/data`` with one batch of one event for each of ``hours`` hours."""
     data = root / "data"
     data.mkdir()
-    lh.write_key(root / "key", test_skey)
+    lh.write_key(root / "key", skey)
     signer, _, _ = lh.init_key(data, root / "key", name="test-log", now=lh.KEY_EPOCH)
     ledger = Ledger(data, file_format=lh.JSONL, signer=signer, origin=lh.ORIGIN, clock=lh.Clock())
-    for h in range(BATCHES):
+    for h in range(hours):
         lh.commit(ledger, h, n=1)
-    return data
+    return ledger
 
 
 @pytest.fixture
@@ -212,16 +217,9 @@ def test_a_key_holder_rewriting_the_index_cannot_hide_a_duplicate_window(
 def late_at_tile_end_template(tmp_path_factory: pytest.TempPathFactory, test_skey: str) -> Path:
     """Hours 0..254, then a late batch for hour 100: the whole tile's newest hour (254)
     is not its last batch."""
-    root = tmp_path_factory.mktemp("late-at-tile-end")
-    data = root / "data"
-    data.mkdir()
-    lh.write_key(root / "key", test_skey)
-    signer, _, _ = lh.init_key(data, root / "key", name="test-log", now=lh.KEY_EPOCH)
-    ledger = Ledger(data, file_format=lh.JSONL, signer=signer, origin=lh.ORIGIN, clock=lh.Clock())
-    for h in range(255):
-        lh.commit(ledger, h, n=1)
+    ledger = _hourly(tmp_path_factory.mktemp("late-at-tile-end"), test_skey, 255)
     assert lh.commit(ledger, 100, lh.make_events(100, 1, prefix="late")).kind == "late"
-    return data
+    return ledger.data_dir
 
 
 def test_an_index_hiding_the_newest_hours_batch_is_caught_by_its_data_file(
@@ -243,3 +241,37 @@ def test_an_index_hiding_the_newest_hours_batch_is_caught_by_its_data_file(
     assert ("duplicate_window", "ledger/manifests/00000256.json") in found
     assert ("log_tile_mismatch", "ledger/index/00000000.idx") in found
     assert report.checked["manifests"] == 257
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [f"slack_audit_logs {lh.hour(h)} hour" for h in range(256)],
+        [f"slack_audit_logs {lh.hour(h // 2)} {'late' if h % 2 else 'hour'}" for h in range(256)],
+        [
+            f"{'slack_app_activities' if h % 3 else 'slack_audit_logs'} {lh.hour(h)} hour"
+            for h in range(256)
+        ],
+        [f"slack_audit_logs {lh.hour(h) + (7 if h == 9 else 0)} hour" for h in range(256)],
+    ],
+    ids=["one-source", "late-batches", "two-sources", "odd-window"],
+)
+def test_index_extremes_hold_each_sources_earliest_and_latest_hour(lines: list[str]) -> None:
+    refs = IndexFile(0, 0, 0, list(lines)).refs()
+    windows = [r.window_start for r in refs]
+    extremes = IndexFile(0, min(windows), max(windows), list(lines)).extremes()
+    assert set(extremes) <= set(refs)
+    for source in {r.source for r in refs}:
+        for whole in (False, True):
+            mine = [r.window_start for r in refs if r.source == source]
+            kept = [r.window_start for r in extremes if r.source == source]
+            if whole:
+                mine, kept = [w for w in mine if w % 3600 == 0], [w for w in kept if w % 3600 == 0]
+            assert (min(kept), max(kept)) == (min(mine), max(mine))
+
+
+def test_index_extremes_of_a_malformed_file_raise() -> None:
+    lines = [f"slack_audit_logs {lh.hour(h)} hour" for h in range(256)]
+    lines[7] = "slack_audit_logs 12x hour"
+    with pytest.raises(ValueError, match="line 7"):
+        IndexFile(0, lh.hour(0), lh.hour(255), lines).extremes()
