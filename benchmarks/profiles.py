@@ -35,7 +35,10 @@ INCREMENTAL_PARTS = (
     ("the log from tiles and the new manifests (LogView)", ("read_log",)),
     ("hours' extremes from the signed index (coverage)", ("LogView.coverage_refs",)),
     ("probe the manifest names after the checkpoint", ("_Run._log_size",)),
-    ("index checked against the partitions read", ("_Run._unindexed_files",)),
+    (
+        "index checked against what the run reads",
+        ("LogView.contradicted", "_fills_old_hour", "_Run._unindexed_file"),
+    ),
     ("lake partitions of the hours checked", ("_Run._check_unreferenced",)),
     ("coverage of every hour", ("_Run._check_coverage",)),
     ("check the new data files", ("check_data_file",)),

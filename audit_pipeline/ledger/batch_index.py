@@ -17,8 +17,10 @@ seconds). A reader accepts a file only when its signature verifies with a keyrin
 valid at position ``size - 1`` and time ``created`` and it names this origin and start
 with 256 lines; anything else (absent, altered, a key not trusted there) is read from the
 manifests instead, and a full ``verify`` compares every stored file with the manifests
-(``log_tile_mismatch``). The signature is what makes a missing entry impossible to hide:
-an index is as trustworthy as the key that signs manifests, no more. The window range on
+(``log_tile_mismatch``). The signature is what makes a missing entry hard to hide: an
+index is as trustworthy as the key that signs manifests, no more, so an incremental
+verification also reads everything when the index disagrees with the manifests and lake
+partitions it reads anyway (FORMAT.md, "What verify --incremental trusts"). The window range on
 the third line lets a reader skip files that cannot hold an hour.
 """
 
