@@ -38,6 +38,7 @@ batch index (:mod:`.log_view`), so the cost follows the new data. When that cann
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -410,10 +411,17 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
         root). None when one is missing and the next stands (a gap: every manifest is
         listed and read instead); a gap further on leaves stored checkpoints past the
         size, which are ``tail_truncated``."""
+        storage = self.storage
+
+        def present(seq: int) -> bool:  # a dangling link is there too (not_regular_file)
+            if isinstance(storage, LocalStorage):
+                return os.path.lexists(storage.path(manifest_path(seq)))
+            return storage.exists(manifest_path(seq))
+
         size = trusted_size
-        while self.storage.exists(manifest_path(size)):
+        while present(size):
             size += 1
-        return None if self.storage.exists(manifest_path(size + 1)) else size
+        return None if present(size + 1) else size
 
     def _unindexed_file(self, start: int) -> bool:
         """Whether an hour checked holds a data file named for a batch before the checkpoint

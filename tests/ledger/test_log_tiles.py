@@ -275,3 +275,15 @@ def test_index_extremes_of_a_malformed_file_raise() -> None:
     lines[7] = "slack_audit_logs 12x hour"
     with pytest.raises(ValueError, match="line 7"):
         IndexFile(0, lh.hour(0), lh.hour(255), lines).extremes()
+
+
+def test_incremental_verify_probes_new_manifest_names_without_following_links(
+    tiled: Path,
+) -> None:
+    """The run finds the log's size by probing names after the checkpoint: a dangling link
+    where the next manifest would be is still seen (and named), as a listing saw it."""
+    (tiled / "ledger" / "manifests" / f"{BATCHES:08d}.json").symlink_to(tiled / "nowhere")
+    report = lh.verify(tiled, trusted_checkpoint=_trusted(tiled, BATCHES), incremental=True)
+    assert ("not_regular_file", f"ledger/manifests/{BATCHES:08d}.json") in {
+        (f.code, f.location) for f in report.findings
+    }
