@@ -33,8 +33,12 @@ INGEST_PARTS = (
 )
 INCREMENTAL_PARTS = (
     ("the log from tiles and the new manifests (LogView)", ("read_log",)),
-    ("batches of each hour from the signed index", ("LogView.refs",)),
-    ("list the manifest names (gaps)", ("count_numbered",)),
+    ("hours' extremes from the signed index (coverage)", ("LogView.coverage_refs",)),
+    ("probe the manifest names after the checkpoint", ("_Run._log_size",)),
+    (
+        "index checked against what the run reads",
+        ("LogView.contradicted", "_fills_old_hour", "_Run._unindexed_file"),
+    ),
     ("lake partitions of the hours checked", ("_Run._check_unreferenced",)),
     ("coverage of every hour", ("_Run._check_coverage",)),
     ("check the new data files", ("check_data_file",)),

@@ -17,18 +17,22 @@ seconds). A reader accepts a file only when its signature verifies with a keyrin
 valid at position ``size - 1`` and time ``created`` and it names this origin and start
 with 256 lines; anything else (absent, altered, a key not trusted there) is read from the
 manifests instead, and a full ``verify`` compares every stored file with the manifests
-(``log_tile_mismatch``). The signature is what makes a missing entry impossible to hide:
-an index is as trustworthy as the key that signs manifests, no more. The window range on
+(``log_tile_mismatch``). The signature is what makes a missing entry hard to hide: an
+index is as trustworthy as the key that signs manifests, no more, so an incremental
+verification also reads everything when the index disagrees with the manifests and lake
+partitions it reads anyway (FORMAT.md, "What verify --incremental trusts"). The window range on
 the third line lets a reader skip files that cannot hold an hour.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.keys import Keyring, KeyStatus
+from audit_pipeline.ledger.layout import HOUR
 from audit_pipeline.ledger.manifest import SignedManifest, source_name
 from audit_pipeline.ledger.note import Signer, open_note, sign_note
 from audit_pipeline.ledger.tiles import TILE_WIDTH
@@ -37,6 +41,7 @@ INDEX = "ledger/index"
 INDEX_FORMAT = "audit_pipeline.batch-index/v1"
 INDEX_SUFFIX = ".idx"
 _KINDS = frozenset({"hour", "empty", "late"})
+_LINES = re.compile(r"(?:[a-z0-9_]+ [0-9]+ (?:hour|empty|late)\n)+")
 
 
 class BatchRef(NamedTuple):
@@ -73,6 +78,35 @@ class IndexFile:
                 refs.append(BatchRef(self.start + offset, source, int(window), kind))
             self._refs, self._lines = refs, None
         return self._refs
+
+    def extremes(self) -> list[BatchRef]:
+        """The batches that decide hour coverage: per source, at least those with the
+        earliest and latest window and whole hour (ValueError as :meth:`refs`).
+        Coverage needs no more of a file, and building all 256 refs of every file of a
+        long history is most of an incremental verification's time: a file of one source
+        whose signed window range is whole hours (every file a healthy ledger writes) is
+        checked with one regular expression and searched, not parsed line by line."""
+        if self._refs is not None:  # parsed already: all of them say no less
+            return self._refs
+        lines = self._lines
+        assert lines is not None
+        text = "\n".join(lines) + "\n"
+        source = lines[0].split(" ", 1)[0]
+        if _LINES.fullmatch(text) is None or text.count(f"\n{source} ") != len(lines) - 1:
+            return self.refs()  # several sources or an odd line: every ref (or ValueError)
+        # The signed window range (third line) names the extremes; their lines are found
+        # by text search (a range no line has, or not whole hours: every ref instead).
+        offsets = set()
+        for window in (self.first, self.last):
+            at = f"\n{text}".find(f"\n{source} {window} ")
+            if at < 0 or window % HOUR:
+                return self.refs()
+            offsets.add(text.count("\n", 0, at))
+        return [self._ref(lines, offset) for offset in sorted(offsets)]
+
+    def _ref(self, lines: list[str], offset: int) -> BatchRef:
+        source, window, kind = lines[offset].split(" ")
+        return BatchRef(self.start + offset, source, int(window), kind)
 
 
 def index_path(start: int) -> str:

@@ -12,7 +12,7 @@ fallback, or a chain already in memory) is a view too (:meth:`LogView.of_chain`)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from audit_pipeline.ledger import merkle
 from audit_pipeline.ledger.batch_index import BatchRef, IndexFile, index_path, open_index
@@ -88,6 +88,26 @@ class LogView:
     def refs(self) -> list[BatchRef]:
         """Every batch's source, hour and kind, in sequence order."""
         return sorted([*self._plain, *(r for f in self._indexed for r in _refs(f))])
+
+    def coverage_refs(self) -> list[BatchRef]:
+        """The batches an incremental run's hour coverage is judged on: every one read from
+        its manifest and, of each index file, those with a source's earliest and latest
+        window and whole hour. Checking from a size at or past the indexed batches, hours
+        are judged only from the newest earlier one on, so the verdicts are those of
+        :attr:`refs`, without a ref for every batch of history."""
+        return sorted([*self._plain, *(r for f in self._indexed for r in _extremes(f))])
+
+    def contradicted(self, manifests: Mapping[int, SignedManifest]) -> list[int]:
+        """The sequence numbers of ``manifests`` (read from the log) that a verified index
+        file describes otherwise (another source, hour or kind)."""
+        out = []
+        for seq, signed in manifests.items():
+            for f in self._indexed:
+                if f.start <= seq < f.start + TILE_WIDTH and _refs(f)[seq - f.start] != (
+                    BatchRef.of(signed)
+                ):
+                    out.append(seq)
+        return out
 
     def batches_of(self, window_start: int, source: str) -> list[SignedManifest]:
         """The batches of ``source`` for the hour, in sequence order (index files whose
@@ -167,6 +187,13 @@ def _read_present(files: LedgerFiles, starts: range) -> dict[int, bytes]:
             except (FileNotFoundError, LedgerError):
                 continue
         return found
+
+
+def _extremes(index: IndexFile) -> list[BatchRef]:
+    try:
+        return index.extremes()
+    except ValueError as exc:
+        raise TileMismatch(f"{index_path(index.start)} is malformed: {exc}") from exc
 
 
 def read_log(

@@ -38,6 +38,7 @@ batch index (:mod:`.log_view`), so the cost follows the new data. When that cann
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -66,8 +67,10 @@ from audit_pipeline.ledger.findings import (
 )
 from audit_pipeline.ledger.keys import Keyring, KeyStatus, load_keyring
 from audit_pipeline.ledger.layout import (
+    CHECKPOINTS,
     HOUR,
     KEYRING,
+    LAKE,
     LEDGER,
     MANIFEST_SUFFIX,
     MANIFESTS,
@@ -347,8 +350,8 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
             trusted, _ = open_checkpoint(trusted_raw, self.keyring.verifiers())
         except LedgerError:
             return None
-        size = _count_from(*self.names_from(MANIFESTS, trusted.tree_size, MANIFEST_SUFFIX))
-        if size is None or trusted.tree_size > size:
+        size = self._log_size(trusted.tree_size)
+        if size is None:
             return None
         try:
             view = read_log(self.storage, size, trusted, lambda: self.keyring)
@@ -376,6 +379,9 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
                 self.storage.regular_path(f"{partition}/-")
             except NotRegularFileError:
                 return None
+        refs = {r.seq: r for r in view.coverage_refs()}
+        if view.contradicted(manifests) or _fills_old_hour(refs, manifests, start):
+            return None
         self.checked["manifests"] = len(batches)
         self.checked["consistency_proofs"] += 1
         self.progress(f"read {len(batches)} manifests; checking from batch {start}")
@@ -388,18 +394,48 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
             self._check_data(manifests, start)
         finally:
             self._stop_data()
-        self._check_unreferenced(manifests, size, partitions)
+        self._check_unreferenced(manifests, size, partitions, (LAKE, MANIFESTS, CHECKPOINTS))
         self._check_checkpoints(manifests, origin, size, size, view.hashes, start)
-        refs = {r.seq: r for r in view.refs}
         self._check_coverage(refs, start, max_lag)
         self._check_range_coverage(refs)
         witnesses = self._check_witnesses(origin, size, size, view.hashes, start)
-        if any(f.code in _ROOT_CODES for f in self.findings):
+        if any(f.code in _ROOT_CODES for f in self.findings) or self._unindexed_file(start):
             return None  # judged on every manifest, where the tiles play no part
         return self._report(
             size, view.hashes.root(), origin, trusted_raw, trusted_keys, True, start, (),
             max_lag, witnesses,
         )  # fmt: skip
+
+    def _log_size(self, trusted_size: int) -> int | None:
+        """The log's size without listing every manifest: those after the trusted checkpoint
+        are probed one by one (the earlier ones are pinned by the tiles, which must give its
+        root). None when one is missing and the next stands (a gap: every manifest is
+        listed and read instead); a gap further on leaves stored checkpoints past the
+        size, which are ``tail_truncated``."""
+        storage = self.storage
+        if not isinstance(storage, LocalStorage):  # one listing from there on
+            size = _count_from(*self.names_from(MANIFESTS, trusted_size, MANIFEST_SUFFIX))
+            return None if size is None or trusted_size > size else size
+
+        def present(seq: int) -> bool:  # a dangling link is there too (not_regular_file)
+            return os.path.lexists(storage.path(manifest_path(seq)))
+
+        size = trusted_size
+        while present(size):
+            size += 1
+        return None if present(size + 1) else size
+
+    def _unindexed_file(self, start: int) -> bool:
+        """Whether an hour checked holds a data file named for a batch before the checkpoint
+        that the signed index does not give that hour (every ``hour`` and ``late`` batch
+        has one there): the index would be hiding a batch (a ``duplicate_window``, a
+        repeated event id), so every manifest is read instead, where the index files are
+        compared with the manifests."""
+        for f in self.findings:
+            number = f.location.rsplit("/", 1)[-1].split("-", 1)[0]
+            if f.code == FindingCode.UNREFERENCED_FILE and number.isdigit() and int(number) < start:
+                return True
+        return False
 
     # -- keyring ---------------------------------------------------------------------------
 
@@ -630,6 +666,31 @@ def _count_from(names: list[str], first: int) -> int | None:
     if names != [numbered_name(first + i, MANIFEST_SUFFIX) for i in range(len(names))]:
         return None
     return first + len(names)
+
+
+def _fills_old_hour(
+    refs: Mapping[int, BatchRef], manifests: Mapping[int, SignedManifest], start: int
+) -> bool:
+    """Whether a batch after the checkpoint is for an hour between its source's earliest
+    and latest earlier ones that no earlier batch holds, as far as the signed index says.
+    Either the hour was missing (a backfill) or the index hides its batches (so that a
+    second first batch is no ``duplicate_window``): every manifest is read to tell."""
+    span: dict[str, tuple[int, int]] = {}
+    for seq, ref in refs.items():
+        if seq < start:
+            low, high = span.get(ref.source, (ref.window_start, ref.window_start))
+            span[ref.source] = (min(low, ref.window_start), max(high, ref.window_start))
+    held = {
+        (source_name(m.manifest), m.manifest.window_start)
+        for seq, m in manifests.items()
+        if seq < start
+    }
+    for seq, signed in manifests.items():
+        key = (source_name(signed.manifest), signed.manifest.window_start)
+        low, high = span.get(key[0], (0, -1))
+        if seq >= start and key not in held and low <= key[1] <= high:
+            return True
+    return False
 
 
 def _sha256(raw: bytes) -> str:

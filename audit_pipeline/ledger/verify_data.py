@@ -241,10 +241,16 @@ class DataFileChecks(VerifyContext):
             )
 
     def _check_unreferenced(
-        self, parsed: Mapping[int, SignedManifest], size: int, partitions: Sequence[str] = (LAKE,)
+        self,
+        parsed: Mapping[int, SignedManifest],
+        size: int,
+        partitions: Sequence[str] = (LAKE,),
+        unwalked: tuple[str, ...] = (LAKE,),
     ) -> None:
         """``partitions`` (default: all of ``lake/``) are the directories walked; an
-        incremental verification walks only the hours it checks."""
+        incremental verification walks only the hours it checks, and looks for linked
+        directories outside ``unwalked`` (it leaves out the history's manifests and
+        checkpoints too)."""
         referenced = {m.manifest.data.path for m in parsed.values() if m.manifest.data}
         leftovers: dict[str, Any] = {}
         for name in self.storage.list_dir(PENDING):
@@ -286,7 +292,7 @@ class DataFileChecks(VerifyContext):
                 rel,
                 "no manifest references this file (it is not part of the ledger)",
             )
-        for rel in sorted({*linked, *self.storage.linked_directories(skip=(LAKE,))}):
+        for rel in sorted({*linked, *self.storage.linked_directories(skip=unwalked)}):
             self.add(
                 FindingCode.LINKED_DIRECTORY,
                 rel,
