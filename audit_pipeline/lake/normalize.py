@@ -25,7 +25,6 @@ import json
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -110,53 +109,53 @@ def _text_array(values: Sequence[Any]) -> pa.Array:
 
 
 class _Page:
-    """The rows of one page on their way to Arrow, put in (``date_create``, ``event_id``)
-    order as they become columns.
+    """The rows of one page on their way to Arrow.
 
-    Each row's canonical JSON (``raw_json``, ``details``), leaf hash and sent bytes are
-    kept as the bytes objects they already are and joined once, in sorted order, into the
-    buffers that become Arrow arrays without a copy: no growing buffers, and no second
-    copy of every column to sort it afterwards (fresh memory per event is what made ingest
-    slow where page faults are dear).
+    Canonical JSON (``raw_json``, ``details``) and leaf hashes are appended to byte buffers
+    that become Arrow arrays without a copy, so each encoded entry is a short-lived
+    temporary: fresh memory per event is what made ingest slow where page faults are dear.
     """
 
-    __slots__ = ("details", "leaves", "raws", "rows", "sents", "size")
+    __slots__ = ("details", "details_offsets", "details_valid", "leaves", "raw", "raw_offsets",
+                 "rows", "sent", "sent_offsets")  # fmt: skip
 
     def __init__(self) -> None:
         self.rows: list[tuple[Any, ...]] = []
-        self.raws: list[bytes] = []
-        self.details: list[bytes | None] = []
-        self.leaves: list[bytes] = []
-        self.sents: list[bytes] = []
-        self.size = 0
+        self.raw = bytearray()
+        self.raw_offsets = array("i", [0])
+        self.details = bytearray()
+        self.details_offsets = array("i", [0])
+        self.details_valid: list[bool] = []
+        self.leaves = bytearray()
+        self.sent = bytearray()
+        self.sent_offsets = array("q", [0])
 
     def add(
         self, row: tuple[Any, ...], raw: bytes, leaf: bytes, details: bytes | None, sent: bytes
     ) -> bool:
         """add appends one row; True when the page is full (see :meth:`full`)."""
+        self.sent += sent
+        sent_size = len(self.sent)
+        self.sent_offsets.append(sent_size)
         self.rows.append(row)
-        self.raws.append(raw)
-        self.leaves.append(leaf)
-        self.details.append(details)
-        self.sents.append(sent)
-        self.size += len(sent) + len(raw) + (len(details) if details is not None else 0)
-        return self.size > _MAX_BUFFER
+        self.raw += raw
+        raw_size = len(self.raw)
+        self.raw_offsets.append(raw_size)
+        self.leaves += leaf
+        if details is not None:
+            self.details += details
+        self.details_valid.append(details is not None)
+        details_size = len(self.details)
+        self.details_offsets.append(details_size)
+        return sent_size > _MAX_BUFFER or raw_size > _MAX_BUFFER or details_size > _MAX_BUFFER
 
     def full(self) -> bool:
-        return self.size > _MAX_BUFFER
+        return max(len(self.raw), len(self.details), len(self.sent)) > _MAX_BUFFER
 
     def batch(self) -> pa.RecordBatch:
-        """The page's rows as one Arrow batch, sorted by (``date_create``, ``event_id``)
-        (ids are unique within a window; ``str`` order is code point order, as Arrow's
-        byte order of UTF-8 is)."""
-        rows = self.rows
-        n = len(rows)
-        keys = [(row[_DATE_CREATE], row[_EVENT_ID]) for row in rows]
-        order = sorted(range(n), key=keys.__getitem__)
-        del keys
-        rows = [rows[i] for i in order]
-        columns = list(zip(*rows, strict=True))
-        del rows
+        """The page's rows as one Arrow batch, in arrival order."""
+        n = len(self.rows)
+        columns = list(zip(*self.rows, strict=True))
         arrays: list[pa.Array | None] = [None] * len(_NAMES)
         for position, i in enumerate(_TUPLE_COLUMNS):
             values = columns[position]
@@ -167,37 +166,28 @@ class _Page:
                 arrays[i] = pc.multiply(seconds, 1000).cast(DATE_TYPE)
             else:
                 arrays[i] = pa.array(values, EVENT_SCHEMA.field(i).type)
-        del columns
-        details = [self.details[i] for i in order]
-        nulls = details.count(None)
-        validity = None
-        if nulls:
-            validity = pa.array([d is not None for d in details], pa.bool_()).buffers()[1]
-            details = [b"" if d is None else d for d in details]
-        # Casting checks that the bytes are UTF-8 (canonical JSON always is).
-        arrays[_RAW_JSON] = _joined([self.raws[i] for i in order]).cast(pa.string())
-        arrays[_DETAILS] = _joined(details, validity, nulls).cast(pa.string())
-        arrays[_LEAF_HASH] = pa.Array.from_buffers(
-            EVENT_SCHEMA.field(_LEAF_HASH).type,
-            n,
-            [None, pa.py_buffer(b"".join([self.leaves[i] for i in order]))],
+        raw = pa.Array.from_buffers(
+            pa.binary(), n, [None, pa.py_buffer(self.raw_offsets), pa.py_buffer(self.raw)]
         )
-        sents = [self.sents[i] for i in order]
-        arrays[_ENTRY_BYTES] = _joined(sents, large=True).cast(pa.binary())
+        nulls = self.details_valid.count(False)
+        validity = pa.array(self.details_valid, pa.bool_()).buffers()[1] if nulls else None
+        details = pa.Array.from_buffers(
+            pa.binary(),
+            n,
+            [validity, pa.py_buffer(self.details_offsets), pa.py_buffer(self.details)],
+            null_count=nulls,
+        )
+        # Casting checks that the bytes are UTF-8 (canonical JSON always is).
+        arrays[_RAW_JSON] = raw.cast(pa.string())
+        arrays[_DETAILS] = details.cast(pa.string())
+        arrays[_LEAF_HASH] = pa.Array.from_buffers(
+            EVENT_SCHEMA.field(_LEAF_HASH).type, n, [None, pa.py_buffer(self.leaves)]
+        )
+        sent = pa.Array.from_buffers(
+            pa.large_binary(), n, [None, pa.py_buffer(self.sent_offsets), pa.py_buffer(self.sent)]
+        )
+        arrays[_ENTRY_BYTES] = sent.cast(pa.binary())
         return pa.RecordBatch.from_arrays(arrays, schema=EVENT_SCHEMA)
-
-
-def _joined(
-    values: list[bytes], validity: pa.Buffer | None = None, nulls: int = 0, large: bool = False
-) -> pa.Array:
-    """A binary array over ``values`` joined into one buffer (offsets 64-bit if ``large``)."""
-    offsets = array("q" if large else "i", accumulate(map(len, values), initial=0))
-    return pa.Array.from_buffers(
-        pa.large_binary() if large else pa.binary(),
-        len(values),
-        [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))],
-        null_count=nulls,
-    )
 
 
 class WindowNormalizer:
@@ -271,7 +261,7 @@ class WindowNormalizer:
             ):
                 page = self._flush_if_full(page)
         if page.rows:
-            self._keep(page.batch())
+            self._keep(_sorted(page.batch()))
 
     def _keep(self, batch: pa.RecordBatch) -> None:
         """_keep holds one page's sorted rows until :meth:`finish`."""
@@ -280,7 +270,7 @@ class WindowNormalizer:
     def _flush_if_full(self, page: _Page) -> _Page:
         if not page.full():
             return page
-        self._keep(page.batch())
+        self._keep(_sorted(page.batch()))
         return _Page()
 
     def _add_quarantined(self, page: _Page, sent: bytes, entry: Any, reason: str) -> None:
@@ -458,6 +448,10 @@ def _sorted_table(batches: list[pa.RecordBatch]) -> pa.Table:
 
 
 _SORT_KEYS = [("date_create", "ascending"), ("event_id", "ascending")]
+
+
+def _sorted(batch: pa.RecordBatch) -> pa.RecordBatch:
+    return batch.take(pc.sort_indices(batch, sort_keys=_SORT_KEYS))
 
 
 def _in_order(batches: list[pa.RecordBatch]) -> bool:

@@ -309,8 +309,7 @@ ids = st.text(
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(ids, st.integers(0, 3)), max_size=30), st.randoms())
 def test_a_pages_rows_are_in_arrows_own_sort_order(items, rng):
-    """Each page is put in order in Python (str order) before it becomes Arrow columns: the
-    same order as Arrow's sort of the finished rows (UTF-8 byte order), whatever the ids
+    """Each page's batch is handed on in (date_create, event_id) order, whatever the ids
     (any code point), repeats, quarantine rows and arrival order."""
     sent = [
         json.dumps({"id": i, "date_create": H + s, "action": "a"}, ensure_ascii=False).encode()
