@@ -469,21 +469,13 @@ def _in_order(batches: list[pa.RecordBatch]) -> bool:
 def _row(entry: dict[str, Any], event_id: str, date_create: int) -> tuple[Any, ...]:
     """The normalized columns of a faithful entry, in ``_TUPLE_COLUMNS`` order (non-text
     values are rendered per column in ``_Page.batch``)."""
-    # _obj, written out: this runs once per event.
-    actor = entry.get("actor")
-    actor = actor if actor.__class__ is dict else _EMPTY
-    user = actor.get("user")
-    user = user if user.__class__ is dict else _EMPTY
-    entity = entry.get("entity")
-    entity = entity if entity.__class__ is dict else _EMPTY
+    actor = _obj(entry.get("actor"))
+    user = _obj(actor.get("user"))
+    entity = _obj(entry.get("entity"))
     entity_type = entity.get("type")
-    target = entity.get(entity_type) if entity_type.__class__ is str else None
-    target = target if target.__class__ is dict else _EMPTY
-    context = entry.get("context")
-    context = context if context.__class__ is dict else _EMPTY
-    location = context.get("location")
-    location = location if location.__class__ is dict else _EMPTY
-    app = context.get("app")
+    target = _obj(entity.get(entity_type)) if entity_type.__class__ is str else _EMPTY
+    context = _obj(entry.get("context"))
+    location = _obj(context.get("location"))
     name = target.get("name")
     if name is None:
         name = target.get("title")
@@ -508,7 +500,7 @@ def _row(entry: dict[str, Any], event_id: str, date_create: int) -> tuple[Any, .
         context.get("ip_address"),
         context.get("ua"),
         context.get("session_id"),
-        app.get("id") if app.__class__ is dict else None,
+        _obj(context.get("app")).get("id"),
         None,
     )
 
