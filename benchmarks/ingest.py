@@ -211,11 +211,27 @@ def _activities(section: Section, sizes: Sizes, work: Path, say: Callable[[str],
 
 
 def _phase_table(phases: dict) -> str:
-    lines = ["Memory by phase of one pipeline run (resident / peak so far):", ""]
-    lines += ["| phase | RSS | peak |", "|---|---|---|"]
+    """Memory and CPU by step. The CPU columns are what the step cost, all threads and the
+    main thread alone: the sync's threads share the GIL, so on a busy machine (or under a
+    sampling profiler) wall-clock time says less about where the work is."""
+    lines = [
+        "Memory and CPU by phase of one pipeline run (resident / peak so far; CPU seconds "
+        "of the step, all threads / the main thread; the other threads are the read-ahead "
+        "fetch and split, and Arrow's own):",
+        "",
+        "| phase | RSS | peak | CPU s | main thread |",
+        "|---|---|---|---|---|",
+    ]
+    cpu = main = None
     for raw in phases["stderr"].splitlines():
         if not raw.startswith("{"):
             continue
         item = json.loads(raw)
-        lines.append(f"| {item['phase']} | {fmt_mb(item['rss'])} | {fmt_mb(item['peak'])} |")
+        step = "" if cpu is None else f"{item['cpu'] - cpu:.2f}"
+        step_main = "" if main is None else f"{item['main_cpu'] - main:.2f}"
+        cpu, main = item["cpu"], item["main_cpu"]
+        lines.append(
+            f"| {item['phase']} | {fmt_mb(item['rss'])} | {fmt_mb(item['peak'])} "
+            f"| {step} | {step_main} |"
+        )
     return "\n".join(lines)

@@ -179,9 +179,10 @@ def _peak() -> int:
 
 
 def phases(base_url: str, token: str, start: int, end: int, out: Path) -> int:
-    """``ingest.sync_window`` as the sync command runs it, with resident memory at the end
-    of each of its steps (its ``on_phase`` hook): where a big hour's peak comes from.
-    Prints one JSON line per phase to stderr."""
+    """``ingest.sync_window`` as the sync command runs it, with resident memory and CPU
+    seconds (all threads, and the main thread alone) at the end of each of its steps (its
+    ``on_phase`` hook): where a big hour's peak and time come from. Prints one JSON line
+    per phase to stderr."""
     from audit_pipeline.ingest import gc_paused, sync_window
     from audit_pipeline.lake import PARQUET_FORMAT
     from audit_pipeline.ledger import Ledger
@@ -191,7 +192,15 @@ def phases(base_url: str, token: str, start: int, end: int, out: Path) -> int:
     marks: list[dict[str, Any]] = []
 
     def mark(name: str) -> None:
-        marks.append({"phase": name, "rss": _rss(), "peak": _peak()})
+        marks.append(
+            {
+                "phase": name,
+                "rss": _rss(),
+                "peak": _peak(),
+                "cpu": time.process_time(),
+                "main_cpu": time.thread_time(),
+            }
+        )
 
     data_dir = out / "data"
     data_dir.mkdir(parents=True)

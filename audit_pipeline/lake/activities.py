@@ -20,12 +20,12 @@ Columns are only ever added at the end, with a new ``ACTIVITY_SCHEMA_VERSION``.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -219,6 +219,7 @@ def write_activity_file(table: pa.Table, path: Path) -> None:
 
 
 def activity_from_leaf(raw_json: str | bytes) -> dict[str, Any] | None:
-    """activity_from_leaf returns the activity inside a leaf (None for quarantine leaves)."""
-    doc = orjson.loads(raw_json)
+    """activity_from_leaf returns the activity inside a leaf (None for quarantine leaves).
+    The stdlib parser, not orjson: orjson turns integers beyond 64 bits into doubles."""
+    doc = json.loads(raw_json)
     return doc.get("activity") if isinstance(doc, dict) else None

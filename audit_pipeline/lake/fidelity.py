@@ -82,7 +82,7 @@ def judge_entry(
     if len(text) - len(text.lstrip("\ufeff")):
         return Unfaithful("entry starts with a byte order mark")
     try:
-        value = _DECODER.decode(text)
+        value, canonical = _parsed(data, text)
     except _Reject as exc:
         return Unfaithful(str(exc))
     except RecursionError:
@@ -102,7 +102,7 @@ def judge_entry(
     try:
         # The hooks above refused NaN/Infinity and every float a double cannot hold, so the
         # value is plain JSON: the encoder's own walk over it is not needed.
-        canonical = canonical_json_parsed(value)
+        canonical = canonical or canonical_json_parsed(value)
     except MalformedError as exc:
         reason = str(exc)
         if "surrogate" in reason:
@@ -116,6 +116,29 @@ def judge_entry(
         if problem:
             return Unfaithful(problem, value)
     return Faithful(value, canonical)
+
+
+def _parsed(data: bytes, text: str) -> tuple[Any, bytes | None]:
+    """The value of ``text`` (the entry ``data``, decoded), and its canonical JSON when that
+    was needed to find it; raises as ``_DECODER`` does, for the same first reason.
+
+    Usually parsed without the per-object hook (the C scanner builds each dict itself,
+    keeping the last of a repeated key), then checked for a repeated key by counting colons:
+    outside strings one follows each key, and canonical JSON writes every string's colons
+    as themselves, so with no colon written as an escape in ``data`` the two hold as many
+    colons exactly when no member was lost. Anything else (a repeat, an escape, any error,
+    a value with no canonical JSON) is parsed again with the hook, which names the problem.
+    """
+    if _ESCAPED_COLON not in data:
+        try:
+            value = _PLAIN_DECODER.decode(text)
+            canonical = canonical_json_parsed(value)
+        except (_Reject, ValueError, RecursionError, MalformedError):
+            pass
+        else:
+            if data.count(b":") == canonical.count(b":"):
+                return value, canonical
+    return _DECODER.decode(text), None
 
 
 def quarantine_leaf(
@@ -180,6 +203,9 @@ def _constant(name: str) -> Any:
 
 # One decoder for every entry (json.loads would build one per call when given hooks).
 _DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_float=_float, parse_constant=_constant)
+# The same without the per-object hook (see _parsed).
+_PLAIN_DECODER = json.JSONDecoder(parse_float=_float, parse_constant=_constant)
+_ESCAPED_COLON = b"\\u003"  # \u003a or \u003A (and, harmlessly, \u0030 to \u003f)
 
 
 def _short(text: str) -> str:

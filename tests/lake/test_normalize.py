@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -298,3 +299,31 @@ def test_pages_in_any_order_give_the_same_sorted_table(data):
         write_batch_stream(spilled.batches(), Path(spill) / "streamed.parquet")
         whole_bytes = (Path(spill) / "whole.parquet").read_bytes()
         assert (Path(spill) / "streamed.parquet").read_bytes() == whole_bytes
+
+
+ids = st.text(
+    st.characters(codec="utf-8", exclude_characters='"\\'), min_size=1, max_size=6
+).filter(str.strip)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(ids, st.integers(0, 3)), max_size=30), st.randoms())
+def test_a_pages_rows_are_in_arrows_own_sort_order(items, rng):
+    """Each page's batch is handed on in (date_create, event_id) order, whatever the ids
+    (any code point), repeats, quarantine rows and arrival order."""
+    sent = [
+        json.dumps({"id": i, "date_create": H + s, "action": "a"}, ensure_ascii=False).encode()
+        for i, s in items
+    ]
+    sent += [b'{"id":"x","date_create":%d,"action":"a","n":1e400}' % H, b"\xff"]
+    rng.shuffle(sent)
+    normalizer = WindowNormalizer(H, H + 3600)
+    kept: list[pa.RecordBatch] = []
+    normalizer._keep = kept.append  # the page's batch, as it is handed on
+    normalizer.add(sent)
+    (batch,) = kept
+    order = pc.sort_indices(
+        batch, sort_keys=[("date_create", "ascending"), ("event_id", "ascending")]
+    )
+    assert batch.take(order).equals(batch)
+    assert sorted(batch["entry_bytes"].to_pylist()) == sorted(set(sent))
