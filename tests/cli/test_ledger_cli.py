@@ -112,7 +112,7 @@ def test_key_path_from_the_environment(capsys, tmp_path: Path, monkeypatch) -> N
 def test_verify_clean_human_and_json(capsys, four_hours: Ledger) -> None:
     code, out, err = run(capsys, "verify", "--data-dir", str(four_hours.data_dir))
     assert (code, out) == (0, "")
-    assert err.startswith("OK: ledger test.example/audit intact: 4 batches")
+    assert "\nOK: ledger test.example/audit intact: 4 batches" in "\n" + err
     assert "--trusted-keys" in err  # the data directory's own keyring was used
     code, out, err = run(
         capsys, "verify", "--json", "--jobs", "2", "--data-dir", str(four_hours.data_dir)
@@ -155,7 +155,7 @@ def test_verify_findings_exit_1_with_one_json_document(capsys, four_hours: Ledge
     assert code == 1 and not report["ok"]
     assert report["missing_sequences"] == [1]
     assert "missing_manifest" in report["finding_counts"]
-    assert err.startswith("FAIL: ") and "missing_manifest" in err
+    assert "\nFAIL: " in "\n" + err and "missing_manifest" in err
 
 
 def test_checkpoint_then_truncation_is_caught(capsys, four_hours: Ledger, tmp_path) -> None:
