@@ -14,7 +14,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from audit_pipeline.ledger.commit import file_digest, parse_intent
+from audit_pipeline.ledger.commit import HashChunk, file_digest, parse_intent
 from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.events import BatchFileFormat
 from audit_pipeline.ledger.findings import LIST_LIMIT, Finding, FindingCode
@@ -30,6 +30,7 @@ from audit_pipeline.ledger.layout import (
     parse_numbered_name,
 )
 from audit_pipeline.ledger.manifest import SignedManifest
+from audit_pipeline.ledger.paced_hashing import PacedHashing
 from audit_pipeline.ledger.several_hours import id_hashes, ids_in_several_hours
 from audit_pipeline.ledger.storage import LedgerFiles
 from audit_pipeline.ledger.verify_context import FILES, VerifyContext
@@ -52,6 +53,36 @@ class DataFileChecks(VerifyContext):
 
     _running: tuple[list[int], dict[int, str], Iterator[_DataResult]] | None = None
     _pool: Executor | None = None
+    _paced: PacedHashing[DataFileTask, _DataResult] | None = None
+    _paced_seqs: list[int] | None = None  # batches handed to it by _hash_ahead
+
+    def _hash_ahead(self, seq: int, signed: SignedManifest) -> None:
+        """_hash_ahead hands a batch's data file to the hashing thread as soon as its
+        manifest is parsed, when every data file will be checked at file level by this
+        process (a full run, one job, a local directory); :meth:`_start_data` then takes
+        the results only if they are exactly the files it would check."""
+        if self.depth != FILES or not self._hashes_on_a_thread() or not signed.manifest.data:
+            return
+        if self._paced is None:
+            self._paced, self._paced_seqs = PacedHashing(check_data_file), []
+        assert self._paced_seqs is not None
+        self._paced_seqs.append(seq)
+        self._paced.add(self._task(signed, FILES, want_ids=False))
+
+    def _hashes_on_a_thread(self) -> bool:
+        """One job on a local directory: file-level checks hash on a helper thread."""
+        return self.jobs == 1 and isinstance(self.storage, LocalStorage)
+
+    def _task(self, signed: SignedManifest, depth: str, want_ids: bool) -> DataFileTask:
+        return DataFileTask(
+            self.storage,
+            self.file_format,
+            signed,
+            depth,
+            may_be_absent=not self.in_range(signed.manifest.window_start),
+            want_ids=want_ids,
+            hash_probe=hash(HASH_PROBE),
+        )
 
     def _start_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
         """_start_data hands the data files to ``jobs`` worker processes (when there are
@@ -64,25 +95,35 @@ class DataFileChecks(VerifyContext):
         # manifests, and so their files' hashes, are what that checkpoint vouches for).
         todo = list(with_data) if self.recheck_trusted_files else new
         depth = {seq: self.depth if seq >= start else FILES for seq in todo}
+        if self._paced is not None:
+            ahead = self._paced
+            if self._paced_seqs == todo and all(depth[seq] == FILES for seq in todo):
+                self._running = (todo, depth, self._ticked(ahead.results(), len(todo)))
+                return
+            self._stop_data()  # not the files this run checks: checked afresh below
         tasks = [
-            DataFileTask(
-                self.storage,
-                self.file_format,
-                with_data[seq],
-                depth[seq],
-                may_be_absent=not self.in_range(with_data[seq].manifest.window_start),
-                want_ids=windows[with_data[seq].manifest.window_start] > 1,
-                hash_probe=hash(HASH_PROBE),
+            self._task(
+                with_data[seq], depth[seq], windows[with_data[seq].manifest.window_start] > 1
             )
             for seq in todo
         ]
         self._running = (todo, depth, self._run_tasks(tasks))
 
     def _stop_data(self) -> None:
-        """_stop_data ends the worker processes, if any (also when a check failed)."""
+        """_stop_data ends the worker processes or hashing thread, if any (also when a
+        check failed)."""
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if self._paced is not None:
+            self._paced.stop()
+            self._paced = self._paced_seqs = None
+
+    def _pace_data(self) -> None:
+        """_pace_data lets the hashing thread, if any, into its next hash call before this
+        thread's next step (see :mod:`.paced_hashing`); called once per manifest checked."""
+        if self._paced is not None:
+            self._paced.pace()
 
     def _check_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
         with_data = {s: m for s, m in sorted(parsed.items()) if m.manifest.data}
@@ -137,7 +178,8 @@ class DataFileChecks(VerifyContext):
     def _run_tasks(self, tasks: list[DataFileTask]) -> Iterator[_DataResult]:
         """_run_tasks checks the data files in order, in ``jobs`` worker processes when there
         are several (started now; each file is hashed and decoded in one process; results
-        come back in batch order), with progress every hundred files."""
+        come back in batch order), with progress every hundred files. At file level with one
+        job a helper thread hashes them while this thread checks the manifests."""
         jobs = self.jobs
         if jobs > 1 and not isinstance(self.storage, LocalStorage):
             self.notice(
@@ -147,6 +189,9 @@ class DataFileChecks(VerifyContext):
                 "processes: the data files were checked in this process, one at a time",
             )
             jobs = 1
+        if self._hashes_on_a_thread() and len(tasks) > 1 and all(t.depth == FILES for t in tasks):
+            self._paced = PacedHashing(check_data_file, tasks)
+            return self._ticked(self._paced.results(), len(tasks))
         if jobs > 1 and len(tasks) > 1:
             workers = min(jobs, len(tasks))
             if all(t.depth == FILES for t in tasks):
@@ -314,10 +359,11 @@ class DataFileTask:
 HASH_PROBE = "audit_pipeline: are string hashes this process's?"
 
 
-def check_data_file(task: DataFileTask) -> _DataResult:
+def check_data_file(task: DataFileTask, hash_chunk: HashChunk | None = None) -> _DataResult:
     """check_data_file checks one batch's data file against its manifest: its size and
     SHA-256 at every depth, its rows too at ``rows`` (one outside the data range may be
-    absent; if present it is checked like any other)."""
+    absent; if present it is checked like any other). ``hash_chunk``: see
+    :func:`.commit.file_digest`."""
     m = task.signed.manifest
     data = m.data
     assert data is not None
@@ -335,7 +381,7 @@ def check_data_file(task: DataFileTask) -> _DataResult:
         )
 
     try:
-        size, sha256 = file_digest(task.storage.regular_path(data.path))
+        size, sha256 = file_digest(task.storage.regular_path(data.path), hash_chunk)
     except NotRegularFileError as exc:
         add(FindingCode.NOT_REGULAR_FILE, str(exc))
         return _DataResult(findings, None, 0, 0)
