@@ -391,6 +391,8 @@ def _obj(value: Any, where: str, fields: set[str], *, required: bool = True) -> 
 
 
 def _int(value: Any, where: str) -> int:
+    if type(value) is int and value >= 0:  # what a parser gives (the check below is slower)
+        return value
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise MalformedError(f"{where} is not a non-negative integer: {value!r}")
     return value
@@ -401,6 +403,8 @@ def _opt_int(value: Any, where: str) -> int | None:
 
 
 def _str(value: Any, where: str) -> str:
+    if type(value) is str and value:
+        return value
     if not isinstance(value, str) or not value:
         raise MalformedError(f"{where} is not a non-empty string")
     return value
@@ -424,7 +428,12 @@ def check_no_floats(value: Any, where: str) -> None:
         raise MalformedError(f"{where} holds a float; manifests use integers only")
     if isinstance(value, Mapping):
         for k, v in value.items():
-            check_no_floats(v, f"{where}.{k}")
+            if type(v) not in _NOT_FLOATS:
+                check_no_floats(v, f"{where}.{k}")
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            check_no_floats(v, f"{where}[{i}]")
+            if type(v) not in _NOT_FLOATS:
+                check_no_floats(v, f"{where}[{i}]")
+
+
+_NOT_FLOATS = frozenset({str, int, bool, type(None)})  # nothing inside to look at either
