@@ -220,20 +220,13 @@ def parse_intent(raw: bytes) -> Intent:
     return intent
 
 
-HashChunk = Callable[[Any, bytes], None]  # (a hashlib hash, a chunk)
-
-
-def file_digest(path: Path, hash_chunk: HashChunk | None = None) -> tuple[int, str]:
-    """file_digest returns (size, hex SHA-256) of a file, read in 1 MiB chunks, each
-    hashed by ``hash_chunk(digest, chunk)`` when given (see :mod:`.paced_hashing`)."""
+def file_digest(path: Path) -> tuple[int, str]:
+    """file_digest returns (size, hex SHA-256) of a file, read in 1 MiB chunks."""
     digest, size = hashlib.sha256(), 0
     with os.fdopen(open_regular(path), "rb") as fh:
         while chunk := fh.read(_CHUNK):
             size += len(chunk)
-            if hash_chunk is None:
-                digest.update(chunk)
-            else:
-                hash_chunk(digest, chunk)
+            digest.update(chunk)
     return size, digest.hexdigest()
 
 

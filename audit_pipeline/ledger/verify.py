@@ -456,7 +456,6 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
         hashed while the manifests after it are read (:meth:`_hash_ahead`)."""
         batches: dict[int, _Batch] = {}
         for name in self.storage.list_dir(MANIFESTS):
-            self._pace_data()
             rel = f"{MANIFESTS}/{name}"
             seq = parse_numbered_name(name, MANIFEST_SUFFIX)
             if seq is None:
@@ -491,7 +490,6 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
     ) -> None:
         previous_created: int | None = None
         for seq in sorted(batches):
-            self._pace_data()
             signed = batches[seq].signed
             if signed is None:
                 previous_created = None

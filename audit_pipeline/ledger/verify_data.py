@@ -14,10 +14,11 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from audit_pipeline.ledger.commit import HashChunk, file_digest, parse_intent
+from audit_pipeline.ledger.commit import file_digest, parse_intent
 from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.events import BatchFileFormat
 from audit_pipeline.ledger.findings import LIST_LIMIT, Finding, FindingCode
+from audit_pipeline.ledger.hash_ahead import HashAhead
 from audit_pipeline.ledger.layout import (
     INTENT_SUFFIX,
     LAKE,
@@ -30,7 +31,6 @@ from audit_pipeline.ledger.layout import (
     parse_numbered_name,
 )
 from audit_pipeline.ledger.manifest import SignedManifest
-from audit_pipeline.ledger.paced_hashing import PacedHashing
 from audit_pipeline.ledger.several_hours import id_hashes, ids_in_several_hours
 from audit_pipeline.ledger.storage import LedgerFiles
 from audit_pipeline.ledger.verify_context import FILES, VerifyContext
@@ -53,8 +53,8 @@ class DataFileChecks(VerifyContext):
 
     _running: tuple[list[int], dict[int, str], Iterator[_DataResult]] | None = None
     _pool: Executor | None = None
-    _paced: PacedHashing[DataFileTask, _DataResult] | None = None
-    _paced_seqs: list[int] | None = None  # batches handed to it by _hash_ahead
+    _ahead: HashAhead[DataFileTask, _DataResult] | None = None
+    _ahead_seqs: list[int] | None = None  # the batches queued by _hash_ahead
 
     def _hash_ahead(self, seq: int, signed: SignedManifest) -> None:
         """_hash_ahead hands a batch's data file to the hashing thread as soon as its
@@ -63,14 +63,15 @@ class DataFileChecks(VerifyContext):
         the results only if they are exactly the files it would check."""
         if self.depth != FILES or not self._hashes_on_a_thread() or not signed.manifest.data:
             return
-        if self._paced is None:
-            self._paced, self._paced_seqs = PacedHashing(check_data_file), []
-        assert self._paced_seqs is not None
-        self._paced_seqs.append(seq)
-        self._paced.add(self._task(signed, FILES, want_ids=False))
+        if self._ahead is None:
+            self._ahead, self._ahead_seqs = HashAhead(check_data_file), []
+        assert self._ahead_seqs is not None
+        self._ahead_seqs.append(seq)
+        self._ahead.add(self._task(signed, FILES, want_ids=False))
 
     def _hashes_on_a_thread(self) -> bool:
-        """One job on a local directory: file-level checks hash on a helper thread."""
+        """One job on a local directory: file-level checks hash on a helper thread (hashlib
+        and the Ed25519 checks let go of the GIL, so it runs beside this thread's checks)."""
         return self.jobs == 1 and isinstance(self.storage, LocalStorage)
 
     def _task(self, signed: SignedManifest, depth: str, want_ids: bool) -> DataFileTask:
@@ -95,9 +96,9 @@ class DataFileChecks(VerifyContext):
         # manifests, and so their files' hashes, are what that checkpoint vouches for).
         todo = list(with_data) if self.recheck_trusted_files else new
         depth = {seq: self.depth if seq >= start else FILES for seq in todo}
-        if self._paced is not None:
-            ahead = self._paced
-            if self._paced_seqs == todo and all(depth[seq] == FILES for seq in todo):
+        if self._ahead is not None:
+            ahead = self._ahead
+            if self._ahead_seqs == todo and all(depth[seq] == FILES for seq in todo):
                 self._running = (todo, depth, self._ticked(ahead.results(), len(todo)))
                 return
             self._stop_data()  # not the files this run checks: checked afresh below
@@ -110,20 +111,14 @@ class DataFileChecks(VerifyContext):
         self._running = (todo, depth, self._run_tasks(tasks))
 
     def _stop_data(self) -> None:
-        """_stop_data ends the worker processes or hashing thread, if any (also when a
-        check failed)."""
+        """_stop_data ends the worker processes or threads, if any (also when a check
+        failed)."""
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
-        if self._paced is not None:
-            self._paced.stop()
-            self._paced = self._paced_seqs = None
-
-    def _pace_data(self) -> None:
-        """_pace_data lets the hashing thread, if any, into its next hash call before this
-        thread's next step (see :mod:`.paced_hashing`); called once per manifest checked."""
-        if self._paced is not None:
-            self._paced.pace()
+        if self._ahead is not None:
+            self._ahead.stop()
+            self._ahead = self._ahead_seqs = None
 
     def _check_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
         with_data = {s: m for s, m in sorted(parsed.items()) if m.manifest.data}
@@ -189,15 +184,13 @@ class DataFileChecks(VerifyContext):
                 "processes: the data files were checked in this process, one at a time",
             )
             jobs = 1
-        if self._hashes_on_a_thread() and len(tasks) > 1 and all(t.depth == FILES for t in tasks):
-            self._paced = PacedHashing(check_data_file, tasks)
-            return self._ticked(self._paced.results(), len(tasks))
+        files_only = len(tasks) > 1 and all(t.depth == FILES for t in tasks)
+        if files_only and (jobs > 1 or self._hashes_on_a_thread()):
+            # Hashing releases the GIL: threads, without a process's start-up and pickling.
+            self._pool = ThreadPoolExecutor(max_workers=min(jobs, len(tasks)))
+            return self._ticked(self._pool.map(check_data_file, tasks), len(tasks))
         if jobs > 1 and len(tasks) > 1:
             workers = min(jobs, len(tasks))
-            if all(t.depth == FILES for t in tasks):
-                # Hashing releases the GIL: threads, without a process's start-up and pickling.
-                self._pool = ThreadPoolExecutor(max_workers=workers)
-                return self._ticked(self._pool.map(check_data_file, tasks), len(tasks))
             chunk = max(1, len(tasks) // (jobs * 16))
             self._pool = ProcessPoolExecutor(max_workers=workers)
             results = self._pool.map(check_data_file, tasks, chunksize=chunk)  # submits all
@@ -359,11 +352,10 @@ class DataFileTask:
 HASH_PROBE = "audit_pipeline: are string hashes this process's?"
 
 
-def check_data_file(task: DataFileTask, hash_chunk: HashChunk | None = None) -> _DataResult:
+def check_data_file(task: DataFileTask) -> _DataResult:
     """check_data_file checks one batch's data file against its manifest: its size and
     SHA-256 at every depth, its rows too at ``rows`` (one outside the data range may be
-    absent; if present it is checked like any other). ``hash_chunk``: see
-    :func:`.commit.file_digest`."""
+    absent; if present it is checked like any other)."""
     m = task.signed.manifest
     data = m.data
     assert data is not None
@@ -381,7 +373,7 @@ def check_data_file(task: DataFileTask, hash_chunk: HashChunk | None = None) -> 
         )
 
     try:
-        size, sha256 = file_digest(task.storage.regular_path(data.path), hash_chunk)
+        size, sha256 = file_digest(task.storage.regular_path(data.path))
     except NotRegularFileError as exc:
         add(FindingCode.NOT_REGULAR_FILE, str(exc))
         return _DataResult(findings, None, 0, 0)
