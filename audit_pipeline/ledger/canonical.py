@@ -79,6 +79,12 @@ def parse_canonical(data: bytes) -> Any:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MalformedError(f"canonical JSON must be bytes, got {type(data).__name__}")
     data = bytes(data)
+    try:  # fast path: bytes that orjson reads and writes back unchanged are canonical
+        value = orjson.loads(data)
+        if _encode(value) == data:
+            return value
+    except (orjson.JSONDecodeError, MalformedError):
+        pass  # the strict path below says what is wrong
     value = parse_json_strict(data)
     try:
         canonical = canonical_json(value)

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audit_pipeline.ledger import merkle
-from audit_pipeline.ledger.canonical import canonical_json, parse_canonical
+from audit_pipeline.ledger.canonical import canonical_json, canonical_json_parsed, parse_canonical
 from audit_pipeline.ledger.errors import MalformedError
 from audit_pipeline.ledger.keys import Keyring, KeyStatus, key_id
 from audit_pipeline.ledger.note import Signer
@@ -278,6 +278,16 @@ class SignedManifest:
     manifest: Manifest
     signature: ManifestSignature
     raw: bytes = field(repr=False)
+    # the payload's canonical bytes as stored (``parse_manifest`` slices them from ``raw``)
+    payload: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def signed_bytes(self) -> bytes:
+        """signed_bytes is the message the signature covers: the payload as stored when
+        parsed (canonical, so the same bytes as re-encoding the manifest), else re-encoded."""
+        if self.payload is None:
+            return self.manifest.signed_bytes
+        return self.manifest.format.encode() + b"\x00" + self.payload
 
     @property
     def sequence(self) -> int:
@@ -323,6 +333,7 @@ def parse_manifest(raw: bytes) -> SignedManifest:
     must hold exactly one signature by the key the payload names, and every algorithm must
     be on the allow-list.
     """
+    raw = bytes(raw)
     doc = parse_canonical(raw)
     envelope = _obj(doc, "manifest", {"signatures", "signed"})
     sigs = envelope["signatures"]
@@ -347,7 +358,10 @@ def parse_manifest(raw: bytes) -> SignedManifest:
             f"signature by {signature.name}+{signature.key_id} but the payload names "
             f"{manifest.key_name}+{manifest.key_id}"
         )
-    return SignedManifest(manifest, signature, bytes(raw))
+    # ``raw`` is canonical: {"signatures":[...],"signed":<payload>}, the payload last.
+    head = b'{"signatures":' + canonical_json_parsed(sigs) + b',"signed":'
+    payload = raw[len(head) : -1] if raw.startswith(head) else None
+    return SignedManifest(manifest, signature, raw, payload)
 
 
 def signature_status(signed: SignedManifest, keyring: Keyring) -> str:
@@ -362,7 +376,7 @@ def signature_status(signed: SignedManifest, keyring: Keyring) -> str:
     key = keyring.find(sig.name, sig.key_hash)
     if key is None:
         return KeyStatus.UNKNOWN.value
-    if not key.verifier.verify(signed.manifest.signed_bytes, sig.sig):
+    if not key.verifier.verify(signed.signed_bytes, sig.sig):
         return BAD_SIGNATURE
     return key.status_at(signed.manifest.created, position=signed.sequence).value
 
@@ -377,6 +391,8 @@ def _obj(value: Any, where: str, fields: set[str], *, required: bool = True) -> 
 
 
 def _int(value: Any, where: str) -> int:
+    if type(value) is int and value >= 0:  # what a parser gives (the check below is slower)
+        return value
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise MalformedError(f"{where} is not a non-negative integer: {value!r}")
     return value
@@ -387,6 +403,8 @@ def _opt_int(value: Any, where: str) -> int | None:
 
 
 def _str(value: Any, where: str) -> str:
+    if type(value) is str and value:
+        return value
     if not isinstance(value, str) or not value:
         raise MalformedError(f"{where} is not a non-empty string")
     return value
@@ -410,7 +428,12 @@ def check_no_floats(value: Any, where: str) -> None:
         raise MalformedError(f"{where} holds a float; manifests use integers only")
     if isinstance(value, Mapping):
         for k, v in value.items():
-            check_no_floats(v, f"{where}.{k}")
+            if type(v) not in _NOT_FLOATS:
+                check_no_floats(v, f"{where}.{k}")
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            check_no_floats(v, f"{where}[{i}]")
+            if type(v) not in _NOT_FLOATS:
+                check_no_floats(v, f"{where}[{i}]")
+
+
+_NOT_FLOATS = frozenset({str, int, bool, type(None)})  # nothing inside to look at either

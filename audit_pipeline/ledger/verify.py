@@ -203,6 +203,8 @@ def verify_ledger(
         if isinstance(exc, FileNotFoundError):
             raise VerificationIncompleteError(f"{exc.filename} vanished while verifying") from exc
         raise VerificationIncompleteError(f"I/O error: {exc}") from exc
+    finally:
+        run._stop_data()  # a hashing thread started while reading manifests, if any
 
 
 def _own_keyring(data_dir: str | Path, storage: LedgerFiles) -> Keyring:
@@ -254,7 +256,7 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
             self.findings.clear()
             self.notices.clear()
             self.checked.clear()
-        batches = self._read_manifests()
+        batches = self._read_manifests(hash_ahead=not incremental)
         size = max(batches, default=-1) + 1
         missing = [s for s in range(size) if s not in batches]
         for seq in missing:
@@ -483,7 +485,9 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
 
     # -- manifests -------------------------------------------------------------------------
 
-    def _read_manifests(self) -> dict[int, _Batch]:
+    def _read_manifests(self, hash_ahead: bool = False) -> dict[int, _Batch]:
+        """``hash_ahead``: every data file will be checked (a full run), so each can be
+        hashed while the manifests after it are read (:meth:`_hash_ahead`)."""
         batches: dict[int, _Batch] = {}
         for name in self.storage.list_dir(MANIFESTS):
             rel = f"{MANIFESTS}/{name}"
@@ -503,6 +507,8 @@ class _Run(DataFileChecks, CheckpointChecks, CoverageChecks):
                 self.add(FindingCode.UNSUPPORTED_ALGORITHM, rel, str(exc))
             except LedgerError as exc:
                 self.add(FindingCode.MALFORMED_MANIFEST, rel, str(exc))
+            if signed is not None and hash_ahead:
+                self._hash_ahead(seq, signed)
             batches[seq] = _Batch(seq, raw, signed)
         self.checked["manifests"] = len(batches)
         return batches

@@ -18,6 +18,7 @@ from audit_pipeline.ledger.commit import file_digest, parse_intent
 from audit_pipeline.ledger.errors import LedgerError
 from audit_pipeline.ledger.events import BatchFileFormat
 from audit_pipeline.ledger.findings import LIST_LIMIT, Finding, FindingCode
+from audit_pipeline.ledger.hash_ahead import HashAhead
 from audit_pipeline.ledger.layout import (
     INTENT_SUFFIX,
     LAKE,
@@ -52,6 +53,37 @@ class DataFileChecks(VerifyContext):
 
     _running: tuple[list[int], dict[int, str], Iterator[_DataResult]] | None = None
     _pool: Executor | None = None
+    _ahead: HashAhead[DataFileTask, _DataResult] | None = None
+    _ahead_seqs: list[int] | None = None  # the batches queued by _hash_ahead
+
+    def _hash_ahead(self, seq: int, signed: SignedManifest) -> None:
+        """_hash_ahead hands a batch's data file to the hashing thread as soon as its
+        manifest is parsed, when every data file will be checked at file level by this
+        process (a full run, one job, a local directory); :meth:`_start_data` then takes
+        the results only if they are exactly the files it would check."""
+        if self.depth != FILES or not self._hashes_on_a_thread() or not signed.manifest.data:
+            return
+        if self._ahead is None:
+            self._ahead, self._ahead_seqs = HashAhead(check_data_file), []
+        assert self._ahead_seqs is not None
+        self._ahead_seqs.append(seq)
+        self._ahead.add(self._task(signed, FILES, want_ids=False))
+
+    def _hashes_on_a_thread(self) -> bool:
+        """One job on a local directory: file-level checks hash on a helper thread (hashlib
+        and the Ed25519 checks let go of the GIL, so it runs beside this thread's checks)."""
+        return self.jobs == 1 and isinstance(self.storage, LocalStorage)
+
+    def _task(self, signed: SignedManifest, depth: str, want_ids: bool) -> DataFileTask:
+        return DataFileTask(
+            self.storage,
+            self.file_format,
+            signed,
+            depth,
+            may_be_absent=not self.in_range(signed.manifest.window_start),
+            want_ids=want_ids,
+            hash_probe=hash(HASH_PROBE),
+        )
 
     def _start_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
         """_start_data hands the data files to ``jobs`` worker processes (when there are
@@ -64,25 +96,29 @@ class DataFileChecks(VerifyContext):
         # manifests, and so their files' hashes, are what that checkpoint vouches for).
         todo = list(with_data) if self.recheck_trusted_files else new
         depth = {seq: self.depth if seq >= start else FILES for seq in todo}
+        if self._ahead is not None:
+            ahead = self._ahead
+            if self._ahead_seqs == todo and all(depth[seq] == FILES for seq in todo):
+                self._running = (todo, depth, self._ticked(ahead.results(), len(todo)))
+                return
+            self._stop_data()  # not the files this run checks: checked afresh below
         tasks = [
-            DataFileTask(
-                self.storage,
-                self.file_format,
-                with_data[seq],
-                depth[seq],
-                may_be_absent=not self.in_range(with_data[seq].manifest.window_start),
-                want_ids=windows[with_data[seq].manifest.window_start] > 1,
-                hash_probe=hash(HASH_PROBE),
+            self._task(
+                with_data[seq], depth[seq], windows[with_data[seq].manifest.window_start] > 1
             )
             for seq in todo
         ]
         self._running = (todo, depth, self._run_tasks(tasks))
 
     def _stop_data(self) -> None:
-        """_stop_data ends the worker processes, if any (also when a check failed)."""
+        """_stop_data ends the worker processes or threads, if any (also when a check
+        failed)."""
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if self._ahead is not None:
+            self._ahead.stop()
+            self._ahead = self._ahead_seqs = None
 
     def _check_data(self, parsed: Mapping[int, SignedManifest], start: int) -> None:
         with_data = {s: m for s, m in sorted(parsed.items()) if m.manifest.data}
@@ -137,7 +173,8 @@ class DataFileChecks(VerifyContext):
     def _run_tasks(self, tasks: list[DataFileTask]) -> Iterator[_DataResult]:
         """_run_tasks checks the data files in order, in ``jobs`` worker processes when there
         are several (started now; each file is hashed and decoded in one process; results
-        come back in batch order), with progress every hundred files."""
+        come back in batch order), with progress every hundred files. At file level with one
+        job a helper thread hashes them while this thread checks the manifests."""
         jobs = self.jobs
         if jobs > 1 and not isinstance(self.storage, LocalStorage):
             self.notice(
@@ -147,12 +184,13 @@ class DataFileChecks(VerifyContext):
                 "processes: the data files were checked in this process, one at a time",
             )
             jobs = 1
+        files_only = len(tasks) > 1 and all(t.depth == FILES for t in tasks)
+        if files_only and (jobs > 1 or self._hashes_on_a_thread()):
+            # Hashing releases the GIL: threads, without a process's start-up and pickling.
+            self._pool = ThreadPoolExecutor(max_workers=min(jobs, len(tasks)))
+            return self._ticked(self._pool.map(check_data_file, tasks), len(tasks))
         if jobs > 1 and len(tasks) > 1:
             workers = min(jobs, len(tasks))
-            if all(t.depth == FILES for t in tasks):
-                # Hashing releases the GIL: threads, without a process's start-up and pickling.
-                self._pool = ThreadPoolExecutor(max_workers=workers)
-                return self._ticked(self._pool.map(check_data_file, tasks), len(tasks))
             chunk = max(1, len(tasks) // (jobs * 16))
             self._pool = ProcessPoolExecutor(max_workers=workers)
             results = self._pool.map(check_data_file, tasks, chunksize=chunk)  # submits all

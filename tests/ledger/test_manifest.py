@@ -254,3 +254,15 @@ def test_signature_statuses(signer: Signer) -> None:
 def test_sign_refuses_a_payload_naming_another_key(signer: Signer) -> None:
     with pytest.raises(ValueError, match="signer"):
         sign_manifest(sample(signer, key_id="00000000"), signer)
+
+
+@pytest.mark.parametrize("fmt", ["audit_pipeline.manifest/v1", "audit_pipeline.manifest/v2"])
+def test_the_signature_is_checked_over_the_payload_bytes_as_stored(signer: Signer, fmt) -> None:
+    """A parsed manifest's signed message is sliced from its stored bytes, and equals the
+    re-encoded payload (unknown signed fields included), so its signature still verifies."""
+    signed = sign_manifest(sample(signer, format=fmt, unrecognized_fields={"zz": [1]}), signer)
+    again = parse_manifest(signed.raw)
+    assert again.payload is not None and again.payload in signed.raw
+    assert again.signed_bytes == signed.manifest.signed_bytes
+    assert signer.verifier.verify(again.signed_bytes, again.signature.sig)
+    assert signature_status(again, Keyring((TrustedKey.from_vkey(signer.vkey),))) == "valid"
