@@ -24,10 +24,11 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import resource
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -42,8 +43,10 @@ from audit_pipeline.ledger.layout import LocalStorage
 from audit_pipeline.ledger.manifest import AUDIT_LOGS_SOURCE, source_name
 
 _FLUSH_ROWS = 200_000
-_GROUP_BYTES = 256 << 20  # verified bytes held in memory for one INSERT from Parquet
-_GROUP_FILES = 512  # and open in-memory files (one descriptor each)
+# One INSERT per group of files: each statement ends in a tail DuckDB runs on one thread,
+# so groups are as large as memory and descriptors allow (a year: 3 statements, not 18).
+_GROUP_BYTES = 1 << 30  # verified bytes held in sealed in-memory files for one INSERT
+_GROUP_FILES = 4096  # each open (one descriptor), and at most half the soft limit
 _AHEAD = 32  # files read and checked ahead of the one DuckDB is loading
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
@@ -153,6 +156,9 @@ class VerifiedParquet:
         self.pending: list[VerifiedFile] = []
         self.paths: dict[int, str] = {}  # id(verified) -> its sealed copy, as DuckDB opens it
         self.pending_bytes = 0
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.group_files = _GROUP_FILES if soft == resource.RLIM_INFINITY else soft // 2
+        self.group_files = max(1, min(_GROUP_FILES, self.group_files))
 
     def __enter__(self) -> VerifiedParquet:
         # A copy's path (/proc/self/fd/N) names another file once N is reused: DuckDB must
@@ -168,10 +174,11 @@ class VerifiedParquet:
         if self.pending and self.pending[-1].current_schema != verified.current_schema:
             self.flush()  # one schema per statement
         fd = sealed_copy(verified.raw, f"batch-{verified.signed.sequence}")
+        self.pending_bytes += len(verified.raw)
+        verified = replace(verified, raw=b"")  # the sealed copy is what DuckDB reads
         self.paths[id(verified)] = f"/proc/self/fd/{fd}"
         self.pending.append(verified)
-        self.pending_bytes += len(verified.raw)
-        if self.pending_bytes >= _GROUP_BYTES or len(self.pending) >= _GROUP_FILES:
+        if self.pending_bytes >= _GROUP_BYTES or len(self.pending) >= self.group_files:
             self.flush()
 
     def _close(self, group: Iterable[VerifiedFile]) -> None:
