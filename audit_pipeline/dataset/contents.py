@@ -26,7 +26,7 @@ from audit_pipeline.dataset.loading import (
     VerifiedFile,
     VerifiedParquet,
     is_audit_batch,
-    read_verified_file,
+    read_verified_files,
     storage_order,
 )
 from audit_pipeline.dataset.schema import EVENT_COLUMNS, QUARANTINE_COLUMNS
@@ -98,9 +98,9 @@ def differing_rows(
                 expected[table].update((s, (n, d)) for s, n, d in found)
 
     with VerifiedParquet(con, digest_group) as files:
-        for signed in storage_order(batches):
-            if is_audit_batch(signed):
-                files.add(read_verified_file(data_dir, signed))
+        ordered = (s for s in storage_order(batches) if is_audit_batch(s))
+        for verified in read_verified_files(data_dir, ordered):
+            files.add(verified)
         files.flush()
     problems = []
     for table, columns, _ in _TABLES:

@@ -6,8 +6,12 @@ rows parsed from those same bytes. Rows go in storage order: by hour window, the
 then row, so ``audit_events`` is stored in time order.
 
 DuckDB's own Parquet reader decodes the files (faster than decoding them in Arrow and
-handing the tables over), reading them from an in-memory file system that holds only the
-bytes just hashed: a file on disk is never read by path after its check.
+handing the tables over), many files per statement, reading each from a sealed in-memory
+file (``memfd_create``, sealed against any write before DuckDB opens it) that holds only the
+bytes just hashed: a file on disk is never read by path after its check, and DuckDB reads
+the copies with its own threads, without going through Python. The next files are read,
+hashed and checked in a thread while DuckDB loads the current ones (hashing and DuckDB both
+release the GIL).
 
 Events live in a native table (not views over Parquet) because a year is 8,760 small
 files: scanning them for every query is slow, a native table is compact and fast, and an
@@ -16,15 +20,20 @@ index on ``event_id`` makes a lookup by id a point query.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import os
+import resource
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fsspec.implementations.memory import MemoryFileSystem
 
 from audit_pipeline.dataset.errors import DatasetIntegrityError
 from audit_pipeline.dataset.schema import EVENT_COLUMNS, QUARANTINE_COLUMNS
@@ -34,17 +43,27 @@ from audit_pipeline.ledger.layout import LocalStorage
 from audit_pipeline.ledger.manifest import AUDIT_LOGS_SOURCE, source_name
 
 _FLUSH_ROWS = 200_000
-_GROUP_BYTES = 256 << 20  # verified bytes held in memory for one INSERT from Parquet
-_PROTOCOL = "audit-verified"
+# One INSERT per group of files: each statement ends in a tail DuckDB runs on one thread,
+# so groups are as large as memory and descriptors allow (a year: 3 statements, not 18).
+_GROUP_BYTES = 1 << 30  # verified bytes held in sealed in-memory files for one INSERT
+_GROUP_FILES = 4096  # each open (one descriptor), and at most half the soft limit
+_AHEAD = 32  # files read and checked ahead of the one DuckDB is loading
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
 
-class VerifiedFiles(MemoryFileSystem):
-    """VerifiedFiles holds, in this process's memory, exactly the bytes that were hashed
-    against their manifests; DuckDB's Parquet reader reads them from here, never from disk
-    (a file changed after it was hashed cannot slip in)."""
-
-    protocol = _PROTOCOL
-    root_marker = ""
+def sealed_copy(raw: bytes, name: str) -> int:
+    """sealed_copy puts ``raw`` in a new in-memory file sealed against any change (no
+    write, truncation or growth through any descriptor) and returns its descriptor."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(raw)
+        while view:
+            view = view[os.write(fd, view) :]
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @dataclass(frozen=True)
@@ -91,6 +110,26 @@ def read_verified_file(data_dir: Path, signed: SignedManifest) -> VerifiedFile:
     )
 
 
+def read_verified_files(
+    data_dir: Path, batches: Iterable[SignedManifest]
+) -> Iterator[VerifiedFile]:
+    """read_verified_files yields :func:`read_verified_file` of each of ``batches`` in order,
+    reading and hashing up to ``_AHEAD`` files ahead in a thread, while the caller loads the
+    ones before (hashing releases the GIL, and so does DuckDB)."""
+    ahead: deque[Future[VerifiedFile]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verified-files") as pool:
+        try:
+            for signed in batches:
+                ahead.append(pool.submit(read_verified_file, data_dir, signed))
+                if len(ahead) > _AHEAD:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+        finally:
+            for future in ahead:
+                future.cancel()
+
+
 def _may_quarantine(metadata: pq.FileMetaData, column: int) -> bool:
     """_may_quarantine: unless every row group's statistics say quarantine_reason is all
     null (the statistics are part of the hashed bytes), the file may hold quarantined rows."""
@@ -104,8 +143,8 @@ def _may_quarantine(metadata: pq.FileMetaData, column: int) -> bool:
 
 class VerifiedParquet:
     """VerifiedParquet hands groups of verified files (in the order added) to ``on_group``,
-    which reads them with DuckDB through :meth:`rows_sql`; the bytes stay in memory only
-    until their group is done."""
+    which reads them with DuckDB through :meth:`rows_sql`; each file's bytes sit in a
+    sealed in-memory file only until its group is done."""
 
     def __init__(
         self,
@@ -114,39 +153,48 @@ class VerifiedParquet:
     ) -> None:
         self.con = con
         self.on_group = on_group
-        self.files = VerifiedFiles(global_store=False, skip_instance_cache=True)
         self.pending: list[VerifiedFile] = []
+        self.paths: dict[int, str] = {}  # id(verified) -> its sealed copy, as DuckDB opens it
         self.pending_bytes = 0
-        self.pending_rows = 0
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.group_files = _GROUP_FILES if soft == resource.RLIM_INFINITY else soft // 2
+        self.group_files = max(1, min(_GROUP_FILES, self.group_files))
 
     def __enter__(self) -> VerifiedParquet:
-        self.con.register_filesystem(self.files)
+        # A copy's path (/proc/self/fd/N) names another file once N is reused: DuckDB must
+        # not serve one file's bytes from a cache under the other's name.
+        self.con.execute("SET enable_external_file_cache = false")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.files.store.clear()
-        self.con.unregister_filesystem(_PROTOCOL)
+        self._close(self.pending)
+        self.pending = []
 
     def add(self, verified: VerifiedFile) -> None:
         if self.pending and self.pending[-1].current_schema != verified.current_schema:
             self.flush()  # one schema per statement
-        self.files.pipe_file(self._path(verified), verified.raw)
-        self.pending.append(verified)
+        fd = sealed_copy(verified.raw, f"batch-{verified.signed.sequence}")
         self.pending_bytes += len(verified.raw)
-        self.pending_rows += verified.rows
-        if self.pending_bytes >= _GROUP_BYTES or self.pending_rows >= _FLUSH_ROWS:
+        verified = replace(verified, raw=b"")  # the sealed copy is what DuckDB reads
+        self.paths[id(verified)] = f"/proc/self/fd/{fd}"
+        self.pending.append(verified)
+        if self.pending_bytes >= _GROUP_BYTES or len(self.pending) >= self.group_files:
             self.flush()
 
-    def _path(self, verified: VerifiedFile) -> str:
-        return f"{_PROTOCOL}://{id(self)}/{verified.signed.sequence}.parquet"
+    def _close(self, group: Iterable[VerifiedFile]) -> None:
+        for verified in group:
+            path = self.paths.pop(id(verified), None)
+            if path is not None:
+                os.close(int(path.rsplit("/", 1)[1]))
 
     def flush(self) -> None:
         if not self.pending:
             return
-        group, self.pending, self.pending_bytes, self.pending_rows = self.pending, [], 0, 0
-        self.on_group(self, group)
-        for verified in group:
-            self.files.rm_file(self._path(verified))
+        group, self.pending, self.pending_bytes = self.pending, [], 0
+        try:
+            self.on_group(self, group)
+        finally:
+            self._close(group)
 
     def rows_sql(
         self,
@@ -158,7 +206,7 @@ class VerifiedParquet:
         """rows_sql selects ``columns`` (cast to ``types`` if given), batch_sequence and
         row_index of the group's rows matching ``where``, in the order of the group's files
         and their rows (DuckDB preserves insertion order by default)."""
-        listing = ", ".join(f"'{self._path(v)}'" for v in group)
+        listing = ", ".join(f"'{self.paths[id(v)]}'" for v in group)
         current = group[0].current_schema
         chosen = []
         for column in columns:
@@ -166,11 +214,12 @@ class VerifiedParquet:
             if types:
                 value = f"CAST({value} AS {types[column]})"
             chosen.append(f"{value} AS {column}")
-        sequence = "CAST(regexp_extract(filename, '/([0-9]+)[.]parquet$', 1) AS BIGINT)"
+        sequences = ", ".join(str(v.signed.sequence) for v in group)
         return (
-            f"SELECT {', '.join(chosen)}, {sequence} AS batch_sequence, "
+            f"SELECT {', '.join(chosen)}, "
+            f"CAST([{sequences}][file_index::BIGINT + 1] AS BIGINT) AS batch_sequence, "
             "file_row_number AS row_index "
-            f"FROM read_parquet([{listing}], filename = true, file_row_number = true) "
+            f"FROM read_parquet([{listing}], file_row_number = true) "
             f"WHERE {where}"
         )
 
@@ -288,7 +337,8 @@ def load_batches(
     to_read = sum(1 for m in ordered if m.sequence not in kept)
     read = 0
     loader = _ParquetLoader(tables)
-    with VerifiedParquet(con, loader) as files:
+    reading = read_verified_files(data_dir, (m for m in ordered if m.sequence not in kept))
+    with contextlib.closing(reading) as verified, VerifiedParquet(con, loader) as files:
         for signed in ordered:
             # Rows go in storage order: whichever loader is not taking this batch flushes.
             if signed.sequence in kept:
@@ -300,7 +350,7 @@ def load_batches(
                 continue
             events.flush()
             quarantine.flush()
-            files.add(read_verified_file(data_dir, signed))
+            files.add(next(verified))
             read += 1
             if read % 500 == 0:
                 say(f"loaded {read}/{to_read} data files")

@@ -4,12 +4,19 @@
 from __future__ import annotations
 
 import io
+import os
 from types import SimpleNamespace
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 
-from audit_pipeline.dataset.loading import VerifiedFile, VerifiedParquet, _ParquetLoader
+from audit_pipeline.dataset.loading import (
+    VerifiedFile,
+    VerifiedParquet,
+    _ParquetLoader,
+    sealed_copy,
+)
 from audit_pipeline.dataset.schema import EVENT_COLUMNS, create_tables
 from audit_pipeline.lake.schema import EVENT_SCHEMA_V1
 
@@ -52,3 +59,20 @@ def test_first_schema_files_load_with_null_entry_bytes(scenario_ledger, data_dir
         "GROUP BY ALL ORDER BY 1"
     ).fetchall()
     assert nulls == [(0, 0), (1, len(by_batch[1]))]
+
+
+def test_sealed_copy_cannot_change_after_it_is_hashed():
+    """DuckDB reads the copy by path: nobody can write, truncate or grow it once sealed."""
+    fd = sealed_copy(b"PAR1 verified bytes PAR1", "batch-0")
+    try:
+        path = f"/proc/self/fd/{fd}"
+        with open(path, "rb") as fh:
+            assert fh.read() == b"PAR1 verified bytes PAR1"
+        with pytest.raises(PermissionError):
+            os.write(fd, b"forged")
+        with pytest.raises(PermissionError):
+            os.ftruncate(fd, 0)
+        with pytest.raises(PermissionError), open(path, "r+b") as fh:
+            fh.write(b"forged")
+    finally:
+        os.close(fd)
