@@ -6,10 +6,10 @@ rows parsed from those same bytes. Rows go in storage order: by hour window, the
 then row, so ``audit_events`` is stored in time order.
 
 DuckDB's own Parquet reader decodes the files (faster than decoding them in Arrow and
-handing the tables over), many files per statement, reading each from a sealed in-memory
-file (``memfd_create``, sealed against any write before DuckDB opens it) that holds only the
-bytes just hashed: a file on disk is never read by path after its check, and DuckDB reads
-the copies with its own threads, without going through Python. The next files are read,
+handing the tables over), many files per statement, reading each from an in-memory copy
+that holds only the bytes just hashed (:mod:`.verified_copies`: on Linux a sealed memory
+file DuckDB reads with its own threads): a file on disk is never read by path after its
+check. The next files are read,
 hashed and checked in a thread while DuckDB loads the current ones (hashing and DuckDB both
 release the GIL).
 
@@ -21,10 +21,7 @@ index on ``event_id`` makes a lookup by id a point query.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import os
-import resource
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +34,7 @@ import pyarrow.parquet as pq
 
 from audit_pipeline.dataset.errors import DatasetIntegrityError
 from audit_pipeline.dataset.schema import EVENT_COLUMNS, QUARANTINE_COLUMNS
+from audit_pipeline.dataset.verified_copies import VerifiedCopies, verified_copies
 from audit_pipeline.lake.parquet import is_event_schema
 from audit_pipeline.ledger import LedgerError, SignedManifest
 from audit_pipeline.ledger.layout import LocalStorage
@@ -45,25 +43,8 @@ from audit_pipeline.ledger.manifest import AUDIT_LOGS_SOURCE, source_name
 _FLUSH_ROWS = 200_000
 # One INSERT per group of files: each statement ends in a tail DuckDB runs on one thread,
 # so groups are as large as memory and descriptors allow (a year: 3 statements, not 18).
-_GROUP_BYTES = 1 << 30  # verified bytes held in sealed in-memory files for one INSERT
-_GROUP_FILES = 4096  # each open (one descriptor), and at most half the soft limit
+_GROUP_BYTES = 1 << 30  # verified bytes held in in-memory copies for one INSERT
 _AHEAD = 32  # files read and checked ahead of the one DuckDB is loading
-_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
-
-
-def sealed_copy(raw: bytes, name: str) -> int:
-    """sealed_copy puts ``raw`` in a new in-memory file sealed against any change (no
-    write, truncation or growth through any descriptor) and returns its descriptor."""
-    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    try:
-        view = memoryview(raw)
-        while view:
-            view = view[os.write(fd, view) :]
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 @dataclass(frozen=True)
@@ -143,8 +124,8 @@ def _may_quarantine(metadata: pq.FileMetaData, column: int) -> bool:
 
 class VerifiedParquet:
     """VerifiedParquet hands groups of verified files (in the order added) to ``on_group``,
-    which reads them with DuckDB through :meth:`rows_sql`; each file's bytes sit in a
-    sealed in-memory file only until its group is done."""
+    which reads them with DuckDB through :meth:`rows_sql`; each file's bytes sit in an
+    in-memory copy only until its group is done."""
 
     def __init__(
         self,
@@ -154,38 +135,37 @@ class VerifiedParquet:
         self.con = con
         self.on_group = on_group
         self.pending: list[VerifiedFile] = []
-        self.paths: dict[int, str] = {}  # id(verified) -> its sealed copy, as DuckDB opens it
+        self.paths: dict[int, str] = {}  # id(verified) -> its in-memory copy, as DuckDB opens it
         self.pending_bytes = 0
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        self.group_files = _GROUP_FILES if soft == resource.RLIM_INFINITY else soft // 2
-        self.group_files = max(1, min(_GROUP_FILES, self.group_files))
+        self.copies: VerifiedCopies | None = None
 
     def __enter__(self) -> VerifiedParquet:
-        # A copy's path (/proc/self/fd/N) names another file once N is reused: DuckDB must
-        # not serve one file's bytes from a cache under the other's name.
-        self.con.execute("SET enable_external_file_cache = false")
+        self.copies = verified_copies(self.con)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._close(self.pending)
         self.pending = []
+        if self.copies is not None:
+            self.copies.close()
 
     def add(self, verified: VerifiedFile) -> None:
         if self.pending and self.pending[-1].current_schema != verified.current_schema:
             self.flush()  # one schema per statement
-        fd = sealed_copy(verified.raw, f"batch-{verified.signed.sequence}")
+        assert self.copies is not None, "VerifiedParquet is used as a context manager"
+        path = self.copies.put(verified.raw, f"batch-{verified.signed.sequence}")
         self.pending_bytes += len(verified.raw)
-        verified = replace(verified, raw=b"")  # the sealed copy is what DuckDB reads
-        self.paths[id(verified)] = f"/proc/self/fd/{fd}"
+        verified = replace(verified, raw=b"")  # the copy is what DuckDB reads
+        self.paths[id(verified)] = path
         self.pending.append(verified)
-        if self.pending_bytes >= _GROUP_BYTES or len(self.pending) >= self.group_files:
+        if self.pending_bytes >= _GROUP_BYTES or len(self.pending) >= self.copies.max_files:
             self.flush()
 
     def _close(self, group: Iterable[VerifiedFile]) -> None:
         for verified in group:
             path = self.paths.pop(id(verified), None)
-            if path is not None:
-                os.close(int(path.rsplit("/", 1)[1]))
+            if path is not None and self.copies is not None:
+                self.copies.drop(path)
 
     def flush(self) -> None:
         if not self.pending:

@@ -12,13 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from audit_pipeline.dataset import history
+from audit_pipeline.dataset import history, loading
 from audit_pipeline.dataset.build import (
     DatasetIntegrityError,
     build_dataset,
     dataset_path,
 )
 from audit_pipeline.dataset.query import open_dataset
+from audit_pipeline.dataset.verified_copies import SEALED_FILES, MemoryCopies
 from audit_pipeline.dataset.views import VIEWS
 from audit_pipeline.lake import EVENT_SCHEMA, PARQUET_FORMAT, write_batch_file
 from audit_pipeline.ledger import merkle, verify_ledger
@@ -37,7 +38,18 @@ def _ledger_contents(ledger) -> tuple[dict[str, tuple[int, int]], int]:
     return rows, len(chain)
 
 
-def test_dataset_equals_ledger_contents(scenario_ledger, data_dir):
+@pytest.fixture(params=["sealed", "memory"])
+def copies(request, monkeypatch):
+    """Both places a build keeps verified bytes for DuckDB: sealed memory files (Linux) and
+    the in-memory file system used where there are none."""
+    if request.param == "memory":
+        monkeypatch.setattr(loading, "verified_copies", MemoryCopies)
+    elif not SEALED_FILES:
+        pytest.skip("no sealed memory files on this platform")
+    return request.param
+
+
+def test_dataset_equals_ledger_contents(scenario_ledger, data_dir, copies):
     result = build_dataset(data_dir)
     expected, manifests = _ledger_contents(scenario_ledger)
     con = open_dataset(result.path)
@@ -108,7 +120,7 @@ def test_injected_file_is_absent_from_every_table_and_view(scenario_ledger, data
     assert runs[-1].findings[0]["code"] == "unreferenced_file"
 
 
-def test_data_file_changed_after_verification_is_refused(scenario_ledger, data_dir):
+def test_data_file_changed_after_verification_is_refused(scenario_ledger, data_dir, copies):
     report = verify_ledger(data_dir, file_format=PARQUET_FORMAT)
     victim = next((data_dir / "lake").rglob("*.parquet"))
     os.chmod(victim, 0o644)
