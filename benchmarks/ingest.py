@@ -204,8 +204,8 @@ def _activities(section: Section, sizes: Sizes, work: Path, say: Callable[[str],
         f"(rendered in {emulator.render_seconds:.0f} s), rate limit off, pages of 1,000 (the "
         "method's maximum). The floor pages admin.apps.activities.list with slack-sdk and "
         "only parses; sync-activities pulls, normalizes, writes and commits to a ledger. "
-        "The emulator scans the whole hour for every page of this method, so at large hours "
-        "the floor is the emulator's speed more than slack-sdk's."
+        "The emulator keeps each hour in order and finds a cursor by bisection, so a page "
+        "costs it what the page holds."
     )
     section.extra.update(activity_rates=rate, activities=expected)
 
