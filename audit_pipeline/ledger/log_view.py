@@ -95,7 +95,7 @@ class LogView:
         window and whole hour. Checking from a size at or past the indexed batches, hours
         are judged only from the newest earlier one on, so the verdicts are those of
         :attr:`refs`, without a ref for every batch of history."""
-        return sorted([*self._plain, *(r for f in self._indexed for r in _extremes(f))])
+        return sorted([*self._plain, *(r for f in self._indexed for r in _refs(f, extremes=True))])
 
     def contradicted(self, manifests: Mapping[int, SignedManifest]) -> list[int]:
         """The sequence numbers of ``manifests`` (read from the log) that a verified index
@@ -167,9 +167,11 @@ def _no_tile(_rel: str) -> None:
     return None
 
 
-def _refs(index: IndexFile) -> list[BatchRef]:
+def _refs(index: IndexFile, *, extremes: bool = False) -> list[BatchRef]:
+    """The index file's refs (``extremes``: only those of each source's earliest and
+    latest hour); a malformed file is a :class:`TileMismatch`."""
     try:
-        return index.refs()
+        return index.extremes() if extremes else index.refs()
     except ValueError as exc:
         raise TileMismatch(f"{index_path(index.start)} is malformed: {exc}") from exc
 
@@ -187,13 +189,6 @@ def _read_present(files: LedgerFiles, starts: range) -> dict[int, bytes]:
             except (FileNotFoundError, LedgerError):
                 continue
         return found
-
-
-def _extremes(index: IndexFile) -> list[BatchRef]:
-    try:
-        return index.extremes()
-    except ValueError as exc:
-        raise TileMismatch(f"{index_path(index.start)} is malformed: {exc}") from exc
 
 
 def read_log(
