@@ -16,18 +16,14 @@ from typing import Protocol
 
 import duckdb
 
-try:  # Linux: sealed memory files
+try:  # Linux: sealed memory files (fcntl's seals and resource exist only on Unix)
     import fcntl
+    import resource
 
     _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
     SEALED_FILES = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 except (ImportError, AttributeError):
     SEALED_FILES = False
-
-try:
-    import resource
-except ImportError:  # Windows
-    resource = None  # type: ignore[assignment]
 
 _MEMORY_PROTOCOL = "audit-verified"
 MAX_FILES = 4096  # copies held at once, at most (sealed: one descriptor each)
@@ -68,10 +64,9 @@ class SealedCopies:
         # A copy's path (/proc/self/fd/N) names another file once N is reused: DuckDB must
         # not serve one file's bytes from a cache under the other's name.
         con.execute("SET enable_external_file_cache = false")
-        soft = MAX_FILES * 2
-        if resource is not None:
-            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-            soft = MAX_FILES * 2 if soft == resource.RLIM_INFINITY else soft
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            soft = 2 * MAX_FILES
         self.max_files = max(1, min(MAX_FILES, soft // 2))  # half the descriptors, at most
 
     def put(self, raw: bytes, name: str) -> str:
