@@ -100,13 +100,17 @@ class LogView:
     def contradicted(self, manifests: Mapping[int, SignedManifest]) -> list[int]:
         """The sequence numbers of ``manifests`` (read from the log) that a verified index
         file describes otherwise (another source, hour or kind)."""
+        files = {f.start: f for f in self._indexed}
+        refs: dict[int, list[BatchRef]] = {}  # each file parsed once, when a manifest needs it
         out = []
         for seq, signed in manifests.items():
-            for f in self._indexed:
-                if f.start <= seq < f.start + TILE_WIDTH and _refs(f)[seq - f.start] != (
-                    BatchRef.of(signed)
-                ):
-                    out.append(seq)
+            start = seq - seq % TILE_WIDTH
+            if start not in files:
+                continue
+            if start not in refs:
+                refs[start] = _refs(files[start])
+            if refs[start][seq - start] != BatchRef.of(signed):
+                out.append(seq)
         return out
 
     def batches_of(self, window_start: int, source: str) -> list[SignedManifest]:
