@@ -114,7 +114,8 @@ class ObjectStoreRecords:
             self._create_round(kept.checkpoint, kept.tree_size, kept.cosigned)
         for record in kept.refusals:
             raw = orjson.dumps(record)
-            with contextlib.suppress(ObjectExistsError):  # the same refusal, recorded already
+            # the same refusal, recorded already or being recorded by another round right now
+            with contextlib.suppress(ObjectExistsError, WriteConflictError):
                 self.store.put_new(refusal_record_path(raw, kept.tree_size), raw)
         self.local.replace(LOCAL_HINTS, _hints_bytes({**self.hints(), **kept.hints}))
 
