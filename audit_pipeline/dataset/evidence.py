@@ -194,11 +194,11 @@ def export_evidence(
                 _copy(data_dir, staging, f"{CHECKPOINTS}/{name}")
         for rel in LocalStorage(data_dir).walk_files(WITNESSED):
             # every round's record up to the size, every refusal (a file or one object each)
+            # (records only: a stray file in a nested folder is never copied)
             witnessed = parse_witnessed_name(rel.rpartition("/")[2])
-            if (
-                (witnessed is not None and witnessed[0] <= report.tree_size)
-                or rel == REFUSALS
-                or (rel.startswith(f"{REFUSAL_RECORDS}/") and is_witness_record(rel))
+            if rel == REFUSALS or (
+                is_witness_record(rel)
+                and (rel.startswith(f"{REFUSAL_RECORDS}/") or witnessed[0] <= report.tree_size)
             ):
                 _copy(data_dir, staging, rel)
         if witness_keys:
