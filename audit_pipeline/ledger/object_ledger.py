@@ -47,6 +47,7 @@ from audit_pipeline.ledger.commit import (
     Ledger,
     LedgerStateError,
     WriteData,
+    _as_view,
     checked_events,
     file_digest,
 )
@@ -276,7 +277,7 @@ class ObjectStoreLedger(Ledger):
         """_write_checkpoint signs the checkpoint for the log's size (recorded in the signer
         state first) and creates it; one another committer created first is kept if it
         verifies for the same tree."""
-        view = chain if isinstance(chain, LogView) else LogView.of_chain(chain)
+        view = _as_view(chain)
         origin, size = self._origin(view), view.size
         state = None if self.signer_state is None else load_signer_state(self.signer_state)
         if self.signer_state is not None:

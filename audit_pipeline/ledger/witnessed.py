@@ -82,7 +82,7 @@ def parse_witnessed_name(name: str) -> tuple[int, int] | None:
     if size is not None:
         return size, 1
     match = _ROUND.match(name)
-    if match is None or int(match.group(2)) < 2:
+    if match is None:
         return None
     size, round_ = int(match.group(1)), int(match.group(2))
     return (size, round_) if f"{WITNESSED}/{name}" == witnessed_path(size, round_) else None

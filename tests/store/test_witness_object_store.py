@@ -178,6 +178,7 @@ def test_a_refusing_witness_is_one_record_and_the_quorum_is_missing(
     witnessed.use(w1, w2)
     code, _, err = sync(capsys, data_url, 0, 1)
     assert "cosigned by 1/2 (quorum 2, NOT met)" in err and "w2: refused: 404" in err
+    assert code == 0, err  # committed; a refusal is no alarm (the verify below reports the quorum)
 
     refusals = store.list_keys(f"{REFUSAL_RECORDS}/")
     assert len(refusals) == 1 and refusals[0].startswith(f"{REFUSAL_RECORDS}/00000001-")
