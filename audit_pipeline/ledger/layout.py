@@ -305,12 +305,14 @@ class LocalStorage:
     def size(self, rel: str) -> int:
         return self.path(rel).stat().st_size
 
-    def list_dir(self, rel: str) -> list[str]:
-        """list_dir returns the sorted entry names of a directory ([] if it does not exist)."""
+    def list_dir(self, rel: str, after: str | None = None) -> list[str]:
+        """list_dir returns the sorted entry names of a directory ([] if it does not exist);
+        with ``after``, only those that sort after it (as an object store's listing)."""
         try:
-            return sorted(os.listdir(self.path(rel)))
+            names = sorted(os.listdir(self.path(rel)))
         except FileNotFoundError:
             return []
+        return names if after is None else [n for n in names if n > after]
 
     def walk_files(self, rel: str, linked_dirs: list[str] | None = None) -> list[str]:
         """walk_files returns every non-directory path under ``rel``, relative to the root,

@@ -89,4 +89,4 @@ class VerifyContext:
         if first <= 0 or isinstance(self.storage, LocalStorage):
             return self.storage.list_dir(folder), 0
         after = numbered_name(first - 1, suffix)
-        return self.storage.list_dir(folder, after=after), first  # type: ignore[call-arg]
+        return self.storage.list_dir(folder, after=after), first

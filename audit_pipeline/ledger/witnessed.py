@@ -146,9 +146,13 @@ def read_witnessed(
     """read_witnessed returns the witnessed checkpoints (of sizes >= ``from_size``, or of
     size ``only``) as (size their names give, path of the first record, note), smallest
     first: the records of one size holding the same checkpoint text are one note with
-    every cosignature line any of them holds (an object store keeps one record a round)."""
+    every cosignature line any of them holds (an object store keeps one record a round).
+    The listing starts at the first size asked for (an object store lists from there, not
+    every record of the history: a round's name sorts before its size's first record)."""
+    first = from_size if only is None else only
+    after = numbered_name(first - 1, CHECKPOINT_SUFFIX) if first > 0 else None
     names: dict[int, list[tuple[int, str]]] = {}
-    for name in storage.list_dir(WITNESSED):
+    for name in storage.list_dir(WITNESSED, after=after):
         parsed = parse_witnessed_name(name)
         if parsed is None or parsed[0] < from_size or only not in (None, parsed[0]):
             continue

@@ -14,10 +14,12 @@ from audit_pipeline.ledger.layout import LocalStorage
 from audit_pipeline.ledger.note import Signer, generate_key
 from audit_pipeline.ledger.witnessed import (
     REFUSALS,
+    WITNESSED,
     check_witnessed,
     cosigned_checkpoint,
     is_witness_record,
     parse_witnessed_name,
+    read_witnessed,
     refusal_record_path,
     witnessed_path,
 )
@@ -81,3 +83,22 @@ def test_refusals_from_the_file_and_from_records_are_both_conflicts(tmp_path: Pa
     verdict = _check(storage, [w1, w2], 1)
     conflicts = {p[1] for p in verdict.problems if p[0] == "witness_conflict"}
     assert conflicts == {REFUSALS, refusal_record_path(raw, 3)}
+
+
+def test_records_are_read_from_the_size_asked_for_with_every_round(tmp_path: Path) -> None:
+    """The listing starts at the first size asked for: a round's name sorts before its
+    size's first record, so neither the earlier size's rounds nor a later one leak in."""
+    storage = LocalStorage(tmp_path)
+    folder = tmp_path / WITNESSED
+    folder.mkdir(parents=True)
+    for size in (2, 3, 4):
+        for round_ in (1, 2):
+            (tmp_path / witnessed_path(size, round_)).write_bytes(f"{size}/{round_}".encode())
+    (folder / "refusals.jsonl").write_bytes(b"{}\n")
+
+    def sizes(**kw: int) -> list[tuple[int, bytes]]:
+        return [(size, raw) for size, _, raw in read_witnessed(storage, **kw)]
+
+    assert sizes(only=3) == [(3, b"3/1"), (3, b"3/2")]
+    assert sizes(from_size=3) == [(3, b"3/1"), (3, b"3/2"), (4, b"4/1"), (4, b"4/2")]
+    assert [s for s, _ in sizes()] == [2, 2, 3, 3, 4, 4]
